@@ -1,0 +1,124 @@
+//! The `cohortdb` catalog as DataFusion sees it: schema `public` with the
+//! built-in relations and user tables, plus registered schemas (`pg_catalog`).
+
+use std::any::Any;
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use chrono_tz::Tz;
+use cohortdb_storage::Store;
+use datafusion::catalog::{CatalogProvider, SchemaProvider};
+use datafusion::datasource::{TableProvider, TableType};
+use datafusion::error::Result as DfResult;
+
+use crate::error::SqlError;
+use crate::tables::contacts::ContactsTable;
+use crate::tables::events::EventsTable;
+use crate::tables::identities::IdentitiesTable;
+use crate::tables::meta::{MetaKind, MetaTable};
+use crate::tables::user::UserTable;
+
+/// Names of the built-in relations in `public`.
+pub const BUILTIN_RELATIONS: &[&str] =
+    &["contacts", "contact_view", "events", "event_view", "event_types", "event_properties", "identities"];
+
+/// Shared state the providers need.
+#[derive(Debug, Clone)]
+pub struct TableEnv {
+    /// The store.
+    pub store: Arc<Store>,
+    /// Server time zone (defines `event_day`).
+    pub tz: Tz,
+    /// Serialises read-modify-write of contact rows.
+    pub contact_lock: Arc<tokio::sync::Mutex<()>>,
+}
+
+/// Catalog provider for the single database.
+#[derive(Debug)]
+pub struct CohortCatalog {
+    public: Arc<CohortSchema>,
+    others: RwLock<HashMap<String, Arc<dyn SchemaProvider>>>,
+}
+
+impl CohortCatalog {
+    /// The catalog over `env`.
+    pub fn new(env: TableEnv) -> Self {
+        CohortCatalog { public: Arc::new(CohortSchema { env }), others: RwLock::new(HashMap::new()) }
+    }
+}
+
+impl CatalogProvider for CohortCatalog {
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+    fn schema_names(&self) -> Vec<String> {
+        let mut v = vec!["public".to_string()];
+        v.extend(self.others.read().expect("lock").keys().cloned());
+        v
+    }
+    fn schema(&self, name: &str) -> Option<Arc<dyn SchemaProvider>> {
+        if name == "public" {
+            return Some(self.public.clone());
+        }
+        self.others.read().expect("lock").get(name).cloned()
+    }
+    fn register_schema(&self, name: &str, schema: Arc<dyn SchemaProvider>) -> DfResult<Option<Arc<dyn SchemaProvider>>> {
+        Ok(self.others.write().expect("lock").insert(name.to_string(), schema))
+    }
+}
+
+/// Schema `public`.
+#[derive(Debug)]
+pub struct CohortSchema {
+    env: TableEnv,
+}
+
+impl CohortSchema {
+    fn provider(&self, name: &str) -> Option<Arc<dyn TableProvider>> {
+        let e = &self.env;
+        Some(match name {
+            "contacts" => Arc::new(ContactsTable::new(e.store.clone(), false, e.contact_lock.clone())),
+            "contact_view" => Arc::new(ContactsTable::new(e.store.clone(), true, e.contact_lock.clone())),
+            "events" => Arc::new(EventsTable::new(e.store.clone(), false, e.tz, e.contact_lock.clone())),
+            "event_view" => Arc::new(EventsTable::new(e.store.clone(), true, e.tz, e.contact_lock.clone())),
+            "event_types" => Arc::new(MetaTable::new(e.store.clone(), MetaKind::EventTypes)),
+            "event_properties" => Arc::new(MetaTable::new(e.store.clone(), MetaKind::EventProperties)),
+            "identities" => Arc::new(IdentitiesTable::new(e.store.clone())),
+            other => {
+                let def = e.store.catalog().table(other)?.clone();
+                Arc::new(UserTable::new(e.store.clone(), def))
+            }
+        })
+    }
+}
+
+#[async_trait::async_trait]
+impl SchemaProvider for CohortSchema {
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+    fn table_names(&self) -> Vec<String> {
+        let mut v: Vec<String> = BUILTIN_RELATIONS.iter().map(|s| s.to_string()).collect();
+        v.extend(self.env.store.catalog().data().tables.iter().map(|t| t.name.clone()));
+        v
+    }
+    async fn table(&self, name: &str) -> DfResult<Option<Arc<dyn TableProvider>>> {
+        Ok(self.provider(name))
+    }
+    async fn table_type(&self, name: &str) -> DfResult<Option<TableType>> {
+        Ok(match name {
+            "contact_view" | "event_view" => Some(TableType::View),
+            n if BUILTIN_RELATIONS.contains(&n) => Some(TableType::Base),
+            n => self.env.store.catalog().table(n).map(|_| TableType::Base),
+        })
+    }
+    fn table_exist(&self, name: &str) -> bool {
+        BUILTIN_RELATIONS.contains(&name) || self.env.store.catalog().table(name).is_some()
+    }
+    fn register_table(&self, name: String, _table: Arc<dyn TableProvider>) -> DfResult<Option<Arc<dyn TableProvider>>> {
+        Err(SqlError::Unsupported(format!(
+            "cannot create \"{name}\" here: use CREATE TABLE with column definitions (views and CREATE TABLE AS are not supported)"
+        ))
+        .into())
+    }
+}

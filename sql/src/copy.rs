@@ -1,0 +1,483 @@
+//! `COPY ... FROM STDIN` (text and csv) into contacts, events and user
+//! tables, and row formatting for `COPY ... TO STDOUT`.
+
+use std::sync::Arc;
+
+use chrono_tz::Tz;
+use cohortdb_storage::{DataType, Store, UserTableDef, Value};
+use datafusion::arrow::array::{Array, AsArray, RecordBatch};
+use datafusion::arrow::datatypes::{
+    DataType as A, Date32Type, Float32Type, Float64Type, Int16Type, Int32Type, Int64Type, Int8Type, TimeUnit,
+    TimestampMicrosecondType, TimestampMillisecondType, TimestampNanosecondType, TimestampSecondType,
+    UInt32Type, UInt64Type,
+};
+
+use crate::convert::{date_from_days, format_ts_utc, parse_text};
+use crate::error::{Result, SqlError};
+use crate::ingest::{contact_col_type, event_col_type, ContactIngest, EventIngest, OnError, RowRef, UserRowIngest};
+
+/// COPY data format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CopyFormat {
+    /// Tab-separated, `\N` for NULL, backslash escapes.
+    Text,
+    /// Comma-separated values with quoting.
+    Csv,
+}
+
+/// Options of a COPY statement.
+#[derive(Debug, Clone)]
+pub struct CopyOptions {
+    /// Data format.
+    pub format: CopyFormat,
+    /// Field delimiter.
+    pub delimiter: u8,
+    /// NULL marker.
+    pub null: String,
+    /// First line is a header (skipped on input, written on output).
+    pub header: bool,
+    /// CSV quote character.
+    pub quote: u8,
+    /// CSV escape character.
+    pub escape: u8,
+    /// What to do with bad rows.
+    pub on_error: OnError,
+}
+
+impl CopyOptions {
+    /// Defaults for `format`.
+    pub fn new(format: CopyFormat) -> Self {
+        match format {
+            CopyFormat::Text => CopyOptions {
+                format,
+                delimiter: b'\t',
+                null: "\\N".into(),
+                header: false,
+                quote: b'"',
+                escape: b'"',
+                on_error: OnError::Stop,
+            },
+            CopyFormat::Csv => CopyOptions {
+                format,
+                delimiter: b',',
+                null: String::new(),
+                header: false,
+                quote: b'"',
+                escape: b'"',
+                on_error: OnError::Stop,
+            },
+        }
+    }
+}
+
+enum Target {
+    Contacts(ContactIngest),
+    Events(EventIngest),
+    User(UserRowIngest, UserTableDef),
+}
+
+/// An active `COPY ... FROM STDIN`: fed with data chunks, committed at the end.
+pub struct CopyIn {
+    target: Target,
+    /// For each input field: the layout column it fills.
+    map: Vec<usize>,
+    types: Vec<DataType>,
+    names: Vec<String>,
+    width: usize,
+    opts: CopyOptions,
+    tz: Tz,
+    pending: Vec<u8>,
+    line: u64,
+    rows: u64,
+    skipped: u64,
+    first_error: Option<String>,
+    contact_lock: Arc<tokio::sync::Mutex<()>>,
+    /// Number of columns the client sends.
+    pub columns: usize,
+}
+
+impl CopyIn {
+    /// Starts a COPY into `table` with the given column list (empty = all columns).
+    pub fn begin(
+        store: Arc<Store>,
+        table: &str,
+        columns: &[String],
+        opts: CopyOptions,
+        tz: Tz,
+        contact_lock: Arc<tokio::sync::Mutex<()>>,
+    ) -> Result<CopyIn> {
+        let (target, all): (Target, Vec<(String, DataType)>) = match table {
+            "contacts" => {
+                let ing = ContactIngest::new(store);
+                let cols = ing.layout().cols.iter().map(|(n, c)| (n.clone(), contact_col_type(*c))).collect();
+                (Target::Contacts(ing), cols)
+            }
+            "events" => {
+                let ing = EventIngest::new(store);
+                let cols = ing.layout().cols.iter().map(|(n, c)| (n.clone(), event_col_type(*c))).collect();
+                (Target::Events(ing), cols)
+            }
+            "contact_view" | "event_view" | "event_types" | "event_properties" | "identities" => {
+                return Err(SqlError::Unsupported(format!(
+                    "COPY FROM is not supported for \"{table}\"; copy into contacts, events or a user table"
+                )))
+            }
+            other => {
+                let def = store
+                    .catalog()
+                    .table(other)
+                    .cloned()
+                    .ok_or_else(|| SqlError::UndefinedTable(format!("relation \"{other}\" does not exist")))?;
+                let cols = def.columns.iter().map(|c| (c.name.clone(), c.data_type)).collect();
+                (Target::User(UserRowIngest::new(store, def.clone()), def), cols)
+            }
+        };
+        let map: Vec<usize> = if columns.is_empty() {
+            (0..all.len()).collect()
+        } else {
+            columns
+                .iter()
+                .map(|c| {
+                    all.iter().position(|(n, _)| n == c).ok_or_else(|| {
+                        SqlError::UndefinedColumn(format!("column \"{c}\" of relation \"{table}\" does not exist"))
+                    })
+                })
+                .collect::<Result<_>>()?
+        };
+        let types = map.iter().map(|i| all[*i].1).collect();
+        let names = map.iter().map(|i| all[*i].0.clone()).collect();
+        Ok(CopyIn {
+            target,
+            columns: map.len(),
+            map,
+            types,
+            names,
+            width: all.len(),
+            opts,
+            tz,
+            pending: Vec::new(),
+            line: 0,
+            rows: 0,
+            skipped: 0,
+            first_error: None,
+            contact_lock,
+        })
+    }
+
+    /// Feeds a chunk of COPY data.
+    pub fn feed(&mut self, data: &[u8]) -> Result<()> {
+        self.pending.extend_from_slice(data);
+        let mut start = 0;
+        let buf = std::mem::take(&mut self.pending);
+        loop {
+            match find_record_end(&buf[start..], &self.opts) {
+                Some(len) => {
+                    let rec = &buf[start..start + len];
+                    start += len + 1;
+                    self.record(rec)?;
+                }
+                None => break,
+            }
+        }
+        self.pending = buf[start..].to_vec();
+        Ok(())
+    }
+
+    fn record(&mut self, rec: &[u8]) -> Result<()> {
+        self.line += 1;
+        let rec = rec.strip_suffix(b"\r").unwrap_or(rec);
+        if self.opts.format == CopyFormat::Text && rec == b"\\." {
+            return Ok(());
+        }
+        if self.line == 1 && self.opts.header {
+            return Ok(());
+        }
+        let at = RowRef { n: self.line, copy_line: true };
+        match self.parse_row(rec, at).and_then(|row| self.push(row, at)) {
+            Ok(()) => {
+                self.rows += 1;
+                Ok(())
+            }
+            Err(e) if self.opts.on_error == OnError::Ignore && is_data_error(&e) => {
+                self.skipped += 1;
+                if self.first_error.is_none() {
+                    self.first_error = Some(e.to_string());
+                }
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn parse_row(&self, rec: &[u8], at: RowRef) -> Result<Vec<Value>> {
+        let text = std::str::from_utf8(rec)
+            .map_err(|_| SqlError::BadCopyFile(format!("{at}: invalid UTF-8 in COPY data")))?;
+        let fields = match self.opts.format {
+            CopyFormat::Csv => split_csv(text, &self.opts),
+            CopyFormat::Text => split_text(text, &self.opts),
+        };
+        if fields.len() != self.map.len() {
+            return Err(SqlError::BadCopyFile(format!(
+                "{at}: expected {} columns ({}), got {}",
+                self.map.len(),
+                self.names.join(", "),
+                fields.len()
+            )));
+        }
+        let mut row = vec![Value::Null; self.width];
+        for (i, f) in fields.into_iter().enumerate() {
+            if let Some(s) = f {
+                row[self.map[i]] = parse_text(self.types[i], &s, &self.tz).map_err(|e| {
+                    SqlError::InvalidText(format!("{at}, column {}: {e}", self.names[i]))
+                })?;
+            }
+        }
+        Ok(row)
+    }
+
+    fn push(&mut self, row: Vec<Value>, at: RowRef) -> Result<()> {
+        match &mut self.target {
+            Target::Contacts(i) => i.push(row, at),
+            Target::Events(i) => i.push(&row, at),
+            Target::User(i, _) => i.push(&row),
+        }
+    }
+
+    /// Ends the COPY: parses what is left and commits. Returns `(rows, skipped, first skipped error)`.
+    pub async fn finish(mut self) -> Result<(u64, u64, Option<String>)> {
+        if !self.pending.is_empty() {
+            let rest = std::mem::take(&mut self.pending);
+            if find_record_end(&rest, &self.opts).is_none() && in_open_quote(&rest, &self.opts) {
+                return Err(SqlError::BadCopyFile(format!(
+                    "COPY line {}: unterminated CSV quoted field",
+                    self.line + 1
+                )));
+            }
+            self.record(&rest)?;
+        }
+        let rows = match self.target {
+            Target::Contacts(i) => i.commit().await?,
+            Target::Events(i) => i.commit(&self.contact_lock).await?,
+            Target::User(i, _) => i.commit().await?,
+        };
+        Ok((rows, self.skipped, self.first_error))
+    }
+}
+
+fn is_data_error(e: &SqlError) -> bool {
+    !matches!(e, SqlError::Storage(_) | SqlError::DataFusion(_))
+}
+
+fn in_open_quote(buf: &[u8], opts: &CopyOptions) -> bool {
+    if opts.format != CopyFormat::Csv {
+        return false;
+    }
+    let mut inq = false;
+    for &b in buf {
+        if b == opts.quote {
+            inq = !inq;
+        }
+    }
+    inq
+}
+
+/// Length of the first complete record in `buf` (excluding its newline).
+fn find_record_end(buf: &[u8], opts: &CopyOptions) -> Option<usize> {
+    match opts.format {
+        CopyFormat::Text => memchr_newline(buf),
+        CopyFormat::Csv => {
+            let mut inq = false;
+            let mut i = 0;
+            while i < buf.len() {
+                let b = buf[i];
+                if inq {
+                    if b == opts.escape && opts.escape != opts.quote && i + 1 < buf.len() && buf[i + 1] == opts.quote {
+                        i += 2;
+                        continue;
+                    }
+                    if b == opts.quote {
+                        inq = false;
+                    }
+                } else if b == opts.quote {
+                    inq = true;
+                } else if b == b'\n' {
+                    return Some(i);
+                }
+                i += 1;
+            }
+            None
+        }
+    }
+}
+
+fn memchr_newline(buf: &[u8]) -> Option<usize> {
+    buf.iter().position(|b| *b == b'\n')
+}
+
+fn split_csv(line: &str, opts: &CopyOptions) -> Vec<Option<String>> {
+    let mut out = Vec::new();
+    let bytes = line.as_bytes();
+    let (d, q, esc) = (opts.delimiter, opts.quote, opts.escape);
+    let mut i = 0;
+    loop {
+        let mut field = Vec::new();
+        let mut quoted = false;
+        while i < bytes.len() && bytes[i] != d {
+            if bytes[i] == q {
+                quoted = true;
+                i += 1;
+                while i < bytes.len() {
+                    if bytes[i] == esc && i + 1 < bytes.len() && bytes[i + 1] == q {
+                        field.push(q);
+                        i += 2;
+                    } else if bytes[i] == q {
+                        i += 1;
+                        break;
+                    } else {
+                        field.push(bytes[i]);
+                        i += 1;
+                    }
+                }
+            } else {
+                field.push(bytes[i]);
+                i += 1;
+            }
+        }
+        let s = String::from_utf8_lossy(&field).into_owned();
+        out.push(if !quoted && s == opts.null { None } else { Some(s) });
+        if i >= bytes.len() {
+            break;
+        }
+        i += 1;
+    }
+    out
+}
+
+fn split_text(line: &str, opts: &CopyOptions) -> Vec<Option<String>> {
+    line.split(opts.delimiter as char)
+        .map(|raw| {
+            if raw == opts.null {
+                return None;
+            }
+            if !raw.contains('\\') {
+                return Some(raw.to_string());
+            }
+            let mut s = String::with_capacity(raw.len());
+            let mut chars = raw.chars();
+            while let Some(c) = chars.next() {
+                if c != '\\' {
+                    s.push(c);
+                    continue;
+                }
+                match chars.next() {
+                    Some('t') => s.push('\t'),
+                    Some('n') => s.push('\n'),
+                    Some('r') => s.push('\r'),
+                    Some('b') => s.push('\u{8}'),
+                    Some('f') => s.push('\u{c}'),
+                    Some('v') => s.push('\u{b}'),
+                    Some(o) => s.push(o),
+                    None => s.push('\\'),
+                }
+            }
+            Some(s)
+        })
+        .collect()
+}
+
+/// Formats one value of an Arrow array as Postgres text (None = NULL).
+pub fn format_cell(a: &dyn Array, i: usize) -> Option<String> {
+    if a.is_null(i) {
+        return None;
+    }
+    Some(match a.data_type() {
+        A::Utf8 => a.as_string::<i32>().value(i).to_string(),
+        A::LargeUtf8 => a.as_string::<i64>().value(i).to_string(),
+        A::Utf8View => a.as_string_view().value(i).to_string(),
+        A::Boolean => if a.as_boolean().value(i) { "t" } else { "f" }.to_string(),
+        A::Int8 => a.as_primitive::<Int8Type>().value(i).to_string(),
+        A::Int16 => a.as_primitive::<Int16Type>().value(i).to_string(),
+        A::Int32 => a.as_primitive::<Int32Type>().value(i).to_string(),
+        A::Int64 => a.as_primitive::<Int64Type>().value(i).to_string(),
+        A::UInt32 => a.as_primitive::<UInt32Type>().value(i).to_string(),
+        A::UInt64 => a.as_primitive::<UInt64Type>().value(i).to_string(),
+        A::Float32 => a.as_primitive::<Float32Type>().value(i).to_string(),
+        A::Float64 => a.as_primitive::<Float64Type>().value(i).to_string(),
+        A::Date32 => date_from_days(a.as_primitive::<Date32Type>().value(i)).to_string(),
+        A::Timestamp(unit, _) => format_ts_utc(match unit {
+            TimeUnit::Millisecond => a.as_primitive::<TimestampMillisecondType>().value(i),
+            TimeUnit::Microsecond => a.as_primitive::<TimestampMicrosecondType>().value(i) / 1000,
+            TimeUnit::Nanosecond => a.as_primitive::<TimestampNanosecondType>().value(i) / 1_000_000,
+            TimeUnit::Second => a.as_primitive::<TimestampSecondType>().value(i) * 1000,
+        }),
+        _ => datafusion::arrow::util::display::array_value_to_string(a, i).unwrap_or_default(),
+    })
+}
+
+/// Formats the rows of a batch as COPY text or csv lines.
+pub fn format_batch(batch: &RecordBatch, opts: &CopyOptions) -> Vec<u8> {
+    let mut out = Vec::new();
+    for r in 0..batch.num_rows() {
+        for c in 0..batch.num_columns() {
+            if c > 0 {
+                out.push(opts.delimiter);
+            }
+            let cell = format_cell(batch.column(c).as_ref(), r);
+            write_field(&mut out, cell.as_deref(), opts);
+        }
+        out.push(b'\n');
+    }
+    out
+}
+
+/// Writes one field, escaped for the format.
+pub fn write_field(out: &mut Vec<u8>, cell: Option<&str>, opts: &CopyOptions) {
+    match (cell, opts.format) {
+        (None, _) => out.extend_from_slice(opts.null.as_bytes()),
+        (Some(s), CopyFormat::Text) => {
+            for ch in s.bytes() {
+                match ch {
+                    b'\\' => out.extend_from_slice(b"\\\\"),
+                    b'\t' => out.extend_from_slice(b"\\t"),
+                    b'\n' => out.extend_from_slice(b"\\n"),
+                    b'\r' => out.extend_from_slice(b"\\r"),
+                    c => out.push(c),
+                }
+            }
+        }
+        (Some(s), CopyFormat::Csv) => {
+            let needs = s.is_empty()
+                || s.bytes().any(|b| b == opts.delimiter || b == opts.quote || b == b'\n' || b == b'\r')
+                || s == opts.null;
+            if needs {
+                out.push(opts.quote);
+                for b in s.bytes() {
+                    if b == opts.quote {
+                        out.push(opts.escape);
+                    }
+                    out.push(b);
+                }
+                out.push(opts.quote);
+            } else {
+                out.extend_from_slice(s.as_bytes());
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_fields_split_with_quotes_and_nulls() {
+        let o = CopyOptions::new(CopyFormat::Csv);
+        assert_eq!(
+            split_csv("1,\"a,b\",,\"\",\"x\"\"y\"", &o),
+            vec![Some("1".into()), Some("a,b".into()), None, Some("".into()), Some("x\"y".into())]
+        );
+        assert_eq!(find_record_end(b"1,\"a\nb\"\n2", &o), Some(7));
+        let t = CopyOptions::new(CopyFormat::Text);
+        assert_eq!(split_text("a\\tb\t\\N\tc", &t), vec![Some("a\tb".into()), None, Some("c".into())]);
+    }
+}

@@ -1,0 +1,602 @@
+//! The engine: one shared DataFusion context over the cohortdb catalog, and
+//! per-connection sessions that parse statements, route cohortdb's own
+//! statements (DDL on the catalog, COPY, SET/SHOW, procedures) and hand the
+//! rest to DataFusion.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use chrono_tz::Tz;
+use cohortdb_storage::catalog::FieldDef;
+use cohortdb_storage::{ColumnDef, DataType, Store, UserTableDef};
+use datafusion::common::ParamValues;
+use datafusion::dataframe::DataFrame;
+use datafusion::logical_expr::LogicalPlan;
+use datafusion::prelude::{SessionConfig, SessionContext};
+use datafusion::sql::sqlparser::ast::{
+    AlterTableOperation, CopyOption, CopySource, CopyTarget, Expr as SqlExpr, ObjectName, ObjectType, Set,
+    Statement, Value as SqlValue,
+};
+use datafusion_pg_catalog::pg_catalog::context::EmptyContextProvider;
+use datafusion_pg_catalog::pg_catalog::setup_pg_catalog;
+use datafusion_pg_catalog::sql::PostgresCompatibilityParser;
+
+use crate::catalog::{CohortCatalog, TableEnv, BUILTIN_RELATIONS};
+use crate::copy::{CopyFormat, CopyIn, CopyOptions};
+use crate::error::{Result, SqlError};
+use crate::functions;
+use crate::ingest::OnError;
+use crate::tables::meta::{define_property, is_identifier};
+
+/// Name of the one database.
+pub const DATABASE: &str = "cohortdb";
+/// Postgres version reported to clients.
+pub const PG_VERSION: &str = "16.4";
+/// `server_version_num` reported to clients.
+pub const PG_VERSION_NUM: &str = "160004";
+
+/// Engine settings.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Server time zone: defines `event_day` and the default session time zone.
+    pub timezone: Tz,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig { timezone: Tz::UTC }
+    }
+}
+
+/// The shared engine.
+pub struct Engine {
+    store: Arc<Store>,
+    base: SessionContext,
+    env: TableEnv,
+    parser: PostgresCompatibilityParser,
+}
+
+/// What a statement produced.
+pub enum Outcome {
+    /// Rows to send.
+    Rows(DataFrame),
+    /// A completed command: tag and affected rows (`INSERT 0 n` is formatted by the server).
+    Command {
+        /// Command tag word(s), e.g. `CREATE TABLE`.
+        tag: String,
+        /// Affected rows, when the tag carries a count.
+        rows: Option<u64>,
+    },
+    /// The client must now send COPY data.
+    CopyIn(Box<CopyIn>),
+    /// Rows to stream as COPY data.
+    CopyOut {
+        /// Rows.
+        df: DataFrame,
+        /// Format.
+        opts: CopyOptions,
+    },
+    /// A setting changed that clients track (ParameterStatus).
+    ParameterChanged {
+        /// Tag (`SET`).
+        tag: String,
+        /// Parameter name as reported.
+        name: String,
+        /// New value.
+        value: String,
+    },
+}
+
+/// A statement parsed for the extended protocol.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    /// The statement.
+    pub stmt: Statement,
+    /// Its DataFusion plan, when DataFusion plans it (queries and DML).
+    pub plan: Option<LogicalPlan>,
+}
+
+impl Engine {
+    /// Builds the engine over an open store.
+    pub fn new(store: Arc<Store>, config: EngineConfig) -> Result<Arc<Engine>> {
+        let mut sc = SessionConfig::new()
+            .with_information_schema(true)
+            .with_create_default_catalog_and_schema(false)
+            .with_default_catalog_and_schema(DATABASE, "public")
+            .with_target_partitions(2);
+        sc.options_mut().execution.time_zone = Some(config.timezone.name().to_string());
+        sc.options_mut().sql_parser.enable_ident_normalization = true;
+        let base = SessionContext::new_with_config(sc);
+        let env = TableEnv { store: store.clone(), tz: config.timezone, contact_lock: Arc::new(tokio::sync::Mutex::new(())) };
+        base.register_catalog(DATABASE, Arc::new(CohortCatalog::new(env.clone())));
+        setup_pg_catalog(&base, DATABASE, EmptyContextProvider).map_err(|e| SqlError::DataFusion(*e))?;
+        functions::register(&base);
+        Ok(Arc::new(Engine { store, base, env, parser: PostgresCompatibilityParser::new() }))
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
+    /// A new session (one per connection).
+    pub fn session(self: &Arc<Self>) -> Session {
+        let ctx = SessionContext::new_with_state(self.base.state());
+        Session { engine: self.clone(), ctx, settings: Mutex::new(HashMap::new()), tz: Mutex::new(self.env.tz) }
+    }
+
+    /// Parses SQL text into statements (Postgres dialect with catalog rewrites).
+    pub fn parse(&self, sql: &str) -> Result<(Vec<Statement>, Option<OnError>)> {
+        let (sql, on_error) = extract_on_error(sql);
+        let stmts = self.parser.parse(&sql).map_err(|e| SqlError::Syntax(e.to_string()))?;
+        Ok((stmts, on_error))
+    }
+}
+
+/// Removes a `ON_ERROR <mode>` COPY option (which the parser does not know) from `sql`.
+fn extract_on_error(sql: &str) -> (String, Option<OnError>) {
+    let upper = sql.to_ascii_uppercase();
+    let Some(pos) = upper.find("ON_ERROR") else { return (sql.to_string(), None) };
+    let rest = &sql[pos + 8..];
+    let word: String = rest.trim_start().chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '\'').collect();
+    let ws = rest.len() - rest.trim_start().len();
+    let end = pos + 8 + ws + word.len();
+    let mode = match word.trim_matches('\'').to_ascii_lowercase().as_str() {
+        "ignore" => OnError::Ignore,
+        _ => OnError::Stop,
+    };
+    let mut before = sql[..pos].trim_end().to_string();
+    let mut after = sql[end..].to_string();
+    if before.ends_with(',') {
+        before.pop();
+    } else if after.trim_start().starts_with(',') {
+        after = after.trim_start()[1..].to_string();
+    }
+    let mut out = format!("{before} {after}");
+    out = out.replace("( )", "").replace("()", "");
+    (out, Some(mode))
+}
+
+/// Per-connection state: settings, time zone, its DataFusion context.
+pub struct Session {
+    engine: Arc<Engine>,
+    ctx: SessionContext,
+    settings: Mutex<HashMap<String, String>>,
+    tz: Mutex<Tz>,
+}
+
+fn object_name(n: &ObjectName) -> String {
+    n.0.last().map(|p| p.to_string().trim_matches('"').to_string()).unwrap_or_default()
+}
+
+fn sql_value_text(e: &SqlExpr) -> String {
+    match e {
+        SqlExpr::Value(v) => match &v.value {
+            SqlValue::SingleQuotedString(s) | SqlValue::DoubleQuotedString(s) => s.clone(),
+            other => other.to_string(),
+        },
+        SqlExpr::Identifier(i) => i.value.clone(),
+        other => other.to_string(),
+    }
+}
+
+impl Session {
+    /// The engine.
+    pub fn engine(&self) -> &Arc<Engine> {
+        &self.engine
+    }
+
+    /// This session's DataFusion context.
+    pub fn context(&self) -> &SessionContext {
+        &self.ctx
+    }
+
+    /// The session time zone.
+    pub fn timezone(&self) -> Tz {
+        *self.tz.lock().expect("tz lock")
+    }
+
+    /// Value of a setting as `SHOW` reports it.
+    pub fn setting(&self, name: &str) -> Option<String> {
+        let n = name.to_ascii_lowercase();
+        if let Some(v) = self.settings.lock().expect("settings").get(&n) {
+            return Some(v.clone());
+        }
+        Some(match n.as_str() {
+            "timezone" | "time zone" => self.timezone().name().to_string(),
+            "server_version" => PG_VERSION.to_string(),
+            "server_version_num" => PG_VERSION_NUM.to_string(),
+            "client_encoding" | "server_encoding" => "UTF8".into(),
+            "datestyle" => "ISO, MDY".into(),
+            "intervalstyle" => "postgres".into(),
+            "standard_conforming_strings" | "integer_datetimes" => "on".into(),
+            "transaction_isolation" | "default_transaction_isolation" => "read committed".into(),
+            "transaction_read_only" | "default_transaction_read_only" => "off".into(),
+            "search_path" => "\"$user\", public".into(),
+            "application_name" => String::new(),
+            "extra_float_digits" => "1".into(),
+            "statement_timeout" | "lock_timeout" | "idle_in_transaction_session_timeout" => "0".into(),
+            "max_identifier_length" => "63".into(),
+            "bytea_output" => "hex".into(),
+            "is_superuser" => "on".into(),
+            "jit" => "off".into(),
+            _ => return None,
+        })
+    }
+
+    /// Plans a statement for Parse/Describe (no side effects).
+    pub async fn prepare(&self, stmt: Statement) -> Result<Prepared> {
+        let plan = if is_datafusion_statement(&stmt) {
+            Some(self.ctx.state().statement_to_plan(datafusion::sql::parser::Statement::Statement(Box::new(stmt.clone()))).await?)
+        } else {
+            None
+        };
+        Ok(Prepared { stmt, plan })
+    }
+
+    /// Executes a prepared statement with bound parameters.
+    pub async fn execute_prepared(&self, p: &Prepared, params: Option<ParamValues>, on_error: Option<OnError>) -> Result<Outcome> {
+        match &p.plan {
+            Some(plan) => {
+                let plan = match params {
+                    Some(v) => plan.clone().replace_params_with_values(&v)?,
+                    None => plan.clone(),
+                };
+                self.run_plan(&p.stmt, plan).await
+            }
+            None => self.execute(p.stmt.clone(), on_error).await,
+        }
+    }
+
+    async fn run_plan(&self, stmt: &Statement, plan: LogicalPlan) -> Result<Outcome> {
+        let df = self.ctx.execute_logical_plan(plan).await?;
+        let tag = match stmt {
+            Statement::Insert(_) => "INSERT",
+            Statement::Update { .. } => "UPDATE",
+            Statement::Delete(_) => "DELETE",
+            _ => return Ok(Outcome::Rows(df)),
+        };
+        let batches = df.collect().await?;
+        let n = batches
+            .first()
+            .and_then(|b| b.column_by_name("count"))
+            .and_then(|c| c.as_any().downcast_ref::<datafusion::arrow::array::UInt64Array>().map(|a| a.value(0)))
+            .unwrap_or(0);
+        Ok(Outcome::Command { tag: tag.into(), rows: Some(n) })
+    }
+
+    /// Executes one statement.
+    pub async fn execute(&self, stmt: Statement, on_error: Option<OnError>) -> Result<Outcome> {
+        match &stmt {
+            Statement::Copy { source, to, target, options, legacy_options, .. } => {
+                self.copy(source, *to, target, options, !legacy_options.is_empty(), on_error).await
+            }
+            Statement::CreateTable(ct) => {
+                let name = object_name(&ct.name);
+                if ct.query.is_some() {
+                    return Err(SqlError::Unsupported("CREATE TABLE ... AS SELECT is not supported; create the table, then INSERT ... SELECT".into()));
+                }
+                let mut cols = Vec::new();
+                for c in &ct.columns {
+                    let t = DataType::parse(&c.data_type.to_string()).ok_or_else(|| {
+                        SqlError::Unsupported(format!(
+                            "column \"{}\": type {} is not supported (use VARCHAR, BIGINT, DOUBLE, BOOLEAN, DATE or TIMESTAMPTZ)",
+                            c.name.value, c.data_type
+                        ))
+                    })?;
+                    if cols.iter().any(|x: &ColumnDef| x.name == c.name.value) {
+                        return Err(SqlError::DuplicateColumn(format!("column \"{}\" specified more than once", c.name.value)));
+                    }
+                    cols.push(ColumnDef { name: c.name.value.clone(), data_type: t });
+                }
+                if cols.is_empty() {
+                    return Err(SqlError::Syntax("CREATE TABLE needs at least one column".into()));
+                }
+                let if_not_exists = ct.if_not_exists;
+                let created = self
+                    .engine
+                    .store
+                    .update_catalog(|data, _| -> Result<bool> {
+                        if BUILTIN_RELATIONS.contains(&name.as_str()) || data.tables.iter().any(|t| t.name == name) {
+                            if if_not_exists {
+                                return Ok(false);
+                            }
+                            return Err(SqlError::DuplicateTable(format!("relation \"{name}\" already exists")));
+                        }
+                        if !is_identifier(&name) {
+                            return Err(SqlError::InvalidName(format!("invalid table name \"{name}\"")));
+                        }
+                        let id = data.next_table_id;
+                        data.next_table_id += 1;
+                        data.tables.push(UserTableDef { id, name: name.clone(), columns: cols });
+                        Ok(true)
+                    })
+                    .await?;
+                let _ = created;
+                Ok(Outcome::Command { tag: "CREATE TABLE".into(), rows: None })
+            }
+            Statement::Drop { object_type: ObjectType::Table, names, if_exists, .. } => {
+                for n in names {
+                    let name = object_name(n);
+                    if BUILTIN_RELATIONS.contains(&name.as_str()) {
+                        return Err(SqlError::InsufficientPrivilege(format!("\"{name}\" is a built-in relation and cannot be dropped")));
+                    }
+                    let if_exists = *if_exists;
+                    self.engine
+                        .store
+                        .update_catalog(|data, batch| -> Result<()> {
+                            match data.tables.iter().position(|t| t.name == name) {
+                                Some(i) => {
+                                    let t = data.tables.remove(i);
+                                    batch.drop_user_table_rows(t.id);
+                                    Ok(())
+                                }
+                                None if if_exists => Ok(()),
+                                None => Err(SqlError::UndefinedTable(format!("table \"{name}\" does not exist"))),
+                            }
+                        })
+                        .await?;
+                }
+                Ok(Outcome::Command { tag: "DROP TABLE".into(), rows: None })
+            }
+            Statement::AlterTable(at) => self.alter_table(&object_name(&at.name), &at.operations).await,
+            Statement::Set(set) => self.set(set),
+            Statement::ShowVariable { variable } => {
+                let name = variable.iter().map(|i| i.value.clone()).collect::<Vec<_>>().join(" ");
+                let lname = name.to_ascii_lowercase();
+                let lname = if lname == "time zone" { "timezone".to_string() } else { lname };
+                if lname == "all" {
+                    return Err(SqlError::Unsupported("SHOW ALL is not supported; query pg_settings".into()));
+                }
+                let value = self
+                    .setting(&lname)
+                    .ok_or_else(|| SqlError::UndefinedObject(format!("unrecognized configuration parameter \"{name}\"")))?;
+                let df = self.ctx.read_batch(single_text_batch(&lname, &value)?)?;
+                Ok(Outcome::Rows(df))
+            }
+            Statement::StartTransaction { .. } => Ok(Outcome::Command { tag: "BEGIN".into(), rows: None }),
+            Statement::Commit { .. } => Ok(Outcome::Command { tag: "COMMIT".into(), rows: None }),
+            Statement::Rollback { .. } => Ok(Outcome::Command { tag: "ROLLBACK".into(), rows: None }),
+            Statement::Discard { .. } => {
+                self.settings.lock().expect("settings").clear();
+                Ok(Outcome::Command { tag: "DISCARD ALL".into(), rows: None })
+            }
+            Statement::Call(f) => crate::procedures::call(self, f).await,
+            _ if is_datafusion_statement(&stmt) => {
+                let plan = self
+                    .ctx
+                    .state()
+                    .statement_to_plan(datafusion::sql::parser::Statement::Statement(Box::new(stmt.clone())))
+                    .await?;
+                self.run_plan(&stmt, plan).await
+            }
+            other => Err(SqlError::Unsupported(format!(
+                "statement not supported: {}",
+                other.to_string().split_whitespace().take(3).collect::<Vec<_>>().join(" ")
+            ))),
+        }
+    }
+
+    fn set(&self, set: &Set) -> Result<Outcome> {
+        let (name, value) = match set {
+            Set::SetTimeZone { value, .. } => ("timezone".to_string(), sql_value_text(value)),
+            Set::SingleAssignment { variable, values, .. } => (
+                variable.to_string().to_ascii_lowercase(),
+                values.iter().map(sql_value_text).collect::<Vec<_>>().join(", "),
+            ),
+            Set::SetNames { charset_name, .. } => ("client_encoding".into(), charset_name.value.clone()),
+            Set::SetTransaction { .. } | Set::SetSessionParam(_) | Set::SetRole { .. } => {
+                return Ok(Outcome::Command { tag: "SET".into(), rows: None })
+            }
+            other => return Err(SqlError::Unsupported(format!("unsupported SET form: {other}"))),
+        };
+        let name = if name == "time zone" { "timezone".to_string() } else { name };
+        if name == "timezone" {
+            let v = if value.eq_ignore_ascii_case("local") || value.eq_ignore_ascii_case("default") {
+                self.engine.env.tz.name().to_string()
+            } else {
+                value.clone()
+            };
+            let tz: Tz = parse_tz(&v).ok_or_else(|| {
+                SqlError::InvalidValue(format!("invalid value for parameter \"TimeZone\": \"{v}\" (use an IANA name such as Asia/Shanghai or UTC)"))
+            })?;
+            *self.tz.lock().expect("tz") = tz;
+            self.ctx.state_ref().write().config_mut().options_mut().execution.time_zone = Some(tz.name().to_string());
+            return Ok(Outcome::ParameterChanged { tag: "SET".into(), name: "TimeZone".into(), value: tz.name().to_string() });
+        }
+        self.settings.lock().expect("settings").insert(name.clone(), value.clone());
+        let reported = match name.as_str() {
+            "application_name" => Some("application_name"),
+            "datestyle" => Some("DateStyle"),
+            "client_encoding" => Some("client_encoding"),
+            "intervalstyle" => Some("IntervalStyle"),
+            _ => None,
+        };
+        Ok(match reported {
+            Some(n) => Outcome::ParameterChanged { tag: "SET".into(), name: n.into(), value },
+            None => Outcome::Command { tag: "SET".into(), rows: None },
+        })
+    }
+
+    async fn alter_table(&self, table: &str, ops: &[AlterTableOperation]) -> Result<Outcome> {
+        if table != "contacts" && table != "events" {
+            return Err(SqlError::Unsupported(format!(
+                "ALTER TABLE is supported on contacts and events (ADD COLUMN p_<name> <type>), not on \"{table}\""
+            )));
+        }
+        let mut adds = Vec::new();
+        for op in ops {
+            match op {
+                AlterTableOperation::AddColumn { column_def, if_not_exists, .. } => {
+                    let name = column_def.name.value.clone();
+                    let t = DataType::parse(&column_def.data_type.to_string()).ok_or_else(|| {
+                        SqlError::Unsupported(format!(
+                            "type {} is not supported for custom fields (use VARCHAR, BIGINT, DOUBLE, DATE or TIMESTAMPTZ)",
+                            column_def.data_type
+                        ))
+                    })?;
+                    if !name.starts_with("p_") || !is_identifier(&name) || name.len() < 3 {
+                        return Err(SqlError::InvalidName(format!(
+                            "invalid custom field name \"{name}\": custom fields are named p_<name> with letters, digits and underscores"
+                        )));
+                    }
+                    adds.push((name, t, *if_not_exists));
+                }
+                AlterTableOperation::DropColumn { .. } => {
+                    return Err(SqlError::Unsupported("custom fields cannot be dropped".into()))
+                }
+                AlterTableOperation::AlterColumn { .. } => {
+                    return Err(SqlError::Unsupported(
+                        "the type of a field cannot change (masking is set with ALTER COLUMN ... SET MASKED, not yet available)".into(),
+                    ))
+                }
+                other => return Err(SqlError::Unsupported(format!("unsupported ALTER TABLE operation: {other}"))),
+            }
+        }
+        let is_contacts = table == "contacts";
+        self.engine
+            .store
+            .update_catalog(|data, _| -> Result<()> {
+                for (name, t, if_not_exists) in &adds {
+                    if is_contacts {
+                        if data.contact_fields.iter().any(|f| &f.name == name) {
+                            if *if_not_exists {
+                                continue;
+                            }
+                            return Err(SqlError::DuplicateColumn(format!("column \"{name}\" of relation \"contacts\" already exists")));
+                        }
+                        data.contact_fields.push(FieldDef { name: name.clone(), data_type: *t, custom: true });
+                    } else {
+                        if data.event_properties.iter().any(|p| &p.property == name) {
+                            if *if_not_exists {
+                                continue;
+                            }
+                            return Err(SqlError::DuplicateColumn(format!("column \"{name}\" of relation \"events\" already exists")));
+                        }
+                        define_property(data, name, None, *t)?;
+                    }
+                }
+                Ok(())
+            })
+            .await?;
+        Ok(Outcome::Command { tag: "ALTER TABLE".into(), rows: None })
+    }
+
+    async fn copy(
+        &self,
+        source: &CopySource,
+        to: bool,
+        target: &CopyTarget,
+        options: &[CopyOption],
+        legacy: bool,
+        on_error: Option<OnError>,
+    ) -> Result<Outcome> {
+        let mut fmt = CopyFormat::Text;
+        for o in options {
+            if let CopyOption::Format(f) = o {
+                fmt = match f.value.to_ascii_lowercase().as_str() {
+                    "csv" => CopyFormat::Csv,
+                    "text" => CopyFormat::Text,
+                    "binary" => return Err(SqlError::Unsupported("COPY binary format is not supported yet; use text or csv".into())),
+                    other => return Err(SqlError::InvalidValue(format!("COPY format \"{other}\" not recognized (use text or csv)"))),
+                };
+            }
+        }
+        if legacy {
+            return Err(SqlError::Unsupported("legacy COPY options are not supported; use COPY ... WITH (FORMAT csv, HEADER)".into()));
+        }
+        let mut opts = CopyOptions::new(fmt);
+        for o in options {
+            match o {
+                CopyOption::Format(_) | CopyOption::Encoding(_) | CopyOption::Freeze(_) => {}
+                CopyOption::Delimiter(c) => opts.delimiter = *c as u8,
+                CopyOption::Null(s) => opts.null = s.clone(),
+                CopyOption::Header(h) => opts.header = *h,
+                CopyOption::Quote(c) => opts.quote = *c as u8,
+                CopyOption::Escape(c) => opts.escape = *c as u8,
+                other => return Err(SqlError::Unsupported(format!("COPY option {other} is not supported"))),
+            }
+        }
+        if let Some(m) = on_error {
+            opts.on_error = m;
+        }
+        match (to, target) {
+            (false, CopyTarget::Stdin) => {
+                let CopySource::Table { table_name, columns } = source else {
+                    return Err(SqlError::Syntax("COPY FROM needs a table".into()));
+                };
+                let cols: Vec<String> = columns.iter().map(|c| c.value.clone()).collect();
+                let copy = CopyIn::begin(
+                    self.engine.store.clone(),
+                    &object_name(table_name),
+                    &cols,
+                    opts,
+                    self.timezone(),
+                    self.engine.env.contact_lock.clone(),
+                )?;
+                Ok(Outcome::CopyIn(Box::new(copy)))
+            }
+            (true, CopyTarget::Stdout) => {
+                let sql = match source {
+                    CopySource::Table { table_name, columns } => {
+                        let cols = if columns.is_empty() {
+                            "*".to_string()
+                        } else {
+                            columns.iter().map(|c| format!("\"{}\"", c.value)).collect::<Vec<_>>().join(", ")
+                        };
+                        format!("SELECT {cols} FROM {table_name}")
+                    }
+                    CopySource::Query(q) => q.to_string(),
+                };
+                let df = self.ctx.sql(&sql).await?;
+                Ok(Outcome::CopyOut { df, opts })
+            }
+            _ => Err(SqlError::Unsupported("COPY supports FROM STDIN and TO STDOUT only (files are read by the client, e.g. psql \\copy)".into())),
+        }
+    }
+}
+
+fn parse_tz(v: &str) -> Option<Tz> {
+    let t = v.trim();
+    if t.eq_ignore_ascii_case("utc") || t.eq_ignore_ascii_case("gmt") || t == "Z" {
+        return Some(Tz::UTC);
+    }
+    t.parse::<Tz>().ok()
+}
+
+fn single_text_batch(name: &str, value: &str) -> Result<datafusion::arrow::array::RecordBatch> {
+    use datafusion::arrow::array::StringArray;
+    use datafusion::arrow::datatypes::{DataType as A, Field, Schema};
+    let schema = Arc::new(Schema::new(vec![Field::new(name, A::Utf8, false)]));
+    Ok(datafusion::arrow::array::RecordBatch::try_new(schema, vec![Arc::new(StringArray::from(vec![value]))])?)
+}
+
+/// True for statements DataFusion plans (queries and DML).
+pub fn is_datafusion_statement(stmt: &Statement) -> bool {
+    matches!(
+        stmt,
+        Statement::Query(_)
+            | Statement::Insert(_)
+            | Statement::Update { .. }
+            | Statement::Delete(_)
+            | Statement::Explain { .. }
+            | Statement::ShowTables { .. }
+            | Statement::ShowColumns { .. }
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn on_error_option_is_extracted() {
+        let (s, m) = extract_on_error("COPY events (a) FROM STDIN (FORMAT csv, ON_ERROR ignore)");
+        assert_eq!(m, Some(OnError::Ignore));
+        assert!(!s.to_ascii_uppercase().contains("ON_ERROR"));
+        assert!(s.contains("FORMAT csv"));
+        let (s, m) = extract_on_error("COPY events FROM STDIN (ON_ERROR ignore)");
+        assert_eq!(m, Some(OnError::Ignore));
+        assert_eq!(s.trim(), "COPY events FROM STDIN");
+    }
+}

@@ -1,0 +1,112 @@
+//! SQL-layer errors. Each variant names the SQLSTATE class it maps to; the
+//! server turns them into wire errors in one place.
+
+use datafusion::error::DataFusionError;
+
+/// Errors raised while planning or executing cohortdb statements.
+#[derive(Debug, thiserror::Error)]
+pub enum SqlError {
+    /// 42601: the statement does not parse.
+    #[error("{0}")]
+    Syntax(String),
+    /// 22023: a value is not valid for its column (email, phone, gender, event code, ...).
+    #[error("{0}")]
+    InvalidValue(String),
+    /// 22P02: text that does not convert to the column's type.
+    #[error("{0}")]
+    InvalidText(String),
+    /// 22007: a date or time that does not parse.
+    #[error("{0}")]
+    InvalidDatetime(String),
+    /// 23505: a unique key already exists.
+    #[error("{0}")]
+    UniqueViolation(String),
+    /// 23502: a required value is missing.
+    #[error("{0}")]
+    NotNull(String),
+    /// 23503: a referenced row does not exist (event for an unknown contact).
+    #[error("{0}")]
+    ForeignKey(String),
+    /// 42703: unknown column.
+    #[error("{0}")]
+    UndefinedColumn(String),
+    /// 42P01: unknown table.
+    #[error("{0}")]
+    UndefinedTable(String),
+    /// 42704: unknown object (event type, property, setting).
+    #[error("{0}")]
+    UndefinedObject(String),
+    /// 42701: column already exists.
+    #[error("{0}")]
+    DuplicateColumn(String),
+    /// 42P07: table already exists.
+    #[error("{0}")]
+    DuplicateTable(String),
+    /// 42710: object already exists.
+    #[error("{0}")]
+    DuplicateObject(String),
+    /// 42602: a name that is not allowed.
+    #[error("{0}")]
+    InvalidName(String),
+    /// 42804: a type that does not fit.
+    #[error("{0}")]
+    DatatypeMismatch(String),
+    /// 0A000: not supported.
+    #[error("{0}")]
+    Unsupported(String),
+    /// 2BP01: an object still in use cannot be dropped.
+    #[error("{0}")]
+    DependentObjects(String),
+    /// 42501: not allowed for this user.
+    #[error("{0}")]
+    InsufficientPrivilege(String),
+    /// 57014: cancelled or timed out.
+    #[error("{0}")]
+    Cancelled(String),
+    /// 22P04: bad COPY data.
+    #[error("{0}")]
+    BadCopyFile(String),
+    /// Storage failure (58030 / XX000 depending on cause).
+    #[error(transparent)]
+    Storage(#[from] cohortdb_storage::StorageError),
+    /// Planning / execution error from DataFusion.
+    #[error(transparent)]
+    DataFusion(#[from] DataFusionError),
+}
+
+/// Result alias of the SQL layer.
+pub type Result<T, E = SqlError> = std::result::Result<T, E>;
+
+impl From<SqlError> for DataFusionError {
+    fn from(e: SqlError) -> Self {
+        match e {
+            SqlError::DataFusion(d) => d,
+            other => DataFusionError::External(Box::new(other)),
+        }
+    }
+}
+
+impl From<datafusion::arrow::error::ArrowError> for SqlError {
+    fn from(e: datafusion::arrow::error::ArrowError) -> Self {
+        SqlError::DataFusion(DataFusionError::ArrowError(Box::new(e), None))
+    }
+}
+
+impl From<datafusion::sql::sqlparser::parser::ParserError> for SqlError {
+    fn from(e: datafusion::sql::sqlparser::parser::ParserError) -> Self {
+        SqlError::Syntax(e.to_string())
+    }
+}
+
+/// Finds a [`SqlError`] wrapped (possibly several times) inside a DataFusion error.
+pub fn find_sql_error(e: &DataFusionError) -> Option<&SqlError> {
+    match e {
+        DataFusionError::External(inner) => inner.downcast_ref::<SqlError>().or_else(|| {
+            inner.downcast_ref::<DataFusionError>().and_then(find_sql_error)
+        }),
+        DataFusionError::Context(_, inner) => find_sql_error(inner),
+        DataFusionError::Shared(inner) => find_sql_error(inner),
+        DataFusionError::Diagnostic(_, inner) => find_sql_error(inner),
+        _ => None,
+    }
+}

@@ -1,0 +1,486 @@
+//! Row ingestion with validation: the one path every INSERT, COPY and
+//! UPDATE of contacts, events and user tables goes through. Rows are checked
+//! and encoded into one write batch; nothing is written until `commit`, so a
+//! statement applies entirely or not at all.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use cohortdb_storage::catalog::{Catalog, EVENT_CHANNEL_FIELD};
+use cohortdb_storage::codec::{decode_row, encode_row, put_field};
+use cohortdb_storage::time::utc_day;
+use cohortdb_storage::{Batch, DataType, EventKey, Store, UserTableDef, Value};
+
+use crate::error::{Result, SqlError};
+use crate::layout::{ContactCol, ContactLayout, EventCol, EventLayout};
+
+/// Milliseconds since the epoch, now.
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// How a statement treats bad rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnError {
+    /// The first bad row fails the statement (default).
+    Stop,
+    /// Bad rows are skipped and counted (`COPY ... (ON_ERROR ignore)`).
+    Ignore,
+}
+
+/// Describes a row for error messages: "row 3" or "line 3" for COPY.
+#[derive(Debug, Clone, Copy)]
+pub struct RowRef {
+    /// 1-based row or line number.
+    pub n: u64,
+    /// True when rows are COPY lines.
+    pub copy_line: bool,
+}
+
+impl std::fmt::Display for RowRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.copy_line {
+            write!(f, "COPY line {}", self.n)
+        } else {
+            write!(f, "row {}", self.n)
+        }
+    }
+}
+
+fn show(v: &Value) -> String {
+    match v {
+        Value::Str(s) => format!("'{s}'"),
+        Value::Null => "NULL".into(),
+        other => format!("{other:?}"),
+    }
+}
+
+/// Checks and normalises a contact field value (email, phones, gender).
+pub fn validate_contact_value(col: &str, v: &mut Value, at: RowRef) -> Result<()> {
+    let Value::Str(s) = v else { return Ok(()) };
+    match col {
+        "email" => {
+            let t = s.trim();
+            if t.is_empty() {
+                *v = Value::Null;
+                return Ok(());
+            }
+            let ok = t.split_once('@').is_some_and(|(user, dom)| {
+                !user.is_empty()
+                    && dom.contains('.')
+                    && !dom.starts_with('.')
+                    && !dom.ends_with('.')
+                    && !dom.contains('@')
+                    && !t.chars().any(char::is_whitespace)
+            });
+            if !ok {
+                return Err(SqlError::InvalidValue(format!(
+                    "invalid value for column email in {at}: '{s}' is not an email address (expected name@domain.tld)"
+                )));
+            }
+            *s = t.to_string();
+        }
+        "mobile_phone" | "home_phone" => {
+            let t = s.trim();
+            if t.is_empty() {
+                *v = Value::Null;
+                return Ok(());
+            }
+            let (plus, rest) = match t.strip_prefix('+') {
+                Some(r) => (true, r),
+                None => (false, t),
+            };
+            let digits: String = rest.chars().filter(|c| *c != ' ' && *c != '-').collect();
+            if !digits.chars().all(|c| c.is_ascii_digit()) || !(6..=15).contains(&digits.len()) {
+                return Err(SqlError::InvalidValue(format!(
+                    "invalid value for column {col} in {at}: '{s}' is not a phone number (6 to 15 digits, optional leading +, spaces and dashes allowed)"
+                )));
+            }
+            *s = if plus { format!("+{digits}") } else { digits };
+        }
+        "gender" => {
+            let t = s.trim().to_ascii_lowercase();
+            if !matches!(t.as_str(), "male" | "female" | "unknown") {
+                return Err(SqlError::InvalidValue(format!(
+                    "invalid value for column gender in {at}: '{s}' (allowed: male, female, unknown)"
+                )));
+            }
+            *s = t;
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+fn field_is_set(fields: &[Value], cat: &Catalog, name: &str) -> bool {
+    cat.contact_field(name)
+        .map(|(id, _)| matches!(&fields[id as usize], Value::Str(s) if !s.is_empty()))
+        .unwrap_or(false)
+}
+
+/// True when the contact is identified: name, mobile_phone or email set.
+pub fn contact_is_identified(fields: &[Value], cat: &Catalog) -> bool {
+    ["name", "mobile_phone", "email"].iter().any(|n| field_is_set(fields, cat, n))
+}
+
+fn encode_fields(fields: &[Value]) -> Vec<u8> {
+    encode_row(fields.iter().enumerate().map(|(i, v)| (i as u32, v)))
+}
+
+/// Accumulates new contacts (INSERT / COPY).
+pub struct ContactIngest {
+    store: Arc<Store>,
+    catalog: Arc<Catalog>,
+    layout: ContactLayout,
+    batch: Batch,
+    ids: HashSet<u64>,
+    max_id: u64,
+    rows: u64,
+    now: i64,
+}
+
+impl ContactIngest {
+    /// Starts a statement.
+    pub fn new(store: Arc<Store>) -> ContactIngest {
+        let catalog = store.catalog();
+        let layout = ContactLayout::new(&catalog);
+        let batch = store.batch();
+        ContactIngest { store, catalog, layout, batch, ids: HashSet::new(), max_id: 0, rows: 0, now: now_ms() }
+    }
+
+    /// The layout rows are given in.
+    pub fn layout(&self) -> &ContactLayout {
+        &self.layout
+    }
+
+    /// Adds one row given in layout column order (NULL = not given).
+    pub fn push(&mut self, mut row: Vec<Value>, at: RowRef) -> Result<()> {
+        let mut fields = vec![Value::Null; self.layout.field_count];
+        let mut id = None;
+        for (i, (name, col)) in self.layout.cols.iter().enumerate() {
+            let v = std::mem::replace(&mut row[i], Value::Null);
+            match col {
+                ContactCol::Id => {
+                    if let Value::Int(x) = v {
+                        if x <= 0 {
+                            return Err(SqlError::InvalidValue(format!(
+                                "invalid value for column id in {at}: {x} (ids are positive)"
+                            )));
+                        }
+                        id = Some(x as u64);
+                    }
+                }
+                ContactCol::IsIdentified => {
+                    if !v.is_null() {
+                        return Err(SqlError::Unsupported(format!(
+                            "column is_identified is derived from name, mobile_phone and email and cannot be set ({at})"
+                        )));
+                    }
+                }
+                ContactCol::Field(fid, _) => {
+                    let mut v = v;
+                    validate_contact_value(name, &mut v, at)?;
+                    fields[*fid as usize] = v;
+                }
+            }
+        }
+        let id = match id {
+            Some(id) => {
+                if !self.ids.insert(id) || self.store.get_contact(id)?.is_some() {
+                    return Err(SqlError::UniqueViolation(format!(
+                        "duplicate key value violates unique constraint \"contacts_pkey\": Key (id)=({id}) already exists ({at})"
+                    )));
+                }
+                self.store.observe_contact_id(id);
+                id
+            }
+            None => {
+                let id = self.store.alloc_contact_ids(1);
+                self.ids.insert(id);
+                id
+            }
+        };
+        self.max_id = self.max_id.max(id);
+        let set_now = |fields: &mut Vec<Value>, name: &str, cat: &Catalog, now: i64| {
+            if let Some((fid, _)) = cat.contact_field(name) {
+                if fields[fid as usize].is_null() {
+                    fields[fid as usize] = Value::Ts(now);
+                }
+            }
+        };
+        if contact_is_identified(&fields, &self.catalog) {
+            set_now(&mut fields, "created_at", &self.catalog, self.now);
+        }
+        set_now(&mut fields, "first_seen_at", &self.catalog, self.now);
+        if let Some((fid, _)) = self.catalog.contact_field("updated_at") {
+            fields[fid as usize] = Value::Ts(self.now);
+        }
+        self.batch.put_contact(id, &encode_fields(&fields));
+        self.rows += 1;
+        Ok(())
+    }
+
+    /// Writes everything atomically; returns the number of rows.
+    pub async fn commit(mut self) -> Result<u64> {
+        if self.rows > 0 {
+            self.batch.note_contact_id(self.max_id);
+            self.store.commit(self.batch).await?;
+        }
+        Ok(self.rows)
+    }
+}
+
+/// Decodes a stored contact into a full-width field vector.
+pub fn decode_contact(bytes: &[u8], layout: &ContactLayout) -> Vec<Value> {
+    decode_row(bytes, layout.field_count)
+}
+
+/// Encodes a contact's fields.
+pub fn encode_contact(fields: &[Value]) -> Vec<u8> {
+    encode_fields(fields)
+}
+
+/// Accumulates events (INSERT / COPY).
+pub struct EventIngest {
+    store: Arc<Store>,
+    catalog: Arc<Catalog>,
+    layout: EventLayout,
+    batch: Batch,
+    seq_next: u64,
+    seq_end: u64,
+    max_seq: u64,
+    contacts: HashMap<u64, Option<i64>>,
+    rows: u64,
+    scratch: Vec<u8>,
+    outbound_types: HashSet<u32>,
+}
+
+const SEQ_BLOCK: u64 = 4096;
+
+impl EventIngest {
+    /// Starts a statement.
+    pub fn new(store: Arc<Store>) -> EventIngest {
+        let catalog = store.catalog();
+        let layout = EventLayout::new(&catalog, false);
+        let batch = store.batch();
+        let outbound_types = catalog
+            .data()
+            .event_types
+            .iter()
+            .filter(|t| t.event.starts_with("wechat_") && t.event.ends_with("_sent"))
+            .map(|t| t.id)
+            .collect();
+        EventIngest {
+            store,
+            catalog,
+            layout,
+            batch,
+            seq_next: 0,
+            seq_end: 0,
+            max_seq: 0,
+            contacts: HashMap::new(),
+            rows: 0,
+            scratch: Vec::with_capacity(256),
+            outbound_types,
+        }
+    }
+
+    /// The layout rows are given in (the `events` table's columns).
+    pub fn layout(&self) -> &EventLayout {
+        &self.layout
+    }
+
+    /// Adds one row given in layout column order. On error nothing of the row is kept.
+    pub fn push(&mut self, row: &[Value], at: RowRef) -> Result<()> {
+        let mut contact = None;
+        let mut event_type = None;
+        let mut ts = None;
+        self.scratch.clear();
+        for (i, (name, col)) in self.layout.cols.iter().enumerate() {
+            let v = &row[i];
+            match col {
+                EventCol::ContactId => match v {
+                    Value::Int(c) if *c > 0 => contact = Some(*c as u64),
+                    Value::Null => {}
+                    other => {
+                        return Err(SqlError::InvalidValue(format!(
+                            "invalid value for column contact_id in {at}: {}",
+                            show(other)
+                        )))
+                    }
+                },
+                EventCol::Event => match v {
+                    Value::Str(code) => match self.catalog.event_type(code) {
+                        Some(t) => event_type = Some(t.id),
+                        None => {
+                            return Err(SqlError::InvalidValue(format!(
+                                "invalid value for column event in {at}: '{code}' is not a defined event type (define it with INSERT INTO event_types)"
+                            )))
+                        }
+                    },
+                    Value::Null => {}
+                    other => {
+                        return Err(SqlError::InvalidValue(format!(
+                            "invalid value for column event in {at}: {}",
+                            show(other)
+                        )))
+                    }
+                },
+                EventCol::EventDate => {
+                    if let Value::Ts(t) = v {
+                        ts = Some(*t)
+                    }
+                }
+                EventCol::EventDay | EventCol::EventAlias => {}
+                EventCol::ChannelId => {
+                    if let Value::Str(s) = v {
+                        put_field(&mut self.scratch, EVENT_CHANNEL_FIELD, cohortdb_storage::ValueRef::Str(s));
+                    }
+                }
+                EventCol::Prop(fid, t) => {
+                    let ok = matches!(
+                        (v, t),
+                        (Value::Null, _)
+                            | (Value::Str(_), DataType::Varchar)
+                            | (Value::Int(_), DataType::Bigint)
+                            | (Value::Float(_), DataType::Double)
+                            | (Value::Bool(_), DataType::Boolean)
+                            | (Value::Date(_), DataType::Date)
+                            | (Value::Ts(_), DataType::Timestamptz)
+                    );
+                    if !ok {
+                        return Err(SqlError::InvalidText(format!(
+                            "invalid value for property {name} in {at}: {} is not of type {}",
+                            show(v),
+                            t.sql_name()
+                        )));
+                    }
+                    put_field(&mut self.scratch, *fid, v.as_ref());
+                }
+            }
+        }
+        let contact = contact.ok_or_else(|| {
+            SqlError::NotNull(format!("{at}: contact_id is required for events"))
+        })?;
+        let event_type =
+            event_type.ok_or_else(|| SqlError::NotNull(format!("{at}: event is required for events")))?;
+        let ts = ts.ok_or_else(|| SqlError::NotNull(format!("{at}: event_date is required for events")))?;
+        let known = match self.contacts.get(&contact) {
+            Some(_) => true,
+            None => self.store.get_contact(contact)?.is_some(),
+        };
+        if !known {
+            return Err(SqlError::ForeignKey(format!(
+                "{at}: contact_id {contact} does not exist (insert the contact first, or identify it by external_id/openid)"
+            )));
+        }
+        let entry = self.contacts.entry(contact).or_insert(None);
+        if !self.outbound_types.contains(&event_type) {
+            *entry = Some(entry.map_or(ts, |m| m.max(ts)));
+        }
+        if self.seq_next == self.seq_end {
+            self.seq_next = self.store.alloc_event_seqs(SEQ_BLOCK);
+            self.seq_end = self.seq_next + SEQ_BLOCK;
+        }
+        let seq = self.seq_next;
+        self.seq_next += 1;
+        self.max_seq = seq;
+        let key = EventKey { day: utc_day(ts), event_type, contact, ts_ms: ts, seq };
+        self.batch.put_event(&key, &self.scratch);
+        self.rows += 1;
+        Ok(())
+    }
+
+    /// Updates the contacts' `last_active_at` / `first_seen_at` and writes
+    /// everything atomically; returns the number of events.
+    pub async fn commit(mut self, contact_lock: &tokio::sync::Mutex<()>) -> Result<u64> {
+        if self.rows == 0 {
+            return Ok(0);
+        }
+        let _guard = contact_lock.lock().await;
+        let layout = ContactLayout::new(&self.catalog);
+        let last = self.catalog.contact_field("last_active_at").map(|(i, _)| i as usize);
+        let first = self.catalog.contact_field("first_seen_at").map(|(i, _)| i as usize);
+        let mut ids: Vec<(u64, i64)> =
+            self.contacts.iter().filter_map(|(c, t)| t.map(|t| (*c, t))).collect();
+        ids.sort_unstable();
+        for (id, ts) in ids {
+            let Some(bytes) = self.store.get_contact(id)? else { continue };
+            let mut fields = decode_contact(&bytes, &layout);
+            let mut changed = false;
+            if let Some(i) = last {
+                if !matches!(fields[i], Value::Ts(t) if t >= ts) {
+                    fields[i] = Value::Ts(ts);
+                    changed = true;
+                }
+            }
+            if let Some(i) = first {
+                if !matches!(fields[i], Value::Ts(t) if t <= ts) {
+                    fields[i] = Value::Ts(ts);
+                    changed = true;
+                }
+            }
+            if changed {
+                self.batch.put_contact(id, &encode_fields(&fields));
+            }
+        }
+        self.batch.note_event_seq(self.max_seq);
+        self.store.commit(self.batch).await?;
+        Ok(self.rows)
+    }
+}
+
+/// Accumulates rows of a user table.
+pub struct UserRowIngest {
+    store: Arc<Store>,
+    table: UserTableDef,
+    batch: Batch,
+    rows: u64,
+    max_row: u64,
+}
+
+impl UserRowIngest {
+    /// Starts a statement on `table`.
+    pub fn new(store: Arc<Store>, table: UserTableDef) -> UserRowIngest {
+        let batch = store.batch();
+        UserRowIngest { store, table, batch, rows: 0, max_row: 0 }
+    }
+
+    /// Adds one row in column order.
+    pub fn push(&mut self, row: &[Value]) -> Result<()> {
+        let id = self.store.alloc_user_rows(1);
+        self.max_row = id;
+        self.batch.put_user_row(self.table.id, id, &encode_fields(row));
+        self.rows += 1;
+        Ok(())
+    }
+
+    /// Writes atomically.
+    pub async fn commit(mut self) -> Result<u64> {
+        if self.rows > 0 {
+            self.batch.note_user_row(self.max_row);
+            self.store.commit(self.batch).await?;
+        }
+        Ok(self.rows)
+    }
+}
+
+/// Column types of the `events` layout, for parsing text input.
+pub fn event_col_type(col: EventCol) -> DataType {
+    match col {
+        EventCol::ContactId => DataType::Bigint,
+        EventCol::EventDate => DataType::Timestamptz,
+        EventCol::EventDay => DataType::Date,
+        EventCol::Event | EventCol::EventAlias | EventCol::ChannelId => DataType::Varchar,
+        EventCol::Prop(_, t) => t,
+    }
+}
+
+/// Column types of the contacts layout, for parsing text input.
+pub fn contact_col_type(col: ContactCol) -> DataType {
+    match col {
+        ContactCol::Id => DataType::Bigint,
+        ContactCol::Field(_, t) => t,
+        ContactCol::IsIdentified => DataType::Boolean,
+    }
+}

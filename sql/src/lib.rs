@@ -1,0 +1,17 @@
+//! cohortdb SQL layer: DataFusion table providers over the storage crate,
+//! cohortdb's own statements (catalog DDL, COPY, SET/SHOW, CALL), and the
+//! session API the server drives. Knows nothing of the wire protocol.
+
+pub mod catalog;
+pub mod convert;
+pub mod copy;
+pub mod engine;
+pub mod error;
+pub mod functions;
+pub mod ingest;
+pub mod layout;
+pub mod procedures;
+pub mod tables;
+
+pub use engine::{Engine, EngineConfig, Outcome, Prepared, Session};
+pub use error::{find_sql_error, Result, SqlError};

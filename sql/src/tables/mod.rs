@@ -1,0 +1,162 @@
+//! DataFusion table providers over cohortdb storage, and the execution
+//! nodes they share (in-memory scans, DML nodes, ingest sinks).
+
+pub mod contacts;
+pub mod events;
+pub mod identities;
+pub mod meta;
+pub mod user;
+
+use std::any::Any;
+use std::fmt;
+use std::sync::Arc;
+
+use datafusion::arrow::array::{ArrayRef, RecordBatch, UInt64Array};
+use datafusion::arrow::datatypes::{DataType as ArrowType, Field, Schema, SchemaRef};
+use datafusion::common::tree_node::TreeNodeRecursion;
+use datafusion::datasource::memory::MemorySourceConfig;
+use datafusion::datasource::sink::DataSink;
+use datafusion::error::{DataFusionError, Result as DfResult};
+use datafusion::execution::{SendableRecordBatchStream, TaskContext};
+use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
+use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::{
+    DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties,
+};
+use futures::future::BoxFuture;
+use futures::StreamExt;
+
+use crate::error::SqlError;
+
+/// A scan over batches built in memory.
+pub fn memory_exec(
+    schema: SchemaRef,
+    batches: Vec<RecordBatch>,
+    projection: Option<&Vec<usize>>,
+) -> DfResult<Arc<dyn ExecutionPlan>> {
+    Ok(MemorySourceConfig::try_new_exec(&[batches], schema, projection.cloned())?)
+}
+
+/// Schema of DML results: one `count` column.
+pub fn count_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![Field::new("count", ArrowType::UInt64, false)]))
+}
+
+type DmlFn = Arc<dyn Fn() -> BoxFuture<'static, Result<u64, SqlError>> + Send + Sync>;
+
+/// A DML statement (UPDATE / DELETE) that runs when executed and returns its row count.
+pub struct DmlExec {
+    name: String,
+    run: DmlFn,
+    props: Arc<PlanProperties>,
+}
+
+impl DmlExec {
+    /// A node named `name` (shown by EXPLAIN) running `run`.
+    pub fn new(name: impl Into<String>, run: DmlFn) -> Arc<DmlExec> {
+        let props = Arc::new(PlanProperties::new(
+            EquivalenceProperties::new(count_schema()),
+            Partitioning::UnknownPartitioning(1),
+            EmissionType::Final,
+            Boundedness::Bounded,
+        ));
+        Arc::new(DmlExec { name: name.into(), run, props })
+    }
+}
+
+impl fmt::Debug for DmlExec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "DmlExec({})", self.name)
+    }
+}
+
+impl DisplayAs for DmlExec {
+    fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(f, "{}", self.name)
+    }
+}
+
+impl ExecutionPlan for DmlExec {
+    fn name(&self) -> &str {
+        "DmlExec"
+    }
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+    fn properties(&self) -> &Arc<PlanProperties> {
+        &self.props
+    }
+    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
+        vec![]
+    }
+    fn apply_expressions(
+        &self,
+        _f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> DfResult<TreeNodeRecursion>,
+    ) -> DfResult<TreeNodeRecursion> {
+        Ok(TreeNodeRecursion::Continue)
+    }
+    fn with_new_children(
+        self: Arc<Self>,
+        _children: Vec<Arc<dyn ExecutionPlan>>,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        Ok(self)
+    }
+    fn execute(&self, _partition: usize, _ctx: Arc<TaskContext>) -> DfResult<SendableRecordBatchStream> {
+        let run = self.run.clone();
+        let fut = async move {
+            let n = run().await.map_err(DataFusionError::from)?;
+            let col: ArrayRef = Arc::new(UInt64Array::from(vec![n]));
+            Ok(RecordBatch::try_new(count_schema(), vec![col])?)
+        };
+        Ok(Box::pin(RecordBatchStreamAdapter::new(count_schema(), futures::stream::once(fut))))
+    }
+}
+
+type SinkFn = Arc<
+    dyn Fn(Vec<RecordBatch>) -> BoxFuture<'static, Result<u64, SqlError>> + Send + Sync,
+>;
+
+/// An INSERT target: collects the input batches, then hands them to `write`,
+/// which validates and commits them atomically.
+pub struct IngestSink {
+    name: String,
+    schema: SchemaRef,
+    write: SinkFn,
+}
+
+impl IngestSink {
+    /// A sink for `schema` named `name`.
+    pub fn new(name: impl Into<String>, schema: SchemaRef, write: SinkFn) -> Arc<IngestSink> {
+        Arc::new(IngestSink { name: name.into(), schema, write })
+    }
+}
+
+impl fmt::Debug for IngestSink {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "IngestSink({})", self.name)
+    }
+}
+
+impl DisplayAs for IngestSink {
+    fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(f, "CohortInsert: table={}", self.name)
+    }
+}
+
+#[async_trait::async_trait]
+impl DataSink for IngestSink {
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+    fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+    async fn write_all(&self, mut data: SendableRecordBatchStream, _ctx: &Arc<TaskContext>) -> DfResult<u64> {
+        let mut batches = Vec::new();
+        while let Some(b) = data.next().await {
+            batches.push(b?);
+        }
+        (self.write)(batches).await.map_err(DataFusionError::from)
+    }
+}

@@ -1,0 +1,160 @@
+//! User-created tables (`CREATE TABLE`): dimension and dictionary tables stored in RocksDB.
+
+use std::any::Any;
+use std::sync::Arc;
+
+use cohortdb_storage::codec::decode_row;
+use cohortdb_storage::{Store, UserTableDef};
+use datafusion::arrow::array::{Int64Array, RecordBatch};
+use datafusion::arrow::datatypes::{DataType as A, Field, Schema, SchemaRef};
+use datafusion::catalog::Session;
+use datafusion::datasource::sink::DataSinkExec;
+use datafusion::datasource::{TableProvider, TableType};
+use datafusion::error::Result as DfResult;
+use datafusion::logical_expr::dml::InsertOp;
+use datafusion::logical_expr::Expr;
+use datafusion::physical_plan::ExecutionPlan;
+
+use super::contacts::physical_predicate;
+use super::{memory_exec, DmlExec, IngestSink};
+use crate::convert::{value_at, ColumnBuilder};
+use crate::error::{Result, SqlError};
+use crate::ingest::UserRowIngest;
+use crate::layout::user_table_schema;
+
+/// A user table provider.
+#[derive(Debug)]
+pub struct UserTable {
+    store: Arc<Store>,
+    def: UserTableDef,
+    schema: SchemaRef,
+}
+
+impl UserTable {
+    /// Provider for `def`.
+    pub fn new(store: Arc<Store>, def: UserTableDef) -> Self {
+        let schema = user_table_schema(&def.columns);
+        UserTable { store, def, schema }
+    }
+}
+
+/// All rows of a user table, plus a trailing hidden row-id column when `with_row_id`.
+fn table_batch(store: &Store, def: &UserTableDef, schema: &SchemaRef, with_row_id: bool) -> Result<RecordBatch> {
+    let mut builders: Vec<ColumnBuilder> = def.columns.iter().map(|c| ColumnBuilder::new(c.data_type, 1024)).collect();
+    let mut row_ids = Vec::new();
+    store.scan_user_rows(def.id, &mut |row_id, bytes| {
+        let vals = decode_row(bytes, def.columns.len());
+        for (b, v) in builders.iter_mut().zip(vals.iter()) {
+            b.append(v.as_ref());
+        }
+        row_ids.push(row_id as i64);
+        true
+    })?;
+    let mut cols: Vec<Arc<dyn datafusion::arrow::array::Array>> = builders.iter_mut().map(|b| b.finish()).collect();
+    let mut schema = schema.clone();
+    if with_row_id {
+        cols.push(Arc::new(Int64Array::from(row_ids)));
+        let mut fields: Vec<Field> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
+        fields.push(Field::new("__row_id", A::Int64, false));
+        schema = Arc::new(Schema::new(fields));
+    }
+    Ok(RecordBatch::try_new(schema, cols)?)
+}
+
+#[async_trait::async_trait]
+impl TableProvider for UserTable {
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    async fn scan(
+        &self,
+        _state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        _filters: &[Expr],
+        _limit: Option<usize>,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        let batch = table_batch(&self.store, &self.def, &self.schema, false)?;
+        memory_exec(self.schema.clone(), vec![batch], projection)
+    }
+
+    async fn insert_into(
+        &self,
+        _state: &dyn Session,
+        input: Arc<dyn ExecutionPlan>,
+        _op: InsertOp,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        let store = self.store.clone();
+        let def = self.def.clone();
+        let sink = IngestSink::new(
+            self.def.name.clone(),
+            self.schema.clone(),
+            Arc::new(move |batches: Vec<RecordBatch>| {
+                let (store, def) = (store.clone(), def.clone());
+                Box::pin(async move {
+                    let mut ingest = UserRowIngest::new(store, def.clone());
+                    let mut n = 0;
+                    for b in &batches {
+                        for r in 0..b.num_rows() {
+                            n += 1;
+                            let mut row = Vec::with_capacity(def.columns.len());
+                            for (c, col) in def.columns.iter().enumerate() {
+                                row.push(value_at(b.column(c).as_ref(), r, col.data_type).map_err(|e| {
+                                    SqlError::InvalidText(format!("invalid value for column {} in row {n}: {e}", col.name))
+                                })?);
+                            }
+                            ingest.push(&row)?;
+                        }
+                    }
+                    ingest.commit().await
+                })
+            }),
+        );
+        Ok(Arc::new(DataSinkExec::new(input, sink, None)))
+    }
+
+    async fn delete_from(&self, state: &dyn Session, filters: Vec<Expr>) -> DfResult<Arc<dyn ExecutionPlan>> {
+        let pred = physical_predicate(state, &self.schema, filters)?;
+        let (store, def, schema) = (self.store.clone(), self.def.clone(), self.schema.clone());
+        Ok(DmlExec::new(
+            format!("CohortDelete: table={}", self.def.name),
+            Arc::new(move || {
+                let (store, def, schema, pred) = (store.clone(), def.clone(), schema.clone(), pred.clone());
+                Box::pin(async move {
+                    let full = table_batch(&store, &def, &schema, true)?;
+                    let visible = full.project(&(0..def.columns.len()).collect::<Vec<_>>())?;
+                    let hit = match &pred {
+                        None => full.clone(),
+                        Some(p) => {
+                            let v = p.evaluate(&visible)?.into_array(visible.num_rows())?;
+                            let mask = v
+                                .as_any()
+                                .downcast_ref::<datafusion::arrow::array::BooleanArray>()
+                                .ok_or_else(|| SqlError::DatatypeMismatch("WHERE must be boolean".into()))?
+                                .clone();
+                            datafusion::arrow::compute::filter_record_batch(&full, &mask)?
+                        }
+                    };
+                    let ids = hit
+                        .column(def.columns.len())
+                        .as_any()
+                        .downcast_ref::<Int64Array>()
+                        .cloned()
+                        .unwrap_or_else(|| Int64Array::from(Vec::<i64>::new()));
+                    let mut batch = store.batch();
+                    for id in ids.values() {
+                        batch.delete_user_row(def.id, *id as u64);
+                    }
+                    store.commit(batch).await?;
+                    Ok(ids.len() as u64)
+                })
+            }),
+        ))
+    }
+}

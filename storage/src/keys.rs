@@ -1,0 +1,215 @@
+//! Every RocksDB key encoding of cohortdb, in one place.
+//!
+//! All integers are fixed-width big-endian so that byte order equals numeric
+//! order; signed integers have their sign bit flipped first. Strings inside
+//! composite keys are terminated by `0x00` (NUL is rejected in identity
+//! values). `docs/storage-format.md` documents each column family.
+
+/// Column family names.
+pub mod cf {
+    /// Catalog document and monotonic counters.
+    pub const META: &str = "meta";
+    /// Contacts: `contact_id` → encoded row.
+    pub const CONTACTS: &str = "contacts";
+    /// Identity → contact: `id_type 0 channel_id 0 id_value` → contact id + created_at.
+    pub const IDENTITIES: &str = "identities";
+    /// Contact → identities: `contact_id | id_type 0 channel_id 0 id_value` → created_at.
+    pub const CONTACT_IDENTITIES: &str = "contact_identities";
+    /// Events, day × event-type major: see [`super::EventKey`].
+    pub const EVENTS: &str = "events";
+    /// Rows of user-created tables: `table_id | row_id` → encoded row.
+    pub const USER_ROWS: &str = "user_rows";
+
+    /// All column families, in open order.
+    pub const ALL: &[&str] = &[META, CONTACTS, IDENTITIES, CONTACT_IDENTITIES, EVENTS, USER_ROWS];
+}
+
+/// Key of the catalog document in `meta`.
+pub const META_CATALOG: &[u8] = b"catalog";
+/// Counter keys in `meta` (values: u64 little-endian, merged with `max`).
+pub const COUNTER_CONTACT_ID: &[u8] = b"counter/contact_id";
+/// Highest event sequence number handed out.
+pub const COUNTER_EVENT_SEQ: &[u8] = b"counter/event_seq";
+/// Highest user-table row id handed out.
+pub const COUNTER_USER_ROW: &[u8] = b"counter/user_row";
+
+#[inline]
+fn flip_i32(v: i32) -> u32 {
+    (v as u32) ^ 0x8000_0000
+}
+#[inline]
+fn unflip_i32(v: u32) -> i32 {
+    (v ^ 0x8000_0000) as i32
+}
+#[inline]
+fn flip_i64(v: i64) -> u64 {
+    (v as u64) ^ 0x8000_0000_0000_0000
+}
+#[inline]
+fn unflip_i64(v: u64) -> i64 {
+    (v ^ 0x8000_0000_0000_0000) as i64
+}
+
+/// Key of a contact row.
+pub fn contact_key(id: u64) -> [u8; 8] {
+    id.to_be_bytes()
+}
+
+/// Decodes a contact key.
+pub fn decode_contact_key(key: &[u8]) -> Option<u64> {
+    Some(u64::from_be_bytes(key.try_into().ok()?))
+}
+
+/// Length of an event key.
+pub const EVENT_KEY_LEN: usize = 32;
+
+/// The key of one event: `day(i32) | event_type(u32) | contact(u64) | ts_ms(i64) | seq(u64)`.
+///
+/// A scan of one `(day, event_type)` prefix yields events ordered by contact,
+/// then time: a funnel over k event types and d days is a k·d-way merge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct EventKey {
+    /// UTC day number of `ts_ms`.
+    pub day: i32,
+    /// Event type id from the catalog.
+    pub event_type: u32,
+    /// Contact id.
+    pub contact: u64,
+    /// Event time, milliseconds since the epoch (UTC).
+    pub ts_ms: i64,
+    /// Unique sequence number (makes equal-time events distinct keys).
+    pub seq: u64,
+}
+
+impl EventKey {
+    /// Encodes the key.
+    pub fn encode(&self) -> [u8; EVENT_KEY_LEN] {
+        let mut k = [0u8; EVENT_KEY_LEN];
+        k[0..4].copy_from_slice(&flip_i32(self.day).to_be_bytes());
+        k[4..8].copy_from_slice(&self.event_type.to_be_bytes());
+        k[8..16].copy_from_slice(&self.contact.to_be_bytes());
+        k[16..24].copy_from_slice(&flip_i64(self.ts_ms).to_be_bytes());
+        k[24..32].copy_from_slice(&self.seq.to_be_bytes());
+        k
+    }
+
+    /// Decodes a key; `None` when it is not 32 bytes.
+    pub fn decode(k: &[u8]) -> Option<EventKey> {
+        if k.len() != EVENT_KEY_LEN {
+            return None;
+        }
+        Some(EventKey {
+            day: unflip_i32(u32::from_be_bytes(k[0..4].try_into().ok()?)),
+            event_type: u32::from_be_bytes(k[4..8].try_into().ok()?),
+            contact: u64::from_be_bytes(k[8..16].try_into().ok()?),
+            ts_ms: unflip_i64(u64::from_be_bytes(k[16..24].try_into().ok()?)),
+            seq: u64::from_be_bytes(k[24..32].try_into().ok()?),
+        })
+    }
+}
+
+/// Prefix of all events of one day.
+pub fn event_day_prefix(day: i32) -> [u8; 4] {
+    flip_i32(day).to_be_bytes()
+}
+
+/// Prefix of all events of one type on one day.
+pub fn event_day_type_prefix(day: i32, event_type: u32) -> [u8; 8] {
+    let mut k = [0u8; 8];
+    k[0..4].copy_from_slice(&flip_i32(day).to_be_bytes());
+    k[4..8].copy_from_slice(&event_type.to_be_bytes());
+    k
+}
+
+/// Prefix of one contact's events of one type on one day.
+pub fn event_day_type_contact_prefix(day: i32, event_type: u32, contact: u64) -> [u8; 16] {
+    let mut k = [0u8; 16];
+    k[0..8].copy_from_slice(&event_day_type_prefix(day, event_type));
+    k[8..16].copy_from_slice(&contact.to_be_bytes());
+    k
+}
+
+/// Key of an identity: `id_type 0 channel_id 0 id_value`.
+pub fn identity_key(id_type: &str, channel_id: &str, id_value: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(id_type.len() + channel_id.len() + id_value.len() + 2);
+    k.extend_from_slice(id_type.as_bytes());
+    k.push(0);
+    k.extend_from_slice(channel_id.as_bytes());
+    k.push(0);
+    k.extend_from_slice(id_value.as_bytes());
+    k
+}
+
+/// Splits an identity key into `(id_type, channel_id, id_value)`.
+pub fn decode_identity_key(k: &[u8]) -> Option<(String, String, String)> {
+    let mut parts = k.splitn(3, |b| *b == 0);
+    let t = std::str::from_utf8(parts.next()?).ok()?.to_string();
+    let c = std::str::from_utf8(parts.next()?).ok()?.to_string();
+    let v = std::str::from_utf8(parts.next()?).ok()?.to_string();
+    Some((t, c, v))
+}
+
+/// Key of a contact → identity link: `contact_id | identity_key`.
+pub fn contact_identity_key(contact: u64, identity: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(8 + identity.len());
+    k.extend_from_slice(&contact.to_be_bytes());
+    k.extend_from_slice(identity);
+    k
+}
+
+/// Key of a user-table row: `table_id | row_id`.
+pub fn user_row_key(table_id: u32, row_id: u64) -> [u8; 12] {
+    let mut k = [0u8; 12];
+    k[0..4].copy_from_slice(&table_id.to_be_bytes());
+    k[4..12].copy_from_slice(&row_id.to_be_bytes());
+    k
+}
+
+/// Prefix of all rows of a user table.
+pub fn user_table_prefix(table_id: u32) -> [u8; 4] {
+    table_id.to_be_bytes()
+}
+
+/// The smallest key greater than every key starting with `prefix`
+/// (`None` when the prefix is all `0xFF`).
+pub fn prefix_successor(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut v = prefix.to_vec();
+    while let Some(last) = v.pop() {
+        if last != 0xFF {
+            v.push(last + 1);
+            return Some(v);
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_keys_sort_by_day_type_contact_time() {
+        let a = EventKey { day: -1, event_type: 9, contact: 9, ts_ms: -5, seq: 9 };
+        let b = EventKey { day: 0, event_type: 1, contact: 1, ts_ms: 0, seq: 0 };
+        let c = EventKey { day: 0, event_type: 1, contact: 1, ts_ms: 1, seq: 0 };
+        let d = EventKey { day: 0, event_type: 1, contact: 2, ts_ms: -100, seq: 0 };
+        let keys = [a, b, c, d];
+        for w in keys.windows(2) {
+            assert!(w[0].encode() < w[1].encode());
+            assert!(w[0] < w[1]);
+        }
+        for k in keys {
+            assert_eq!(EventKey::decode(&k.encode()), Some(k));
+        }
+    }
+
+    #[test]
+    fn identity_keys_round_trip() {
+        let k = identity_key("wechat.openid", "wx_oa", "o123");
+        assert_eq!(
+            decode_identity_key(&k),
+            Some(("wechat.openid".into(), "wx_oa".into(), "o123".into()))
+        );
+        assert_eq!(prefix_successor(&[1, 0xFF]), Some(vec![2]));
+    }
+}

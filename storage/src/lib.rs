@@ -1,0 +1,22 @@
+//! cohortdb storage: everything that lives in RocksDB — key encodings, the
+//! catalog, contacts, identities, time-partitioned events, user tables and the
+//! ingest writer actor that commits them.
+//!
+//! Layers above (the `sql` crate) see typed rows ([`Value`]) and scans; they
+//! never build RocksDB keys themselves: every key layout is in [`keys`].
+
+pub mod catalog;
+pub mod codec;
+pub mod error;
+pub mod keys;
+pub mod store;
+pub mod time;
+pub mod types;
+pub mod writer;
+
+pub use catalog::{Catalog, ColumnDef, EventTypeDef, FieldDef, PropertyDef, UserTableDef};
+pub use codec::{RowReader, Value, ValueRef};
+pub use error::{Result, StorageError};
+pub use keys::EventKey;
+pub use store::{Batch, EventScanSpec, Store, StoreOptions};
+pub use types::DataType;

@@ -1,0 +1,538 @@
+//! The store: opens RocksDB, owns the catalog snapshot and id counters, and
+//! offers scans and write batches to the SQL layer.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::thread::JoinHandle;
+
+use rocksdb::{
+    BlockBasedOptions, Cache, ColumnFamilyDescriptor, DBCompressionType, Direction, IteratorMode,
+    MergeOperands, Options, ReadOptions, WriteBatch, DB,
+};
+
+use crate::catalog::{Catalog, CatalogData};
+use crate::error::{Result, StorageError};
+use crate::keys::{self, cf, EventKey};
+pub use crate::writer::SyncPolicy;
+use crate::writer::WriterHandle;
+
+/// Options for [`Store::open`].
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// WAL durability of acknowledged statements.
+    pub sync: SyncPolicy,
+    /// Capacity of the writer's queue (batches).
+    pub writer_queue: usize,
+    /// Shared block cache size in bytes.
+    pub block_cache_bytes: usize,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions { sync: SyncPolicy::Statement, writer_queue: 256, block_cache_bytes: 256 << 20 }
+    }
+}
+
+/// Which events a scan reads.
+#[derive(Debug, Clone, Default)]
+pub struct EventScanSpec {
+    /// Inclusive UTC day range; `None` = every day.
+    pub days: Option<(i32, i32)>,
+    /// Event type ids (sorted, deduplicated); `None` = every type.
+    pub event_types: Option<Vec<u32>>,
+    /// Contact ids (sorted, deduplicated); `None` = every contact.
+    pub contacts: Option<Vec<u64>>,
+}
+
+/// The open database.
+pub struct Store {
+    db: Arc<DB>,
+    catalog: RwLock<Arc<Catalog>>,
+    writer: Mutex<Option<WriterHandle>>,
+    writer_thread: Mutex<Option<JoinHandle<()>>>,
+    /// Serialises catalog (DDL) changes.
+    ddl_lock: tokio::sync::Mutex<()>,
+    contact_id: AtomicU64,
+    event_seq: AtomicU64,
+    user_row: AtomicU64,
+}
+
+fn max_u64_merge(_key: &[u8], existing: Option<&[u8]>, operands: &MergeOperands) -> Option<Vec<u8>> {
+    let mut max = existing.and_then(read_u64).unwrap_or(0);
+    for op in operands {
+        max = max.max(read_u64(op).unwrap_or(0));
+    }
+    Some(max.to_le_bytes().to_vec())
+}
+
+fn read_u64(b: &[u8]) -> Option<u64> {
+    Some(u64::from_le_bytes(b.try_into().ok()?))
+}
+
+impl Store {
+    /// Opens (creating if needed) the database in `path`.
+    pub fn open(path: &Path, opts: StoreOptions) -> Result<Arc<Store>> {
+        std::fs::create_dir_all(path)?;
+        let cache = Cache::new_lru_cache(opts.block_cache_bytes);
+        let mut db_opts = Options::default();
+        db_opts.create_if_missing(true);
+        db_opts.create_missing_column_families(true);
+        db_opts.increase_parallelism(2);
+        db_opts.set_max_background_jobs(2);
+        db_opts.set_keep_log_file_num(5);
+
+        let table_opts = |bloom: bool, whole_key: bool| {
+            let mut t = BlockBasedOptions::default();
+            t.set_block_cache(&cache);
+            t.set_cache_index_and_filter_blocks(true);
+            t.set_pin_l0_filter_and_index_blocks_in_cache(true);
+            if bloom {
+                t.set_bloom_filter(10.0, false);
+                t.set_whole_key_filtering(whole_key);
+            }
+            t
+        };
+        let cf_opts = |name: &str| {
+            let mut o = Options::default();
+            o.set_compression_type(DBCompressionType::Lz4);
+            o.set_bottommost_compression_type(DBCompressionType::Zstd);
+            match name {
+                cf::META => {
+                    o.set_merge_operator_associative("max_u64", max_u64_merge);
+                    o.set_block_based_table_factory(&table_opts(true, true));
+                }
+                cf::EVENTS => {
+                    o.set_prefix_extractor(rocksdb::SliceTransform::create_fixed_prefix(8));
+                    o.set_block_based_table_factory(&table_opts(true, false));
+                    o.set_write_buffer_size(128 << 20);
+                    o.set_max_write_buffer_number(4);
+                    o.set_target_file_size_base(128 << 20);
+                }
+                _ => o.set_block_based_table_factory(&table_opts(true, true)),
+            }
+            o
+        };
+        let descriptors: Vec<ColumnFamilyDescriptor> =
+            cf::ALL.iter().map(|n| ColumnFamilyDescriptor::new(*n, cf_opts(n))).collect();
+        let db = Arc::new(DB::open_cf_descriptors(&db_opts, path, descriptors)?);
+
+        let meta = db.cf_handle(cf::META).expect("meta cf");
+        let catalog_data = match db.get_cf(meta, keys::META_CATALOG)? {
+            Some(bytes) => serde_json::from_slice::<CatalogData>(&bytes)?,
+            None => {
+                let data = CatalogData::initial();
+                let mut wo = rocksdb::WriteOptions::default();
+                wo.set_sync(true);
+                let mut b = WriteBatch::default();
+                b.put_cf(meta, keys::META_CATALOG, serde_json::to_vec(&data)?);
+                db.write_opt(b, &wo)?;
+                data
+            }
+        };
+        let counter = |k: &[u8]| -> Result<u64> {
+            Ok(db.get_cf(meta, k)?.as_deref().and_then(read_u64).unwrap_or(0))
+        };
+        let contact_id = counter(keys::COUNTER_CONTACT_ID)?;
+        let event_seq = counter(keys::COUNTER_EVENT_SEQ)?;
+        let user_row = counter(keys::COUNTER_USER_ROW)?;
+        let (writer, thread) = WriterHandle::spawn(db.clone(), opts.sync, opts.writer_queue);
+        Ok(Arc::new(Store {
+            db,
+            catalog: RwLock::new(Arc::new(Catalog::new(catalog_data))),
+            writer: Mutex::new(Some(writer)),
+            writer_thread: Mutex::new(Some(thread)),
+            ddl_lock: tokio::sync::Mutex::new(()),
+            contact_id: AtomicU64::new(contact_id),
+            event_seq: AtomicU64::new(event_seq),
+            user_row: AtomicU64::new(user_row),
+        }))
+    }
+
+    /// The current catalog snapshot.
+    pub fn catalog(&self) -> Arc<Catalog> {
+        self.catalog.read().expect("catalog lock").clone()
+    }
+
+    /// Applies a catalog change atomically: `f` edits a copy, which is written
+    /// together with `extra` (a batch of data changes) and then published.
+    /// Changes are serialised; `f` may reject the change with its own error.
+    pub async fn update_catalog<E, T>(
+        &self,
+        f: impl FnOnce(&mut CatalogData, &mut Batch) -> std::result::Result<T, E>,
+    ) -> std::result::Result<T, E>
+    where
+        E: From<StorageError>,
+    {
+        let _guard = self.ddl_lock.lock().await;
+        let mut data = self.catalog().data().clone();
+        let mut batch = self.batch();
+        let out = f(&mut data, &mut batch)?;
+        let bytes = serde_json::to_vec(&data).map_err(StorageError::from)?;
+        batch.wb.put_cf(self.cf(cf::META), keys::META_CATALOG, bytes);
+        self.commit(batch).await?;
+        *self.catalog.write().expect("catalog lock") = Arc::new(Catalog::new(data));
+        Ok(out)
+    }
+
+    fn cf(&self, name: &str) -> &rocksdb::ColumnFamily {
+        cfh(&self.db, name)
+    }
+
+    fn writer(&self) -> Result<WriterHandle> {
+        self.writer.lock().expect("writer lock").clone().ok_or(StorageError::WriterClosed)
+    }
+
+    /// A new empty write batch.
+    pub fn batch(&self) -> Batch {
+        Batch { wb: WriteBatch::default(), db: self.db.clone() }
+    }
+
+    /// Commits a batch atomically through the writer actor.
+    pub async fn commit(&self, batch: Batch) -> Result<()> {
+        if batch.wb.is_empty() {
+            return Ok(());
+        }
+        self.writer()?.write(batch.wb).await
+    }
+
+    /// Reserves `n` new contact ids; the batch that uses them must call
+    /// [`Batch::note_contact_id`] with the highest.
+    pub fn alloc_contact_ids(&self, n: u64) -> u64 {
+        self.contact_id.fetch_add(n, Ordering::SeqCst) + 1
+    }
+
+    /// Makes sure later allocations are above `id` (explicit ids on insert).
+    pub fn observe_contact_id(&self, id: u64) {
+        self.contact_id.fetch_max(id, Ordering::SeqCst);
+    }
+
+    /// Reserves `n` event sequence numbers; returns the first.
+    pub fn alloc_event_seqs(&self, n: u64) -> u64 {
+        self.event_seq.fetch_add(n, Ordering::SeqCst) + 1
+    }
+
+    /// Reserves `n` user-table row ids; returns the first.
+    pub fn alloc_user_rows(&self, n: u64) -> u64 {
+        self.user_row.fetch_add(n, Ordering::SeqCst) + 1
+    }
+
+    /// Reads one contact row.
+    pub fn get_contact(&self, id: u64) -> Result<Option<Vec<u8>>> {
+        Ok(self.db.get_cf(self.cf(cf::CONTACTS), keys::contact_key(id))?)
+    }
+
+    /// Visits contacts in id order (all, or the given sorted ids); `f` returns false to stop.
+    pub fn scan_contacts(&self, ids: Option<&[u64]>, f: &mut dyn FnMut(u64, &[u8]) -> bool) -> Result<()> {
+        let cfh = self.cf(cf::CONTACTS);
+        match ids {
+            Some(ids) => {
+                let keys: Vec<[u8; 8]> = ids.iter().map(|i| keys::contact_key(*i)).collect();
+                let values = self.db.batched_multi_get_cf(cfh, keys.iter(), true);
+                for (id, v) in ids.iter().zip(values) {
+                    if let Some(v) = v? {
+                        if !f(*id, &v) {
+                            break;
+                        }
+                    }
+                }
+            }
+            None => {
+                let mut it = self.db.raw_iterator_cf(cfh);
+                it.seek_to_first();
+                while let (Some(k), Some(v)) = (it.key(), it.value()) {
+                    let id = keys::decode_contact_key(k)
+                        .ok_or_else(|| StorageError::Corrupt("contact key".into()))?;
+                    if !f(id, v) {
+                        break;
+                    }
+                    it.next();
+                }
+                it.status()?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The first and last UTC day holding events, if any.
+    pub fn event_day_bounds(&self) -> Result<Option<(i32, i32)>> {
+        let cfh = self.cf(cf::EVENTS);
+        let mut ro = ReadOptions::default();
+        ro.set_total_order_seek(true);
+        let mut it = self.db.raw_iterator_cf_opt(cfh, ro);
+        it.seek_to_first();
+        let first = match it.key().and_then(EventKey::decode) {
+            Some(k) => k.day,
+            None => return Ok(None),
+        };
+        it.seek_to_last();
+        let last = it.key().and_then(EventKey::decode).map(|k| k.day).unwrap_or(first);
+        it.status()?;
+        Ok(Some((first, last)))
+    }
+
+    /// Visits the events selected by `spec`. Within one `(day, event type)`
+    /// run, events come ordered by contact then time. `f` returns false to stop.
+    pub fn scan_events(&self, spec: &EventScanSpec, f: &mut dyn FnMut(&EventKey, &[u8]) -> bool) -> Result<()> {
+        let Some((mut lo, mut hi)) = self.event_day_bounds()? else { return Ok(()) };
+        if let Some((a, b)) = spec.days {
+            lo = lo.max(a);
+            hi = hi.min(b);
+        }
+        if lo > hi {
+            return Ok(());
+        }
+        let cfh = self.cf(cf::EVENTS);
+        let mut ro = ReadOptions::default();
+        ro.set_total_order_seek(true);
+        ro.set_iterate_lower_bound(keys::event_day_prefix(lo).to_vec());
+        if let Some(up) = keys::prefix_successor(&keys::event_day_prefix(hi)) {
+            ro.set_iterate_upper_bound(up);
+        }
+        let mut it = self.db.raw_iterator_cf_opt(cfh, ro);
+        let mut visit_prefix = |it: &mut rocksdb::DBRawIterator, prefix: &[u8]| -> Result<bool> {
+            it.seek(prefix);
+            while let (Some(k), Some(v)) = (it.key(), it.value()) {
+                if !k.starts_with(prefix) {
+                    break;
+                }
+                let key = EventKey::decode(k).ok_or_else(|| StorageError::Corrupt("event key".into()))?;
+                if !f(&key, v) {
+                    return Ok(false);
+                }
+                it.next();
+            }
+            it.status()?;
+            Ok(true)
+        };
+        let all_types;
+        let types: Option<&[u32]> = match (&spec.event_types, &spec.contacts) {
+            (Some(t), _) => Some(t),
+            (None, Some(_)) => {
+                let mut t: Vec<u32> = self.catalog().data().event_types.iter().map(|t| t.id).collect();
+                t.sort_unstable();
+                all_types = t;
+                Some(&all_types)
+            }
+            (None, None) => None,
+        };
+        for day in lo..=hi {
+            match types {
+                None => {
+                    if !visit_prefix(&mut it, &keys::event_day_prefix(day))? {
+                        return Ok(());
+                    }
+                }
+                Some(types) => {
+                    for et in types {
+                        match &spec.contacts {
+                            None => {
+                                if !visit_prefix(&mut it, &keys::event_day_type_prefix(day, *et))? {
+                                    return Ok(());
+                                }
+                            }
+                            Some(contacts) => {
+                                for c in contacts {
+                                    let p = keys::event_day_type_contact_prefix(day, *et, *c);
+                                    if !visit_prefix(&mut it, &p)? {
+                                        return Ok(());
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Visits identity rows: `(id_type, channel_id, id_value, contact, created_at_ms)`.
+    pub fn scan_identities(&self, f: &mut dyn FnMut(&str, &str, &str, u64, i64) -> bool) -> Result<()> {
+        let mut it = self.db.raw_iterator_cf(self.cf(cf::IDENTITIES));
+        it.seek_to_first();
+        while let (Some(k), Some(v)) = (it.key(), it.value()) {
+            let (t, c, val) =
+                keys::decode_identity_key(k).ok_or_else(|| StorageError::Corrupt("identity key".into()))?;
+            let (contact, created) = decode_identity_value(v)?;
+            if !f(&t, &c, &val, contact, created) {
+                break;
+            }
+            it.next();
+        }
+        it.status()?;
+        Ok(())
+    }
+
+    /// Finds the contact owning an identity.
+    pub fn lookup_identity(&self, id_type: &str, channel_id: &str, id_value: &str) -> Result<Option<u64>> {
+        let k = keys::identity_key(id_type, channel_id, id_value);
+        match self.db.get_pinned_cf(self.cf(cf::IDENTITIES), k)? {
+            Some(v) => Ok(Some(decode_identity_value(&v)?.0)),
+            None => Ok(None),
+        }
+    }
+
+    /// Visits the rows of a user table in insertion order.
+    pub fn scan_user_rows(&self, table_id: u32, f: &mut dyn FnMut(u64, &[u8]) -> bool) -> Result<()> {
+        let prefix = keys::user_table_prefix(table_id);
+        let mut it = self.db.raw_iterator_cf(self.cf(cf::USER_ROWS));
+        it.seek(prefix);
+        while let (Some(k), Some(v)) = (it.key(), it.value()) {
+            if !k.starts_with(&prefix) || k.len() != 12 {
+                break;
+            }
+            let row = u64::from_be_bytes(k[4..12].try_into().expect("12-byte key"));
+            if !f(row, v) {
+                break;
+            }
+            it.next();
+        }
+        it.status()?;
+        Ok(())
+    }
+
+    /// Number of keys RocksDB estimates in a column family (for EXPLAIN and stats).
+    pub fn estimate_keys(&self, cf_name: &str) -> u64 {
+        self.db
+            .property_int_value_cf(self.cf(cf_name), "rocksdb.estimate-num-keys")
+            .ok()
+            .flatten()
+            .unwrap_or(0)
+    }
+
+    /// Stops the writer (after the queued batches) and flushes memtables.
+    pub fn shutdown(&self) -> Result<()> {
+        self.writer.lock().expect("writer lock").take();
+        if let Some(t) = self.writer_thread.lock().expect("writer thread lock").take() {
+            let _ = t.join();
+        }
+        self.db.flush_wal(true)?;
+        for name in cf::ALL {
+            self.db.flush_cf(self.cf(name))?;
+        }
+        Ok(())
+    }
+
+    /// Raw iterator mode helper for tests.
+    #[doc(hidden)]
+    pub fn count_keys(&self, cf_name: &str) -> usize {
+        self.db.iterator_cf(self.cf(cf_name), IteratorMode::From(&[], Direction::Forward)).count()
+    }
+}
+
+fn decode_identity_value(v: &[u8]) -> Result<(u64, i64)> {
+    if v.len() != 16 {
+        return Err(StorageError::Corrupt("identity value".into()));
+    }
+    Ok((
+        u64::from_le_bytes(v[0..8].try_into().expect("8 bytes")),
+        i64::from_le_bytes(v[8..16].try_into().expect("8 bytes")),
+    ))
+}
+
+fn cfh<'a>(db: &'a DB, name: &str) -> &'a rocksdb::ColumnFamily {
+    db.cf_handle(name).expect("column family opened at start")
+}
+
+/// A set of changes committed atomically by [`Store::commit`].
+pub struct Batch {
+    wb: WriteBatch,
+    db: Arc<DB>,
+}
+
+impl Batch {
+    /// Writes a contact row.
+    pub fn put_contact(&mut self, id: u64, row: &[u8]) {
+        self.wb.put_cf(cfh(&self.db, cf::CONTACTS), keys::contact_key(id), row);
+    }
+
+    /// Deletes a contact row.
+    pub fn delete_contact(&mut self, id: u64) {
+        self.wb.delete_cf(cfh(&self.db, cf::CONTACTS), keys::contact_key(id));
+    }
+
+    /// Records that contact ids up to `id` are used.
+    pub fn note_contact_id(&mut self, id: u64) {
+        self.wb.merge_cf(cfh(&self.db, cf::META), keys::COUNTER_CONTACT_ID, id.to_le_bytes());
+    }
+
+    /// Records that event sequence numbers up to `seq` are used.
+    pub fn note_event_seq(&mut self, seq: u64) {
+        self.wb.merge_cf(cfh(&self.db, cf::META), keys::COUNTER_EVENT_SEQ, seq.to_le_bytes());
+    }
+
+    /// Records that user row ids up to `row` are used.
+    pub fn note_user_row(&mut self, row: u64) {
+        self.wb.merge_cf(cfh(&self.db, cf::META), keys::COUNTER_USER_ROW, row.to_le_bytes());
+    }
+
+    /// Writes an event.
+    pub fn put_event(&mut self, key: &EventKey, value: &[u8]) {
+        self.wb.put_cf(cfh(&self.db, cf::EVENTS), key.encode(), value);
+    }
+
+    /// Writes many events (one column-family lookup).
+    pub fn put_events<'a>(&mut self, events: impl IntoIterator<Item = (EventKey, &'a [u8])>) {
+        let events_cf = cfh(&self.db, cf::EVENTS);
+        for (k, v) in events {
+            self.wb.put_cf(events_cf, k.encode(), v);
+        }
+    }
+
+    /// Links an identity to a contact (both directions).
+    pub fn put_identity(&mut self, id_type: &str, channel_id: &str, id_value: &str, contact: u64, created_ms: i64) {
+        let k = keys::identity_key(id_type, channel_id, id_value);
+        let mut v = Vec::with_capacity(16);
+        v.extend_from_slice(&contact.to_le_bytes());
+        v.extend_from_slice(&created_ms.to_le_bytes());
+        self.wb.put_cf(cfh(&self.db, cf::IDENTITIES), &k, &v);
+        self.wb.put_cf(
+            cfh(&self.db, cf::CONTACT_IDENTITIES),
+            keys::contact_identity_key(contact, &k),
+            created_ms.to_le_bytes(),
+        );
+    }
+
+    /// Writes a user-table row.
+    pub fn put_user_row(&mut self, table_id: u32, row_id: u64, row: &[u8]) {
+        self.wb.put_cf(cfh(&self.db, cf::USER_ROWS), keys::user_row_key(table_id, row_id), row);
+    }
+
+    /// Deletes one user-table row.
+    pub fn delete_user_row(&mut self, table_id: u32, row_id: u64) {
+        self.wb.delete_cf(cfh(&self.db, cf::USER_ROWS), keys::user_row_key(table_id, row_id));
+    }
+
+    /// Deletes every row of a user table (range deletion).
+    pub fn drop_user_table_rows(&mut self, table_id: u32) {
+        let from = keys::user_table_prefix(table_id);
+        let to = (table_id as u64 + 1).min(u32::MAX as u64) as u32;
+        self.wb.delete_range_cf(cfh(&self.db, cf::USER_ROWS), from, to.to_be_bytes());
+    }
+
+    /// Deletes every event of UTC days before `day` (range deletion).
+    pub fn drop_events_before(&mut self, day: i32) {
+        self.wb.delete_range_cf(
+            cfh(&self.db, cf::EVENTS),
+            keys::event_day_prefix(i32::MIN),
+            keys::event_day_prefix(day),
+        );
+    }
+
+    /// Number of operations in the batch.
+    pub fn len(&self) -> usize {
+        self.wb.len()
+    }
+
+    /// True when nothing was added.
+    pub fn is_empty(&self) -> bool {
+        self.wb.is_empty()
+    }
+
+    /// Approximate memory of the batch.
+    pub fn size_in_bytes(&self) -> usize {
+        self.wb.size_in_bytes()
+    }
+
+}
