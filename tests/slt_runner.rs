@@ -32,8 +32,10 @@ fn main() {
         for protocol in Protocol::ALL {
             let file = file.clone();
             trials.push(
-                Trial::test(format!("{name}::{protocol}"), move || run_file(&file, protocol))
-                    .with_kind("slt"),
+                Trial::test(format!("{name}::{protocol}"), move || {
+                    run_file(&file, protocol)
+                })
+                .with_kind("slt"),
             );
         }
     }

@@ -1,1 +1,53 @@
-fn main() {}
+//! `cohortdb-bench`: reproducible benchmarks of cohortdb over the PostgreSQL
+//! wire protocol, on deterministic synthetic data from `cohortdb-datagen`.
+//!
+//! Subcommands:
+//! - `ingest`: `COPY ... FROM STDIN (FORMAT csv)` of contacts and events into a
+//!   running cohortdb, optionally against a throwaway PostgreSQL 15 loaded
+//!   with the same files the same way (`--postgres`).
+//!
+//! See `docs/benchmark.md` for how to run it and what it measures.
+
+mod dataset;
+mod ingest;
+mod postgres;
+mod report;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Error type of the benchmark: anything printable.
+pub type Error = Box<dyn std::error::Error + Send + Sync>;
+/// Result type of the benchmark.
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// Reproducible cohortdb benchmarks (see docs/benchmark.md).
+#[derive(Parser, Debug)]
+#[command(name = "cohortdb-bench", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// COPY ingest rate of contacts and events over the wire (optionally
+    /// compared with PostgreSQL 15 on the same machine).
+    Ingest(ingest::IngestArgs),
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Ingest(args) => ingest::run(args).await,
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -2,7 +2,9 @@
 //! sessions placed on the period's timeline and rendered straight into a byte
 //! buffer (no per-event allocation).
 
-use crate::fmt::{push_cents, push_csv_text, push_padded, push_u64, weekday, TsFormatter, DAY_MS, HOUR_MS};
+use crate::fmt::{
+    push_cents, push_csv_text, push_padded, push_u64, weekday, TsFormatter, DAY_MS, HOUR_MS,
+};
 use crate::rng::Rng;
 use crate::tables::*;
 use crate::{DatasetSpec, Follow, Profile, MINI_PROGRAM_CHANNEL, OFFICIAL_ACCOUNT_CHANNEL};
@@ -15,7 +17,9 @@ const MEAN_SESSION_LEN: u64 = 14;
 const EMPTY_SUFFIX: &[u8] = b",,,,,,,,,,,,,,,,,,,,,,,";
 
 /// Relative activity per hour of day (evening peak).
-const HOUR_WEIGHTS: [u32; 24] = [3, 2, 1, 1, 1, 1, 2, 4, 6, 6, 6, 7, 9, 8, 6, 6, 6, 7, 8, 10, 13, 14, 11, 6];
+const HOUR_WEIGHTS: [u32; 24] = [
+    3, 2, 1, 1, 1, 1, 2, 4, 6, 6, 6, 7, 9, 8, 6, 6, 6, 7, 8, 10, 13, 14, 11, 6,
+];
 
 /// A planned piece of a contact's timeline.
 #[derive(Clone, Copy)]
@@ -182,7 +186,11 @@ impl<'c> EventGen<'c> {
             Follow::During { unsubscribe } => (1, unsubscribe as u64),
             Follow::Before { unsubscribe } => (0, unsubscribe as u64),
         };
-        let extras = if p.follow == Follow::None { 0 } else { self.rng.dither(p.events as u128 * 5, 100) };
+        let extras = if p.follow == Follow::None {
+            0
+        } else {
+            self.rng.dither(p.events as u128 * 5, 100)
+        };
         if sub + unsub > cap {
             unsub = 0;
         }
@@ -200,17 +208,33 @@ impl<'c> EventGen<'c> {
         // Place everything on the timeline. A contact first seen inside the
         // period starts with a session exactly at `first_seen_at`.
         let in_period = p.first_seen_ms >= self.ps;
-        let lo = if in_period { p.first_seen_ms + 1 } else { self.ps };
+        let lo = if in_period {
+            p.first_seen_ms + 1
+        } else {
+            self.ps
+        };
         let hi = (self.pe - 10 * 60_000).max(lo + 1);
         self.slots.clear();
         for i in 0..sessions as usize {
-            let start = if i == 0 && in_period { p.first_seen_ms } else { self.sample_time(lo, hi) };
+            let start = if i == 0 && in_period {
+                p.first_seen_ms
+            } else {
+                self.sample_time(lo, hi)
+            };
             let len = self.lens[i];
-            self.slots.push(Slot { start, len, oa: false });
+            self.slots.push(Slot {
+                start,
+                len,
+                oa: false,
+            });
         }
         for _ in 0..oa {
             let start = self.sample_time(lo, hi);
-            self.slots.push(Slot { start, len: 1, oa: true });
+            self.slots.push(Slot {
+                start,
+                len: 1,
+                oa: true,
+            });
         }
         self.slots.sort_unstable_by_key(|s| (s.start, s.oa, s.len));
 
@@ -220,7 +244,8 @@ impl<'c> EventGen<'c> {
             let start = if self.prev == i64::MIN {
                 slot.start
             } else {
-                slot.start.max(self.prev + 20_000 + self.rng.below(300_000) as i64)
+                slot.start
+                    .max(self.prev + 20_000 + self.rng.below(300_000) as i64)
             };
             if slot.oa {
                 let kind = if oa_seen == 0 && sub == 1 {
@@ -277,7 +302,8 @@ impl<'c> EventGen<'c> {
                     continue;
                 }
                 let hour = self.rng.weighted(&HOUR_WEIGHTS, |&w| w) as i64;
-                let t = self.ps + day * DAY_MS + hour * HOUR_MS + self.rng.below(HOUR_MS as u64) as i64;
+                let t =
+                    self.ps + day * DAY_MS + hour * HOUR_MS + self.rng.below(HOUR_MS as u64) as i64;
                 if t >= lo && t < hi {
                     return t;
                 }
@@ -395,7 +421,14 @@ impl<'c> EventGen<'c> {
         out.extend_from_slice(code.as_bytes());
         out.push(b',');
         self.ts.push(out, ts);
-        field(out, if mini_program { MINI_PROGRAM_CHANNEL } else { OFFICIAL_ACCOUNT_CHANNEL });
+        field(
+            out,
+            if mini_program {
+                MINI_PROGRAM_CHANNEL
+            } else {
+                OFFICIAL_ACCOUNT_CHANNEL
+            },
+        );
         field(out, p.page);
         field(out, p.title);
         field(out, p.referrer);
@@ -434,7 +467,11 @@ impl<'c> EventGen<'c> {
         if let Some(d) = p.duration {
             push_u64(out, d.max(0) as u64);
         }
-        out.extend_from_slice(if mini_program { &self.suffix } else { EMPTY_SUFFIX });
+        out.extend_from_slice(if mini_program {
+            &self.suffix
+        } else {
+            EMPTY_SUFFIX
+        });
         out.push(b',');
         if let Some(a) = p.amount {
             push_cents(out, a);
@@ -496,7 +533,11 @@ impl<'c> EventGen<'c> {
     fn on_page(&self, page: Page) -> Props<'c> {
         let cat: &'c Catalogue = self.cat;
         let (path, title) = page_info(cat, page);
-        Props { page: path, title, ..Props::default() }
+        Props {
+            page: path,
+            title,
+            ..Props::default()
+        }
     }
 
     fn sku(&self, i: u16) -> &'c Sku {
@@ -638,7 +679,10 @@ impl<'c> EventGen<'c> {
     fn session(&mut self, p: &Profile, len: u32, start: i64, first: bool) {
         let (scene, _, landing) = SCENES[self.rng.weighted(SCENES, |s| s.1)];
         self.render_suffix(p, scene, first);
-        let at_scene = Props { scene, ..Props::default() };
+        let at_scene = Props {
+            scene,
+            ..Props::default()
+        };
 
         let mut left = len;
         let session_start = self.next_ts(start);
@@ -733,7 +777,9 @@ impl<'c> EventGen<'c> {
                             Some(c) => self.category_sku(c),
                             None => self.popular_sku(),
                         },
-                        Page::Sku(s) if self.rng.chance(700) => self.category_sku(self.cat.skus[s as usize].category),
+                        Page::Sku(s) if self.rng.chance(700) => {
+                            self.category_sku(self.cat.skus[s as usize].category)
+                        }
                         _ => self.popular_sku(),
                     };
                     last_exposed = Some(s);
@@ -837,7 +883,11 @@ impl<'c> EventGen<'c> {
             Some((s, q)) => (s, q, self.sku(s).price_cents * q as u64),
             None if !self.cart.is_empty() => {
                 let qty = self.cart.iter().map(|i| i.1).sum();
-                let amount = self.cart.iter().map(|i| self.cat.skus[i.0 as usize].price_cents * i.1 as u64).sum();
+                let amount = self
+                    .cart
+                    .iter()
+                    .map(|i| self.cat.skus[i.0 as usize].price_cents * i.1 as u64)
+                    .sum();
                 let first = self.cart[0].0;
                 self.cart.clear();
                 (first, qty, amount)

@@ -93,7 +93,10 @@ pub(crate) fn push_date(out: &mut Vec<u8>, day: i64) {
 /// which `COPY ... (FORMAT csv)` reads as NULL.
 pub(crate) fn push_csv_text(out: &mut Vec<u8>, text: &str) {
     let bytes = text.as_bytes();
-    if !bytes.iter().any(|&b| matches!(b, b',' | b'"' | b'\n' | b'\r')) {
+    if !bytes
+        .iter()
+        .any(|&b| matches!(b, b',' | b'"' | b'\n' | b'\r'))
+    {
         out.extend_from_slice(bytes);
         return;
     }
@@ -116,7 +119,10 @@ pub(crate) struct TsFormatter {
 
 impl TsFormatter {
     pub(crate) fn new() -> TsFormatter {
-        TsFormatter { day: i64::MIN, date: [0; 10] }
+        TsFormatter {
+            day: i64::MIN,
+            date: [0; 10],
+        }
     }
 
     /// Appends the UTC timestamp of `ms` milliseconds since the Unix epoch.
@@ -170,7 +176,10 @@ mod tests {
             let (y, m, d) = civil_from_days(z);
             assert_eq!(days_from_civil(y, m, d), z);
         }
-        assert_eq!(civil_from_days(days_from_civil(2024, 2, 29) + 1), (2024, 3, 1));
+        assert_eq!(
+            civil_from_days(days_from_civil(2024, 2, 29) + 1),
+            (2024, 3, 1)
+        );
     }
 
     #[test]
@@ -190,7 +199,10 @@ mod tests {
         v.push(b' ');
         push_date(&mut v, days_from_civil(1960, 1, 9));
         v.push(b' ');
-        TsFormatter::new().push(&mut v, days_from_civil(2025, 6, 30) * DAY_MS + 23 * HOUR_MS + 59 * 60_000 + 58_007);
+        TsFormatter::new().push(
+            &mut v,
+            days_from_civil(2025, 6, 30) * DAY_MS + 23 * HOUR_MS + 59 * 60_000 + 58_007,
+        );
         assert_eq!(
             String::from_utf8(v).unwrap(),
             "0 18446744073709551615 0007 123456 0.05 199.90 1960-01-09 2025-06-30 23:59:58.007+00"
@@ -205,6 +217,9 @@ mod tests {
         push_csv_text(&mut v, "a,b");
         v.push(b'|');
         push_csv_text(&mut v, "say \"hi\"");
-        assert_eq!(String::from_utf8(v).unwrap(), "plain 文本|\"a,b\"|\"say \"\"hi\"\"\"");
+        assert_eq!(
+            String::from_utf8(v).unwrap(),
+            "plain 文本|\"a,b\"|\"say \"\"hi\"\"\""
+        );
     }
 }

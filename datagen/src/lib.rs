@@ -27,9 +27,15 @@ mod tables;
 
 use std::io::{self, Write};
 
-use fmt::{days_from_civil, push_csv_text, push_date, push_padded, push_u64, TsFormatter, DAY_MS, HOUR_MS};
+use fmt::{
+    days_from_civil, push_csv_text, push_date, push_padded, push_u64, TsFormatter, DAY_MS, HOUR_MS,
+};
 use rng::Rng;
 use tables::*;
+
+/// Version of the generated data: bumped whenever the output for a given
+/// [`DatasetSpec`] changes, so cached CSV files can be invalidated.
+pub const GENERATOR_VERSION: u32 = 1;
 
 /// Parameters of a synthetic dataset. Equal specs give byte-identical CSV.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -54,7 +60,13 @@ impl DatasetSpec {
     /// The `--demo` dataset: 10 000 contacts, 30 days from 2025-06-01,
     /// ~60 events per contact (~600 000 events), seed 42.
     pub fn demo() -> Self {
-        DatasetSpec { contacts: 10_000, days: 30, events_per_contact: 60, start_day: (2025, 6, 1), seed: 42 }
+        DatasetSpec {
+            contacts: 10_000,
+            days: 30,
+            events_per_contact: 60,
+            start_day: (2025, 6, 1),
+            seed: 42,
+        }
     }
 
     /// Start of the period in milliseconds since the Unix epoch.
@@ -71,55 +83,167 @@ impl DatasetSpec {
 
 /// Columns of the contacts CSV, in order (a subset of the `contacts` table).
 pub const CONTACT_COLUMNS: &[&str] = &[
-    "id", "name", "nickname", "gender", "birthday", "mobile_phone", "email", "country", "state", "city",
-    "created_at", "first_seen_at", "utm_source", "utm_medium", "utm_campaign",
+    "id",
+    "name",
+    "nickname",
+    "gender",
+    "birthday",
+    "mobile_phone",
+    "email",
+    "country",
+    "state",
+    "city",
+    "created_at",
+    "first_seen_at",
+    "utm_source",
+    "utm_medium",
+    "utm_campaign",
 ];
 
 /// SQL types of [`CONTACT_COLUMNS`], position by position (names valid in both
 /// PostgreSQL and cohortdb).
 pub const CONTACT_COLUMN_TYPES: &[&str] = &[
-    "BIGINT", "VARCHAR", "VARCHAR", "VARCHAR", "DATE", "VARCHAR", "VARCHAR", "VARCHAR", "VARCHAR", "VARCHAR",
-    "TIMESTAMPTZ", "TIMESTAMPTZ", "VARCHAR", "VARCHAR", "VARCHAR",
+    "BIGINT",
+    "VARCHAR",
+    "VARCHAR",
+    "VARCHAR",
+    "DATE",
+    "VARCHAR",
+    "VARCHAR",
+    "VARCHAR",
+    "VARCHAR",
+    "VARCHAR",
+    "TIMESTAMPTZ",
+    "TIMESTAMPTZ",
+    "VARCHAR",
+    "VARCHAR",
+    "VARCHAR",
 ];
 
 /// Columns of the events CSV, in order. `p_amount` is a custom property
 /// (`ALTER TABLE events ADD COLUMN p_amount DOUBLE`) set on `custom_order`.
 pub const EVENT_COLUMNS: &[&str] = &[
-    "contact_id", "event", "event_date", "channel_id",
-    "s_page_path", "s_page_title", "s_referrer_path", "s_scene", "s_qrcode_id", "s_search_keyword",
-    "s_sku_id", "s_sku_name", "s_sku_price", "s_sku_quantity", "s_order_id", "s_order_status",
-    "s_menu_key", "s_msg_type", "s_template_id", "s_duration",
-    "os", "os_version", "platform", "app_version", "sdk_type", "sdk_version", "screen_width",
-    "screen_height", "network_type", "manufacturer", "device_model", "ip", "country", "province", "city",
-    "utm_source", "utm_medium", "utm_campaign",
-    "chan_id", "chan_wxapp_scene", "guide_id", "room_id", "chan_shop_id",
+    "contact_id",
+    "event",
+    "event_date",
+    "channel_id",
+    "s_page_path",
+    "s_page_title",
+    "s_referrer_path",
+    "s_scene",
+    "s_qrcode_id",
+    "s_search_keyword",
+    "s_sku_id",
+    "s_sku_name",
+    "s_sku_price",
+    "s_sku_quantity",
+    "s_order_id",
+    "s_order_status",
+    "s_menu_key",
+    "s_msg_type",
+    "s_template_id",
+    "s_duration",
+    "os",
+    "os_version",
+    "platform",
+    "app_version",
+    "sdk_type",
+    "sdk_version",
+    "screen_width",
+    "screen_height",
+    "network_type",
+    "manufacturer",
+    "device_model",
+    "ip",
+    "country",
+    "province",
+    "city",
+    "utm_source",
+    "utm_medium",
+    "utm_campaign",
+    "chan_id",
+    "chan_wxapp_scene",
+    "guide_id",
+    "room_id",
+    "chan_shop_id",
     "p_amount",
 ];
 
 /// SQL types of [`EVENT_COLUMNS`], position by position (names valid in both
 /// PostgreSQL and cohortdb).
 pub const EVENT_COLUMN_TYPES: &[&str] = &[
-    "BIGINT", "VARCHAR", "TIMESTAMPTZ", "VARCHAR",
-    "VARCHAR", "VARCHAR", "VARCHAR", "VARCHAR", "VARCHAR", "VARCHAR",
-    "VARCHAR", "VARCHAR", "DOUBLE PRECISION", "BIGINT", "VARCHAR", "VARCHAR",
-    "VARCHAR", "VARCHAR", "VARCHAR", "BIGINT",
-    "VARCHAR", "VARCHAR", "VARCHAR", "VARCHAR", "VARCHAR", "VARCHAR", "BIGINT",
-    "BIGINT", "VARCHAR", "VARCHAR", "VARCHAR", "VARCHAR", "VARCHAR", "VARCHAR", "VARCHAR",
-    "VARCHAR", "VARCHAR", "VARCHAR",
-    "VARCHAR", "VARCHAR", "VARCHAR", "VARCHAR", "VARCHAR",
+    "BIGINT",
+    "VARCHAR",
+    "TIMESTAMPTZ",
+    "VARCHAR",
+    "VARCHAR",
+    "VARCHAR",
+    "VARCHAR",
+    "VARCHAR",
+    "VARCHAR",
+    "VARCHAR",
+    "VARCHAR",
+    "VARCHAR",
+    "DOUBLE PRECISION",
+    "BIGINT",
+    "VARCHAR",
+    "VARCHAR",
+    "VARCHAR",
+    "VARCHAR",
+    "VARCHAR",
+    "BIGINT",
+    "VARCHAR",
+    "VARCHAR",
+    "VARCHAR",
+    "VARCHAR",
+    "VARCHAR",
+    "VARCHAR",
+    "BIGINT",
+    "BIGINT",
+    "VARCHAR",
+    "VARCHAR",
+    "VARCHAR",
+    "VARCHAR",
+    "VARCHAR",
+    "VARCHAR",
+    "VARCHAR",
+    "VARCHAR",
+    "VARCHAR",
+    "VARCHAR",
+    "VARCHAR",
+    "VARCHAR",
+    "VARCHAR",
+    "VARCHAR",
+    "VARCHAR",
     "DOUBLE PRECISION",
 ];
 
 /// Mini-program event codes that the generator produces.
 pub const MINI_PROGRAM_EVENTS: &[&str] = &[
-    "app_launch", "app_show", "exit_wxapp", "browse_wxapp_page", "leave_wxapp_page",
-    "page_share_app_message", "page_pull_down_refresh", "page_reach_bottom", "search",
-    "expose_sku_component", "trigger_sku_component", "browse_sku_page", "add_to_cart", "custom_order",
+    "app_launch",
+    "app_show",
+    "exit_wxapp",
+    "browse_wxapp_page",
+    "leave_wxapp_page",
+    "page_share_app_message",
+    "page_pull_down_refresh",
+    "page_reach_bottom",
+    "search",
+    "expose_sku_component",
+    "trigger_sku_component",
+    "browse_sku_page",
+    "add_to_cart",
+    "custom_order",
 ];
 
 /// Official-account event codes that the generator produces.
 pub const OFFICIAL_ACCOUNT_EVENTS: &[&str] = &[
-    "subscribe", "unsubscribe", "scan_qrcode", "click_menu", "message", "subscribe_msg_accept",
+    "subscribe",
+    "unsubscribe",
+    "scan_qrcode",
+    "click_menu",
+    "message",
+    "subscribe_msg_accept",
     "subscribe_msg_reject",
 ];
 
@@ -145,9 +269,59 @@ enum Follow {
 /// Long-tailed activity levels: `(multiplier in permille, weight)`; rescaled
 /// by their mean so the average contact has exactly `events_per_contact`.
 const ACTIVITY: &[(u64, u64)] = &[
-    (100, 15), (250, 15), (500, 18), (750, 14), (1000, 11), (1300, 9), (1700, 7), (2200, 5),
-    (3000, 3), (4500, 2), (7000, 1),
+    (100, 15),
+    (250, 15),
+    (500, 18),
+    (750, 14),
+    (1000, 11),
+    (1300, 9),
+    (1700, 7),
+    (2200, 5),
+    (3000, 3),
+    (4500, 2),
+    (7000, 1),
 ];
+
+/// Per-mille chance that a contact was first seen before the period.
+const PRE_EXISTING_PERMILLE: u32 = 600;
+
+/// First-seen moment (without the random milliseconds within the hour) of a
+/// contact that arrives during the period: day `span·u²` (early-biased, `u` in
+/// 0..1000) at `hour`.
+fn arrival_ms(spec: &DatasetSpec, u: u64, hour: u64) -> i64 {
+    let span = spec.days.saturating_sub(1).max(1) as u64;
+    let day = (span * u * u / 1_000_000) as i64;
+    spec.period_start_ms() + day * DAY_MS + hour as i64 * HOUR_MS
+}
+
+/// Normalisation of the activity levels: a contact's event count is
+/// proportional to the part of the period it is active (from `first_seen_at`),
+/// divided by the mean of that part, `sum / count`, so the overall average is
+/// still `events_per_contact`.
+#[derive(Clone, Copy)]
+struct Norm {
+    sum: u128,
+    count: u128,
+}
+
+impl Norm {
+    fn new(spec: &DatasetSpec) -> Norm {
+        let (ps, pe) = (spec.period_start_ms(), spec.period_end_ms());
+        let period = (pe - ps).max(1) as u128;
+        let mut arrivals = 0u128;
+        for u in 0..1000 {
+            for hour in 7..22 {
+                let mid = arrival_ms(spec, u, hour) + HOUR_MS / 2;
+                arrivals += (pe - mid).max(0) as u128;
+            }
+        }
+        let pre = PRE_EXISTING_PERMILLE as u128;
+        Norm {
+            sum: pre * period * 15_000 + (1000 - pre) * arrivals,
+            count: 1000 * 15_000,
+        }
+    }
+}
 
 /// Everything about one contact that both writers need; derived only from
 /// `(spec.seed, id)`.
@@ -182,14 +356,18 @@ struct Profile {
 }
 
 impl Profile {
-    fn new(spec: &DatasetSpec, id: u64) -> Profile {
+    fn new(spec: &DatasetSpec, norm: Norm, id: u64) -> Profile {
         let ps = spec.period_start_ms();
         let pe = spec.period_end_ms();
         let mut r = Rng::new(spec.seed, id, 1);
 
         let anonymous = r.chance(200);
         let gender = if anonymous {
-            if r.chance(850) { 2 } else { r.below(2) as u8 }
+            if r.chance(850) {
+                2
+            } else {
+                r.below(2) as u8
+            }
         } else {
             match r.below(100) {
                 0..=53 => 1,
@@ -240,24 +418,34 @@ impl Profile {
             lo + r.below((hi - lo + 1) as u64) as i64
         });
         let city = r.weighted(CITIES, |c| c.2) as u16;
-        let show_city = if anonymous { r.chance(500) } else { r.chance(880) };
+        let show_city = if anonymous {
+            r.chance(500)
+        } else {
+            r.chance(880)
+        };
 
-        // First seen: 40% before the period (up to 60 days), else early-biased
+        // First seen: 60% before the period (up to 60 days), else early-biased
         // inside it, on a day that leaves room for the contact's events.
-        let pre_existing = spec.days == 0 || r.chance(400);
+        let pre_existing = spec.days == 0 || r.chance(PRE_EXISTING_PERMILLE);
         let first_seen_ms = if pre_existing {
             ps - 1 - r.below(60 * DAY_MS as u64) as i64
         } else {
-            let span = spec.days.saturating_sub(1).max(1) as u64;
             let u = r.below(1000);
-            let day = (span * u * u / 1_000_000) as i64;
-            let hour = 7 + r.below(15) as i64; // 07:00–21:59
-            ps + day * DAY_MS + hour * HOUR_MS + r.below(HOUR_MS as u64) as i64
+            let hour = 7 + r.below(15); // 07:00–21:59
+            arrival_ms(spec, u, hour) + r.below(HOUR_MS as u64) as i64
         };
         let created_ms = (!anonymous).then(|| {
-            let delay = if r.chance(400) { r.range(5_000, 900_000) } else { r.below(7 * DAY_MS as u64) };
+            let delay = if r.chance(400) {
+                r.range(5_000, 900_000)
+            } else {
+                r.below(7 * DAY_MS as u64)
+            };
             let c = first_seen_ms + delay as i64;
-            if spec.days > 0 { c.min(pe - 1).max(first_seen_ms) } else { c.min(ps - 1).max(first_seen_ms) }
+            if spec.days > 0 {
+                c.min(pe - 1).max(first_seen_ms)
+            } else {
+                c.min(ps - 1).max(first_seen_ms)
+            }
         });
         let utm = (!anonymous).then(|| r.weighted(UTMS, |u| u.3) as u16);
 
@@ -274,25 +462,45 @@ impl Profile {
 
         // Activity: a long-tailed multiplier with mean exactly 1, jitter with
         // mean 1, anonymous visitors half as active (identified ×9/8 so the
-        // overall mean stays 1).
+        // overall mean stays 1), times the active part of the period over its
+        // mean (see `Norm`).
         let (w_sum, m_sum) = ACTIVITY.iter().fold((0u128, 0u128), |(w, m), &(mult, wt)| {
             (w + wt as u128, m + (mult * wt) as u128)
         });
         let bucket = r.weighted(ACTIVITY, |a| a.1 as u32);
         let jitter = r.range(900, 1100) as u128;
         let factor: u128 = if anonymous { 4 } else { 9 };
-        let num = spec.events_per_contact as u128 * ACTIVITY[bucket].0 as u128 * w_sum * jitter * factor;
-        let den = m_sum * 1000 * 8;
+        let active = (pe - first_seen_ms.max(ps)).max(0) as u128;
+        let num = spec.events_per_contact as u128
+            * ACTIVITY[bucket].0 as u128
+            * w_sum
+            * jitter
+            * factor
+            * active
+            * norm.count;
+        let den = m_sum * 1000 * 8 * norm.sum;
         let dithered = r.dither(num, den);
-        let events = if spec.events_per_contact == 0 || spec.days == 0 { 0 } else { dithered.max(2) };
+        let events = if spec.events_per_contact == 0 || spec.days == 0 {
+            0
+        } else {
+            dithered.max(2)
+        };
 
         let follow = if !anonymous && r.chance(300) {
             let unsubscribe = r.chance(200);
-            if pre_existing && r.chance(500) { Follow::Before { unsubscribe } } else { Follow::During { unsubscribe } }
+            if pre_existing && r.chance(500) {
+                Follow::Before { unsubscribe }
+            } else {
+                Follow::During { unsubscribe }
+            }
         } else {
             Follow::None
         };
-        let buyer_permille = if r.chance(550) { r.range(150, 600) as u32 } else { 0 };
+        let buyer_permille = if r.chance(550) {
+            r.range(150, 600) as u32
+        } else {
+            0
+        };
 
         Profile {
             id,
@@ -320,7 +528,11 @@ impl Profile {
     }
 
     fn given_char(code: u16) -> &'static str {
-        let list = if code & 0x8000 == 0 { GIVEN_MALE } else { GIVEN_FEMALE };
+        let list = if code & 0x8000 == 0 {
+            GIVEN_MALE
+        } else {
+            GIVEN_FEMALE
+        };
         list[(code & 0x7fff) as usize]
     }
 
@@ -334,7 +546,9 @@ impl Profile {
     }
 
     fn push_nickname(&self, out: &mut Vec<u8>) {
-        let Some((kind, idx)) = self.nickname else { return };
+        let Some((kind, idx)) = self.nickname else {
+            return;
+        };
         let first = self.nick_char;
         match kind {
             0 => {
@@ -353,6 +567,25 @@ impl Profile {
     }
 }
 
+/// Appends the unique 11-digit mobile number of contact `id`: a prefix from
+/// [`PHONE_PREFIXES`] and 8 digits that are a Feistel permutation of
+/// `id mod 10^8`; the prefix differs for ids with equal low digits (unique up
+/// to 3.6 billion contacts).
+fn push_phone(out: &mut Vec<u8>, seed: u64, id: u64) {
+    let n = PHONE_PREFIXES.len() as u64;
+    let (high, low) = (id / 100_000_000, id % 100_000_000);
+    let (mut l, mut r) = (low / 10_000, low % 10_000);
+    for round in 0..4u64 {
+        let mut x = seed ^ (r << 8) ^ round;
+        let f = rng::splitmix64(&mut x) % 10_000;
+        (l, r) = (r, (l + f) % 10_000);
+    }
+    let mut x = seed ^ low.wrapping_mul(0x9E37_79B9) ^ 0xC0FF_EE00;
+    let prefix = (high + rng::splitmix64(&mut x) % n) % n;
+    out.extend_from_slice(PHONE_PREFIXES[prefix as usize].as_bytes());
+    push_padded(out, l * 10_000 + r, 8);
+}
+
 /// Writes the contacts CSV (no header line, columns [`CONTACT_COLUMNS`]) and
 /// returns the number of rows, which is `spec.contacts`.
 ///
@@ -362,8 +595,9 @@ impl Profile {
 pub fn write_contacts_csv<W: Write>(spec: &DatasetSpec, w: &mut W) -> io::Result<u64> {
     let mut out = Vec::with_capacity(FLUSH_AT + 4096);
     let mut ts = TsFormatter::new();
+    let norm = Norm::new(spec);
     for id in 1..=spec.contacts {
-        let p = Profile::new(spec, id);
+        let p = Profile::new(spec, norm, id);
         push_u64(&mut out, id);
         out.push(b',');
         p.push_name(&mut out);
@@ -377,10 +611,7 @@ pub fn write_contacts_csv<W: Write>(spec: &DatasetSpec, w: &mut W) -> io::Result
         }
         out.push(b',');
         if p.phone {
-            let n = PHONE_PREFIXES.len() as u64;
-            let suffix = (id / n).wrapping_mul(7_654_321).wrapping_add(spec.seed % 100_000_000) % 100_000_000;
-            out.extend_from_slice(PHONE_PREFIXES[(id % n) as usize].as_bytes());
-            push_padded(&mut out, suffix, 8);
+            push_phone(&mut out, spec.seed, id);
         }
         out.push(b',');
         if p.email {
@@ -397,7 +628,7 @@ pub fn write_contacts_csv<W: Write>(spec: &DatasetSpec, w: &mut W) -> io::Result
             out.push(b',');
             out.extend_from_slice(city.as_bytes());
         } else {
-            out.extend_from_slice(b",");
+            out.extend_from_slice(b",,");
         }
         out.push(b',');
         if let Some(c) = p.created_ms {
@@ -441,8 +672,9 @@ pub fn write_events_csv<W: Write>(spec: &DatasetSpec, w: &mut W) -> io::Result<u
     let catalogue = tables::Catalogue::new();
     let mut gen = events::EventGen::new(spec, &catalogue);
     let mut rows = 0;
+    let norm = Norm::new(spec);
     for id in 1..=spec.contacts {
-        let p = Profile::new(spec, id);
+        let p = Profile::new(spec, norm, id);
         rows += gen.contact(&p);
         if gen.out.len() >= FLUSH_AT {
             w.write_all(&gen.out)?;
@@ -457,7 +689,10 @@ pub fn write_events_csv<W: Write>(spec: &DatasetSpec, w: &mut W) -> io::Result<u
 /// Number of event rows [`write_events_csv`] writes for `spec` — exact, and
 /// computed from the contact profiles alone (cheap: no events are generated).
 pub fn event_count_estimate(spec: &DatasetSpec) -> u64 {
-    (1..=spec.contacts).map(|id| Profile::new(spec, id).events).sum()
+    let norm = Norm::new(spec);
+    (1..=spec.contacts)
+        .map(|id| Profile::new(spec, norm, id).events)
+        .sum()
 }
 
 #[cfg(test)]

@@ -96,9 +96,14 @@ impl Rng {
     /// `num / den` rounded up or down at random so that the expectation is
     /// exactly `num / den`.
     pub(crate) fn dither(&mut self, num: u128, den: u128) -> u64 {
+        debug_assert!(den > 0);
         let q = num / den;
-        let rem = num % den;
-        let up = (self.below(u64::MAX) as u128 * den) >> 64 < rem;
+        let (mut rem, mut den) = (num % den, den);
+        while den > u64::MAX as u128 {
+            rem >>= 1;
+            den >>= 1;
+        }
+        let up = (self.below(den as u64) as u128) < rem;
         (q + up as u128) as u64
     }
 }

@@ -33,23 +33,68 @@ pub(crate) const ENGLISH_NICKNAMES: &[&str] = &[
 
 /// WeChat-style nicknames, a few with characters that need CSV quoting.
 pub(crate) const PHRASE_NICKNAMES: &[&str] = &[
-    "快乐每一天", "岁月静好", "追风少年", "🌸花开", "🍀幸运草", "阳光明媚", "一只猫", "小太阳☀️",
-    "Amy, 李", "阿\"强\"", "吃货一枚", "今天也要加油", "海边的风", "慢慢来", "草莓味的夏天",
-    "木子李", "知足常乐", "A.小鱼", "Mr.王", "奶茶续命",
+    "快乐每一天",
+    "岁月静好",
+    "追风少年",
+    "🌸花开",
+    "🍀幸运草",
+    "阳光明媚",
+    "一只猫",
+    "小太阳☀️",
+    "Amy, 李",
+    "阿\"强\"",
+    "吃货一枚",
+    "今天也要加油",
+    "海边的风",
+    "慢慢来",
+    "草莓味的夏天",
+    "木子李",
+    "知足常乐",
+    "A.小鱼",
+    "Mr.王",
+    "奶茶续命",
 ];
 
 /// `(city, province, weight)`.
 pub(crate) const CITIES: &[(&str, &str, u32)] = &[
-    ("上海", "上海", 90), ("北京", "北京", 85), ("广州", "广东", 70), ("深圳", "广东", 75),
-    ("杭州", "浙江", 60), ("成都", "四川", 60), ("重庆", "重庆", 50), ("武汉", "湖北", 45),
-    ("南京", "江苏", 40), ("苏州", "江苏", 40), ("西安", "陕西", 35), ("天津", "天津", 30),
-    ("长沙", "湖南", 30), ("郑州", "河南", 30), ("东莞", "广东", 25), ("青岛", "山东", 25),
-    ("沈阳", "辽宁", 20), ("宁波", "浙江", 22), ("昆明", "云南", 18), ("合肥", "安徽", 20),
-    ("福州", "福建", 16), ("厦门", "福建", 16), ("济南", "山东", 16), ("哈尔滨", "黑龙江", 14),
-    ("大连", "辽宁", 12), ("佛山", "广东", 18), ("无锡", "江苏", 14), ("南昌", "江西", 12),
-    ("石家庄", "河北", 12), ("贵阳", "贵州", 10), ("南宁", "广西", 10), ("长春", "吉林", 10),
-    ("太原", "山西", 9), ("兰州", "甘肃", 6), ("海口", "海南", 5), ("乌鲁木齐", "新疆", 5),
-    ("呼和浩特", "内蒙古", 4), ("拉萨", "西藏", 1),
+    ("上海", "上海", 90),
+    ("北京", "北京", 85),
+    ("广州", "广东", 70),
+    ("深圳", "广东", 75),
+    ("杭州", "浙江", 60),
+    ("成都", "四川", 60),
+    ("重庆", "重庆", 50),
+    ("武汉", "湖北", 45),
+    ("南京", "江苏", 40),
+    ("苏州", "江苏", 40),
+    ("西安", "陕西", 35),
+    ("天津", "天津", 30),
+    ("长沙", "湖南", 30),
+    ("郑州", "河南", 30),
+    ("东莞", "广东", 25),
+    ("青岛", "山东", 25),
+    ("沈阳", "辽宁", 20),
+    ("宁波", "浙江", 22),
+    ("昆明", "云南", 18),
+    ("合肥", "安徽", 20),
+    ("福州", "福建", 16),
+    ("厦门", "福建", 16),
+    ("济南", "山东", 16),
+    ("哈尔滨", "黑龙江", 14),
+    ("大连", "辽宁", 12),
+    ("佛山", "广东", 18),
+    ("无锡", "江苏", 14),
+    ("南昌", "江西", 12),
+    ("石家庄", "河北", 12),
+    ("贵阳", "贵州", 10),
+    ("南宁", "广西", 10),
+    ("长春", "吉林", 10),
+    ("太原", "山西", 9),
+    ("兰州", "甘肃", 6),
+    ("海口", "海南", 5),
+    ("乌鲁木齐", "新疆", 5),
+    ("呼和浩特", "内蒙古", 4),
+    ("拉萨", "西藏", 1),
 ];
 
 pub(crate) const COUNTRY: &str = "中国";
@@ -92,7 +137,16 @@ pub(crate) struct Device {
 const IOS: &[&str] = &["16.7.8", "17.5.1", "17.6.1", "18.1", "18.3.2"];
 
 const fn apple(model: &'static str, width: u32, height: u32, weight: u32) -> Device {
-    Device { manufacturer: "Apple", model, os: "iOS", platform: "ios", os_versions: IOS, width, height, weight }
+    Device {
+        manufacturer: "Apple",
+        model,
+        os: "iOS",
+        platform: "ios",
+        os_versions: IOS,
+        width,
+        height,
+        weight,
+    }
 }
 
 const fn android(
@@ -103,7 +157,16 @@ const fn android(
     height: u32,
     weight: u32,
 ) -> Device {
-    Device { manufacturer, model, os: "Android", platform: "android", os_versions, width, height, weight }
+    Device {
+        manufacturer,
+        model,
+        os: "Android",
+        platform: "android",
+        os_versions,
+        width,
+        height,
+        weight,
+    }
 }
 
 pub(crate) const DEVICES: &[Device] = &[
@@ -140,8 +203,13 @@ pub(crate) const IP_FIRST_OCTETS: &[u8] = &[
 ];
 
 /// `(network_type, weight)`.
-pub(crate) const NETWORKS: &[(&str, u32)] =
-    &[("wifi", 55), ("5g", 20), ("4g", 22), ("3g", 1), ("unknown", 2)];
+pub(crate) const NETWORKS: &[(&str, u32)] = &[
+    ("wifi", 55),
+    ("5g", 20),
+    ("4g", 22),
+    ("3g", 1),
+    ("unknown", 2),
+];
 
 /// Where a session lands first.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -183,34 +251,89 @@ pub(crate) const SUBSCRIBE_SCENES: &[(&str, u32, bool)] = &[
     ("ADD_SCENE_OTHERS", 10, false),
 ];
 
-pub(crate) const MENU_KEYS: &[&str] = &["MENU_SHOP", "MENU_MEMBER", "MENU_COUPON", "MENU_ORDERS", "MENU_SERVICE"];
-pub(crate) const MSG_TYPES: &[(&str, u32)] =
-    &[("text", 70), ("image", 15), ("voice", 8), ("video", 3), ("location", 4)];
-pub(crate) const TEMPLATE_IDS: &[&str] =
-    &["tmpl_order_shipped", "tmpl_price_drop", "tmpl_coupon_expiring", "tmpl_event_start"];
+pub(crate) const MENU_KEYS: &[&str] = &[
+    "MENU_SHOP",
+    "MENU_MEMBER",
+    "MENU_COUPON",
+    "MENU_ORDERS",
+    "MENU_SERVICE",
+];
+pub(crate) const MSG_TYPES: &[(&str, u32)] = &[
+    ("text", 70),
+    ("image", 15),
+    ("voice", 8),
+    ("video", 3),
+    ("location", 4),
+];
+pub(crate) const TEMPLATE_IDS: &[&str] = &[
+    "tmpl_order_shipped",
+    "tmpl_price_drop",
+    "tmpl_coupon_expiring",
+    "tmpl_event_start",
+];
 
 /// Search keywords and the category their results come from.
 pub(crate) const KEYWORDS: &[(&str, Option<u8>)] = &[
-    ("连衣裙", Some(0)), ("T恤, 短袖", Some(1)), ("牛仔裤", Some(2)), ("跑鞋", Some(3)),
-    ("面霜", Some(4)), ("口红", Some(5)), ("洗发水", Some(6)), ("保温杯", Some(7)),
-    ("耳机", Some(8)), ("充电宝", Some(9)), ("零食", Some(10)), ("咖啡", Some(11)),
-    ("茶叶", Some(12)), ("四件套", Some(13)), ("双肩包", Some(15)), ("手表", Some(17)),
-    ("猫粮", Some(19)), ("618", None), ("新品", None), ("包邮", None), ("礼物", None),
+    ("连衣裙", Some(0)),
+    ("T恤, 短袖", Some(1)),
+    ("牛仔裤", Some(2)),
+    ("跑鞋", Some(3)),
+    ("面霜", Some(4)),
+    ("口红", Some(5)),
+    ("洗发水", Some(6)),
+    ("保温杯", Some(7)),
+    ("耳机", Some(8)),
+    ("充电宝", Some(9)),
+    ("零食", Some(10)),
+    ("咖啡", Some(11)),
+    ("茶叶", Some(12)),
+    ("四件套", Some(13)),
+    ("双肩包", Some(15)),
+    ("手表", Some(17)),
+    ("猫粮", Some(19)),
+    ("618", None),
+    ("新品", None),
+    ("包邮", None),
+    ("礼物", None),
     ("爆款\"推荐\"", None),
 ];
 
 /// Sku categories: `(name, base price in cents)`.
 const CATEGORIES: &[(&str, u64)] = &[
-    ("连衣裙", 19_900), ("T恤", 7_900), ("牛仔裤", 15_900), ("运动鞋", 39_900), ("面霜", 26_800),
-    ("口红", 18_900), ("洗发水", 5_900), ("保温杯", 8_900), ("蓝牙耳机", 29_900), ("充电宝", 12_900),
-    ("零食礼盒", 8_800), ("咖啡豆", 7_900), ("茶叶", 16_800), ("床品四件套", 35_900), ("毛巾", 3_900),
-    ("双肩包", 25_900), ("太阳镜", 19_900), ("智能手表", 89_900), ("积木玩具", 12_900), ("猫粮", 13_900),
+    ("连衣裙", 19_900),
+    ("T恤", 7_900),
+    ("牛仔裤", 15_900),
+    ("运动鞋", 39_900),
+    ("面霜", 26_800),
+    ("口红", 18_900),
+    ("洗发水", 5_900),
+    ("保温杯", 8_900),
+    ("蓝牙耳机", 29_900),
+    ("充电宝", 12_900),
+    ("零食礼盒", 8_800),
+    ("咖啡豆", 7_900),
+    ("茶叶", 16_800),
+    ("床品四件套", 35_900),
+    ("毛巾", 3_900),
+    ("双肩包", 25_900),
+    ("太阳镜", 19_900),
+    ("智能手表", 89_900),
+    ("积木玩具", 12_900),
+    ("猫粮", 13_900),
 ];
 
 /// Sku variants: `(name, price percent of the category base)`.
 const VARIANTS: &[(&str, u64)] = &[
-    ("经典款", 100), ("夏季新款", 115), ("轻薄款", 90), ("加厚款", 120), ("限定版", 160),
-    ("礼盒装", 140), ("大容量", 125), ("迷你款", 70), ("升级版", 130), ("联名款", 180),
+    ("经典款", 100),
+    ("夏季新款", 115),
+    ("轻薄款", 90),
+    ("加厚款", 120),
+    ("限定版", 160),
+    ("礼盒装", 140),
+    ("大容量", 125),
+    ("迷你款", 70),
+    ("升级版", 130),
+    ("联名款", 180),
 ];
 
 const BRANDS: &[&str] = &["悦然", "轻野", "禾木", "星屿", "简至", "初見", "森屿"];
@@ -261,7 +384,9 @@ impl Catalogue {
             }
         }
         let mut x = 0x00C0_4047_DB00_5EEDu64;
-        let chan_ids = (0..24).map(|_| format!("8_{:016x}", splitmix64(&mut x))).collect();
+        let chan_ids = (0..24)
+            .map(|_| format!("8_{:016x}", splitmix64(&mut x)))
+            .collect();
         Catalogue { skus, chan_ids }
     }
 

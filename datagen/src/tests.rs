@@ -5,7 +5,13 @@ use super::*;
 use std::collections::{HashMap, HashSet};
 
 fn small() -> DatasetSpec {
-    DatasetSpec { contacts: 300, days: 10, events_per_contact: 40, start_day: (2025, 6, 1), seed: 7 }
+    DatasetSpec {
+        contacts: 300,
+        days: 10,
+        events_per_contact: 40,
+        start_day: (2025, 6, 1),
+        seed: 7,
+    }
 }
 
 fn contacts_bytes(spec: &DatasetSpec) -> (u64, Vec<u8>) {
@@ -27,7 +33,11 @@ fn parse_csv(data: &[u8]) -> Vec<Vec<Option<String>>> {
     let mut cur = Vec::new();
     let (mut in_quotes, mut quoted, mut quote_pending) = (false, false, false);
     let end_field = |cur: &mut Vec<u8>, quoted: &mut bool, fields: &mut Vec<Option<String>>| {
-        let v = if *quoted || !cur.is_empty() { Some(String::from_utf8(std::mem::take(cur)).unwrap()) } else { None };
+        let v = if *quoted || !cur.is_empty() {
+            Some(String::from_utf8(std::mem::take(cur)).unwrap())
+        } else {
+            None
+        };
         *quoted = false;
         fields.push(v);
     };
@@ -63,7 +73,10 @@ fn parse_csv(data: &[u8]) -> Vec<Vec<Option<String>>> {
             _ => cur.push(b),
         }
     }
-    assert!(!in_quotes && cur.is_empty() && fields.is_empty(), "data must end with a complete record");
+    assert!(
+        !in_quotes && cur.is_empty() && fields.is_empty(),
+        "data must end with a complete record"
+    );
     records
 }
 
@@ -71,7 +84,11 @@ fn parse_csv(data: &[u8]) -> Vec<Vec<Option<String>>> {
 fn parse_ts(s: &str) -> i64 {
     let b = s.as_bytes();
     assert_eq!(b.len(), 26, "{s}");
-    assert_eq!((b[4], b[7], b[10], b[13], b[16], b[19]), (b'-', b'-', b' ', b':', b':', b'.'), "{s}");
+    assert_eq!(
+        (b[4], b[7], b[10], b[13], b[16], b[19]),
+        (b'-', b'-', b' ', b':', b':', b'.'),
+        "{s}"
+    );
     assert_eq!(&s[23..], "+00", "{s}");
     let num = |r: std::ops::Range<usize>| s[r].parse::<i64>().unwrap();
     let day = fmt::days_from_civil(num(0..4) as i32, num(5..7) as u32, num(8..10) as u32);
@@ -96,7 +113,9 @@ fn column_lists_are_consistent() {
     assert_eq!(unique.len(), EVENT_COLUMNS.len());
     for (c, t) in EVENT_COLUMNS.iter().zip(EVENT_COLUMN_TYPES) {
         let expected = match *c {
-            "contact_id" | "s_sku_quantity" | "s_duration" | "screen_width" | "screen_height" => "BIGINT",
+            "contact_id" | "s_sku_quantity" | "s_duration" | "screen_width" | "screen_height" => {
+                "BIGINT"
+            }
             "event_date" => "TIMESTAMPTZ",
             "s_sku_price" | "p_amount" => "DOUBLE PRECISION",
             _ => "VARCHAR",
@@ -114,7 +133,10 @@ fn deterministic() {
     assert_ne!(contacts_bytes(&spec).1, contacts_bytes(&other).1);
     assert_ne!(events_bytes(&spec).1, events_bytes(&other).1);
     // A smaller dataset is a prefix of a larger one with the same seed.
-    let fewer = DatasetSpec { contacts: 100, ..small() };
+    let fewer = DatasetSpec {
+        contacts: 100,
+        ..small()
+    };
     assert!(events_bytes(&spec).1.starts_with(&events_bytes(&fewer).1));
 }
 
@@ -132,17 +154,33 @@ fn row_and_field_counts() {
     let recs = parse_csv(&data);
     assert_eq!(recs.len() as u64, n);
     assert!(recs.iter().all(|r| r.len() == EVENT_COLUMNS.len()));
-    assert_eq!(data.iter().filter(|&&b| b == b'\n').count() as u64, n, "no newline inside fields");
+    assert_eq!(
+        data.iter().filter(|&&b| b == b'\n').count() as u64,
+        n,
+        "no newline inside fields"
+    );
 }
 
 #[test]
 fn average_events_per_contact_is_on_target() {
     for epc in [10u32, 20, 60, 100, 300] {
-        let spec = DatasetSpec { contacts: 20_000, days: 30, events_per_contact: epc, start_day: (2025, 6, 1), seed: 42 };
+        let spec = DatasetSpec {
+            contacts: 20_000,
+            days: 30,
+            events_per_contact: epc,
+            start_day: (2025, 6, 1),
+            seed: 42,
+        };
         let avg = event_count_estimate(&spec) as f64 / spec.contacts as f64;
-        assert!((avg / epc as f64 - 1.0).abs() < 0.05, "epc {epc}: average {avg}");
+        assert!(
+            (avg / epc as f64 - 1.0).abs() < 0.05,
+            "epc {epc}: average {avg}"
+        );
     }
-    let none = DatasetSpec { events_per_contact: 0, ..small() };
+    let none = DatasetSpec {
+        events_per_contact: 0,
+        ..small()
+    };
     assert_eq!(event_count_estimate(&none), 0);
     assert_eq!(events_bytes(&none), (0, Vec::new()));
     let no_days = DatasetSpec { days: 0, ..small() };
@@ -198,7 +236,11 @@ impl Write for CodeCounter {
 #[test]
 fn demo_has_every_event_code() {
     let spec = DatasetSpec::demo();
-    let mut sink = CodeCounter { partial: Vec::new(), counts: HashMap::new(), rows: 0 };
+    let mut sink = CodeCounter {
+        partial: Vec::new(),
+        counts: HashMap::new(),
+        rows: 0,
+    };
     let n = write_events_csv(&spec, &mut sink).unwrap();
     assert!(sink.partial.is_empty());
     assert_eq!(n, sink.rows);
@@ -211,19 +253,34 @@ fn demo_has_every_event_code() {
         eprintln!("{code:24} {c:8} {:6.2}%", **c as f64 * 100.0 / n as f64);
     }
     for code in MINI_PROGRAM_EVENTS.iter().chain(OFFICIAL_ACCOUNT_EVENTS) {
-        assert!(sink.counts.get(*code).copied().unwrap_or(0) > 0, "{code} missing");
+        assert!(
+            sink.counts.get(*code).copied().unwrap_or(0) > 0,
+            "{code} missing"
+        );
     }
-    assert_eq!(sink.counts.len(), MINI_PROGRAM_EVENTS.len() + OFFICIAL_ACCOUNT_EVENTS.len());
+    assert_eq!(
+        sink.counts.len(),
+        MINI_PROGRAM_EVENTS.len() + OFFICIAL_ACCOUNT_EVENTS.len()
+    );
 }
 
 #[test]
 fn event_values_and_timeline() {
-    let spec = DatasetSpec { contacts: 1500, days: 30, events_per_contact: 60, ..small() };
+    let spec = DatasetSpec {
+        contacts: 1500,
+        days: 30,
+        events_per_contact: 60,
+        ..small()
+    };
     let (ps, pe) = (spec.period_start_ms(), spec.period_end_ms());
     let contacts = parse_csv(&contacts_bytes(&spec).1);
     let (_, data) = events_bytes(&spec);
     let recs = parse_csv(&data);
-    let codes: HashSet<&str> = MINI_PROGRAM_EVENTS.iter().chain(OFFICIAL_ACCOUNT_EVENTS).copied().collect();
+    let codes: HashSet<&str> = MINI_PROGRAM_EVENTS
+        .iter()
+        .chain(OFFICIAL_ACCOUNT_EVENTS)
+        .copied()
+        .collect();
     let get = |r: &Vec<Option<String>>, c: &str| r[col(c)].clone();
 
     let mut last: Option<(u64, i64)> = None;
@@ -250,7 +307,14 @@ fn event_values_and_timeline() {
 
         let channel = get(r, "channel_id").unwrap();
         let oa = OFFICIAL_ACCOUNT_EVENTS.contains(&code.as_str());
-        assert_eq!(channel, if oa { OFFICIAL_ACCOUNT_CHANNEL } else { MINI_PROGRAM_CHANNEL });
+        assert_eq!(
+            channel,
+            if oa {
+                OFFICIAL_ACCOUNT_CHANNEL
+            } else {
+                MINI_PROGRAM_CHANNEL
+            }
+        );
         if oa {
             assert!(get(r, "os").is_none() && get(r, "screen_width").is_none());
         } else {
@@ -278,23 +342,35 @@ fn event_values_and_timeline() {
                 assert_eq!(cents.len(), 2);
                 assert!(amount.parse::<f64>().unwrap() > 0.0);
                 assert_eq!(get(r, "s_order_status").as_deref(), Some("paid"));
-                assert!(orders.insert(get(r, "s_order_id").unwrap()), "order ids are unique");
+                assert!(
+                    orders.insert(get(r, "s_order_id").unwrap()),
+                    "order ids are unique"
+                );
                 assert!(get(r, "s_sku_quantity").unwrap().parse::<u64>().unwrap() >= 1);
             }
-            "add_to_cart" => assert!(get(r, "s_sku_quantity").unwrap().parse::<u64>().unwrap() >= 1),
+            "add_to_cart" => {
+                assert!(get(r, "s_sku_quantity").unwrap().parse::<u64>().unwrap() >= 1)
+            }
             "scan_qrcode" => assert!(get(r, "s_qrcode_id").unwrap().starts_with("qr_")),
-            "browse_wxapp_page" | "leave_wxapp_page" => assert!(get(r, "s_page_path").unwrap().starts_with("pages/")),
+            "browse_wxapp_page" | "leave_wxapp_page" => {
+                assert!(get(r, "s_page_path").unwrap().starts_with("pages/"))
+            }
             "app_launch" | "app_show" => assert!(get(r, "s_scene").is_some()),
             "click_menu" => assert!(get(r, "s_menu_key").is_some()),
             "message" => assert!(get(r, "s_msg_type").is_some()),
-            "subscribe_msg_accept" | "subscribe_msg_reject" => assert!(get(r, "s_template_id").is_some()),
+            "subscribe_msg_accept" | "subscribe_msg_reject" => {
+                assert!(get(r, "s_template_id").is_some())
+            }
             _ => {}
         }
         if code != "custom_order" {
             assert!(get(r, "p_amount").is_none());
         }
     }
-    assert!(saw_quoted_keyword, "a keyword needing CSV quoting should appear");
+    assert!(
+        saw_quoted_keyword,
+        "a keyword needing CSV quoting should appear"
+    );
     assert!(!orders.is_empty());
 
     // Session structure per contact.
@@ -302,7 +378,11 @@ fn event_values_and_timeline() {
     for (id, codes) in &per_contact {
         let count = |c: &str| codes.iter().filter(|x| x.as_str() == c).count();
         assert_eq!(count("app_show"), count("exit_wxapp"), "contact {id}");
-        assert_eq!(count("browse_wxapp_page"), count("leave_wxapp_page"), "contact {id}");
+        assert_eq!(
+            count("browse_wxapp_page"),
+            count("leave_wxapp_page"),
+            "contact {id}"
+        );
         assert!(count("subscribe") <= 1 && count("unsubscribe") <= 1);
         if let (Some(s), Some(u)) = (
             codes.iter().position(|c| c == "subscribe"),
@@ -330,7 +410,10 @@ fn event_values_and_timeline() {
 
 #[test]
 fn contact_values() {
-    let spec = DatasetSpec { contacts: 5000, ..small() };
+    let spec = DatasetSpec {
+        contacts: 5000,
+        ..small()
+    };
     let (ps, pe) = (spec.period_start_ms(), spec.period_end_ms());
     let recs = parse_csv(&contacts_bytes(&spec).1);
     let mut phones = HashSet::new();
@@ -345,7 +428,10 @@ fn contact_values() {
             assert!((1960..=2005).contains(&y) && b.len() == 10);
         }
         if let Some(p) = get("mobile_phone") {
-            assert!(p.len() == 11 && p.starts_with('1') && p.bytes().all(|b| b.is_ascii_digit()), "{p}");
+            assert!(
+                p.len() == 11 && p.starts_with('1') && p.bytes().all(|b| b.is_ascii_digit()),
+                "{p}"
+            );
             assert!(phones.insert(p), "phones are unique");
         }
         if let Some(e) = get("email") {
@@ -355,7 +441,8 @@ fn contact_values() {
         if let Some(n) = get("nickname") {
             quoted_nick |= n.contains(',') || n.contains('"');
         }
-        let identified = get("name").is_some() || get("mobile_phone").is_some() || get("email").is_some();
+        let identified =
+            get("name").is_some() || get("mobile_phone").is_some() || get("email").is_some();
         if !identified {
             anonymous += 1;
             assert!(get("created_at").is_none() && get("utm_source").is_none());
@@ -372,7 +459,13 @@ fn contact_values() {
         }
     }
     let n = recs.len() as f64;
-    assert!((0.55..0.65).contains(&(emails as f64 / n)), "emails {emails}");
-    assert!((0.17..0.23).contains(&(anonymous as f64 / n)), "anonymous {anonymous}");
+    assert!(
+        (0.55..0.65).contains(&(emails as f64 / n)),
+        "emails {emails}"
+    );
+    assert!(
+        (0.17..0.23).contains(&(anonymous as f64 / n)),
+        "anonymous {anonymous}"
+    );
     assert!(quoted_nick, "a nickname needing CSV quoting should appear");
 }

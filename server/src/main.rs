@@ -1,1 +1,85 @@
-fn main() {}
+//! The `cohortdb` binary: parses the command line and runs the server.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use cohortdb_server::config::Config;
+
+#[derive(Parser)]
+#[command(
+    name = "cohortdb",
+    version,
+    about = "cohortdb: a customer-data-platform database speaking the PostgreSQL protocol"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Start the server.
+    Serve {
+        /// Data directory (default ./cohortdb-data).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// Listen address for the Postgres protocol (default 127.0.0.1:5433).
+        #[arg(long)]
+        listen: Option<std::net::SocketAddr>,
+        /// TOML configuration file.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Load the demo mini-program shop on an empty data directory.
+        #[arg(long)]
+        demo: bool,
+    },
+}
+
+fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("COHORTDB_LOG")
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve {
+            data_dir,
+            listen,
+            config,
+            demo,
+        } => {
+            let mut cfg = match config {
+                Some(path) => match Config::from_file(&path) {
+                    Ok(c) => c,
+                    Err(e) => {
+                        eprintln!("cohortdb: {e}");
+                        std::process::exit(2);
+                    }
+                },
+                None => Config::default(),
+            };
+            if let Some(d) = data_dir {
+                cfg.data_dir = d;
+            }
+            if let Some(l) = listen {
+                cfg.listen = l;
+            }
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .expect("tokio runtime");
+            match rt.block_on(cohortdb_server::run(cfg, demo)) {
+                Ok(()) => std::process::exit(0),
+                Err(e) => {
+                    eprintln!("cohortdb: {e}");
+                    std::process::exit(1);
+                }
+            }
+        }
+    }
+}

@@ -1,7 +1,6 @@
 //! The `cohortdb` catalog as DataFusion sees it: schema `public` with the
 //! built-in relations and user tables, plus registered schemas (`pg_catalog`).
 
-use std::any::Any;
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
@@ -19,8 +18,15 @@ use crate::tables::meta::{MetaKind, MetaTable};
 use crate::tables::user::UserTable;
 
 /// Names of the built-in relations in `public`.
-pub const BUILTIN_RELATIONS: &[&str] =
-    &["contacts", "contact_view", "events", "event_view", "event_types", "event_properties", "identities"];
+pub const BUILTIN_RELATIONS: &[&str] = &[
+    "contacts",
+    "contact_view",
+    "events",
+    "event_view",
+    "event_types",
+    "event_properties",
+    "identities",
+];
 
 /// Shared state the providers need.
 #[derive(Debug, Clone)]
@@ -43,14 +49,14 @@ pub struct CohortCatalog {
 impl CohortCatalog {
     /// The catalog over `env`.
     pub fn new(env: TableEnv) -> Self {
-        CohortCatalog { public: Arc::new(CohortSchema { env }), others: RwLock::new(HashMap::new()) }
+        CohortCatalog {
+            public: Arc::new(CohortSchema { env }),
+            others: RwLock::new(HashMap::new()),
+        }
     }
 }
 
 impl CatalogProvider for CohortCatalog {
-    fn as_any(&self) -> &dyn Any {
-        self
-    }
     fn schema_names(&self) -> Vec<String> {
         let mut v = vec!["public".to_string()];
         v.extend(self.others.read().expect("lock").keys().cloned());
@@ -62,8 +68,16 @@ impl CatalogProvider for CohortCatalog {
         }
         self.others.read().expect("lock").get(name).cloned()
     }
-    fn register_schema(&self, name: &str, schema: Arc<dyn SchemaProvider>) -> DfResult<Option<Arc<dyn SchemaProvider>>> {
-        Ok(self.others.write().expect("lock").insert(name.to_string(), schema))
+    fn register_schema(
+        &self,
+        name: &str,
+        schema: Arc<dyn SchemaProvider>,
+    ) -> DfResult<Option<Arc<dyn SchemaProvider>>> {
+        Ok(self
+            .others
+            .write()
+            .expect("lock")
+            .insert(name.to_string(), schema))
     }
 }
 
@@ -77,12 +91,32 @@ impl CohortSchema {
     fn provider(&self, name: &str) -> Option<Arc<dyn TableProvider>> {
         let e = &self.env;
         Some(match name {
-            "contacts" => Arc::new(ContactsTable::new(e.store.clone(), false, e.contact_lock.clone())),
-            "contact_view" => Arc::new(ContactsTable::new(e.store.clone(), true, e.contact_lock.clone())),
-            "events" => Arc::new(EventsTable::new(e.store.clone(), false, e.tz, e.contact_lock.clone())),
-            "event_view" => Arc::new(EventsTable::new(e.store.clone(), true, e.tz, e.contact_lock.clone())),
+            "contacts" => Arc::new(ContactsTable::new(
+                e.store.clone(),
+                false,
+                e.contact_lock.clone(),
+            )),
+            "contact_view" => Arc::new(ContactsTable::new(
+                e.store.clone(),
+                true,
+                e.contact_lock.clone(),
+            )),
+            "events" => Arc::new(EventsTable::new(
+                e.store.clone(),
+                false,
+                e.tz,
+                e.contact_lock.clone(),
+            )),
+            "event_view" => Arc::new(EventsTable::new(
+                e.store.clone(),
+                true,
+                e.tz,
+                e.contact_lock.clone(),
+            )),
             "event_types" => Arc::new(MetaTable::new(e.store.clone(), MetaKind::EventTypes)),
-            "event_properties" => Arc::new(MetaTable::new(e.store.clone(), MetaKind::EventProperties)),
+            "event_properties" => {
+                Arc::new(MetaTable::new(e.store.clone(), MetaKind::EventProperties))
+            }
             "identities" => Arc::new(IdentitiesTable::new(e.store.clone())),
             other => {
                 let def = e.store.catalog().table(other)?.clone();
@@ -94,12 +128,17 @@ impl CohortSchema {
 
 #[async_trait::async_trait]
 impl SchemaProvider for CohortSchema {
-    fn as_any(&self) -> &dyn Any {
-        self
-    }
     fn table_names(&self) -> Vec<String> {
         let mut v: Vec<String> = BUILTIN_RELATIONS.iter().map(|s| s.to_string()).collect();
-        v.extend(self.env.store.catalog().data().tables.iter().map(|t| t.name.clone()));
+        v.extend(
+            self.env
+                .store
+                .catalog()
+                .data()
+                .tables
+                .iter()
+                .map(|t| t.name.clone()),
+        );
         v
     }
     async fn table(&self, name: &str) -> DfResult<Option<Arc<dyn TableProvider>>> {
@@ -115,7 +154,11 @@ impl SchemaProvider for CohortSchema {
     fn table_exist(&self, name: &str) -> bool {
         BUILTIN_RELATIONS.contains(&name) || self.env.store.catalog().table(name).is_some()
     }
-    fn register_table(&self, name: String, _table: Arc<dyn TableProvider>) -> DfResult<Option<Arc<dyn TableProvider>>> {
+    fn register_table(
+        &self,
+        name: String,
+        _table: Arc<dyn TableProvider>,
+    ) -> DfResult<Option<Arc<dyn TableProvider>>> {
         Err(SqlError::Unsupported(format!(
             "cannot create \"{name}\" here: use CREATE TABLE with column definitions (views and CREATE TABLE AS are not supported)"
         ))

@@ -46,7 +46,9 @@ pub fn parse_text(t: DataType, s: &str, tz: &Tz) -> Result<Value, String> {
                 "nan" => Ok(Value::Float(f64::NAN)),
                 "infinity" | "inf" => Ok(Value::Float(f64::INFINITY)),
                 "-infinity" | "-inf" => Ok(Value::Float(f64::NEG_INFINITY)),
-                _ => Err(format!("invalid input syntax for type double precision: \"{s}\"")),
+                _ => Err(format!(
+                    "invalid input syntax for type double precision: \"{s}\""
+                )),
             },
         },
         DataType::Boolean => match st.to_ascii_lowercase().as_str() {
@@ -57,9 +59,9 @@ pub fn parse_text(t: DataType, s: &str, tz: &Tz) -> Result<Value, String> {
         DataType::Date => parse_date(st)
             .map(Value::Date)
             .ok_or_else(|| format!("invalid input syntax for type date: \"{s}\"")),
-        DataType::Timestamptz => parse_timestamp_ms(st, tz)
-            .map(Value::Ts)
-            .ok_or_else(|| format!("invalid input syntax for type timestamp with time zone: \"{s}\"")),
+        DataType::Timestamptz => parse_timestamp_ms(st, tz).map(Value::Ts).ok_or_else(|| {
+            format!("invalid input syntax for type timestamp with time zone: \"{s}\"")
+        }),
     }
 }
 
@@ -116,17 +118,25 @@ pub fn parse_timestamp_ms(s: &str, tz: &Tz) -> Option<i64> {
         }
     }
     let ndt = parse_naive(&norm)?;
-    tz.from_local_datetime(&ndt).earliest().map(|d| d.timestamp_millis())
+    tz.from_local_datetime(&ndt)
+        .earliest()
+        .map(|d| d.timestamp_millis())
 }
 
 fn parse_naive(s: &str) -> Option<NaiveDateTime> {
     let s = s.trim();
-    for fmt in ["%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M"] {
+    for fmt in [
+        "%Y-%m-%d %H:%M:%S%.f",
+        "%Y-%m-%d %H:%M:%S",
+        "%Y-%m-%d %H:%M",
+    ] {
         if let Ok(d) = NaiveDateTime::parse_from_str(s, fmt) {
             return Some(d);
         }
     }
-    NaiveDate::parse_from_str(s, "%Y-%m-%d").ok().and_then(|d| d.and_hms_opt(0, 0, 0))
+    NaiveDate::parse_from_str(s, "%Y-%m-%d")
+        .ok()
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
 }
 
 /// Formats a timestamp the way Postgres prints `timestamptz` in UTC.
@@ -164,8 +174,12 @@ pub fn value_at(array: &dyn Array, i: usize, t: DataType) -> Result<Value, Strin
         ArrowType::Date32 => Value::Date(array.as_primitive::<Date32Type>().value(i)),
         ArrowType::Timestamp(unit, _) => Value::Ts(match unit {
             TimeUnit::Millisecond => array.as_primitive::<TimestampMillisecondType>().value(i),
-            TimeUnit::Microsecond => array.as_primitive::<TimestampMicrosecondType>().value(i) / 1000,
-            TimeUnit::Nanosecond => array.as_primitive::<TimestampNanosecondType>().value(i) / 1_000_000,
+            TimeUnit::Microsecond => {
+                array.as_primitive::<TimestampMicrosecondType>().value(i) / 1000
+            }
+            TimeUnit::Nanosecond => {
+                array.as_primitive::<TimestampNanosecondType>().value(i) / 1_000_000
+            }
             TimeUnit::Second => array.as_primitive::<TimestampSecondType>().value(i) * 1000,
         }),
         other => return Err(format!("values of type {other} are not supported here")),
@@ -275,11 +289,23 @@ mod tests {
     fn timestamps_parse_with_and_without_offsets() {
         let utc = Tz::UTC;
         let base = parse_timestamp_ms("2025-06-01 10:00:00", &utc).unwrap();
-        assert_eq!(parse_timestamp_ms("2025-06-01 10:00:00+00", &utc), Some(base));
+        assert_eq!(
+            parse_timestamp_ms("2025-06-01 10:00:00+00", &utc),
+            Some(base)
+        );
         assert_eq!(parse_timestamp_ms("2025-06-01T10:00:00Z", &utc), Some(base));
-        assert_eq!(parse_timestamp_ms("2025-06-01 18:00:00+08:00", &utc), Some(base));
-        assert_eq!(parse_timestamp_ms("2025-06-01 18:00:00+0800", &utc), Some(base));
-        assert_eq!(parse_timestamp_ms("2025-06-01 10:00:00.250+00", &utc), Some(base + 250));
+        assert_eq!(
+            parse_timestamp_ms("2025-06-01 18:00:00+08:00", &utc),
+            Some(base)
+        );
+        assert_eq!(
+            parse_timestamp_ms("2025-06-01 18:00:00+0800", &utc),
+            Some(base)
+        );
+        assert_eq!(
+            parse_timestamp_ms("2025-06-01 10:00:00.250+00", &utc),
+            Some(base + 250)
+        );
         let sh: Tz = "Asia/Shanghai".parse().unwrap();
         assert_eq!(parse_timestamp_ms("2025-06-01 18:00:00", &sh), Some(base));
         assert_eq!(format_ts_utc(base + 250), "2025-06-01 10:00:00.250+00");

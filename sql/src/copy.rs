@@ -4,17 +4,19 @@
 use std::sync::Arc;
 
 use chrono_tz::Tz;
-use cohortdb_storage::{DataType, Store, UserTableDef, Value};
+use cohortdb_storage::{DataType, Store, Value};
 use datafusion::arrow::array::{Array, AsArray, RecordBatch};
 use datafusion::arrow::datatypes::{
-    DataType as A, Date32Type, Float32Type, Float64Type, Int16Type, Int32Type, Int64Type, Int8Type, TimeUnit,
-    TimestampMicrosecondType, TimestampMillisecondType, TimestampNanosecondType, TimestampSecondType,
-    UInt32Type, UInt64Type,
+    DataType as A, Date32Type, Float32Type, Float64Type, Int16Type, Int32Type, Int64Type, Int8Type,
+    TimeUnit, TimestampMicrosecondType, TimestampMillisecondType, TimestampNanosecondType,
+    TimestampSecondType, UInt32Type, UInt64Type,
 };
 
 use crate::convert::{date_from_days, format_ts_utc, parse_text};
 use crate::error::{Result, SqlError};
-use crate::ingest::{contact_col_type, event_col_type, ContactIngest, EventIngest, OnError, RowRef, UserRowIngest};
+use crate::ingest::{
+    contact_col_type, event_col_type, ContactIngest, EventIngest, OnError, RowRef, UserRowIngest,
+};
 
 /// COPY data format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,7 +75,7 @@ impl CopyOptions {
 enum Target {
     Contacts(ContactIngest),
     Events(EventIngest),
-    User(UserRowIngest, UserTableDef),
+    User(UserRowIngest),
 }
 
 /// An active `COPY ... FROM STDIN`: fed with data chunks, committed at the end.
@@ -129,7 +131,7 @@ impl CopyIn {
                     .cloned()
                     .ok_or_else(|| SqlError::UndefinedTable(format!("relation \"{other}\" does not exist")))?;
                 let cols = def.columns.iter().map(|c| (c.name.clone(), c.data_type)).collect();
-                (Target::User(UserRowIngest::new(store, def.clone()), def), cols)
+                (Target::User(UserRowIngest::new(store, def)), cols)
             }
         };
         let map: Vec<usize> = if columns.is_empty() {
@@ -139,7 +141,9 @@ impl CopyIn {
                 .iter()
                 .map(|c| {
                     all.iter().position(|(n, _)| n == c).ok_or_else(|| {
-                        SqlError::UndefinedColumn(format!("column \"{c}\" of relation \"{table}\" does not exist"))
+                        SqlError::UndefinedColumn(format!(
+                            "column \"{c}\" of relation \"{table}\" does not exist"
+                        ))
                     })
                 })
                 .collect::<Result<_>>()?
@@ -192,7 +196,10 @@ impl CopyIn {
         if self.line == 1 && self.opts.header {
             return Ok(());
         }
-        let at = RowRef { n: self.line, copy_line: true };
+        let at = RowRef {
+            n: self.line,
+            copy_line: true,
+        };
         match self.parse_row(rec, at).and_then(|row| self.push(row, at)) {
             Ok(()) => {
                 self.rows += 1;
@@ -239,7 +246,7 @@ impl CopyIn {
         match &mut self.target {
             Target::Contacts(i) => i.push(row, at),
             Target::Events(i) => i.push(&row, at),
-            Target::User(i, _) => i.push(&row),
+            Target::User(i) => i.push(&row),
         }
     }
 
@@ -258,7 +265,7 @@ impl CopyIn {
         let rows = match self.target {
             Target::Contacts(i) => i.commit().await?,
             Target::Events(i) => i.commit(&self.contact_lock).await?,
-            Target::User(i, _) => i.commit().await?,
+            Target::User(i) => i.commit().await?,
         };
         Ok((rows, self.skipped, self.first_error))
     }
@@ -291,7 +298,11 @@ fn find_record_end(buf: &[u8], opts: &CopyOptions) -> Option<usize> {
             while i < buf.len() {
                 let b = buf[i];
                 if inq {
-                    if b == opts.escape && opts.escape != opts.quote && i + 1 < buf.len() && buf[i + 1] == opts.quote {
+                    if b == opts.escape
+                        && opts.escape != opts.quote
+                        && i + 1 < buf.len()
+                        && buf[i + 1] == opts.quote
+                    {
                         i += 2;
                         continue;
                     }
@@ -344,7 +355,11 @@ fn split_csv(line: &str, opts: &CopyOptions) -> Vec<Option<String>> {
             }
         }
         let s = String::from_utf8_lossy(&field).into_owned();
-        out.push(if !quoted && s == opts.null { None } else { Some(s) });
+        out.push(if !quoted && s == opts.null {
+            None
+        } else {
+            Some(s)
+        });
         if i >= bytes.len() {
             break;
         }
@@ -407,7 +422,9 @@ pub fn format_cell(a: &dyn Array, i: usize) -> Option<String> {
         A::Timestamp(unit, _) => format_ts_utc(match unit {
             TimeUnit::Millisecond => a.as_primitive::<TimestampMillisecondType>().value(i),
             TimeUnit::Microsecond => a.as_primitive::<TimestampMicrosecondType>().value(i) / 1000,
-            TimeUnit::Nanosecond => a.as_primitive::<TimestampNanosecondType>().value(i) / 1_000_000,
+            TimeUnit::Nanosecond => {
+                a.as_primitive::<TimestampNanosecondType>().value(i) / 1_000_000
+            }
             TimeUnit::Second => a.as_primitive::<TimestampSecondType>().value(i) * 1000,
         }),
         _ => datafusion::arrow::util::display::array_value_to_string(a, i).unwrap_or_default(),
@@ -447,7 +464,8 @@ pub fn write_field(out: &mut Vec<u8>, cell: Option<&str>, opts: &CopyOptions) {
         }
         (Some(s), CopyFormat::Csv) => {
             let needs = s.is_empty()
-                || s.bytes().any(|b| b == opts.delimiter || b == opts.quote || b == b'\n' || b == b'\r')
+                || s.bytes()
+                    .any(|b| b == opts.delimiter || b == opts.quote || b == b'\n' || b == b'\r')
                 || s == opts.null;
             if needs {
                 out.push(opts.quote);
@@ -474,10 +492,19 @@ mod tests {
         let o = CopyOptions::new(CopyFormat::Csv);
         assert_eq!(
             split_csv("1,\"a,b\",,\"\",\"x\"\"y\"", &o),
-            vec![Some("1".into()), Some("a,b".into()), None, Some("".into()), Some("x\"y".into())]
+            vec![
+                Some("1".into()),
+                Some("a,b".into()),
+                None,
+                Some("".into()),
+                Some("x\"y".into())
+            ]
         );
         assert_eq!(find_record_end(b"1,\"a\nb\"\n2", &o), Some(7));
         let t = CopyOptions::new(CopyFormat::Text);
-        assert_eq!(split_text("a\\tb\t\\N\tc", &t), vec![Some("a\tb".into()), None, Some("c".into())]);
+        assert_eq!(
+            split_text("a\\tb\t\\N\tc", &t),
+            vec![Some("a\tb".into()), None, Some("c".into())]
+        );
     }
 }

@@ -14,8 +14,8 @@ use datafusion::dataframe::DataFrame;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion::sql::sqlparser::ast::{
-    AlterTableOperation, CopyOption, CopySource, CopyTarget, Expr as SqlExpr, ObjectName, ObjectType, Set,
-    Statement, Value as SqlValue,
+    AlterTableOperation, CopyOption, CopySource, CopyTarget, Expr as SqlExpr, ObjectName,
+    ObjectType, Set, Statement, Value as SqlValue,
 };
 use datafusion_pg_catalog::pg_catalog::context::EmptyContextProvider;
 use datafusion_pg_catalog::pg_catalog::setup_pg_catalog;
@@ -107,11 +107,21 @@ impl Engine {
         sc.options_mut().execution.time_zone = Some(config.timezone.name().to_string());
         sc.options_mut().sql_parser.enable_ident_normalization = true;
         let base = SessionContext::new_with_config(sc);
-        let env = TableEnv { store: store.clone(), tz: config.timezone, contact_lock: Arc::new(tokio::sync::Mutex::new(())) };
+        let env = TableEnv {
+            store: store.clone(),
+            tz: config.timezone,
+            contact_lock: Arc::new(tokio::sync::Mutex::new(())),
+        };
         base.register_catalog(DATABASE, Arc::new(CohortCatalog::new(env.clone())));
-        setup_pg_catalog(&base, DATABASE, EmptyContextProvider).map_err(|e| SqlError::DataFusion(*e))?;
+        setup_pg_catalog(&base, DATABASE, EmptyContextProvider)
+            .map_err(|e| SqlError::DataFusion(*e))?;
         functions::register(&base);
-        Ok(Arc::new(Engine { store, base, env, parser: PostgresCompatibilityParser::new() }))
+        Ok(Arc::new(Engine {
+            store,
+            base,
+            env,
+            parser: PostgresCompatibilityParser::new(),
+        }))
     }
 
     /// The store.
@@ -119,16 +129,29 @@ impl Engine {
         &self.store
     }
 
+    /// The lock serialising read-modify-write of contact rows.
+    pub fn contact_lock(&self) -> Arc<tokio::sync::Mutex<()>> {
+        self.env.contact_lock.clone()
+    }
+
     /// A new session (one per connection).
     pub fn session(self: &Arc<Self>) -> Session {
         let ctx = SessionContext::new_with_state(self.base.state());
-        Session { engine: self.clone(), ctx, settings: Mutex::new(HashMap::new()), tz: Mutex::new(self.env.tz) }
+        Session {
+            engine: self.clone(),
+            ctx,
+            settings: Mutex::new(HashMap::new()),
+            tz: Mutex::new(self.env.tz),
+        }
     }
 
     /// Parses SQL text into statements (Postgres dialect with catalog rewrites).
     pub fn parse(&self, sql: &str) -> Result<(Vec<Statement>, Option<OnError>)> {
         let (sql, on_error) = extract_on_error(sql);
-        let stmts = self.parser.parse(&sql).map_err(|e| SqlError::Syntax(e.to_string()))?;
+        let stmts = self
+            .parser
+            .parse(&sql)
+            .map_err(|e| SqlError::Syntax(e.to_string()))?;
         Ok((stmts, on_error))
     }
 }
@@ -136,9 +159,15 @@ impl Engine {
 /// Removes a `ON_ERROR <mode>` COPY option (which the parser does not know) from `sql`.
 fn extract_on_error(sql: &str) -> (String, Option<OnError>) {
     let upper = sql.to_ascii_uppercase();
-    let Some(pos) = upper.find("ON_ERROR") else { return (sql.to_string(), None) };
+    let Some(pos) = upper.find("ON_ERROR") else {
+        return (sql.to_string(), None);
+    };
     let rest = &sql[pos + 8..];
-    let word: String = rest.trim_start().chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '\'').collect();
+    let word: String = rest
+        .trim_start()
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '\'')
+        .collect();
     let ws = rest.len() - rest.trim_start().len();
     let end = pos + 8 + ws + word.len();
     let mode = match word.trim_matches('\'').to_ascii_lowercase().as_str() {
@@ -166,7 +195,9 @@ pub struct Session {
 }
 
 fn object_name(n: &ObjectName) -> String {
-    n.0.last().map(|p| p.to_string().trim_matches('"').to_string()).unwrap_or_default()
+    n.0.last()
+        .map(|p| p.to_string().trim_matches('"').to_string())
+        .unwrap_or_default()
 }
 
 fn sql_value_text(e: &SqlExpr) -> String {
@@ -215,7 +246,9 @@ impl Session {
             "search_path" => "\"$user\", public".into(),
             "application_name" => String::new(),
             "extra_float_digits" => "1".into(),
-            "statement_timeout" | "lock_timeout" | "idle_in_transaction_session_timeout" => "0".into(),
+            "statement_timeout" | "lock_timeout" | "idle_in_transaction_session_timeout" => {
+                "0".into()
+            }
             "max_identifier_length" => "63".into(),
             "bytea_output" => "hex".into(),
             "is_superuser" => "on".into(),
@@ -227,7 +260,14 @@ impl Session {
     /// Plans a statement for Parse/Describe (no side effects).
     pub async fn prepare(&self, stmt: Statement) -> Result<Prepared> {
         let plan = if is_datafusion_statement(&stmt) {
-            Some(self.ctx.state().statement_to_plan(datafusion::sql::parser::Statement::Statement(Box::new(stmt.clone()))).await?)
+            Some(
+                self.ctx
+                    .state()
+                    .statement_to_plan(datafusion::sql::parser::Statement::Statement(Box::new(
+                        stmt.clone(),
+                    )))
+                    .await?,
+            )
         } else {
             None
         };
@@ -235,7 +275,12 @@ impl Session {
     }
 
     /// Executes a prepared statement with bound parameters.
-    pub async fn execute_prepared(&self, p: &Prepared, params: Option<ParamValues>, on_error: Option<OnError>) -> Result<Outcome> {
+    pub async fn execute_prepared(
+        &self,
+        p: &Prepared,
+        params: Option<ParamValues>,
+        on_error: Option<OnError>,
+    ) -> Result<Outcome> {
         match &p.plan {
             Some(plan) => {
                 let plan = match params {
@@ -260,16 +305,38 @@ impl Session {
         let n = batches
             .first()
             .and_then(|b| b.column_by_name("count"))
-            .and_then(|c| c.as_any().downcast_ref::<datafusion::arrow::array::UInt64Array>().map(|a| a.value(0)))
+            .and_then(|c| {
+                c.as_any()
+                    .downcast_ref::<datafusion::arrow::array::UInt64Array>()
+                    .map(|a| a.value(0))
+            })
             .unwrap_or(0);
-        Ok(Outcome::Command { tag: tag.into(), rows: Some(n) })
+        Ok(Outcome::Command {
+            tag: tag.into(),
+            rows: Some(n),
+        })
     }
 
     /// Executes one statement.
     pub async fn execute(&self, stmt: Statement, on_error: Option<OnError>) -> Result<Outcome> {
         match &stmt {
-            Statement::Copy { source, to, target, options, legacy_options, .. } => {
-                self.copy(source, *to, target, options, !legacy_options.is_empty(), on_error).await
+            Statement::Copy {
+                source,
+                to,
+                target,
+                options,
+                legacy_options,
+                ..
+            } => {
+                self.copy(
+                    source,
+                    *to,
+                    target,
+                    options,
+                    !legacy_options.is_empty(),
+                    on_error,
+                )
+                .await
             }
             Statement::CreateTable(ct) => {
                 let name = object_name(&ct.name);
@@ -285,41 +352,69 @@ impl Session {
                         ))
                     })?;
                     if cols.iter().any(|x: &ColumnDef| x.name == c.name.value) {
-                        return Err(SqlError::DuplicateColumn(format!("column \"{}\" specified more than once", c.name.value)));
+                        return Err(SqlError::DuplicateColumn(format!(
+                            "column \"{}\" specified more than once",
+                            c.name.value
+                        )));
                     }
-                    cols.push(ColumnDef { name: c.name.value.clone(), data_type: t });
+                    cols.push(ColumnDef {
+                        name: c.name.value.clone(),
+                        data_type: t,
+                    });
                 }
                 if cols.is_empty() {
-                    return Err(SqlError::Syntax("CREATE TABLE needs at least one column".into()));
+                    return Err(SqlError::Syntax(
+                        "CREATE TABLE needs at least one column".into(),
+                    ));
                 }
                 let if_not_exists = ct.if_not_exists;
                 let created = self
                     .engine
                     .store
                     .update_catalog(|data, _| -> Result<bool> {
-                        if BUILTIN_RELATIONS.contains(&name.as_str()) || data.tables.iter().any(|t| t.name == name) {
+                        if BUILTIN_RELATIONS.contains(&name.as_str())
+                            || data.tables.iter().any(|t| t.name == name)
+                        {
                             if if_not_exists {
                                 return Ok(false);
                             }
-                            return Err(SqlError::DuplicateTable(format!("relation \"{name}\" already exists")));
+                            return Err(SqlError::DuplicateTable(format!(
+                                "relation \"{name}\" already exists"
+                            )));
                         }
                         if !is_identifier(&name) {
-                            return Err(SqlError::InvalidName(format!("invalid table name \"{name}\"")));
+                            return Err(SqlError::InvalidName(format!(
+                                "invalid table name \"{name}\""
+                            )));
                         }
                         let id = data.next_table_id;
                         data.next_table_id += 1;
-                        data.tables.push(UserTableDef { id, name: name.clone(), columns: cols });
+                        data.tables.push(UserTableDef {
+                            id,
+                            name: name.clone(),
+                            columns: cols,
+                        });
                         Ok(true)
                     })
                     .await?;
                 let _ = created;
-                Ok(Outcome::Command { tag: "CREATE TABLE".into(), rows: None })
+                Ok(Outcome::Command {
+                    tag: "CREATE TABLE".into(),
+                    rows: None,
+                })
             }
-            Statement::Drop { object_type: ObjectType::Table, names, if_exists, .. } => {
+            Statement::Drop {
+                object_type: ObjectType::Table,
+                names,
+                if_exists,
+                ..
+            } => {
                 for n in names {
                     let name = object_name(n);
                     if BUILTIN_RELATIONS.contains(&name.as_str()) {
-                        return Err(SqlError::InsufficientPrivilege(format!("\"{name}\" is a built-in relation and cannot be dropped")));
+                        return Err(SqlError::InsufficientPrivilege(format!(
+                            "\"{name}\" is a built-in relation and cannot be dropped"
+                        )));
                     }
                     let if_exists = *if_exists;
                     self.engine
@@ -332,47 +427,86 @@ impl Session {
                                     Ok(())
                                 }
                                 None if if_exists => Ok(()),
-                                None => Err(SqlError::UndefinedTable(format!("table \"{name}\" does not exist"))),
+                                None => Err(SqlError::UndefinedTable(format!(
+                                    "table \"{name}\" does not exist"
+                                ))),
                             }
                         })
                         .await?;
                 }
-                Ok(Outcome::Command { tag: "DROP TABLE".into(), rows: None })
+                Ok(Outcome::Command {
+                    tag: "DROP TABLE".into(),
+                    rows: None,
+                })
             }
-            Statement::AlterTable(at) => self.alter_table(&object_name(&at.name), &at.operations).await,
+            Statement::AlterTable(at) => {
+                self.alter_table(&object_name(&at.name), &at.operations)
+                    .await
+            }
             Statement::Set(set) => self.set(set),
             Statement::ShowVariable { variable } => {
-                let name = variable.iter().map(|i| i.value.clone()).collect::<Vec<_>>().join(" ");
+                let name = variable
+                    .iter()
+                    .map(|i| i.value.clone())
+                    .collect::<Vec<_>>()
+                    .join(" ");
                 let lname = name.to_ascii_lowercase();
-                let lname = if lname == "time zone" { "timezone".to_string() } else { lname };
+                let lname = if lname == "time zone" {
+                    "timezone".to_string()
+                } else {
+                    lname
+                };
                 if lname == "all" {
-                    return Err(SqlError::Unsupported("SHOW ALL is not supported; query pg_settings".into()));
+                    return Err(SqlError::Unsupported(
+                        "SHOW ALL is not supported; query pg_settings".into(),
+                    ));
                 }
-                let value = self
-                    .setting(&lname)
-                    .ok_or_else(|| SqlError::UndefinedObject(format!("unrecognized configuration parameter \"{name}\"")))?;
+                let value = self.setting(&lname).ok_or_else(|| {
+                    SqlError::UndefinedObject(format!(
+                        "unrecognized configuration parameter \"{name}\""
+                    ))
+                })?;
                 let df = self.ctx.read_batch(single_text_batch(&lname, &value)?)?;
                 Ok(Outcome::Rows(df))
             }
-            Statement::StartTransaction { .. } => Ok(Outcome::Command { tag: "BEGIN".into(), rows: None }),
-            Statement::Commit { .. } => Ok(Outcome::Command { tag: "COMMIT".into(), rows: None }),
-            Statement::Rollback { .. } => Ok(Outcome::Command { tag: "ROLLBACK".into(), rows: None }),
+            Statement::StartTransaction { .. } => Ok(Outcome::Command {
+                tag: "BEGIN".into(),
+                rows: None,
+            }),
+            Statement::Commit { .. } => Ok(Outcome::Command {
+                tag: "COMMIT".into(),
+                rows: None,
+            }),
+            Statement::Rollback { .. } => Ok(Outcome::Command {
+                tag: "ROLLBACK".into(),
+                rows: None,
+            }),
             Statement::Discard { .. } => {
                 self.settings.lock().expect("settings").clear();
-                Ok(Outcome::Command { tag: "DISCARD ALL".into(), rows: None })
+                Ok(Outcome::Command {
+                    tag: "DISCARD ALL".into(),
+                    rows: None,
+                })
             }
             Statement::Call(f) => crate::procedures::call(self, f).await,
             _ if is_datafusion_statement(&stmt) => {
                 let plan = self
                     .ctx
                     .state()
-                    .statement_to_plan(datafusion::sql::parser::Statement::Statement(Box::new(stmt.clone())))
+                    .statement_to_plan(datafusion::sql::parser::Statement::Statement(Box::new(
+                        stmt.clone(),
+                    )))
                     .await?;
                 self.run_plan(&stmt, plan).await
             }
             other => Err(SqlError::Unsupported(format!(
                 "statement not supported: {}",
-                other.to_string().split_whitespace().take(3).collect::<Vec<_>>().join(" ")
+                other
+                    .to_string()
+                    .split_whitespace()
+                    .take(3)
+                    .collect::<Vec<_>>()
+                    .join(" ")
             ))),
         }
     }
@@ -380,19 +514,39 @@ impl Session {
     fn set(&self, set: &Set) -> Result<Outcome> {
         let (name, value) = match set {
             Set::SetTimeZone { value, .. } => ("timezone".to_string(), sql_value_text(value)),
-            Set::SingleAssignment { variable, values, .. } => (
+            Set::SingleAssignment {
+                variable, values, ..
+            } => (
                 variable.to_string().to_ascii_lowercase(),
-                values.iter().map(sql_value_text).collect::<Vec<_>>().join(", "),
+                values
+                    .iter()
+                    .map(sql_value_text)
+                    .collect::<Vec<_>>()
+                    .join(", "),
             ),
-            Set::SetNames { charset_name, .. } => ("client_encoding".into(), charset_name.value.clone()),
-            Set::SetTransaction { .. } | Set::SetSessionParam(_) | Set::SetRole { .. } => {
-                return Ok(Outcome::Command { tag: "SET".into(), rows: None })
+            Set::SetNames { charset_name, .. } => {
+                ("client_encoding".into(), charset_name.value.clone())
             }
-            other => return Err(SqlError::Unsupported(format!("unsupported SET form: {other}"))),
+            Set::SetTransaction { .. } | Set::SetSessionParam(_) | Set::SetRole { .. } => {
+                return Ok(Outcome::Command {
+                    tag: "SET".into(),
+                    rows: None,
+                })
+            }
+            other => {
+                return Err(SqlError::Unsupported(format!(
+                    "unsupported SET form: {other}"
+                )))
+            }
         };
-        let name = if name == "time zone" { "timezone".to_string() } else { name };
+        let name = if name == "time zone" {
+            "timezone".to_string()
+        } else {
+            name
+        };
         if name == "timezone" {
-            let v = if value.eq_ignore_ascii_case("local") || value.eq_ignore_ascii_case("default") {
+            let v = if value.eq_ignore_ascii_case("local") || value.eq_ignore_ascii_case("default")
+            {
                 self.engine.env.tz.name().to_string()
             } else {
                 value.clone()
@@ -401,10 +555,23 @@ impl Session {
                 SqlError::InvalidValue(format!("invalid value for parameter \"TimeZone\": \"{v}\" (use an IANA name such as Asia/Shanghai or UTC)"))
             })?;
             *self.tz.lock().expect("tz") = tz;
-            self.ctx.state_ref().write().config_mut().options_mut().execution.time_zone = Some(tz.name().to_string());
-            return Ok(Outcome::ParameterChanged { tag: "SET".into(), name: "TimeZone".into(), value: tz.name().to_string() });
+            self.ctx
+                .state_ref()
+                .write()
+                .config_mut()
+                .options_mut()
+                .execution
+                .time_zone = Some(tz.name().to_string());
+            return Ok(Outcome::ParameterChanged {
+                tag: "SET".into(),
+                name: "TimeZone".into(),
+                value: tz.name().to_string(),
+            });
         }
-        self.settings.lock().expect("settings").insert(name.clone(), value.clone());
+        self.settings
+            .lock()
+            .expect("settings")
+            .insert(name.clone(), value.clone());
         let reported = match name.as_str() {
             "application_name" => Some("application_name"),
             "datestyle" => Some("DateStyle"),
@@ -413,8 +580,15 @@ impl Session {
             _ => None,
         };
         Ok(match reported {
-            Some(n) => Outcome::ParameterChanged { tag: "SET".into(), name: n.into(), value },
-            None => Outcome::Command { tag: "SET".into(), rows: None },
+            Some(n) => Outcome::ParameterChanged {
+                tag: "SET".into(),
+                name: n.into(),
+                value,
+            },
+            None => Outcome::Command {
+                tag: "SET".into(),
+                rows: None,
+            },
         })
     }
 
@@ -440,6 +614,11 @@ impl Session {
                             "invalid custom field name \"{name}\": custom fields are named p_<name> with letters, digits and underscores"
                         )));
                     }
+                    if table == "contacts" && t == DataType::Boolean {
+                        return Err(SqlError::Unsupported(
+                            "custom contact fields are VARCHAR, BIGINT, DOUBLE, DATE or TIMESTAMPTZ".into(),
+                        ));
+                    }
                     adds.push((name, t, *if_not_exists));
                 }
                 AlterTableOperation::DropColumn { .. } => {
@@ -463,15 +642,23 @@ impl Session {
                             if *if_not_exists {
                                 continue;
                             }
-                            return Err(SqlError::DuplicateColumn(format!("column \"{name}\" of relation \"contacts\" already exists")));
+                            return Err(SqlError::DuplicateColumn(format!(
+                                "column \"{name}\" of relation \"contacts\" already exists"
+                            )));
                         }
-                        data.contact_fields.push(FieldDef { name: name.clone(), data_type: *t, custom: true });
+                        data.contact_fields.push(FieldDef {
+                            name: name.clone(),
+                            data_type: *t,
+                            custom: true,
+                        });
                     } else {
                         if data.event_properties.iter().any(|p| &p.property == name) {
                             if *if_not_exists {
                                 continue;
                             }
-                            return Err(SqlError::DuplicateColumn(format!("column \"{name}\" of relation \"events\" already exists")));
+                            return Err(SqlError::DuplicateColumn(format!(
+                                "column \"{name}\" of relation \"events\" already exists"
+                            )));
                         }
                         define_property(data, name, None, *t)?;
                     }
@@ -479,7 +666,10 @@ impl Session {
                 Ok(())
             })
             .await?;
-        Ok(Outcome::Command { tag: "ALTER TABLE".into(), rows: None })
+        Ok(Outcome::Command {
+            tag: "ALTER TABLE".into(),
+            rows: None,
+        })
     }
 
     async fn copy(
@@ -497,13 +687,24 @@ impl Session {
                 fmt = match f.value.to_ascii_lowercase().as_str() {
                     "csv" => CopyFormat::Csv,
                     "text" => CopyFormat::Text,
-                    "binary" => return Err(SqlError::Unsupported("COPY binary format is not supported yet; use text or csv".into())),
-                    other => return Err(SqlError::InvalidValue(format!("COPY format \"{other}\" not recognized (use text or csv)"))),
+                    "binary" => {
+                        return Err(SqlError::Unsupported(
+                            "COPY binary format is not supported yet; use text or csv".into(),
+                        ))
+                    }
+                    other => {
+                        return Err(SqlError::InvalidValue(format!(
+                            "COPY format \"{other}\" not recognized (use text or csv)"
+                        )))
+                    }
                 };
             }
         }
         if legacy {
-            return Err(SqlError::Unsupported("legacy COPY options are not supported; use COPY ... WITH (FORMAT csv, HEADER)".into()));
+            return Err(SqlError::Unsupported(
+                "legacy COPY options are not supported; use COPY ... WITH (FORMAT csv, HEADER)"
+                    .into(),
+            ));
         }
         let mut opts = CopyOptions::new(fmt);
         for o in options {
@@ -514,7 +715,11 @@ impl Session {
                 CopyOption::Header(h) => opts.header = *h,
                 CopyOption::Quote(c) => opts.quote = *c as u8,
                 CopyOption::Escape(c) => opts.escape = *c as u8,
-                other => return Err(SqlError::Unsupported(format!("COPY option {other} is not supported"))),
+                other => {
+                    return Err(SqlError::Unsupported(format!(
+                        "COPY option {other} is not supported"
+                    )))
+                }
             }
         }
         if let Some(m) = on_error {
@@ -568,7 +773,10 @@ fn single_text_batch(name: &str, value: &str) -> Result<datafusion::arrow::array
     use datafusion::arrow::array::StringArray;
     use datafusion::arrow::datatypes::{DataType as A, Field, Schema};
     let schema = Arc::new(Schema::new(vec![Field::new(name, A::Utf8, false)]));
-    Ok(datafusion::arrow::array::RecordBatch::try_new(schema, vec![Arc::new(StringArray::from(vec![value]))])?)
+    Ok(datafusion::arrow::array::RecordBatch::try_new(
+        schema,
+        vec![Arc::new(StringArray::from(vec![value]))],
+    )?)
 }
 
 /// True for statements DataFusion plans (queries and DML).

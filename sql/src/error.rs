@@ -102,7 +102,9 @@ impl From<datafusion::sql::sqlparser::parser::ParserError> for SqlError {
 pub fn find_sql_error(e: &DataFusionError) -> Option<&SqlError> {
     match e {
         DataFusionError::External(inner) => inner.downcast_ref::<SqlError>().or_else(|| {
-            inner.downcast_ref::<DataFusionError>().and_then(find_sql_error)
+            inner
+                .downcast_ref::<DataFusionError>()
+                .and_then(find_sql_error)
         }),
         DataFusionError::Context(_, inner) => find_sql_error(inner),
         DataFusionError::Shared(inner) => find_sql_error(inner),

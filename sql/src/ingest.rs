@@ -120,7 +120,9 @@ fn field_is_set(fields: &[Value], cat: &Catalog, name: &str) -> bool {
 
 /// True when the contact is identified: name, mobile_phone or email set.
 pub fn contact_is_identified(fields: &[Value], cat: &Catalog) -> bool {
-    ["name", "mobile_phone", "email"].iter().any(|n| field_is_set(fields, cat, n))
+    ["name", "mobile_phone", "email"]
+        .iter()
+        .any(|n| field_is_set(fields, cat, n))
 }
 
 fn encode_fields(fields: &[Value]) -> Vec<u8> {
@@ -145,7 +147,16 @@ impl ContactIngest {
         let catalog = store.catalog();
         let layout = ContactLayout::new(&catalog);
         let batch = store.batch();
-        ContactIngest { store, catalog, layout, batch, ids: HashSet::new(), max_id: 0, rows: 0, now: now_ms() }
+        ContactIngest {
+            store,
+            catalog,
+            layout,
+            batch,
+            ids: HashSet::new(),
+            max_id: 0,
+            rows: 0,
+            now: now_ms(),
+        }
     }
 
     /// The layout rows are given in.
@@ -359,12 +370,12 @@ impl EventIngest {
                 }
             }
         }
-        let contact = contact.ok_or_else(|| {
-            SqlError::NotNull(format!("{at}: contact_id is required for events"))
-        })?;
-        let event_type =
-            event_type.ok_or_else(|| SqlError::NotNull(format!("{at}: event is required for events")))?;
-        let ts = ts.ok_or_else(|| SqlError::NotNull(format!("{at}: event_date is required for events")))?;
+        let contact = contact
+            .ok_or_else(|| SqlError::NotNull(format!("{at}: contact_id is required for events")))?;
+        let event_type = event_type
+            .ok_or_else(|| SqlError::NotNull(format!("{at}: event is required for events")))?;
+        let ts = ts
+            .ok_or_else(|| SqlError::NotNull(format!("{at}: event_date is required for events")))?;
         let known = match self.contacts.get(&contact) {
             Some(_) => true,
             None => self.store.get_contact(contact)?.is_some(),
@@ -385,7 +396,13 @@ impl EventIngest {
         let seq = self.seq_next;
         self.seq_next += 1;
         self.max_seq = seq;
-        let key = EventKey { day: utc_day(ts), event_type, contact, ts_ms: ts, seq };
+        let key = EventKey {
+            day: utc_day(ts),
+            event_type,
+            contact,
+            ts_ms: ts,
+            seq,
+        };
         self.batch.put_event(&key, &self.scratch);
         self.rows += 1;
         Ok(())
@@ -399,13 +416,24 @@ impl EventIngest {
         }
         let _guard = contact_lock.lock().await;
         let layout = ContactLayout::new(&self.catalog);
-        let last = self.catalog.contact_field("last_active_at").map(|(i, _)| i as usize);
-        let first = self.catalog.contact_field("first_seen_at").map(|(i, _)| i as usize);
-        let mut ids: Vec<(u64, i64)> =
-            self.contacts.iter().filter_map(|(c, t)| t.map(|t| (*c, t))).collect();
+        let last = self
+            .catalog
+            .contact_field("last_active_at")
+            .map(|(i, _)| i as usize);
+        let first = self
+            .catalog
+            .contact_field("first_seen_at")
+            .map(|(i, _)| i as usize);
+        let mut ids: Vec<(u64, i64)> = self
+            .contacts
+            .iter()
+            .filter_map(|(c, t)| t.map(|t| (*c, t)))
+            .collect();
         ids.sort_unstable();
         for (id, ts) in ids {
-            let Some(bytes) = self.store.get_contact(id)? else { continue };
+            let Some(bytes) = self.store.get_contact(id)? else {
+                continue;
+            };
             let mut fields = decode_contact(&bytes, &layout);
             let mut changed = false;
             if let Some(i) = last {
@@ -443,14 +471,21 @@ impl UserRowIngest {
     /// Starts a statement on `table`.
     pub fn new(store: Arc<Store>, table: UserTableDef) -> UserRowIngest {
         let batch = store.batch();
-        UserRowIngest { store, table, batch, rows: 0, max_row: 0 }
+        UserRowIngest {
+            store,
+            table,
+            batch,
+            rows: 0,
+            max_row: 0,
+        }
     }
 
     /// Adds one row in column order.
     pub fn push(&mut self, row: &[Value]) -> Result<()> {
         let id = self.store.alloc_user_rows(1);
         self.max_row = id;
-        self.batch.put_user_row(self.table.id, id, &encode_fields(row));
+        self.batch
+            .put_user_row(self.table.id, id, &encode_fields(row));
         self.rows += 1;
         Ok(())
     }

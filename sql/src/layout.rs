@@ -55,7 +55,11 @@ impl ContactLayout {
                 })
                 .collect::<Vec<_>>(),
         ));
-        ContactLayout { cols, field_count: fields.len(), schema }
+        ContactLayout {
+            cols,
+            field_count: fields.len(),
+            schema,
+        }
     }
 
     /// Index of a column by name.
@@ -137,6 +141,8 @@ impl EventLayout {
 /// Arrow schema of a user table.
 pub fn user_table_schema(cols: &[cohortdb_storage::ColumnDef]) -> SchemaRef {
     Arc::new(Schema::new(
-        cols.iter().map(|c| Field::new(&c.name, arrow_type(c.data_type), true)).collect::<Vec<_>>(),
+        cols.iter()
+            .map(|c| Field::new(&c.name, arrow_type(c.data_type), true))
+            .collect::<Vec<_>>(),
     ))
 }

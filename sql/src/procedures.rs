@@ -1,6 +1,8 @@
 //! `CALL` procedures.
 
-use datafusion::sql::sqlparser::ast::{Expr, Function, FunctionArg, FunctionArgExpr, FunctionArguments, Value};
+use datafusion::sql::sqlparser::ast::{
+    Expr, Function, FunctionArg, FunctionArgExpr, FunctionArguments, Value,
+};
 
 use crate::convert::parse_date;
 use crate::engine::{Outcome, Session};
@@ -13,7 +15,10 @@ fn args(f: &Function) -> Vec<&Expr> {
             .iter()
             .filter_map(|a| match a {
                 FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => Some(e),
-                FunctionArg::Named { arg: FunctionArgExpr::Expr(e), .. } => Some(e),
+                FunctionArg::Named {
+                    arg: FunctionArgExpr::Expr(e),
+                    ..
+                } => Some(e),
                 _ => None,
             })
             .collect(),
@@ -25,9 +30,13 @@ fn string_arg(e: &Expr, what: &str) -> Result<String> {
     match e {
         Expr::Value(v) => match &v.value {
             Value::SingleQuotedString(s) => Ok(s.clone()),
-            other => Err(SqlError::InvalidValue(format!("{what} must be a string literal, got {other}"))),
+            other => Err(SqlError::InvalidValue(format!(
+                "{what} must be a string literal, got {other}"
+            ))),
         },
-        other => Err(SqlError::InvalidValue(format!("{what} must be a string literal, got {other}"))),
+        other => Err(SqlError::InvalidValue(format!(
+            "{what} must be a string literal, got {other}"
+        ))),
     }
 }
 
@@ -38,16 +47,23 @@ pub async fn call(session: &Session, f: &Function) -> Result<Outcome> {
     match name.as_str() {
         "drop_events_before" => {
             if a.len() != 1 {
-                return Err(SqlError::InvalidValue("drop_events_before takes one date: CALL drop_events_before('YYYY-MM-DD')".into()));
+                return Err(SqlError::InvalidValue(
+                    "drop_events_before takes one date: CALL drop_events_before('YYYY-MM-DD')"
+                        .into(),
+                ));
             }
             let s = string_arg(a[0], "the date")?;
-            let day = parse_date(s.trim())
-                .ok_or_else(|| SqlError::InvalidValue(format!("invalid date '{s}' (expected YYYY-MM-DD)")))?;
+            let day = parse_date(s.trim()).ok_or_else(|| {
+                SqlError::InvalidValue(format!("invalid date '{s}' (expected YYYY-MM-DD)"))
+            })?;
             let store = session.engine().store();
             let mut batch = store.batch();
             batch.drop_events_before(day);
             store.commit(batch).await?;
-            Ok(Outcome::Command { tag: "CALL".into(), rows: None })
+            Ok(Outcome::Command {
+                tag: "CALL".into(),
+                rows: None,
+            })
         }
         other => Err(SqlError::UndefinedObject(format!(
             "procedure {other} does not exist (available: drop_events_before)"

@@ -222,7 +222,11 @@ impl CatalogData {
     pub fn initial() -> CatalogData {
         let contact_fields = CONTACT_FIXED_FIELDS
             .iter()
-            .map(|(n, t)| FieldDef { name: n.to_string(), data_type: *t, custom: false })
+            .map(|(n, t)| FieldDef {
+                name: n.to_string(),
+                data_type: *t,
+                custom: false,
+            })
             .collect();
         let event_types: Vec<EventTypeDef> = PRESET_EVENT_TYPES
             .iter()
@@ -273,14 +277,37 @@ pub struct Catalog {
 impl Catalog {
     /// Builds the indexes over `data`.
     pub fn new(data: CatalogData) -> Catalog {
-        let type_by_code =
-            data.event_types.iter().enumerate().map(|(i, t)| (t.event.clone(), i)).collect();
-        let type_by_id = data.event_types.iter().enumerate().map(|(i, t)| (t.id, i)).collect();
-        let prop_by_name =
-            data.event_properties.iter().enumerate().map(|(i, p)| (p.property.clone(), i)).collect();
-        let field_by_name =
-            data.contact_fields.iter().enumerate().map(|(i, f)| (f.name.clone(), i)).collect();
-        Catalog { data, type_by_code, type_by_id, prop_by_name, field_by_name }
+        let type_by_code = data
+            .event_types
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.event.clone(), i))
+            .collect();
+        let type_by_id = data
+            .event_types
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.id, i))
+            .collect();
+        let prop_by_name = data
+            .event_properties
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (p.property.clone(), i))
+            .collect();
+        let field_by_name = data
+            .contact_fields
+            .iter()
+            .enumerate()
+            .map(|(i, f)| (f.name.clone(), i))
+            .collect();
+        Catalog {
+            data,
+            type_by_code,
+            type_by_id,
+            prop_by_name,
+            field_by_name,
+        }
     }
 
     /// The underlying document.
@@ -290,7 +317,9 @@ impl Catalog {
 
     /// Event type by code.
     pub fn event_type(&self, code: &str) -> Option<&EventTypeDef> {
-        self.type_by_code.get(code).map(|i| &self.data.event_types[*i])
+        self.type_by_code
+            .get(code)
+            .map(|i| &self.data.event_types[*i])
     }
 
     /// Event type by internal id.
@@ -300,12 +329,16 @@ impl Catalog {
 
     /// Event property by name.
     pub fn property(&self, name: &str) -> Option<&PropertyDef> {
-        self.prop_by_name.get(name).map(|i| &self.data.event_properties[*i])
+        self.prop_by_name
+            .get(name)
+            .map(|i| &self.data.event_properties[*i])
     }
 
     /// Contact field id (position) by name.
     pub fn contact_field(&self, name: &str) -> Option<(u32, &FieldDef)> {
-        self.field_by_name.get(name).map(|i| (*i as u32, &self.data.contact_fields[*i]))
+        self.field_by_name
+            .get(name)
+            .map(|i| (*i as u32, &self.data.contact_fields[*i]))
     }
 
     /// User table by name.

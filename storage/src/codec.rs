@@ -177,7 +177,11 @@ pub struct RowReader<'a> {
 impl<'a> RowReader<'a> {
     /// Reader over `buf`.
     pub fn new(buf: &'a [u8]) -> Self {
-        RowReader { buf, pos: 0, error: false }
+        RowReader {
+            buf,
+            pos: 0,
+            error: false,
+        }
     }
 
     fn next_field(&mut self) -> Option<(u32, ValueRef<'a>)> {

@@ -21,7 +21,14 @@ pub mod cf {
     pub const USER_ROWS: &str = "user_rows";
 
     /// All column families, in open order.
-    pub const ALL: &[&str] = &[META, CONTACTS, IDENTITIES, CONTACT_IDENTITIES, EVENTS, USER_ROWS];
+    pub const ALL: &[&str] = &[
+        META,
+        CONTACTS,
+        IDENTITIES,
+        CONTACT_IDENTITIES,
+        EVENTS,
+        USER_ROWS,
+    ];
 }
 
 /// Key of the catalog document in `meta`.
@@ -189,10 +196,34 @@ mod tests {
 
     #[test]
     fn event_keys_sort_by_day_type_contact_time() {
-        let a = EventKey { day: -1, event_type: 9, contact: 9, ts_ms: -5, seq: 9 };
-        let b = EventKey { day: 0, event_type: 1, contact: 1, ts_ms: 0, seq: 0 };
-        let c = EventKey { day: 0, event_type: 1, contact: 1, ts_ms: 1, seq: 0 };
-        let d = EventKey { day: 0, event_type: 1, contact: 2, ts_ms: -100, seq: 0 };
+        let a = EventKey {
+            day: -1,
+            event_type: 9,
+            contact: 9,
+            ts_ms: -5,
+            seq: 9,
+        };
+        let b = EventKey {
+            day: 0,
+            event_type: 1,
+            contact: 1,
+            ts_ms: 0,
+            seq: 0,
+        };
+        let c = EventKey {
+            day: 0,
+            event_type: 1,
+            contact: 1,
+            ts_ms: 1,
+            seq: 0,
+        };
+        let d = EventKey {
+            day: 0,
+            event_type: 1,
+            contact: 2,
+            ts_ms: -100,
+            seq: 0,
+        };
         let keys = [a, b, c, d];
         for w in keys.windows(2) {
             assert!(w[0].encode() < w[1].encode());

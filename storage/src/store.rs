@@ -30,7 +30,11 @@ pub struct StoreOptions {
 
 impl Default for StoreOptions {
     fn default() -> Self {
-        StoreOptions { sync: SyncPolicy::Statement, writer_queue: 256, block_cache_bytes: 256 << 20 }
+        StoreOptions {
+            sync: SyncPolicy::Statement,
+            writer_queue: 256,
+            block_cache_bytes: 256 << 20,
+        }
     }
 }
 
@@ -58,7 +62,19 @@ pub struct Store {
     user_row: AtomicU64,
 }
 
-fn max_u64_merge(_key: &[u8], existing: Option<&[u8]>, operands: &MergeOperands) -> Option<Vec<u8>> {
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("path", &self.db.path())
+            .finish()
+    }
+}
+
+fn max_u64_merge(
+    _key: &[u8],
+    existing: Option<&[u8]>,
+    operands: &MergeOperands,
+) -> Option<Vec<u8>> {
     let mut max = existing.and_then(read_u64).unwrap_or(0);
     for op in operands {
         max = max.max(read_u64(op).unwrap_or(0));
@@ -113,8 +129,10 @@ impl Store {
             }
             o
         };
-        let descriptors: Vec<ColumnFamilyDescriptor> =
-            cf::ALL.iter().map(|n| ColumnFamilyDescriptor::new(*n, cf_opts(n))).collect();
+        let descriptors: Vec<ColumnFamilyDescriptor> = cf::ALL
+            .iter()
+            .map(|n| ColumnFamilyDescriptor::new(*n, cf_opts(n)))
+            .collect();
         let db = Arc::new(DB::open_cf_descriptors(&db_opts, path, descriptors)?);
 
         let meta = db.cf_handle(cf::META).expect("meta cf");
@@ -131,7 +149,11 @@ impl Store {
             }
         };
         let counter = |k: &[u8]| -> Result<u64> {
-            Ok(db.get_cf(meta, k)?.as_deref().and_then(read_u64).unwrap_or(0))
+            Ok(db
+                .get_cf(meta, k)?
+                .as_deref()
+                .and_then(read_u64)
+                .unwrap_or(0))
         };
         let contact_id = counter(keys::COUNTER_CONTACT_ID)?;
         let event_seq = counter(keys::COUNTER_EVENT_SEQ)?;
@@ -169,7 +191,9 @@ impl Store {
         let mut batch = self.batch();
         let out = f(&mut data, &mut batch)?;
         let bytes = serde_json::to_vec(&data).map_err(StorageError::from)?;
-        batch.wb.put_cf(self.cf(cf::META), keys::META_CATALOG, bytes);
+        batch
+            .wb
+            .put_cf(self.cf(cf::META), keys::META_CATALOG, bytes);
         self.commit(batch).await?;
         *self.catalog.write().expect("catalog lock") = Arc::new(Catalog::new(data));
         Ok(out)
@@ -180,12 +204,19 @@ impl Store {
     }
 
     fn writer(&self) -> Result<WriterHandle> {
-        self.writer.lock().expect("writer lock").clone().ok_or(StorageError::WriterClosed)
+        self.writer
+            .lock()
+            .expect("writer lock")
+            .clone()
+            .ok_or(StorageError::WriterClosed)
     }
 
     /// A new empty write batch.
     pub fn batch(&self) -> Batch {
-        Batch { wb: WriteBatch::default(), db: self.db.clone() }
+        Batch {
+            wb: WriteBatch::default(),
+            db: self.db.clone(),
+        }
     }
 
     /// Commits a batch atomically through the writer actor.
@@ -219,11 +250,17 @@ impl Store {
 
     /// Reads one contact row.
     pub fn get_contact(&self, id: u64) -> Result<Option<Vec<u8>>> {
-        Ok(self.db.get_cf(self.cf(cf::CONTACTS), keys::contact_key(id))?)
+        Ok(self
+            .db
+            .get_cf(self.cf(cf::CONTACTS), keys::contact_key(id))?)
     }
 
     /// Visits contacts in id order (all, or the given sorted ids); `f` returns false to stop.
-    pub fn scan_contacts(&self, ids: Option<&[u64]>, f: &mut dyn FnMut(u64, &[u8]) -> bool) -> Result<()> {
+    pub fn scan_contacts(
+        &self,
+        ids: Option<&[u64]>,
+        f: &mut dyn FnMut(u64, &[u8]) -> bool,
+    ) -> Result<()> {
         let cfh = self.cf(cf::CONTACTS);
         match ids {
             Some(ids) => {
@@ -266,15 +303,25 @@ impl Store {
             None => return Ok(None),
         };
         it.seek_to_last();
-        let last = it.key().and_then(EventKey::decode).map(|k| k.day).unwrap_or(first);
+        let last = it
+            .key()
+            .and_then(EventKey::decode)
+            .map(|k| k.day)
+            .unwrap_or(first);
         it.status()?;
         Ok(Some((first, last)))
     }
 
     /// Visits the events selected by `spec`. Within one `(day, event type)`
     /// run, events come ordered by contact then time. `f` returns false to stop.
-    pub fn scan_events(&self, spec: &EventScanSpec, f: &mut dyn FnMut(&EventKey, &[u8]) -> bool) -> Result<()> {
-        let Some((mut lo, mut hi)) = self.event_day_bounds()? else { return Ok(()) };
+    pub fn scan_events(
+        &self,
+        spec: &EventScanSpec,
+        f: &mut dyn FnMut(&EventKey, &[u8]) -> bool,
+    ) -> Result<()> {
+        let Some((mut lo, mut hi)) = self.event_day_bounds()? else {
+            return Ok(());
+        };
         if let Some((a, b)) = spec.days {
             lo = lo.max(a);
             hi = hi.min(b);
@@ -296,7 +343,8 @@ impl Store {
                 if !k.starts_with(prefix) {
                     break;
                 }
-                let key = EventKey::decode(k).ok_or_else(|| StorageError::Corrupt("event key".into()))?;
+                let key =
+                    EventKey::decode(k).ok_or_else(|| StorageError::Corrupt("event key".into()))?;
                 if !f(&key, v) {
                     return Ok(false);
                 }
@@ -309,7 +357,13 @@ impl Store {
         let types: Option<&[u32]> = match (&spec.event_types, &spec.contacts) {
             (Some(t), _) => Some(t),
             (None, Some(_)) => {
-                let mut t: Vec<u32> = self.catalog().data().event_types.iter().map(|t| t.id).collect();
+                let mut t: Vec<u32> = self
+                    .catalog()
+                    .data()
+                    .event_types
+                    .iter()
+                    .map(|t| t.id)
+                    .collect();
                 t.sort_unstable();
                 all_types = t;
                 Some(&all_types)
@@ -348,12 +402,15 @@ impl Store {
     }
 
     /// Visits identity rows: `(id_type, channel_id, id_value, contact, created_at_ms)`.
-    pub fn scan_identities(&self, f: &mut dyn FnMut(&str, &str, &str, u64, i64) -> bool) -> Result<()> {
+    pub fn scan_identities(
+        &self,
+        f: &mut dyn FnMut(&str, &str, &str, u64, i64) -> bool,
+    ) -> Result<()> {
         let mut it = self.db.raw_iterator_cf(self.cf(cf::IDENTITIES));
         it.seek_to_first();
         while let (Some(k), Some(v)) = (it.key(), it.value()) {
-            let (t, c, val) =
-                keys::decode_identity_key(k).ok_or_else(|| StorageError::Corrupt("identity key".into()))?;
+            let (t, c, val) = keys::decode_identity_key(k)
+                .ok_or_else(|| StorageError::Corrupt("identity key".into()))?;
             let (contact, created) = decode_identity_value(v)?;
             if !f(&t, &c, &val, contact, created) {
                 break;
@@ -365,7 +422,12 @@ impl Store {
     }
 
     /// Finds the contact owning an identity.
-    pub fn lookup_identity(&self, id_type: &str, channel_id: &str, id_value: &str) -> Result<Option<u64>> {
+    pub fn lookup_identity(
+        &self,
+        id_type: &str,
+        channel_id: &str,
+        id_value: &str,
+    ) -> Result<Option<u64>> {
         let k = keys::identity_key(id_type, channel_id, id_value);
         match self.db.get_pinned_cf(self.cf(cf::IDENTITIES), k)? {
             Some(v) => Ok(Some(decode_identity_value(&v)?.0)),
@@ -374,7 +436,11 @@ impl Store {
     }
 
     /// Visits the rows of a user table in insertion order.
-    pub fn scan_user_rows(&self, table_id: u32, f: &mut dyn FnMut(u64, &[u8]) -> bool) -> Result<()> {
+    pub fn scan_user_rows(
+        &self,
+        table_id: u32,
+        f: &mut dyn FnMut(u64, &[u8]) -> bool,
+    ) -> Result<()> {
         let prefix = keys::user_table_prefix(table_id);
         let mut it = self.db.raw_iterator_cf(self.cf(cf::USER_ROWS));
         it.seek(prefix);
@@ -404,7 +470,12 @@ impl Store {
     /// Stops the writer (after the queued batches) and flushes memtables.
     pub fn shutdown(&self) -> Result<()> {
         self.writer.lock().expect("writer lock").take();
-        if let Some(t) = self.writer_thread.lock().expect("writer thread lock").take() {
+        if let Some(t) = self
+            .writer_thread
+            .lock()
+            .expect("writer thread lock")
+            .take()
+        {
             let _ = t.join();
         }
         self.db.flush_wal(true)?;
@@ -417,7 +488,12 @@ impl Store {
     /// Raw iterator mode helper for tests.
     #[doc(hidden)]
     pub fn count_keys(&self, cf_name: &str) -> usize {
-        self.db.iterator_cf(self.cf(cf_name), IteratorMode::From(&[], Direction::Forward)).count()
+        self.db
+            .iterator_cf(
+                self.cf(cf_name),
+                IteratorMode::From(&[], Direction::Forward),
+            )
+            .count()
     }
 }
 
@@ -444,32 +520,47 @@ pub struct Batch {
 impl Batch {
     /// Writes a contact row.
     pub fn put_contact(&mut self, id: u64, row: &[u8]) {
-        self.wb.put_cf(cfh(&self.db, cf::CONTACTS), keys::contact_key(id), row);
+        self.wb
+            .put_cf(cfh(&self.db, cf::CONTACTS), keys::contact_key(id), row);
     }
 
     /// Deletes a contact row.
     pub fn delete_contact(&mut self, id: u64) {
-        self.wb.delete_cf(cfh(&self.db, cf::CONTACTS), keys::contact_key(id));
+        self.wb
+            .delete_cf(cfh(&self.db, cf::CONTACTS), keys::contact_key(id));
     }
 
     /// Records that contact ids up to `id` are used.
     pub fn note_contact_id(&mut self, id: u64) {
-        self.wb.merge_cf(cfh(&self.db, cf::META), keys::COUNTER_CONTACT_ID, id.to_le_bytes());
+        self.wb.merge_cf(
+            cfh(&self.db, cf::META),
+            keys::COUNTER_CONTACT_ID,
+            id.to_le_bytes(),
+        );
     }
 
     /// Records that event sequence numbers up to `seq` are used.
     pub fn note_event_seq(&mut self, seq: u64) {
-        self.wb.merge_cf(cfh(&self.db, cf::META), keys::COUNTER_EVENT_SEQ, seq.to_le_bytes());
+        self.wb.merge_cf(
+            cfh(&self.db, cf::META),
+            keys::COUNTER_EVENT_SEQ,
+            seq.to_le_bytes(),
+        );
     }
 
     /// Records that user row ids up to `row` are used.
     pub fn note_user_row(&mut self, row: u64) {
-        self.wb.merge_cf(cfh(&self.db, cf::META), keys::COUNTER_USER_ROW, row.to_le_bytes());
+        self.wb.merge_cf(
+            cfh(&self.db, cf::META),
+            keys::COUNTER_USER_ROW,
+            row.to_le_bytes(),
+        );
     }
 
     /// Writes an event.
     pub fn put_event(&mut self, key: &EventKey, value: &[u8]) {
-        self.wb.put_cf(cfh(&self.db, cf::EVENTS), key.encode(), value);
+        self.wb
+            .put_cf(cfh(&self.db, cf::EVENTS), key.encode(), value);
     }
 
     /// Writes many events (one column-family lookup).
@@ -481,7 +572,14 @@ impl Batch {
     }
 
     /// Links an identity to a contact (both directions).
-    pub fn put_identity(&mut self, id_type: &str, channel_id: &str, id_value: &str, contact: u64, created_ms: i64) {
+    pub fn put_identity(
+        &mut self,
+        id_type: &str,
+        channel_id: &str,
+        id_value: &str,
+        contact: u64,
+        created_ms: i64,
+    ) {
         let k = keys::identity_key(id_type, channel_id, id_value);
         let mut v = Vec::with_capacity(16);
         v.extend_from_slice(&contact.to_le_bytes());
@@ -496,19 +594,27 @@ impl Batch {
 
     /// Writes a user-table row.
     pub fn put_user_row(&mut self, table_id: u32, row_id: u64, row: &[u8]) {
-        self.wb.put_cf(cfh(&self.db, cf::USER_ROWS), keys::user_row_key(table_id, row_id), row);
+        self.wb.put_cf(
+            cfh(&self.db, cf::USER_ROWS),
+            keys::user_row_key(table_id, row_id),
+            row,
+        );
     }
 
     /// Deletes one user-table row.
     pub fn delete_user_row(&mut self, table_id: u32, row_id: u64) {
-        self.wb.delete_cf(cfh(&self.db, cf::USER_ROWS), keys::user_row_key(table_id, row_id));
+        self.wb.delete_cf(
+            cfh(&self.db, cf::USER_ROWS),
+            keys::user_row_key(table_id, row_id),
+        );
     }
 
     /// Deletes every row of a user table (range deletion).
     pub fn drop_user_table_rows(&mut self, table_id: u32) {
         let from = keys::user_table_prefix(table_id);
         let to = (table_id as u64 + 1).min(u32::MAX as u64) as u32;
-        self.wb.delete_range_cf(cfh(&self.db, cf::USER_ROWS), from, to.to_be_bytes());
+        self.wb
+            .delete_range_cf(cfh(&self.db, cf::USER_ROWS), from, to.to_be_bytes());
     }
 
     /// Deletes every event of UTC days before `day` (range deletion).
@@ -534,5 +640,4 @@ impl Batch {
     pub fn size_in_bytes(&self) -> usize {
         self.wb.size_in_bytes()
     }
-
 }

@@ -41,12 +41,16 @@ impl DataType {
             "VARCHAR" | "TEXT" | "STRING" | "CHARACTER VARYING" | "CHAR" | "CHARACTER" => {
                 DataType::Varchar
             }
-            "BIGINT" | "INT8" | "INT" | "INTEGER" | "INT4" | "SMALLINT" | "INT2" => DataType::Bigint,
+            "BIGINT" | "INT8" | "INT" | "INTEGER" | "INT4" | "SMALLINT" | "INT2" => {
+                DataType::Bigint
+            }
             "DOUBLE" | "DOUBLE PRECISION" | "FLOAT8" | "FLOAT" | "REAL" | "FLOAT4" | "NUMERIC"
             | "DECIMAL" => DataType::Double,
             "BOOLEAN" | "BOOL" => DataType::Boolean,
             "DATE" => DataType::Date,
-            "TIMESTAMPTZ" | "TIMESTAMP" | "TIMESTAMP WITH TIME ZONE"
+            "TIMESTAMPTZ"
+            | "TIMESTAMP"
+            | "TIMESTAMP WITH TIME ZONE"
             | "TIMESTAMP WITHOUT TIME ZONE" => DataType::Timestamptz,
             _ => return None,
         })

@@ -27,7 +27,10 @@ pub enum SyncPolicy {
 /// One unit of work for the writer.
 pub(crate) enum WriteJob {
     /// Commit a batch atomically.
-    Batch { batch: WriteBatch, done: oneshot::Sender<Result<()>> },
+    Batch {
+        batch: WriteBatch,
+        done: oneshot::Sender<Result<()>>,
+    },
 }
 
 /// Handle used by sessions to submit writes.
@@ -41,7 +44,11 @@ const MAX_GROUP: usize = 128;
 
 impl WriterHandle {
     /// Starts the writer thread.
-    pub(crate) fn spawn(db: Arc<DB>, policy: SyncPolicy, queue: usize) -> (WriterHandle, JoinHandle<()>) {
+    pub(crate) fn spawn(
+        db: Arc<DB>,
+        policy: SyncPolicy,
+        queue: usize,
+    ) -> (WriterHandle, JoinHandle<()>) {
         let (tx, mut rx) = mpsc::channel::<WriteJob>(queue.max(1));
         let thread = std::thread::Builder::new()
             .name("cohortdb-writer".into())
@@ -65,7 +72,10 @@ impl WriterHandle {
     /// Commits `batch` atomically; returns once it is durable per the sync policy.
     pub async fn write(&self, batch: WriteBatch) -> Result<()> {
         let (done, rx) = oneshot::channel();
-        self.tx.send(WriteJob::Batch { batch, done }).await.map_err(|_| StorageError::WriterClosed)?;
+        self.tx
+            .send(WriteJob::Batch { batch, done })
+            .await
+            .map_err(|_| StorageError::WriterClosed)?;
         rx.await.map_err(|_| StorageError::WriterClosed)?
     }
 
@@ -82,7 +92,8 @@ impl WriterHandle {
 fn commit_group(db: &DB, policy: SyncPolicy, group: &mut Vec<WriteJob>) {
     let mut wo = WriteOptions::default();
     wo.set_sync(false);
-    let mut results: Vec<(oneshot::Sender<Result<()>>, Result<()>)> = Vec::with_capacity(group.len());
+    let mut results: Vec<(oneshot::Sender<Result<()>>, Result<()>)> =
+        Vec::with_capacity(group.len());
     let mut any_ok = false;
     for job in group.drain(..) {
         match job {
@@ -97,7 +108,9 @@ fn commit_group(db: &DB, policy: SyncPolicy, group: &mut Vec<WriteJob>) {
         if let Err(e) = db.flush_wal(true) {
             let msg = e.to_string();
             for (done, _) in results {
-                let _ = done.send(Err(StorageError::Corrupt(format!("WAL sync failed: {msg}"))));
+                let _ = done.send(Err(StorageError::Corrupt(format!(
+                    "WAL sync failed: {msg}"
+                ))));
             }
             return;
         }

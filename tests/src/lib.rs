@@ -454,11 +454,18 @@ pub type TextRows = Vec<Vec<Option<String>>>;
 /// Runs `sql` (one or more statements) with the simple query protocol and
 /// returns the rows of all result sets as text, or the error.
 pub async fn try_simple_rows(client: &Client, sql: &str) -> Result<TextRows, SqlError> {
-    let messages = client.simple_query(sql).await.map_err(|e| SqlError::from(&e))?;
+    let messages = client
+        .simple_query(sql)
+        .await
+        .map_err(|e| SqlError::from(&e))?;
     let mut rows = Vec::new();
     for message in messages {
         if let SimpleQueryMessage::Row(row) = message {
-            rows.push((0..row.len()).map(|i| row.get(i).map(str::to_string)).collect());
+            rows.push(
+                (0..row.len())
+                    .map(|i| row.get(i).map(str::to_string))
+                    .collect(),
+            );
         }
     }
     Ok(rows)

@@ -544,7 +544,10 @@ mod tests {
         assert_eq!(format_date(9283), "2025-06-01");
         let ten_am = 10 * 3_600_000_000i64;
         let day = 86_400_000_000i64;
-        assert_eq!(format_timestamp(9283 * day + ten_am, true), "2025-06-01 10:00:00+00");
+        assert_eq!(
+            format_timestamp(9283 * day + ten_am, true),
+            "2025-06-01 10:00:00+00"
+        );
         assert_eq!(
             format_timestamp(9283 * day + ten_am + 123_000, false),
             "2025-06-01 10:00:00.123"
@@ -552,7 +555,10 @@ mod tests {
         assert_eq!(format_timestamp(-1, false), "1999-12-31 23:59:59.999999");
         assert_eq!(format_time(ten_am + 500_000), "10:00:00.5");
         assert_eq!(format_interval(0, 0, 0), "00:00:00");
-        assert_eq!(format_interval(ten_am, 1, 14), "1 year 2 mons 1 day 10:00:00");
+        assert_eq!(
+            format_interval(ten_am, 1, 14),
+            "1 year 2 mons 1 day 10:00:00"
+        );
         assert_eq!(format_interval(ten_am, -1, 0), "-1 days +10:00:00");
         assert_eq!(format_interval(0, 3, 0), "3 days");
         assert_eq!(format_interval(-ten_am, 0, 0), "-10:00:00");

@@ -406,14 +406,20 @@ async fn acknowledged_writes_survive_kill_9() {
             let report = match tokio::time::timeout(Duration::from_secs(30), handle).await {
                 Ok(Ok(report)) => report,
                 Ok(Err(e)) => panic!("seed {seed}, round {round}: a writer task panicked: {e}"),
-                Err(_) => panic!("seed {seed}, round {round}: a writer is still running 30 s after kill -9"),
+                Err(_) => panic!(
+                    "seed {seed}, round {round}: a writer is still running 30 s after kill -9"
+                ),
             };
             for (id, acked) in report.attempts {
                 sent_round += 1;
                 if acked {
                     acked_round += 1;
                 }
-                let expect = if acked { Expect::Present } else { Expect::Unknown };
+                let expect = if acked {
+                    Expect::Present
+                } else {
+                    Expect::Unknown
+                };
                 ledger.expect.insert(id, expect);
             }
             if let Some(e) = report.unexpected {
@@ -436,7 +442,12 @@ async fn acknowledged_writes_survive_kill_9() {
             "seed {seed}, round {round} (kill -9 after {delay} ms, {sent_round} statements sent, \
              {acked_round} acknowledged): {} problems after restart:\n{}",
             problems.len(),
-            problems.iter().take(30).cloned().collect::<Vec<_>>().join("\n")
+            problems
+                .iter()
+                .take(30)
+                .cloned()
+                .collect::<Vec<_>>()
+                .join("\n")
         );
         eprintln!(
             "round {round}: kill -9 after {delay} ms; {sent_round} statements sent, {acked_round} acknowledged; verified"

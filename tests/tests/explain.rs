@@ -104,5 +104,9 @@ async fn unfiltered_events_scan_is_a_cohort_scan() {
     let server = TestServer::start();
     let client = server.client().await;
     let sql = "EXPLAIN SELECT count(*) FROM events";
-    assert_plan_contains(&explain_simple(&client, sql).await, &["CohortEventsScan"], sql);
+    assert_plan_contains(
+        &explain_simple(&client, sql).await,
+        &["CohortEventsScan"],
+        sql,
+    );
 }

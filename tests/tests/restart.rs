@@ -59,7 +59,11 @@ async fn populate(client: &Client) {
     let mut data = String::new();
     for i in 0..COPY_ROWS {
         let contact = 1 + i % 3;
-        let amount = if i % 2 == 0 { format!("{}.5", i) } else { String::new() };
+        let amount = if i % 2 == 0 {
+            format!("{}.5", i)
+        } else {
+            String::new()
+        };
         data.push_str(&format!(
             "{contact},app_launch,2025-05-{:02} {:02}:{:02}:00+00,{amount}\n",
             1 + i / 24 % 28,
@@ -92,7 +96,9 @@ async fn snapshot(client: &Client) -> Vec<TextRows> {
 }
 
 fn one(rows: &TextRows) -> Option<&str> {
-    rows.first().and_then(|r| r.first()).and_then(|v| v.as_deref())
+    rows.first()
+        .and_then(|r| r.first())
+        .and_then(|v| v.as_deref())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -108,9 +114,18 @@ async fn clean_restart_keeps_data_and_metadata() {
     let before = snapshot(&client).await;
 
     // The snapshot is not vacuous.
-    assert_eq!(before[0].len(), 3, "contacts before restart: {:?}", before[0]);
+    assert_eq!(
+        before[0].len(),
+        3,
+        "contacts before restart: {:?}",
+        before[0]
+    );
     assert_eq!(before[1].len(), 3 + COPY_ROWS, "events before restart");
-    assert!(before[2].len() >= 26, "event types before restart: {:?}", before[2]);
+    assert!(
+        before[2].len() >= 26,
+        "event types before restart: {:?}",
+        before[2]
+    );
     assert_eq!(before[4].len(), 2, "sku_dim before restart");
     assert_eq!(
         before[0][0][4].as_deref(),

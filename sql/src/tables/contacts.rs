@@ -1,6 +1,5 @@
 //! `contacts` (writable) and `contact_view` (read-only) over the contacts column family.
 
-use std::any::Any;
 use std::sync::Arc;
 
 use cohortdb_storage::{Store, Value};
@@ -43,7 +42,12 @@ impl ContactsTable {
     /// A provider over the current catalog.
     pub fn new(store: Arc<Store>, view: bool, contact_lock: Arc<tokio::sync::Mutex<()>>) -> Self {
         let layout = ContactLayout::new(&store.catalog());
-        ContactsTable { store, layout, view, contact_lock }
+        ContactsTable {
+            store,
+            layout,
+            view,
+            contact_lock,
+        }
     }
 
     fn name(&self) -> &'static str {
@@ -56,7 +60,11 @@ impl ContactsTable {
 }
 
 /// Builds record batches of contacts (all, or the given sorted ids).
-pub fn contact_batches(store: &Store, layout: &ContactLayout, ids: Option<&[u64]>) -> Result<Vec<RecordBatch>> {
+pub fn contact_batches(
+    store: &Store,
+    layout: &ContactLayout,
+    ids: Option<&[u64]>,
+) -> Result<Vec<RecordBatch>> {
     let catalog = store.catalog();
     let mut out = Vec::new();
     let new_builders = || -> Vec<ContactBuilder> {
@@ -65,8 +73,12 @@ pub fn contact_batches(store: &Store, layout: &ContactLayout, ids: Option<&[u64]
             .iter()
             .map(|(_, c)| match c {
                 ContactCol::Id => ContactBuilder::Id(Int64Builder::with_capacity(SCAN_BATCH_ROWS)),
-                ContactCol::IsIdentified => ContactBuilder::Bool(BooleanBuilder::with_capacity(SCAN_BATCH_ROWS)),
-                ContactCol::Field(_, t) => ContactBuilder::Col(ColumnBuilder::new(*t, SCAN_BATCH_ROWS)),
+                ContactCol::IsIdentified => {
+                    ContactBuilder::Bool(BooleanBuilder::with_capacity(SCAN_BATCH_ROWS))
+                }
+                ContactCol::Field(_, t) => {
+                    ContactBuilder::Col(ColumnBuilder::new(*t, SCAN_BATCH_ROWS))
+                }
             })
             .collect()
     };
@@ -86,7 +98,9 @@ pub fn contact_batches(store: &Store, layout: &ContactLayout, ids: Option<&[u64]
                 (ContactCol::IsIdentified, ContactBuilder::Bool(b)) => {
                     b.append_value(contact_is_identified(&fields, &catalog))
                 }
-                (ContactCol::Field(fid, _), ContactBuilder::Col(b)) => b.append(fields[*fid as usize].as_ref()),
+                (ContactCol::Field(fid, _), ContactBuilder::Col(b)) => {
+                    b.append(fields[*fid as usize].as_ref())
+                }
                 _ => {}
             }
         }
@@ -128,16 +142,18 @@ impl ContactBuilder {
 /// Extracts `id = n` / `id IN (...)` point lookups from filters.
 fn id_filter(expr: &Expr, col: &str) -> Option<Vec<u64>> {
     match expr {
-        Expr::BinaryExpr(BinaryExpr { left, op: Operator::Eq, right }) => {
-            match (left.as_ref(), right.as_ref()) {
-                (Expr::Column(c), Expr::Literal(v, _)) | (Expr::Literal(v, _), Expr::Column(c))
-                    if c.name == col =>
-                {
-                    scalar_to_u64(v).map(|i| vec![i]).or(Some(vec![]))
-                }
-                _ => None,
+        Expr::BinaryExpr(BinaryExpr {
+            left,
+            op: Operator::Eq,
+            right,
+        }) => match (left.as_ref(), right.as_ref()) {
+            (Expr::Column(c), Expr::Literal(v, _)) | (Expr::Literal(v, _), Expr::Column(c))
+                if c.name == col =>
+            {
+                scalar_to_u64(v).map(|i| vec![i]).or(Some(vec![]))
             }
-        }
+            _ => None,
+        },
         Expr::InList(l) if !l.negated => match l.expr.as_ref() {
             Expr::Column(c) if c.name == col => {
                 let mut ids = Vec::new();
@@ -164,7 +180,10 @@ pub fn ids_from_filters(filters: &[Expr], col: &str) -> Option<Vec<u64>> {
             ids.dedup();
             result = Some(match result {
                 None => ids,
-                Some(prev) => prev.into_iter().filter(|i| ids.binary_search(i).is_ok()).collect(),
+                Some(prev) => prev
+                    .into_iter()
+                    .filter(|i| ids.binary_search(i).is_ok())
+                    .collect(),
             });
         }
     }
@@ -184,7 +203,9 @@ fn scalar_to_u64(v: &ScalarValue) -> Option<u64> {
 /// Removes table qualifiers so expressions resolve against an unqualified schema.
 pub fn unqualify(expr: Expr) -> DfResult<Expr> {
     expr.transform(|e| match e {
-        Expr::Column(c) => Ok(Transformed::yes(Expr::Column(Column::new_unqualified(c.name)))),
+        Expr::Column(c) => Ok(Transformed::yes(Expr::Column(Column::new_unqualified(
+            c.name,
+        )))),
         other => Ok(Transformed::no(other)),
     })
     .map(|t| t.data)
@@ -205,12 +226,19 @@ pub fn physical_predicate(
             Some(c) => c.and(f),
         });
     }
-    combined.map(|e| state.create_physical_expr(e, &df_schema)).transpose()
+    combined
+        .map(|e| state.create_physical_expr(e, &df_schema))
+        .transpose()
 }
 
 /// Rows of `batch` matching `pred`.
-pub fn apply_predicate(batch: &RecordBatch, pred: &Option<Arc<dyn PhysicalExpr>>) -> Result<RecordBatch> {
-    let Some(pred) = pred else { return Ok(batch.clone()) };
+pub fn apply_predicate(
+    batch: &RecordBatch,
+    pred: &Option<Arc<dyn PhysicalExpr>>,
+) -> Result<RecordBatch> {
+    let Some(pred) = pred else {
+        return Ok(batch.clone());
+    };
     let v = pred.evaluate(batch)?.into_array(batch.num_rows())?;
     let mask = v
         .as_any()
@@ -220,7 +248,11 @@ pub fn apply_predicate(batch: &RecordBatch, pred: &Option<Arc<dyn PhysicalExpr>>
 }
 
 /// Converts batches in `layout` order into rows of values, typed per column.
-fn batch_rows(batches: &[RecordBatch], types: &[cohortdb_storage::DataType], names: &[String]) -> Result<Vec<Vec<Value>>> {
+fn batch_rows(
+    batches: &[RecordBatch],
+    types: &[cohortdb_storage::DataType],
+    names: &[String],
+) -> Result<Vec<Vec<Value>>> {
     let mut rows = Vec::new();
     let mut n = 0u64;
     for b in batches {
@@ -229,7 +261,10 @@ fn batch_rows(batches: &[RecordBatch], types: &[cohortdb_storage::DataType], nam
             let mut row = Vec::with_capacity(types.len());
             for (c, t) in types.iter().enumerate() {
                 let v = value_at(b.column(c).as_ref(), r, *t).map_err(|e| {
-                    SqlError::InvalidText(format!("invalid value for column {} in row {n}: {e}", names[c]))
+                    SqlError::InvalidText(format!(
+                        "invalid value for column {} in row {n}: {e}",
+                        names[c]
+                    ))
                 })?;
                 row.push(v);
             }
@@ -241,10 +276,6 @@ fn batch_rows(batches: &[RecordBatch], types: &[cohortdb_storage::DataType], nam
 
 #[async_trait::async_trait]
 impl TableProvider for ContactsTable {
-    fn as_any(&self) -> &dyn Any {
-        self
-    }
-
     fn schema(&self) -> SchemaRef {
         self.layout.schema.clone()
     }
@@ -257,7 +288,10 @@ impl TableProvider for ContactsTable {
         }
     }
 
-    fn supports_filters_pushdown(&self, filters: &[&Expr]) -> DfResult<Vec<TableProviderFilterPushDown>> {
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> DfResult<Vec<TableProviderFilterPushDown>> {
         Ok(filters
             .iter()
             .map(|f| {
@@ -280,10 +314,11 @@ impl TableProvider for ContactsTable {
         let ids = ids_from_filters(filters, "id");
         let store = self.store.clone();
         let layout = self.layout.clone();
-        let batches = tokio::task::spawn_blocking(move || contact_batches(&store, &layout, ids.as_deref()))
-            .await
-            .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))?
-            .map_err(datafusion::error::DataFusionError::from)?;
+        let batches =
+            tokio::task::spawn_blocking(move || contact_batches(&store, &layout, ids.as_deref()))
+                .await
+                .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))?
+                .map_err(datafusion::error::DataFusionError::from)?;
         memory_exec(self.layout.schema.clone(), batches, projection)
     }
 
@@ -294,7 +329,11 @@ impl TableProvider for ContactsTable {
         _op: InsertOp,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
         if self.view {
-            return Err(SqlError::Unsupported(format!("{} is a view; insert into contacts", self.name())).into());
+            return Err(SqlError::Unsupported(format!(
+                "{} is a view; insert into contacts",
+                self.name()
+            ))
+            .into());
         }
         let store = self.store.clone();
         let layout = self.layout.clone();
@@ -305,12 +344,22 @@ impl TableProvider for ContactsTable {
                 let store = store.clone();
                 let layout = layout.clone();
                 Box::pin(async move {
-                    let types: Vec<_> = layout.cols.iter().map(|(_, c)| contact_col_type(*c)).collect();
+                    let types: Vec<_> = layout
+                        .cols
+                        .iter()
+                        .map(|(_, c)| contact_col_type(*c))
+                        .collect();
                     let names: Vec<_> = layout.cols.iter().map(|(n, _)| n.clone()).collect();
                     let rows = batch_rows(&batches, &types, &names)?;
                     let mut ingest = ContactIngest::new(store);
                     for (i, row) in rows.into_iter().enumerate() {
-                        ingest.push(row, RowRef { n: i as u64 + 1, copy_line: false })?;
+                        ingest.push(
+                            row,
+                            RowRef {
+                                n: i as u64 + 1,
+                                copy_line: false,
+                            },
+                        )?;
                     }
                     ingest.commit().await
                 })
@@ -319,9 +368,17 @@ impl TableProvider for ContactsTable {
         Ok(Arc::new(DataSinkExec::new(input, sink, None)))
     }
 
-    async fn delete_from(&self, state: &dyn Session, filters: Vec<Expr>) -> DfResult<Arc<dyn ExecutionPlan>> {
+    async fn delete_from(
+        &self,
+        state: &dyn Session,
+        filters: Vec<Expr>,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
         if self.view {
-            return Err(SqlError::Unsupported(format!("{} is a view; delete from contacts", self.name())).into());
+            return Err(SqlError::Unsupported(format!(
+                "{} is a view; delete from contacts",
+                self.name()
+            ))
+            .into());
         }
         let pred = physical_predicate(state, &self.layout.schema, filters)?;
         let store = self.store.clone();
@@ -330,7 +387,8 @@ impl TableProvider for ContactsTable {
         Ok(DmlExec::new(
             "CohortDelete: table=contacts",
             Arc::new(move || {
-                let (store, layout, pred, lock) = (store.clone(), layout.clone(), pred.clone(), lock.clone());
+                let (store, layout, pred, lock) =
+                    (store.clone(), layout.clone(), pred.clone(), lock.clone());
                 Box::pin(async move {
                     let _g = lock.lock().await;
                     let batches = contact_batches(&store, &layout, None)?;
@@ -338,7 +396,10 @@ impl TableProvider for ContactsTable {
                     let mut n = 0;
                     for b in &batches {
                         let hit = apply_predicate(b, &pred)?;
-                        let ids = hit.column(0).as_any().downcast_ref::<datafusion::arrow::array::Int64Array>();
+                        let ids = hit
+                            .column(0)
+                            .as_any()
+                            .downcast_ref::<datafusion::arrow::array::Int64Array>();
                         for id in ids.into_iter().flatten().flatten() {
                             batch.delete_contact(id as u64);
                             n += 1;
@@ -358,13 +419,20 @@ impl TableProvider for ContactsTable {
         filters: Vec<Expr>,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
         if self.view {
-            return Err(SqlError::Unsupported(format!("{} is a view; update contacts", self.name())).into());
+            return Err(SqlError::Unsupported(format!(
+                "{} is a view; update contacts",
+                self.name()
+            ))
+            .into());
         }
         let df_schema = DFSchema::try_from(self.layout.schema.as_ref().clone())?;
         let mut sets = Vec::new();
         for (name, expr) in assignments {
             let Some(idx) = self.layout.index_of(&name) else {
-                return Err(SqlError::UndefinedColumn(format!("column \"{name}\" of relation \"contacts\" does not exist")).into());
+                return Err(SqlError::UndefinedColumn(format!(
+                    "column \"{name}\" of relation \"contacts\" does not exist"
+                ))
+                .into());
             };
             let expr = unqualify(expr)?;
             if matches!(&expr, Expr::Column(c) if c.name == name) {
@@ -392,8 +460,13 @@ impl TableProvider for ContactsTable {
         Ok(DmlExec::new(
             "CohortUpdate: table=contacts",
             Arc::new(move || {
-                let (store, layout, pred, lock, sets) =
-                    (store.clone(), layout.clone(), pred.clone(), lock.clone(), sets.clone());
+                let (store, layout, pred, lock, sets) = (
+                    store.clone(),
+                    layout.clone(),
+                    pred.clone(),
+                    lock.clone(),
+                    sets.clone(),
+                );
                 Box::pin(async move {
                     let _g = lock.lock().await;
                     let catalog = store.catalog();
@@ -418,16 +491,29 @@ impl TableProvider for ContactsTable {
                         for r in 0..hit.num_rows() {
                             n += 1;
                             let id = ids.value(r) as u64;
-                            let Some(bytes) = store.get_contact(id)? else { continue };
+                            let Some(bytes) = store.get_contact(id)? else {
+                                continue;
+                            };
                             let mut fields = decode_contact(&bytes, &layout);
                             let was_identified = contact_is_identified(&fields, &catalog);
                             for (idx, arr) in &new_cols {
                                 let (name, col) = &layout.cols[*idx];
-                                let ContactCol::Field(fid, t) = col else { continue };
+                                let ContactCol::Field(fid, t) = col else {
+                                    continue;
+                                };
                                 let mut v = value_at(arr.as_ref(), r, *t).map_err(|e| {
-                                    SqlError::InvalidText(format!("invalid value for column {name} in row {n}: {e}"))
+                                    SqlError::InvalidText(format!(
+                                        "invalid value for column {name} in row {n}: {e}"
+                                    ))
                                 })?;
-                                validate_contact_value(name, &mut v, RowRef { n, copy_line: false })?;
+                                validate_contact_value(
+                                    name,
+                                    &mut v,
+                                    RowRef {
+                                        n,
+                                        copy_line: false,
+                                    },
+                                )?;
                                 fields[*fid as usize] = v;
                             }
                             if !was_identified && contact_is_identified(&fields, &catalog) {

@@ -1,7 +1,6 @@
 //! `events` (append-only) and `event_view` over the day × event-type event
 //! index, with pushdown of event codes, contact ids and time ranges.
 
-use std::any::Any;
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
@@ -11,7 +10,9 @@ use chrono_tz::Tz;
 use cohortdb_storage::catalog::{Catalog, EVENT_CHANNEL_FIELD};
 use cohortdb_storage::time::utc_day;
 use cohortdb_storage::{EventScanSpec, RowReader, Store, ValueRef};
-use datafusion::arrow::array::{Date32Builder, Int64Builder, RecordBatch, StringBuilder, TimestampMillisecondBuilder};
+use datafusion::arrow::array::{
+    Date32Builder, Int64Builder, RecordBatch, StringBuilder, TimestampMillisecondBuilder,
+};
 use datafusion::arrow::datatypes::{Schema, SchemaRef};
 use datafusion::catalog::Session;
 use datafusion::common::tree_node::TreeNodeRecursion;
@@ -25,12 +26,14 @@ use datafusion::logical_expr::{Between, BinaryExpr, Expr, Operator, TableProvide
 use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
-use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties};
+use datafusion::physical_plan::{
+    DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties,
+};
 
 use super::contacts::ids_from_filters;
 use super::IngestSink;
 use crate::convert::{date_from_days, days_from_date, value_at, ColumnBuilder, TS_TZ};
-use crate::error::{Result, SqlError};
+use crate::error::SqlError;
 use crate::ingest::{event_col_type, EventIngest, RowRef};
 use crate::layout::{EventCol, EventLayout};
 
@@ -48,9 +51,19 @@ pub struct EventsTable {
 
 impl EventsTable {
     /// A provider; `tz` is the server time zone that defines `event_day`.
-    pub fn new(store: Arc<Store>, view: bool, tz: Tz, contact_lock: Arc<tokio::sync::Mutex<()>>) -> Self {
+    pub fn new(
+        store: Arc<Store>,
+        view: bool,
+        tz: Tz,
+        contact_lock: Arc<tokio::sync::Mutex<()>>,
+    ) -> Self {
         let layout = Arc::new(EventLayout::new(&store.catalog(), view));
-        EventsTable { store, layout, tz, contact_lock }
+        EventsTable {
+            store,
+            layout,
+            tz,
+            contact_lock,
+        }
     }
 }
 
@@ -66,9 +79,12 @@ struct Pushdown {
 
 fn lit_str(e: &Expr) -> Option<String> {
     match e {
-        Expr::Literal(ScalarValue::Utf8(Some(s)) | ScalarValue::Utf8View(Some(s)) | ScalarValue::LargeUtf8(Some(s)), _) => {
-            Some(s.clone())
-        }
+        Expr::Literal(
+            ScalarValue::Utf8(Some(s))
+            | ScalarValue::Utf8View(Some(s))
+            | ScalarValue::LargeUtf8(Some(s)),
+            _,
+        ) => Some(s.clone()),
         Expr::Cast(c) => lit_str(&c.expr),
         _ => None,
     }
@@ -90,7 +106,9 @@ fn lit_ts(e: &Expr, tz: &Tz) -> Option<i64> {
             ScalarValue::TimestampNanosecond(Some(x), _) => Some(x.div_euclid(1_000_000)),
             ScalarValue::TimestampSecond(Some(x), _) => Some(x * 1000),
             ScalarValue::Date32(Some(d)) => local_midnight_ms(*d, tz),
-            ScalarValue::Utf8(Some(s)) | ScalarValue::Utf8View(Some(s)) => crate::convert::parse_timestamp_ms(s, tz),
+            ScalarValue::Utf8(Some(s)) | ScalarValue::Utf8View(Some(s)) => {
+                crate::convert::parse_timestamp_ms(s, tz)
+            }
             _ => None,
         },
         Expr::Cast(c) => lit_ts(&c.expr, tz),
@@ -103,7 +121,9 @@ fn lit_day(e: &Expr) -> Option<i32> {
     match e {
         Expr::Literal(v, _) => match v {
             ScalarValue::Date32(Some(d)) => Some(*d),
-            ScalarValue::Utf8(Some(s)) | ScalarValue::Utf8View(Some(s)) => crate::convert::parse_date(s.trim()),
+            ScalarValue::Utf8(Some(s)) | ScalarValue::Utf8View(Some(s)) => {
+                crate::convert::parse_date(s.trim())
+            }
             _ => None,
         },
         Expr::Cast(c) => lit_day(&c.expr),
@@ -113,7 +133,9 @@ fn lit_day(e: &Expr) -> Option<i32> {
 
 fn local_midnight_ms(day: i32, tz: &Tz) -> Option<i64> {
     let d = date_from_days(day).and_time(NaiveTime::MIN);
-    tz.from_local_datetime(&d).earliest().map(|x| x.timestamp_millis())
+    tz.from_local_datetime(&d)
+        .earliest()
+        .map(|x| x.timestamp_millis())
 }
 
 enum Kind {
@@ -143,8 +165,12 @@ fn analyze(e: &Expr, p: &mut Pushdown, tz: &Tz) -> Option<Kind> {
                             p.ts_lo = Some(p.ts_lo.map_or(t, |x| x.max(t)));
                             p.ts_hi = Some(p.ts_hi.map_or(t, |x| x.min(t)));
                         }
-                        Operator::Gt | Operator::GtEq => p.ts_lo = Some(p.ts_lo.map_or(t, |x| x.max(t))),
-                        Operator::Lt | Operator::LtEq => p.ts_hi = Some(p.ts_hi.map_or(t, |x| x.min(t))),
+                        Operator::Gt | Operator::GtEq => {
+                            p.ts_lo = Some(p.ts_lo.map_or(t, |x| x.max(t)))
+                        }
+                        Operator::Lt | Operator::LtEq => {
+                            p.ts_hi = Some(p.ts_hi.map_or(t, |x| x.min(t)))
+                        }
                         _ => return None,
                     }
                     Some(Kind::Inexact)
@@ -174,10 +200,17 @@ fn analyze(e: &Expr, p: &mut Pushdown, tz: &Tz) -> Option<Kind> {
                 intersect_codes(p, codes?);
                 Some(Kind::Exact)
             }
-            "contact_id" => ids_from_filters(std::slice::from_ref(e), "contact_id").map(|_| Kind::Exact),
+            "contact_id" => {
+                ids_from_filters(std::slice::from_ref(e), "contact_id").map(|_| Kind::Exact)
+            }
             _ => None,
         },
-        Expr::Between(Between { expr, negated: false, low, high }) => match col_name(expr)? {
+        Expr::Between(Between {
+            expr,
+            negated: false,
+            low,
+            high,
+        }) => match col_name(expr)? {
             "event_date" => {
                 let (lo, hi) = (lit_ts(low, tz)?, lit_ts(high, tz)?);
                 p.ts_lo = Some(p.ts_lo.map_or(lo, |x| x.max(lo)));
@@ -227,7 +260,10 @@ pub fn plan_event_scan(filters: &[Expr], catalog: &Catalog, tz: &Tz) -> EventSca
     let types_desc = match &p.codes {
         None => "all".to_string(),
         Some(codes) => {
-            let mut ids: Vec<u32> = codes.iter().filter_map(|c| catalog.event_type(c).map(|t| t.id)).collect();
+            let mut ids: Vec<u32> = codes
+                .iter()
+                .filter_map(|c| catalog.event_type(c).map(|t| t.id))
+                .collect();
             ids.sort_unstable();
             ids.dedup();
             empty |= ids.is_empty();
@@ -270,15 +306,16 @@ pub fn plan_event_scan(filters: &[Expr], catalog: &Catalog, tz: &Tz) -> EventSca
         empty |= l > h;
         spec.days = Some((l, h));
     }
-    EventScanPlan { spec, types_desc, days_desc, empty }
+    EventScanPlan {
+        spec,
+        types_desc,
+        days_desc,
+        empty,
+    }
 }
 
 #[async_trait::async_trait]
 impl TableProvider for EventsTable {
-    fn as_any(&self) -> &dyn Any {
-        self
-    }
-
     fn schema(&self) -> SchemaRef {
         self.layout.schema.clone()
     }
@@ -291,7 +328,10 @@ impl TableProvider for EventsTable {
         }
     }
 
-    fn supports_filters_pushdown(&self, filters: &[&Expr]) -> DfResult<Vec<TableProviderFilterPushDown>> {
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> DfResult<Vec<TableProviderFilterPushDown>> {
         Ok(filters
             .iter()
             .map(|f| match analyze(f, &mut Pushdown::default(), &self.tz) {
@@ -311,8 +351,9 @@ impl TableProvider for EventsTable {
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
         let catalog = self.store.catalog();
         let plan = plan_event_scan(filters, &catalog, &self.tz);
-        let projection: Vec<usize> =
-            projection.cloned().unwrap_or_else(|| (0..self.layout.cols.len()).collect());
+        let projection: Vec<usize> = projection
+            .cloned()
+            .unwrap_or_else(|| (0..self.layout.cols.len()).collect());
         let schema = Arc::new(self.layout.schema.project(&projection)?);
         Ok(Arc::new(EventsScanExec::new(
             self.store.clone(),
@@ -332,7 +373,9 @@ impl TableProvider for EventsTable {
         _op: InsertOp,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
         if self.layout.view {
-            return Err(SqlError::Unsupported("event_view is a view; insert into events".into()).into());
+            return Err(
+                SqlError::Unsupported("event_view is a view; insert into events".into()).into(),
+            );
         }
         let store = self.store.clone();
         let lock = self.contact_lock.clone();
@@ -353,11 +396,19 @@ impl TableProvider for EventsTable {
                             for (c, (name, col)) in layout.cols.iter().enumerate() {
                                 let t = event_col_type(*col);
                                 let v = value_at(b.column(c).as_ref(), r, t).map_err(|e| {
-                                    SqlError::InvalidText(format!("invalid value for column {name} in row {n}: {e}"))
+                                    SqlError::InvalidText(format!(
+                                        "invalid value for column {name} in row {n}: {e}"
+                                    ))
                                 })?;
                                 row.push(v);
                             }
-                            ingest.push(&row, RowRef { n, copy_line: false })?;
+                            ingest.push(
+                                &row,
+                                RowRef {
+                                    n,
+                                    copy_line: false,
+                                },
+                            )?;
                         }
                     }
                     ingest.commit(&lock).await
@@ -367,7 +418,11 @@ impl TableProvider for EventsTable {
         Ok(Arc::new(DataSinkExec::new(input, sink, None)))
     }
 
-    async fn delete_from(&self, _state: &dyn Session, _filters: Vec<Expr>) -> DfResult<Arc<dyn ExecutionPlan>> {
+    async fn delete_from(
+        &self,
+        _state: &dyn Session,
+        _filters: Vec<Expr>,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
         Err(SqlError::Unsupported(
             "events are append-only: remove old days with CALL drop_events_before('YYYY-MM-DD') and a person's data with CALL delete_contact_data(channel_id, external_id)".into(),
         )
@@ -412,7 +467,16 @@ impl EventsScanExec {
             EmissionType::Incremental,
             Boundedness::Bounded,
         ));
-        EventsScanExec { store, layout, projection, schema, plan, tz, limit, props }
+        EventsScanExec {
+            store,
+            layout,
+            projection,
+            schema,
+            plan,
+            tz,
+            limit,
+            props,
+        }
     }
 }
 
@@ -435,7 +499,12 @@ impl DisplayAs for EventsScanExec {
         if let Some(l) = self.limit {
             write!(f, ", limit={l}")?;
         }
-        let names: Vec<&str> = self.schema.fields().iter().map(|f| f.name().as_str()).collect();
+        let names: Vec<&str> = self
+            .schema
+            .fields()
+            .iter()
+            .map(|f| f.name().as_str())
+            .collect();
         write!(f, ", projection=[{}]", names.join(", "))
     }
 }
@@ -443,9 +512,6 @@ impl DisplayAs for EventsScanExec {
 impl ExecutionPlan for EventsScanExec {
     fn name(&self) -> &str {
         "EventsScanExec"
-    }
-    fn as_any(&self) -> &dyn Any {
-        self
     }
     fn properties(&self) -> &Arc<PlanProperties> {
         &self.props
@@ -459,13 +525,26 @@ impl ExecutionPlan for EventsScanExec {
     ) -> DfResult<TreeNodeRecursion> {
         Ok(TreeNodeRecursion::Continue)
     }
-    fn with_new_children(self: Arc<Self>, _c: Vec<Arc<dyn ExecutionPlan>>) -> DfResult<Arc<dyn ExecutionPlan>> {
+    fn with_new_children(
+        self: Arc<Self>,
+        _c: Vec<Arc<dyn ExecutionPlan>>,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
         Ok(self)
     }
-    fn execute(&self, _partition: usize, _ctx: Arc<TaskContext>) -> DfResult<SendableRecordBatchStream> {
+    fn execute(
+        &self,
+        _partition: usize,
+        _ctx: Arc<TaskContext>,
+    ) -> DfResult<SendableRecordBatchStream> {
         let (tx, rx) = tokio::sync::mpsc::channel::<DfResult<RecordBatch>>(2);
         if !self.plan.empty {
-            let mut reader = BatchReader::new(&self.store.catalog(), &self.layout, &self.projection, self.schema.clone(), self.tz);
+            let mut reader = BatchReader::new(
+                &self.store.catalog(),
+                &self.layout,
+                &self.projection,
+                self.schema.clone(),
+                self.tz,
+            );
             let store = self.store.clone();
             let spec = self.plan.spec.clone();
             let limit = self.limit;
@@ -507,8 +586,12 @@ impl ExecutionPlan for EventsScanExec {
                 }
             });
         }
-        let stream = futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|b| (b, rx)) });
-        Ok(Box::pin(RecordBatchStreamAdapter::new(self.schema.clone(), stream)))
+        let stream =
+            futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|b| (b, rx)) });
+        Ok(Box::pin(RecordBatchStreamAdapter::new(
+            self.schema.clone(),
+            stream,
+        )))
     }
 }
 
@@ -539,18 +622,33 @@ pub struct BatchReader {
 
 impl BatchReader {
     /// A reader producing `schema` (the projection of `layout`).
-    pub fn new(catalog: &Catalog, layout: &EventLayout, projection: &[usize], schema: SchemaRef, tz: Tz) -> Self {
+    pub fn new(
+        catalog: &Catalog,
+        layout: &EventLayout,
+        projection: &[usize],
+        schema: SchemaRef,
+        tz: Tz,
+    ) -> Self {
         let mut cols = Vec::new();
-        let max_field = catalog.data().event_properties.iter().map(|p| p.id).max().unwrap_or(0) as usize;
+        let max_field = catalog
+            .data()
+            .event_properties
+            .iter()
+            .map(|p| p.id)
+            .max()
+            .unwrap_or(0) as usize;
         let mut field_slot = vec![None; max_field + 1];
         for (i, &p) in projection.iter().enumerate() {
             let c = match layout.cols[p].1 {
-                EventCol::ContactId => OutCol::ContactId(Int64Builder::with_capacity(EVENT_BATCH_ROWS)),
+                EventCol::ContactId => {
+                    OutCol::ContactId(Int64Builder::with_capacity(EVENT_BATCH_ROWS))
+                }
                 EventCol::Event => OutCol::Event(StringBuilder::new()),
                 EventCol::EventAlias => OutCol::Alias(StringBuilder::new()),
-                EventCol::EventDate => {
-                    OutCol::Date(TimestampMillisecondBuilder::with_capacity(EVENT_BATCH_ROWS).with_timezone(TS_TZ))
-                }
+                EventCol::EventDate => OutCol::Date(
+                    TimestampMillisecondBuilder::with_capacity(EVENT_BATCH_ROWS)
+                        .with_timezone(TS_TZ),
+                ),
                 EventCol::EventDay => OutCol::Day(Date32Builder::with_capacity(EVENT_BATCH_ROWS)),
                 EventCol::ChannelId => {
                     field_slot[EVENT_CHANNEL_FIELD as usize] = Some(i);
@@ -574,7 +672,17 @@ impl BatchReader {
             .collect();
         let filled = vec![false; cols.len()];
         let utc = tz == Tz::UTC;
-        BatchReader { cols, field_slot, filled, needs_value, names, schema, tz, utc, rows: 0 }
+        BatchReader {
+            cols,
+            field_slot,
+            filled,
+            needs_value,
+            names,
+            schema,
+            tz,
+            utc,
+            rows: 0,
+        }
     }
 
     fn local_day(&self, ts: i64) -> i32 {
@@ -597,7 +705,8 @@ impl BatchReader {
                     Some((code, _)) => b.append_value(code),
                     None => b.append_null(),
                 },
-                OutCol::Alias(b) => match self.names.get(&event_type).and_then(|(_, a)| a.as_ref()) {
+                OutCol::Alias(b) => match self.names.get(&event_type).and_then(|(_, a)| a.as_ref())
+                {
                     Some(a) => b.append_value(a),
                     None => b.append_null(),
                 },
@@ -611,7 +720,9 @@ impl BatchReader {
                 *f = false;
             }
             for (fid, v) in RowReader::new(value) {
-                let Some(Some(slot)) = self.field_slot.get(fid as usize) else { continue };
+                let Some(Some(slot)) = self.field_slot.get(fid as usize) else {
+                    continue;
+                };
                 match (&mut self.cols[*slot], v) {
                     (OutCol::Channel(b), ValueRef::Str(s)) => b.append_value(s),
                     (OutCol::Prop(b), v) => b.append(v),
@@ -640,7 +751,9 @@ impl BatchReader {
             .map(|c| -> Arc<dyn datafusion::arrow::array::Array> {
                 match c {
                     OutCol::ContactId(b) => Arc::new(b.finish()),
-                    OutCol::Event(b) | OutCol::Alias(b) | OutCol::Channel(b) => Arc::new(b.finish()),
+                    OutCol::Event(b) | OutCol::Alias(b) | OutCol::Channel(b) => {
+                        Arc::new(b.finish())
+                    }
                     OutCol::Date(b) => Arc::new(b.finish()),
                     OutCol::Day(b) => Arc::new(b.finish()),
                     OutCol::Prop(b) => b.finish(),
@@ -651,7 +764,11 @@ impl BatchReader {
         self.rows = 0;
         if self.schema.fields().is_empty() {
             let opts = datafusion::arrow::array::RecordBatchOptions::new().with_row_count(Some(n));
-            return Ok(RecordBatch::try_new_with_options(Arc::new(Schema::empty()), vec![], &opts)?);
+            return Ok(RecordBatch::try_new_with_options(
+                Arc::new(Schema::empty()),
+                vec![],
+                &opts,
+            )?);
         }
         Ok(RecordBatch::try_new(self.schema.clone(), arrays)?)
     }

@@ -1,10 +1,11 @@
 //! `identities`: channel accounts linked to contacts (read-only here; written by ingest and identify).
 
-use std::any::Any;
 use std::sync::Arc;
 
 use cohortdb_storage::Store;
-use datafusion::arrow::array::{Int64Builder, RecordBatch, StringBuilder, TimestampMillisecondBuilder};
+use datafusion::arrow::array::{
+    Int64Builder, RecordBatch, StringBuilder, TimestampMillisecondBuilder,
+};
 use datafusion::arrow::datatypes::{DataType as A, Field, Schema, SchemaRef};
 use datafusion::catalog::Session;
 use datafusion::datasource::{TableProvider, TableType};
@@ -34,15 +35,16 @@ fn schema() -> SchemaRef {
         Field::new("id_type", A::Utf8, false),
         Field::new("channel_id", A::Utf8, false),
         Field::new("id_value", A::Utf8, false),
-        Field::new("created_at", arrow_type(cohortdb_storage::DataType::Timestamptz), true),
+        Field::new(
+            "created_at",
+            arrow_type(cohortdb_storage::DataType::Timestamptz),
+            true,
+        ),
     ]))
 }
 
 #[async_trait::async_trait]
 impl TableProvider for IdentitiesTable {
-    fn as_any(&self) -> &dyn Any {
-        self
-    }
     fn schema(&self) -> SchemaRef {
         schema()
     }
@@ -56,8 +58,12 @@ impl TableProvider for IdentitiesTable {
         _filters: &[Expr],
         _limit: Option<usize>,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
-        let (mut c, mut t, mut ch, mut v) =
-            (Int64Builder::new(), StringBuilder::new(), StringBuilder::new(), StringBuilder::new());
+        let (mut c, mut t, mut ch, mut v) = (
+            Int64Builder::new(),
+            StringBuilder::new(),
+            StringBuilder::new(),
+            StringBuilder::new(),
+        );
         let mut ts = TimestampMillisecondBuilder::new().with_timezone(TS_TZ);
         self.store
             .scan_identities(&mut |id_type, channel, value, contact, created| {

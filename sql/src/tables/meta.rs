@@ -1,7 +1,6 @@
 //! `event_types` and `event_properties`: metadata tables whose INSERT and
 //! DELETE define and remove custom events and properties.
 
-use std::any::Any;
 use std::sync::Arc;
 
 use cohortdb_storage::catalog::{CatalogData, EventTypeDef, PropertyDef};
@@ -68,19 +67,33 @@ fn batch_of(kind: MetaKind, data: &CatalogData) -> Result<RecordBatch> {
         MetaKind::EventTypes => {
             let t = &data.event_types;
             vec![
-                Arc::new(StringArray::from_iter_values(t.iter().map(|e| e.event.as_str()))),
-                Arc::new(StringArray::from_iter(t.iter().map(|e| e.display_name.as_deref()))),
-                Arc::new(StringArray::from_iter(t.iter().map(|e| e.channel_id.as_deref()))),
+                Arc::new(StringArray::from_iter_values(
+                    t.iter().map(|e| e.event.as_str()),
+                )),
+                Arc::new(StringArray::from_iter(
+                    t.iter().map(|e| e.display_name.as_deref()),
+                )),
+                Arc::new(StringArray::from_iter(
+                    t.iter().map(|e| e.channel_id.as_deref()),
+                )),
                 Arc::new(BooleanArray::from_iter(t.iter().map(|e| Some(e.preset)))),
-                Arc::new(StringArray::from_iter(t.iter().map(|e| e.parent_event.as_deref()))),
+                Arc::new(StringArray::from_iter(
+                    t.iter().map(|e| e.parent_event.as_deref()),
+                )),
             ]
         }
         MetaKind::EventProperties => {
             let p = &data.event_properties;
             vec![
-                Arc::new(StringArray::from_iter_values(p.iter().map(|e| e.property.as_str()))),
-                Arc::new(StringArray::from_iter(p.iter().map(|e| e.display_name.as_deref()))),
-                Arc::new(StringArray::from_iter_values(p.iter().map(|e| e.data_type.sql_name()))),
+                Arc::new(StringArray::from_iter_values(
+                    p.iter().map(|e| e.property.as_str()),
+                )),
+                Arc::new(StringArray::from_iter(
+                    p.iter().map(|e| e.display_name.as_deref()),
+                )),
+                Arc::new(StringArray::from_iter_values(
+                    p.iter().map(|e| e.data_type.sql_name()),
+                )),
                 Arc::new(BooleanArray::from_iter(p.iter().map(|e| Some(e.preset)))),
             ]
         }
@@ -96,11 +109,25 @@ pub fn is_identifier(s: &str) -> bool {
 }
 
 /// Columns of `events` that are not properties.
-pub const EVENT_BUILTIN_COLUMNS: &[&str] =
-    &["contact_id", "event", "event_alias", "event_date", "event_day", "channel_id", "external_id", "openid", "unionid"];
+pub const EVENT_BUILTIN_COLUMNS: &[&str] = &[
+    "contact_id",
+    "event",
+    "event_alias",
+    "event_date",
+    "event_day",
+    "channel_id",
+    "external_id",
+    "openid",
+    "unionid",
+];
 
 /// Validates and adds a custom event property to `data`.
-pub fn define_property(data: &mut CatalogData, name: &str, display: Option<String>, t: DataType) -> Result<()> {
+pub fn define_property(
+    data: &mut CatalogData,
+    name: &str,
+    display: Option<String>,
+    t: DataType,
+) -> Result<()> {
     if !is_identifier(name) {
         return Err(SqlError::InvalidName(format!(
             "invalid property id \"{name}\": use letters, digits and underscores, not starting with a digit"
@@ -111,12 +138,22 @@ pub fn define_property(data: &mut CatalogData, name: &str, display: Option<Strin
             "invalid property id \"{name}\": ids starting with s_ are reserved for system properties"
         )));
     }
-    if data.event_properties.iter().any(|p| p.property == name) || EVENT_BUILTIN_COLUMNS.contains(&name) {
-        return Err(SqlError::UniqueViolation(format!("event property \"{name}\" already exists")));
+    if data.event_properties.iter().any(|p| p.property == name)
+        || EVENT_BUILTIN_COLUMNS.contains(&name)
+    {
+        return Err(SqlError::UniqueViolation(format!(
+            "event property \"{name}\" already exists"
+        )));
     }
     let id = data.next_property_id;
     data.next_property_id += 1;
-    data.event_properties.push(PropertyDef { id, property: name.to_string(), display_name: display, data_type: t, preset: false });
+    data.event_properties.push(PropertyDef {
+        id,
+        property: name.to_string(),
+        display_name: display,
+        data_type: t,
+        preset: false,
+    });
     Ok(())
 }
 
@@ -131,7 +168,10 @@ fn text(v: &Value) -> Option<String> {
 fn event_type_in_use(store: &Store, type_id: u32) -> Result<bool> {
     let mut used = false;
     store.scan_events(
-        &EventScanSpec { event_types: Some(vec![type_id]), ..Default::default() },
+        &EventScanSpec {
+            event_types: Some(vec![type_id]),
+            ..Default::default()
+        },
         &mut |_, _| {
             used = true;
             false
@@ -151,9 +191,6 @@ fn property_in_use(store: &Store, prop_id: u32) -> Result<bool> {
 
 #[async_trait::async_trait]
 impl TableProvider for MetaTable {
-    fn as_any(&self) -> &dyn Any {
-        self
-    }
     fn schema(&self) -> SchemaRef {
         schema_of(self.kind)
     }
@@ -199,7 +236,10 @@ impl TableProvider for MetaTable {
                                 } else {
                                     DataType::Varchar
                                 };
-                                row.push(value_at(b.column(c).as_ref(), r, t).map_err(SqlError::InvalidText)?);
+                                row.push(
+                                    value_at(b.column(c).as_ref(), r, t)
+                                        .map_err(SqlError::InvalidText)?,
+                                );
                             }
                             rows.push(row);
                         }
@@ -267,7 +307,11 @@ impl TableProvider for MetaTable {
         Ok(Arc::new(DataSinkExec::new(input, sink, None)))
     }
 
-    async fn delete_from(&self, state: &dyn Session, filters: Vec<Expr>) -> DfResult<Arc<dyn ExecutionPlan>> {
+    async fn delete_from(
+        &self,
+        state: &dyn Session,
+        filters: Vec<Expr>,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
         let pred = physical_predicate(state, &schema_of(self.kind), filters)?;
         let store = self.store.clone();
         let kind = self.kind;
@@ -278,16 +322,24 @@ impl TableProvider for MetaTable {
                 Box::pin(async move {
                     let batch = batch_of(kind, store.catalog().data())?;
                     let hit = apply_predicate(&batch, &pred)?;
-                    let names = hit.column(0).as_any().downcast_ref::<StringArray>().cloned();
-                    let names: Vec<String> =
-                        names.iter().flat_map(|a| a.iter().flatten().map(String::from)).collect();
+                    let names = hit
+                        .column(0)
+                        .as_any()
+                        .downcast_ref::<StringArray>()
+                        .cloned();
+                    let names: Vec<String> = names
+                        .iter()
+                        .flat_map(|a| a.iter().flatten().map(String::from))
+                        .collect();
                     let cat = store.catalog();
                     for n in &names {
                         match kind {
                             MetaKind::EventTypes => {
                                 let t = cat.event_type(n).expect("listed");
                                 if t.preset {
-                                    return Err(SqlError::DependentObjects(format!("event type \"{n}\" is preset and cannot be deleted")));
+                                    return Err(SqlError::DependentObjects(format!(
+                                        "event type \"{n}\" is preset and cannot be deleted"
+                                    )));
                                 }
                                 if event_type_in_use(&store, t.id)? {
                                     return Err(SqlError::DependentObjects(format!(
@@ -298,7 +350,9 @@ impl TableProvider for MetaTable {
                             MetaKind::EventProperties => {
                                 let p = cat.property(n).expect("listed");
                                 if p.preset {
-                                    return Err(SqlError::DependentObjects(format!("event property \"{n}\" is preset and cannot be deleted")));
+                                    return Err(SqlError::DependentObjects(format!(
+                                        "event property \"{n}\" is preset and cannot be deleted"
+                                    )));
                                 }
                                 if property_in_use(&store, p.id)? {
                                     return Err(SqlError::DependentObjects(format!(
@@ -312,8 +366,12 @@ impl TableProvider for MetaTable {
                     store
                         .update_catalog(|data, _| -> Result<()> {
                             match kind {
-                                MetaKind::EventTypes => data.event_types.retain(|t| !names.contains(&t.event)),
-                                MetaKind::EventProperties => data.event_properties.retain(|p| !names.contains(&p.property)),
+                                MetaKind::EventTypes => {
+                                    data.event_types.retain(|t| !names.contains(&t.event))
+                                }
+                                MetaKind::EventProperties => data
+                                    .event_properties
+                                    .retain(|p| !names.contains(&p.property)),
                             }
                             Ok(())
                         })

@@ -7,7 +7,6 @@ pub mod identities;
 pub mod meta;
 pub mod user;
 
-use std::any::Any;
 use std::fmt;
 use std::sync::Arc;
 
@@ -35,12 +34,20 @@ pub fn memory_exec(
     batches: Vec<RecordBatch>,
     projection: Option<&Vec<usize>>,
 ) -> DfResult<Arc<dyn ExecutionPlan>> {
-    Ok(MemorySourceConfig::try_new_exec(&[batches], schema, projection.cloned())?)
+    Ok(MemorySourceConfig::try_new_exec(
+        &[batches],
+        schema,
+        projection.cloned(),
+    )?)
 }
 
 /// Schema of DML results: one `count` column.
 pub fn count_schema() -> SchemaRef {
-    Arc::new(Schema::new(vec![Field::new("count", ArrowType::UInt64, false)]))
+    Arc::new(Schema::new(vec![Field::new(
+        "count",
+        ArrowType::UInt64,
+        false,
+    )]))
 }
 
 type DmlFn = Arc<dyn Fn() -> BoxFuture<'static, Result<u64, SqlError>> + Send + Sync>;
@@ -61,7 +68,11 @@ impl DmlExec {
             EmissionType::Final,
             Boundedness::Bounded,
         ));
-        Arc::new(DmlExec { name: name.into(), run, props })
+        Arc::new(DmlExec {
+            name: name.into(),
+            run,
+            props,
+        })
     }
 }
 
@@ -81,9 +92,6 @@ impl ExecutionPlan for DmlExec {
     fn name(&self) -> &str {
         "DmlExec"
     }
-    fn as_any(&self) -> &dyn Any {
-        self
-    }
     fn properties(&self) -> &Arc<PlanProperties> {
         &self.props
     }
@@ -102,20 +110,26 @@ impl ExecutionPlan for DmlExec {
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
         Ok(self)
     }
-    fn execute(&self, _partition: usize, _ctx: Arc<TaskContext>) -> DfResult<SendableRecordBatchStream> {
+    fn execute(
+        &self,
+        _partition: usize,
+        _ctx: Arc<TaskContext>,
+    ) -> DfResult<SendableRecordBatchStream> {
         let run = self.run.clone();
         let fut = async move {
             let n = run().await.map_err(DataFusionError::from)?;
             let col: ArrayRef = Arc::new(UInt64Array::from(vec![n]));
             Ok(RecordBatch::try_new(count_schema(), vec![col])?)
         };
-        Ok(Box::pin(RecordBatchStreamAdapter::new(count_schema(), futures::stream::once(fut))))
+        Ok(Box::pin(RecordBatchStreamAdapter::new(
+            count_schema(),
+            futures::stream::once(fut),
+        )))
     }
 }
 
-type SinkFn = Arc<
-    dyn Fn(Vec<RecordBatch>) -> BoxFuture<'static, Result<u64, SqlError>> + Send + Sync,
->;
+type SinkFn =
+    Arc<dyn Fn(Vec<RecordBatch>) -> BoxFuture<'static, Result<u64, SqlError>> + Send + Sync>;
 
 /// An INSERT target: collects the input batches, then hands them to `write`,
 /// which validates and commits them atomically.
@@ -128,7 +142,11 @@ pub struct IngestSink {
 impl IngestSink {
     /// A sink for `schema` named `name`.
     pub fn new(name: impl Into<String>, schema: SchemaRef, write: SinkFn) -> Arc<IngestSink> {
-        Arc::new(IngestSink { name: name.into(), schema, write })
+        Arc::new(IngestSink {
+            name: name.into(),
+            schema,
+            write,
+        })
     }
 }
 
@@ -146,13 +164,14 @@ impl DisplayAs for IngestSink {
 
 #[async_trait::async_trait]
 impl DataSink for IngestSink {
-    fn as_any(&self) -> &dyn Any {
-        self
-    }
     fn schema(&self) -> &SchemaRef {
         &self.schema
     }
-    async fn write_all(&self, mut data: SendableRecordBatchStream, _ctx: &Arc<TaskContext>) -> DfResult<u64> {
+    async fn write_all(
+        &self,
+        mut data: SendableRecordBatchStream,
+        _ctx: &Arc<TaskContext>,
+    ) -> DfResult<u64> {
         let mut batches = Vec::new();
         while let Some(b) = data.next().await {
             batches.push(b?);

@@ -1,6 +1,5 @@
 //! User-created tables (`CREATE TABLE`): dimension and dictionary tables stored in RocksDB.
 
-use std::any::Any;
 use std::sync::Arc;
 
 use cohortdb_storage::codec::decode_row;
@@ -39,8 +38,17 @@ impl UserTable {
 }
 
 /// All rows of a user table, plus a trailing hidden row-id column when `with_row_id`.
-fn table_batch(store: &Store, def: &UserTableDef, schema: &SchemaRef, with_row_id: bool) -> Result<RecordBatch> {
-    let mut builders: Vec<ColumnBuilder> = def.columns.iter().map(|c| ColumnBuilder::new(c.data_type, 1024)).collect();
+fn table_batch(
+    store: &Store,
+    def: &UserTableDef,
+    schema: &SchemaRef,
+    with_row_id: bool,
+) -> Result<RecordBatch> {
+    let mut builders: Vec<ColumnBuilder> = def
+        .columns
+        .iter()
+        .map(|c| ColumnBuilder::new(c.data_type, 1024))
+        .collect();
     let mut row_ids = Vec::new();
     store.scan_user_rows(def.id, &mut |row_id, bytes| {
         let vals = decode_row(bytes, def.columns.len());
@@ -50,7 +58,8 @@ fn table_batch(store: &Store, def: &UserTableDef, schema: &SchemaRef, with_row_i
         row_ids.push(row_id as i64);
         true
     })?;
-    let mut cols: Vec<Arc<dyn datafusion::arrow::array::Array>> = builders.iter_mut().map(|b| b.finish()).collect();
+    let mut cols: Vec<Arc<dyn datafusion::arrow::array::Array>> =
+        builders.iter_mut().map(|b| b.finish()).collect();
     let mut schema = schema.clone();
     if with_row_id {
         cols.push(Arc::new(Int64Array::from(row_ids)));
@@ -63,9 +72,6 @@ fn table_batch(store: &Store, def: &UserTableDef, schema: &SchemaRef, with_row_i
 
 #[async_trait::async_trait]
 impl TableProvider for UserTable {
-    fn as_any(&self) -> &dyn Any {
-        self
-    }
     fn schema(&self) -> SchemaRef {
         self.schema.clone()
     }
@@ -105,9 +111,16 @@ impl TableProvider for UserTable {
                             n += 1;
                             let mut row = Vec::with_capacity(def.columns.len());
                             for (c, col) in def.columns.iter().enumerate() {
-                                row.push(value_at(b.column(c).as_ref(), r, col.data_type).map_err(|e| {
-                                    SqlError::InvalidText(format!("invalid value for column {} in row {n}: {e}", col.name))
-                                })?);
+                                row.push(
+                                    value_at(b.column(c).as_ref(), r, col.data_type).map_err(
+                                        |e| {
+                                            SqlError::InvalidText(format!(
+                                                "invalid value for column {} in row {n}: {e}",
+                                                col.name
+                                            ))
+                                        },
+                                    )?,
+                                );
                             }
                             ingest.push(&row)?;
                         }
@@ -119,13 +132,18 @@ impl TableProvider for UserTable {
         Ok(Arc::new(DataSinkExec::new(input, sink, None)))
     }
 
-    async fn delete_from(&self, state: &dyn Session, filters: Vec<Expr>) -> DfResult<Arc<dyn ExecutionPlan>> {
+    async fn delete_from(
+        &self,
+        state: &dyn Session,
+        filters: Vec<Expr>,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
         let pred = physical_predicate(state, &self.schema, filters)?;
         let (store, def, schema) = (self.store.clone(), self.def.clone(), self.schema.clone());
         Ok(DmlExec::new(
             format!("CohortDelete: table={}", self.def.name),
             Arc::new(move || {
-                let (store, def, schema, pred) = (store.clone(), def.clone(), schema.clone(), pred.clone());
+                let (store, def, schema, pred) =
+                    (store.clone(), def.clone(), schema.clone(), pred.clone());
                 Box::pin(async move {
                     let full = table_batch(&store, &def, &schema, true)?;
                     let visible = full.project(&(0..def.columns.len()).collect::<Vec<_>>())?;
@@ -136,7 +154,9 @@ impl TableProvider for UserTable {
                             let mask = v
                                 .as_any()
                                 .downcast_ref::<datafusion::arrow::array::BooleanArray>()
-                                .ok_or_else(|| SqlError::DatatypeMismatch("WHERE must be boolean".into()))?
+                                .ok_or_else(|| {
+                                    SqlError::DatatypeMismatch("WHERE must be boolean".into())
+                                })?
                                 .clone();
                             datafusion::arrow::compute::filter_record_batch(&full, &mask)?
                         }

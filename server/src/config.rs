@@ -1,0 +1,50 @@
+//! Server configuration: defaults, TOML file (`--config`), command-line flags.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use cohortdb_storage::store::SyncPolicy;
+use serde::Deserialize;
+
+/// Settings of one server process. Every limit is a setting.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Data directory.
+    pub data_dir: PathBuf,
+    /// Address of the Postgres protocol listener.
+    pub listen: SocketAddr,
+    /// Server time zone (IANA name): defines `event_day` and the session default.
+    pub timezone: String,
+    /// WAL durability: `statement` (fsync at statement commit) or `os`.
+    pub sync: SyncPolicy,
+    /// Most concurrent connections (further ones get SQLSTATE 53300).
+    pub max_connections: usize,
+    /// Capacity of the ingest writer's queue.
+    pub writer_queue: usize,
+    /// RocksDB block cache size in MiB.
+    pub block_cache_mb: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            data_dir: PathBuf::from("./cohortdb-data"),
+            listen: "127.0.0.1:5433".parse().expect("default address"),
+            timezone: "UTC".into(),
+            sync: SyncPolicy::Statement,
+            max_connections: 100,
+            writer_queue: 256,
+            block_cache_mb: 256,
+        }
+    }
+}
+
+impl Config {
+    /// Reads a TOML file; unknown keys are an error.
+    pub fn from_file(path: &std::path::Path) -> Result<Config, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read config {}: {e}", path.display()))?;
+        toml::from_str(&text).map_err(|e| format!("invalid config {}: {e}", path.display()))
+    }
+}

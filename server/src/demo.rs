@@ -1,0 +1,67 @@
+//! `--demo`: loads the deterministic mini-program shop (cohortdb-datagen)
+//! through the same COPY path clients use.
+
+use std::sync::Arc;
+
+use cohortdb_datagen::{DatasetSpec, CONTACT_COLUMNS, EVENT_COLUMNS};
+use cohortdb_sql::copy::{CopyFormat, CopyIn, CopyOptions};
+use cohortdb_sql::{Engine, SqlError};
+
+/// Loads the demo data unless the database already holds contacts.
+pub async fn load_if_empty(engine: &Arc<Engine>) -> Result<(), SqlError> {
+    let store = engine.store().clone();
+    let mut any = false;
+    store.scan_contacts(None, &mut |_, _| {
+        any = true;
+        false
+    })?;
+    if any {
+        tracing::info!("--demo: the database already has contacts; demo data not loaded again");
+        return Ok(());
+    }
+    let session = engine.session();
+    if store.catalog().property("p_amount").is_none() {
+        let (stmts, _) = engine.parse("ALTER TABLE events ADD COLUMN p_amount DOUBLE")?;
+        for s in stmts {
+            session.execute(s, None).await?;
+        }
+    }
+    let spec = DatasetSpec::demo();
+    let started = std::time::Instant::now();
+    let mut contacts = Vec::new();
+    cohortdb_datagen::write_contacts_csv(&spec, &mut contacts)
+        .map_err(|e| SqlError::BadCopyFile(e.to_string()))?;
+    let n_contacts = copy(engine, &session, "contacts", CONTACT_COLUMNS, &contacts).await?;
+    drop(contacts);
+    let mut events = Vec::new();
+    cohortdb_datagen::write_events_csv(&spec, &mut events)
+        .map_err(|e| SqlError::BadCopyFile(e.to_string()))?;
+    let n_events = copy(engine, &session, "events", EVENT_COLUMNS, &events).await?;
+    tracing::info!(
+        "--demo: loaded {n_contacts} contacts and {n_events} events in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+async fn copy(
+    engine: &Arc<Engine>,
+    session: &cohortdb_sql::Session,
+    table: &str,
+    columns: &[&str],
+    data: &[u8],
+) -> Result<u64, SqlError> {
+    let cols: Vec<String> = columns.iter().map(|c| c.to_string()).collect();
+    let mut copy = CopyIn::begin(
+        engine.store().clone(),
+        table,
+        &cols,
+        CopyOptions::new(CopyFormat::Csv),
+        session.timezone(),
+        engine.contact_lock(),
+    )?;
+    for chunk in data.chunks(1 << 20) {
+        copy.feed(chunk)?;
+    }
+    Ok(copy.finish().await?.0)
+}

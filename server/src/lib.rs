@@ -1,0 +1,129 @@
+//! cohortdb server: process lifecycle, the Postgres listener, and the demo
+//! data loader. Protocol handling is in [`postgres`]; execution is in the
+//! `cohortdb-sql` crate behind [`cohortdb_sql::Session`].
+
+pub mod config;
+pub mod demo;
+pub mod postgres;
+
+use std::sync::Arc;
+
+use chrono_tz::Tz;
+use cohortdb_sql::{Engine, EngineConfig};
+use cohortdb_storage::{Store, StoreOptions};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+
+use crate::config::Config;
+
+/// Runs the server until SIGTERM or SIGINT.
+pub async fn run(cfg: Config, demo: bool) -> Result<(), String> {
+    let tz: Tz = if cfg.timezone.eq_ignore_ascii_case("utc") {
+        Tz::UTC
+    } else {
+        cfg.timezone
+            .parse()
+            .map_err(|_| format!("invalid timezone \"{}\" in configuration", cfg.timezone))?
+    };
+    if std::env::var("COHORTDB_ADMIN_PASSWORD")
+        .map(|p| !p.is_empty())
+        .unwrap_or(false)
+    {
+        tracing::warn!("COHORTDB_ADMIN_PASSWORD is set, but password authentication is not available yet: only loopback connections are accepted, trusted");
+    } else {
+        tracing::info!(
+            "no COHORTDB_ADMIN_PASSWORD: accepting loopback connections only, trusted as any user"
+        );
+    }
+    let store = Store::open(
+        &cfg.data_dir,
+        StoreOptions {
+            sync: cfg.sync,
+            writer_queue: cfg.writer_queue,
+            block_cache_bytes: cfg.block_cache_mb << 20,
+        },
+    )
+    .map_err(|e| format!("cannot open data directory {}: {e}", cfg.data_dir.display()))?;
+    let engine =
+        Engine::new(store.clone(), EngineConfig { timezone: tz }).map_err(|e| e.to_string())?;
+    if demo {
+        demo::load_if_empty(&engine)
+            .await
+            .map_err(|e| format!("loading demo data failed: {e}"))?;
+    }
+    let listener = TcpListener::bind(cfg.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", cfg.listen))?;
+    tracing::info!(
+        "cohortdb listening on {} (data directory {})",
+        cfg.listen,
+        cfg.data_dir.display()
+    );
+    let handlers = Arc::new(postgres::Handlers::new(engine.clone()));
+    let limit = Arc::new(Semaphore::new(cfg.max_connections));
+    let shutdown = shutdown_signal();
+    tokio::pin!(shutdown);
+    let mut tasks = tokio::task::JoinSet::new();
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            accepted = listener.accept() => {
+                let (socket, addr) = match accepted {
+                    Ok(a) => a,
+                    Err(e) => { tracing::warn!("accept failed: {e}"); continue; }
+                };
+                if !addr.ip().is_loopback() {
+                    tracing::warn!("refusing connection from {addr}: only loopback connections are accepted without a configured password");
+                    continue;
+                }
+                let handlers = handlers.clone();
+                let permit = limit.clone().try_acquire_owned();
+                tasks.spawn(async move {
+                    match permit {
+                        Ok(_permit) => {
+                            if let Err(e) = pgwire::tokio::process_socket(socket, None, handlers).await {
+                                tracing::debug!("connection {addr} ended: {e}");
+                            }
+                        }
+                        Err(_) => reject_too_many(socket).await,
+                    }
+                });
+            }
+        }
+    }
+    tracing::info!("shutting down: no new connections; waiting up to 10 s for running statements");
+    drop(listener);
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        while tasks.join_next().await.is_some() {}
+    })
+    .await;
+    tasks.abort_all();
+    store
+        .shutdown()
+        .map_err(|e| format!("flush at shutdown failed: {e}"))?;
+    tracing::info!("stopped cleanly");
+    Ok(())
+}
+
+/// Answers a connection over the limit with SQLSTATE 53300 and closes it.
+async fn reject_too_many(mut socket: tokio::net::TcpStream) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buf = [0u8; 1024];
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), socket.read(&mut buf)).await;
+    let fields =
+        b"SFATAL\0VFATAL\0C53300\0Msorry, too many clients already (max_connections reached)\0\0";
+    let mut msg = vec![b'E'];
+    msg.extend_from_slice(&((fields.len() + 4) as u32).to_be_bytes());
+    msg.extend_from_slice(fields);
+    let _ = socket.write_all(&msg).await;
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => {},
+        _ = int.recv() => {},
+    }
+}

@@ -1,0 +1,150 @@
+//! The one place where errors become Postgres SQLSTATEs.
+
+use cohortdb_sql::{find_sql_error, SqlError};
+use datafusion::arrow::error::ArrowError;
+use datafusion::error::DataFusionError;
+use pgwire::error::{ErrorInfo, PgWireError};
+
+fn info(code: &str, msg: String) -> PgWireError {
+    PgWireError::UserError(Box::new(ErrorInfo::new(
+        "ERROR".to_owned(),
+        code.to_owned(),
+        msg,
+    )))
+}
+
+/// SQLSTATE of a cohortdb SQL error.
+fn sql_code(e: &SqlError) -> &'static str {
+    match e {
+        SqlError::Syntax(_) => "42601",
+        SqlError::InvalidValue(_) => "22023",
+        SqlError::InvalidText(_) => "22P02",
+        SqlError::InvalidDatetime(_) => "22007",
+        SqlError::UniqueViolation(_) => "23505",
+        SqlError::NotNull(_) => "23502",
+        SqlError::ForeignKey(_) => "23503",
+        SqlError::UndefinedColumn(_) => "42703",
+        SqlError::UndefinedTable(_) => "42P01",
+        SqlError::UndefinedObject(_) => "42704",
+        SqlError::DuplicateColumn(_) => "42701",
+        SqlError::DuplicateTable(_) => "42P07",
+        SqlError::DuplicateObject(_) => "42710",
+        SqlError::InvalidName(_) => "42602",
+        SqlError::DatatypeMismatch(_) => "42804",
+        SqlError::Unsupported(_) => "0A000",
+        SqlError::DependentObjects(_) => "2BP01",
+        SqlError::InsufficientPrivilege(_) => "42501",
+        SqlError::Cancelled(_) => "57014",
+        SqlError::BadCopyFile(_) => "22P04",
+        SqlError::Storage(_) => "58030",
+        SqlError::DataFusion(_) => "XX000",
+    }
+}
+
+/// Maps a DataFusion error (which may wrap a cohortdb error) to a SQLSTATE and message.
+fn datafusion_code(e: &DataFusionError) -> (&'static str, String) {
+    if let Some(s) = find_sql_error(e) {
+        if let SqlError::DataFusion(inner) = s {
+            return datafusion_code(inner);
+        }
+        return (sql_code(s), s.to_string());
+    }
+    let msg = e.to_string();
+    let code = match e {
+        DataFusionError::SQL(..) => {
+            if msg.contains("Unsupported") || msg.contains("not supported") {
+                "0A000"
+            } else {
+                "42601"
+            }
+        }
+        DataFusionError::NotImplemented(_) => "0A000",
+        DataFusionError::ResourcesExhausted(_) => "53200",
+        DataFusionError::ArrowError(a, _) => match a.as_ref() {
+            ArrowError::CastError(_) | ArrowError::ParseError(_) => "22P02",
+            ArrowError::DivideByZero => "22012",
+            ArrowError::ArithmeticOverflow(_) => "22003",
+            _ => "XX000",
+        },
+        DataFusionError::Context(_, inner) | DataFusionError::Diagnostic(_, inner) => {
+            return datafusion_code(inner)
+        }
+        DataFusionError::Shared(inner) => return datafusion_code(inner),
+        DataFusionError::Plan(_) | DataFusionError::SchemaError(..) => classify_plan(&msg),
+        DataFusionError::Execution(_) => classify_plan(&msg),
+        _ => "XX000",
+    };
+    (code, msg)
+}
+
+fn classify_plan(msg: &str) -> &'static str {
+    let m = msg.to_ascii_lowercase();
+    if m.contains("table")
+        && (m.contains("not found") || m.contains("doesn't exist") || m.contains("does not exist"))
+    {
+        "42P01"
+    } else if m.contains("no field named") || m.contains("column") && m.contains("not found") {
+        "42703"
+    } else if m.contains("invalid function") || m.contains("function") && m.contains("not found") {
+        "42883"
+    } else if m.contains("cast") || m.contains("cannot parse") || m.contains("invalid input") {
+        "22P02"
+    } else if m.contains("division by zero") || m.contains("divide by zero") {
+        "22012"
+    } else if m.contains("ambiguous") {
+        "42702"
+    } else if m.contains("type")
+        && (m.contains("mismatch") || m.contains("coerc") || m.contains("cannot be"))
+    {
+        "42804"
+    } else if m.contains("not supported") || m.contains("unsupported") {
+        "0A000"
+    } else {
+        "42000"
+    }
+}
+
+/// Converts a SQL-layer error into a wire error.
+pub fn to_pg(e: SqlError) -> PgWireError {
+    match e {
+        SqlError::DataFusion(d) => {
+            let (code, msg) = datafusion_code(&d);
+            info(code, strip_prefixes(msg))
+        }
+        other => info(sql_code(&other), other.to_string()),
+    }
+}
+
+fn strip_prefixes(msg: String) -> String {
+    let mut m = msg.as_str();
+    for p in [
+        "Error during planning: ",
+        "External error: ",
+        "Execution error: ",
+        "SQL error: ",
+        "Arrow error: ",
+        "This feature is not implemented: ",
+    ] {
+        while let Some(rest) = m.strip_prefix(p) {
+            m = rest;
+        }
+    }
+    m.to_string()
+}
+
+/// Rewrites errors that reached pgwire unmapped (e.g. raised while streaming rows).
+pub fn remap(error: &mut PgWireError) {
+    if let PgWireError::ApiError(inner) = error {
+        let mapped = if let Some(d) = inner.downcast_ref::<DataFusionError>() {
+            let (code, msg) = datafusion_code(d);
+            Some(info(code, strip_prefixes(msg)))
+        } else {
+            inner
+                .downcast_ref::<SqlError>()
+                .map(|s| info(sql_code(s), s.to_string()))
+        };
+        if let Some(m) = mapped {
+            *error = m;
+        }
+    }
+}

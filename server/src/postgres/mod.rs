@@ -1,0 +1,591 @@
+//! Postgres wire protocol: translates pgwire messages into session calls and
+//! results back into wire responses. No execution logic lives here.
+
+pub mod error;
+
+use std::collections::HashMap;
+use std::fmt::Debug;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use cohortdb_sql::copy::{write_field, CopyIn, CopyOptions};
+use cohortdb_sql::engine::PG_VERSION_NUM;
+use cohortdb_sql::{Engine, Outcome, Prepared, Session};
+use datafusion::arrow::datatypes::DataType;
+use futures::{stream, Sink, SinkExt, StreamExt};
+use pgwire::api::auth::{
+    finish_authentication, protocol_negotiation, save_startup_parameters_to_metadata,
+    ServerParameterProvider, StartupHandler,
+};
+use pgwire::api::copy::CopyHandler;
+use pgwire::api::portal::{Format, Portal};
+use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
+use pgwire::api::results::{CopyResponse, FieldInfo, Response, Tag};
+use pgwire::api::stmt::QueryParser;
+use pgwire::api::store::PortalStore;
+use pgwire::api::{
+    ClientInfo, ClientPortalStore, ErrorHandler, PgWireConnectionState, PgWireServerHandlers, Type,
+};
+use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
+use pgwire::messages::copy::{CopyData, CopyDone, CopyFail};
+use pgwire::messages::response::NoticeResponse;
+use pgwire::messages::startup::ParameterStatus;
+use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
+use pgwire::types::format::FormatOptions;
+use tokio::sync::Mutex;
+
+use self::error::to_pg;
+
+/// Per-connection state kept in pgwire's session extensions.
+pub struct ConnState {
+    session: Session,
+    copy: Mutex<Option<ActiveCopy>>,
+}
+
+struct ActiveCopy {
+    copy: CopyIn,
+    failed: Option<PgWireError>,
+}
+
+fn conn<C: ClientInfo + ?Sized>(client: &C, engine: &Arc<Engine>) -> Arc<ConnState> {
+    client
+        .session_extensions()
+        .get_or_insert_with(|| ConnState {
+            session: engine.session(),
+            copy: Mutex::new(None),
+        })
+}
+
+/// All protocol handlers of one server.
+pub struct Handlers {
+    query: Arc<QueryHandler>,
+    startup: Arc<Startup>,
+}
+
+impl Handlers {
+    /// Handlers over `engine`.
+    pub fn new(engine: Arc<Engine>) -> Handlers {
+        let query = Arc::new(QueryHandler {
+            engine: engine.clone(),
+            parser: Arc::new(Parser {
+                engine: engine.clone(),
+            }),
+        });
+        Handlers {
+            query,
+            startup: Arc::new(Startup { engine }),
+        }
+    }
+}
+
+impl PgWireServerHandlers for Handlers {
+    fn simple_query_handler(&self) -> Arc<impl SimpleQueryHandler> {
+        self.query.clone()
+    }
+    fn extended_query_handler(&self) -> Arc<impl ExtendedQueryHandler> {
+        self.query.clone()
+    }
+    fn startup_handler(&self) -> Arc<impl StartupHandler> {
+        self.startup.clone()
+    }
+    fn copy_handler(&self) -> Arc<impl CopyHandler> {
+        self.query.clone()
+    }
+    fn error_handler(&self) -> Arc<impl ErrorHandler> {
+        Arc::new(MapErrors)
+    }
+}
+
+struct MapErrors;
+
+impl ErrorHandler for MapErrors {
+    fn on_error<C: ClientInfo>(&self, _client: &C, error: &mut PgWireError) {
+        error::remap(error);
+        tracing::debug!("sending error: {error}");
+    }
+}
+
+/// Parameters reported at startup.
+struct Parameters {
+    timezone: String,
+}
+
+impl ServerParameterProvider for Parameters {
+    fn server_parameters<C: ClientInfo>(&self, client: &C) -> Option<HashMap<String, String>> {
+        let mut p = HashMap::new();
+        p.insert(
+            "server_version".into(),
+            cohortdb_sql::engine::PG_VERSION.into(),
+        );
+        p.insert("server_version_num".into(), PG_VERSION_NUM.into());
+        p.insert("server_encoding".into(), "UTF8".into());
+        p.insert("client_encoding".into(), "UTF8".into());
+        p.insert("DateStyle".into(), "ISO, MDY".into());
+        p.insert("IntervalStyle".into(), "postgres".into());
+        p.insert("TimeZone".into(), self.timezone.clone());
+        p.insert("integer_datetimes".into(), "on".into());
+        p.insert("standard_conforming_strings".into(), "on".into());
+        p.insert("is_superuser".into(), "on".into());
+        p.insert("in_hot_standby".into(), "off".into());
+        p.insert("default_transaction_read_only".into(), "off".into());
+        p.insert("search_path".into(), "\"$user\", public".into());
+        let app = client
+            .metadata()
+            .get("application_name")
+            .cloned()
+            .unwrap_or_default();
+        p.insert("application_name".into(), app);
+        if let Some(u) = client.metadata().get("user") {
+            p.insert("session_authorization".into(), u.clone());
+        }
+        Some(p)
+    }
+}
+
+/// Startup: loopback trust (no password configured).
+pub struct Startup {
+    engine: Arc<Engine>,
+}
+
+#[async_trait]
+impl StartupHandler for Startup {
+    async fn on_startup<C>(
+        &self,
+        client: &mut C,
+        message: PgWireFrontendMessage,
+    ) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        if let PgWireFrontendMessage::Startup(ref startup) = message {
+            protocol_negotiation(client, startup).await?;
+            save_startup_parameters_to_metadata(client, startup);
+            if let Some(db) = client.metadata().get("database") {
+                if db != cohortdb_sql::engine::DATABASE {
+                    return Err(PgWireError::UserError(Box::new(ErrorInfo::new(
+                        "FATAL".into(),
+                        "3D000".into(),
+                        format!("database \"{db}\" does not exist (the database is \"cohortdb\")"),
+                    ))));
+                }
+            }
+            let pid = (rand_u32() & 0x7fff_ffff) as i32;
+            client.set_pid_and_secret_key(
+                pid,
+                pgwire::messages::startup::SecretKey::I32(rand_u32() as i32),
+            );
+            let tz = self.engine.session().timezone().name().to_string();
+            finish_authentication(client, &Parameters { timezone: tz }).await?;
+            client.set_state(PgWireConnectionState::ReadyForQuery);
+        }
+        Ok(())
+    }
+}
+
+fn rand_u32() -> u32 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0),
+    );
+    h.finish() as u32
+}
+
+/// A statement parsed by Parse.
+#[derive(Clone)]
+pub struct ParsedStatement {
+    prepared: Option<Prepared>,
+    on_error: Option<cohortdb_sql::ingest::OnError>,
+}
+
+/// Parses statements for the extended protocol.
+pub struct Parser {
+    engine: Arc<Engine>,
+}
+
+fn param_types(p: &Prepared) -> PgWireResult<Vec<Option<DataType>>> {
+    let Some(plan) = &p.plan else {
+        return Ok(vec![]);
+    };
+    let types = plan.get_parameter_types().map_err(|e| to_pg(e.into()))?;
+    let mut entries: Vec<(usize, Option<DataType>)> = types
+        .into_iter()
+        .map(|(k, v)| (k.trim_start_matches('$').parse::<usize>().unwrap_or(0), v))
+        .collect();
+    entries.sort_by_key(|(i, _)| *i);
+    let max = entries.last().map(|(i, _)| *i).unwrap_or(0);
+    let mut out = vec![None; max];
+    for (i, t) in entries {
+        if i >= 1 {
+            out[i - 1] = t;
+        }
+    }
+    Ok(out)
+}
+
+fn result_fields(p: &Prepared, format: &Format) -> PgWireResult<Vec<FieldInfo>> {
+    use datafusion::sql::sqlparser::ast::Statement;
+    if let Some(plan) = &p.plan {
+        if matches!(
+            p.stmt,
+            Statement::Insert(_) | Statement::Update { .. } | Statement::Delete(_)
+        ) {
+            return Ok(vec![]);
+        }
+        return arrow_pg::datatypes::arrow_schema_to_pg_fields(
+            plan.schema().as_arrow(),
+            format,
+            None,
+        );
+    }
+    if let Statement::ShowVariable { variable } = &p.stmt {
+        let name = variable
+            .iter()
+            .map(|i| i.value.to_ascii_lowercase())
+            .collect::<Vec<_>>()
+            .join(" ");
+        return Ok(vec![FieldInfo::new(
+            name,
+            None,
+            None,
+            Type::TEXT,
+            format.format_for(0),
+        )]);
+    }
+    Ok(vec![])
+}
+
+#[async_trait]
+impl QueryParser for Parser {
+    type Statement = ParsedStatement;
+
+    async fn parse_sql<C>(
+        &self,
+        client: &C,
+        sql: &str,
+        _types: &[Option<Type>],
+    ) -> PgWireResult<Option<ParsedStatement>>
+    where
+        C: ClientInfo + Unpin + Send + Sync,
+    {
+        let state = conn(client, &self.engine);
+        let (mut stmts, on_error) = self.engine.parse(sql).map_err(to_pg)?;
+        if stmts.is_empty() {
+            return Ok(None);
+        }
+        if stmts.len() > 1 {
+            return Err(to_pg(cohortdb_sql::SqlError::Syntax(
+                "cannot insert multiple commands into a prepared statement".into(),
+            )));
+        }
+        let prepared = state
+            .session
+            .prepare(stmts.remove(0))
+            .await
+            .map_err(to_pg)?;
+        Ok(Some(ParsedStatement {
+            prepared: Some(prepared),
+            on_error,
+        }))
+    }
+
+    fn get_parameter_types(&self, stmt: &ParsedStatement) -> PgWireResult<Vec<Type>> {
+        let Some(p) = &stmt.prepared else {
+            return Ok(vec![]);
+        };
+        param_types(p)?
+            .into_iter()
+            .map(|t| match t {
+                Some(t) => arrow_pg::datatypes::into_pg_type(&t),
+                None => Ok(Type::UNKNOWN),
+            })
+            .collect()
+    }
+
+    fn get_result_schema(
+        &self,
+        stmt: &ParsedStatement,
+        format: Option<&Format>,
+    ) -> PgWireResult<Vec<FieldInfo>> {
+        match &stmt.prepared {
+            Some(p) => result_fields(p, format.unwrap_or(&Format::UnifiedText)),
+            None => Ok(vec![]),
+        }
+    }
+}
+
+/// Simple and extended query handling, and COPY data.
+pub struct QueryHandler {
+    engine: Arc<Engine>,
+    parser: Arc<Parser>,
+}
+
+impl QueryHandler {
+    async fn respond<C>(
+        &self,
+        client: &mut C,
+        state: &ConnState,
+        outcome: Outcome,
+        format: &Format,
+    ) -> PgWireResult<Response>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        Ok(match outcome {
+            Outcome::Rows(df) => {
+                let opts = Arc::new(FormatOptions::from_client_metadata(client.metadata()));
+                Response::Query(
+                    arrow_pg::datatypes::df::encode_dataframe(df, format, Some(opts)).await?,
+                )
+            }
+            Outcome::Command { tag, rows } => {
+                let t = match (tag.as_str(), rows) {
+                    ("INSERT", Some(n)) => Tag::new("INSERT").with_oid(0).with_rows(n as usize),
+                    (_, Some(n)) => Tag::new(&tag).with_rows(n as usize),
+                    (_, None) => Tag::new(&tag),
+                };
+                match tag.as_str() {
+                    "BEGIN" => Response::TransactionStart(t),
+                    "COMMIT" | "ROLLBACK" => Response::TransactionEnd(t),
+                    _ => Response::Execution(t),
+                }
+            }
+            Outcome::ParameterChanged { tag, name, value } => {
+                client
+                    .send(PgWireBackendMessage::ParameterStatus(ParameterStatus::new(
+                        name, value,
+                    )))
+                    .await?;
+                Response::Execution(Tag::new(&tag))
+            }
+            Outcome::CopyIn(copy) => {
+                let columns = copy.columns;
+                *state.copy.lock().await = Some(ActiveCopy {
+                    copy: *copy,
+                    failed: None,
+                });
+                Response::CopyIn(CopyResponse::new(0, columns, stream::empty()))
+            }
+            Outcome::CopyOut { df, opts } => {
+                let columns = df.schema().fields().len();
+                let header: Vec<String> = df
+                    .schema()
+                    .fields()
+                    .iter()
+                    .map(|f| f.name().clone())
+                    .collect();
+                let batches = df.execute_stream().await.map_err(|e| to_pg(e.into()))?;
+                let data = copy_out_stream(batches, opts, header);
+                Response::CopyOut(CopyResponse::new(0, columns, data))
+            }
+        })
+    }
+}
+
+fn copy_out_stream(
+    batches: datafusion::execution::SendableRecordBatchStream,
+    opts: CopyOptions,
+    header: Vec<String>,
+) -> impl futures::Stream<Item = PgWireResult<CopyData>> + Send {
+    let mut header_line = if opts.header {
+        let mut h = Vec::new();
+        for (i, name) in header.iter().enumerate() {
+            if i > 0 {
+                h.push(opts.delimiter);
+            }
+            write_field(&mut h, Some(name), &opts);
+        }
+        h.push(b'\n');
+        Some(h)
+    } else {
+        None
+    };
+    batches.flat_map(move |b| {
+        let rows: Vec<PgWireResult<CopyData>> = match b {
+            Ok(batch) => {
+                let mut out = Vec::with_capacity(batch.num_rows());
+                for r in 0..batch.num_rows() {
+                    let mut line = header_line.take().unwrap_or_default();
+                    let one = batch.slice(r, 1);
+                    line.extend(cohortdb_sql::copy::format_batch(&one, &opts));
+                    out.push(Ok(CopyData::new(Bytes::from(line))));
+                }
+                out
+            }
+            Err(e) => vec![Err(to_pg(e.into()))],
+        };
+        stream::iter(rows)
+    })
+}
+
+#[async_trait]
+impl SimpleQueryHandler for QueryHandler {
+    async fn do_query<C>(&self, client: &mut C, query: &str) -> PgWireResult<Vec<Response>>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let state = conn(client, &self.engine);
+        let (stmts, on_error) = self.engine.parse(query).map_err(to_pg)?;
+        if stmts.is_empty() {
+            return Ok(vec![Response::EmptyQuery]);
+        }
+        let mut out = Vec::new();
+        for stmt in stmts {
+            let r = match state.session.execute(stmt, on_error).await {
+                Ok(o) => self.respond(client, &state, o, &Format::UnifiedText).await,
+                Err(e) => Err(to_pg(e)),
+            };
+            match r {
+                Ok(resp) => {
+                    let is_copy = matches!(resp, Response::CopyIn(_));
+                    out.push(resp);
+                    if is_copy {
+                        break;
+                    }
+                }
+                Err(mut e) => {
+                    error::remap(&mut e);
+                    if out.is_empty() {
+                        return Err(e);
+                    }
+                    out.push(Response::Error(Box::new(ErrorInfo::from(e))));
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+#[async_trait]
+impl ExtendedQueryHandler for QueryHandler {
+    type Statement = ParsedStatement;
+    type QueryParser = Parser;
+
+    fn query_parser(&self) -> Arc<Parser> {
+        self.parser.clone()
+    }
+
+    async fn do_query<C>(
+        &self,
+        client: &mut C,
+        portal: &Portal<ParsedStatement>,
+        _max_rows: usize,
+    ) -> PgWireResult<Response>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Self::Statement>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let state = conn(client, &self.engine);
+        let parsed = &portal.statement.statement;
+        let Some(p) = &parsed.prepared else {
+            return Ok(Response::EmptyQuery);
+        };
+        let params = if p.plan.is_some() {
+            let types = param_types(p)?;
+            let refs: Vec<Option<&DataType>> = types.iter().map(|t| t.as_ref()).collect();
+            if refs.is_empty() {
+                None
+            } else {
+                Some(arrow_pg::datatypes::df::deserialize_parameters(
+                    portal, &refs,
+                )?)
+            }
+        } else {
+            None
+        };
+        let outcome = state
+            .session
+            .execute_prepared(p, params, parsed.on_error)
+            .await
+            .map_err(to_pg)?;
+        self.respond(client, &state, outcome, &portal.result_column_format)
+            .await
+    }
+}
+
+#[async_trait]
+impl CopyHandler for QueryHandler {
+    async fn on_copy_data<C>(&self, client: &mut C, copy_data: CopyData) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let state = conn(client, &self.engine);
+        let mut guard = state.copy.lock().await;
+        if let Some(active) = guard.as_mut() {
+            if active.failed.is_none() {
+                if let Err(e) = active.copy.feed(&copy_data.data) {
+                    active.failed = Some(to_pg(e));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn on_copy_done<C>(&self, client: &mut C, _done: CopyDone) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let state = conn(client, &self.engine);
+        let active = state.copy.lock().await.take();
+        let Some(active) = active else {
+            return Err(to_pg(cohortdb_sql::SqlError::Syntax(
+                "COPY data received but no COPY is in progress".into(),
+            )));
+        };
+        if let Some(e) = active.failed {
+            return Err(e);
+        }
+        let (rows, skipped, first) = active.copy.finish().await.map_err(to_pg)?;
+        if skipped > 0 {
+            let msg = format!(
+                "{skipped} row{} skipped due to data type incompatibility or invalid values (first: {})",
+                if skipped == 1 { " was" } else { "s were" },
+                first.unwrap_or_default()
+            );
+            client
+                .send(PgWireBackendMessage::NoticeResponse(NoticeResponse::from(
+                    ErrorInfo::new("NOTICE".into(), "00000".into(), msg),
+                )))
+                .await?;
+        }
+        client
+            .send(PgWireBackendMessage::CommandComplete(
+                Tag::new("COPY").with_rows(rows as usize).into(),
+            ))
+            .await?;
+        Ok(())
+    }
+
+    async fn on_copy_fail<C>(&self, client: &mut C, fail: CopyFail) -> PgWireError
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let state = conn(client, &self.engine);
+        state.copy.lock().await.take();
+        PgWireError::UserError(Box::new(ErrorInfo::new(
+            "ERROR".into(),
+            "57014".into(),
+            format!("COPY from stdin failed: {}", fail.message),
+        )))
+    }
+}
