@@ -5,18 +5,14 @@ use std::sync::Arc;
 
 use chrono_tz::Tz;
 use cohortdb_storage::{DataType, Store, Value};
-use datafusion::arrow::array::{Array, AsArray, RecordBatch};
-use datafusion::arrow::datatypes::{
-    DataType as A, Date32Type, Float32Type, Float64Type, Int16Type, Int32Type, Int64Type, Int8Type,
-    TimeUnit, TimestampMicrosecondType, TimestampMillisecondType, TimestampNanosecondType,
-    TimestampSecondType, UInt32Type, UInt64Type,
-};
+use datafusion::arrow::array::RecordBatch;
 
-use crate::convert::{date_from_days, format_ts_utc, parse_text};
+use crate::convert::parse_text;
 use crate::error::{Result, SqlError};
 use crate::ingest::{
     contact_col_type, event_col_type, ContactIngest, EventIngest, OnError, RowRef, UserRowIngest,
 };
+use crate::pgtext::format_cell;
 
 /// COPY data format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -400,46 +396,15 @@ fn split_text(line: &str, opts: &CopyOptions) -> Vec<Option<String>> {
         .collect()
 }
 
-/// Formats one value of an Arrow array as Postgres text (None = NULL).
-pub fn format_cell(a: &dyn Array, i: usize) -> Option<String> {
-    if a.is_null(i) {
-        return None;
-    }
-    Some(match a.data_type() {
-        A::Utf8 => a.as_string::<i32>().value(i).to_string(),
-        A::LargeUtf8 => a.as_string::<i64>().value(i).to_string(),
-        A::Utf8View => a.as_string_view().value(i).to_string(),
-        A::Boolean => if a.as_boolean().value(i) { "t" } else { "f" }.to_string(),
-        A::Int8 => a.as_primitive::<Int8Type>().value(i).to_string(),
-        A::Int16 => a.as_primitive::<Int16Type>().value(i).to_string(),
-        A::Int32 => a.as_primitive::<Int32Type>().value(i).to_string(),
-        A::Int64 => a.as_primitive::<Int64Type>().value(i).to_string(),
-        A::UInt32 => a.as_primitive::<UInt32Type>().value(i).to_string(),
-        A::UInt64 => a.as_primitive::<UInt64Type>().value(i).to_string(),
-        A::Float32 => a.as_primitive::<Float32Type>().value(i).to_string(),
-        A::Float64 => a.as_primitive::<Float64Type>().value(i).to_string(),
-        A::Date32 => date_from_days(a.as_primitive::<Date32Type>().value(i)).to_string(),
-        A::Timestamp(unit, _) => format_ts_utc(match unit {
-            TimeUnit::Millisecond => a.as_primitive::<TimestampMillisecondType>().value(i),
-            TimeUnit::Microsecond => a.as_primitive::<TimestampMicrosecondType>().value(i) / 1000,
-            TimeUnit::Nanosecond => {
-                a.as_primitive::<TimestampNanosecondType>().value(i) / 1_000_000
-            }
-            TimeUnit::Second => a.as_primitive::<TimestampSecondType>().value(i) * 1000,
-        }),
-        _ => datafusion::arrow::util::display::array_value_to_string(a, i).unwrap_or_default(),
-    })
-}
-
 /// Formats the rows of a batch as COPY text or csv lines.
-pub fn format_batch(batch: &RecordBatch, opts: &CopyOptions) -> Vec<u8> {
+pub fn format_batch(batch: &RecordBatch, opts: &CopyOptions, tz: &Tz) -> Vec<u8> {
     let mut out = Vec::new();
     for r in 0..batch.num_rows() {
         for c in 0..batch.num_columns() {
             if c > 0 {
                 out.push(opts.delimiter);
             }
-            let cell = format_cell(batch.column(c).as_ref(), r);
+            let cell = format_cell(batch.column(c).as_ref(), r, tz);
             write_field(&mut out, cell.as_deref(), opts);
         }
         out.push(b'\n');

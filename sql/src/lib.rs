@@ -10,6 +10,7 @@ pub mod error;
 pub mod functions;
 pub mod ingest;
 pub mod layout;
+pub mod pgtext;
 pub mod procedures;
 pub mod tables;
 

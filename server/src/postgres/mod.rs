@@ -9,8 +9,10 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use chrono_tz::Tz;
 use cohortdb_sql::copy::{write_field, CopyIn, CopyOptions};
 use cohortdb_sql::engine::PG_VERSION_NUM;
+use cohortdb_sql::pgtext;
 use cohortdb_sql::{Engine, Outcome, Prepared, Session};
 use datafusion::arrow::datatypes::DataType;
 use futures::{stream, Sink, SinkExt, StreamExt};
@@ -21,7 +23,9 @@ use pgwire::api::auth::{
 use pgwire::api::copy::CopyHandler;
 use pgwire::api::portal::{Format, Portal};
 use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
-use pgwire::api::results::{CopyResponse, FieldInfo, Response, Tag};
+use pgwire::api::results::{
+    CopyResponse, DataRowEncoder, FieldFormat, FieldInfo, QueryResponse, Response, Tag,
+};
 use pgwire::api::stmt::QueryParser;
 use pgwire::api::store::PortalStore;
 use pgwire::api::{
@@ -29,6 +33,7 @@ use pgwire::api::{
 };
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::copy::{CopyData, CopyDone, CopyFail};
+use pgwire::messages::data::DataRow;
 use pgwire::messages::response::NoticeResponse;
 use pgwire::messages::startup::ParameterStatus;
 use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
@@ -341,10 +346,21 @@ impl QueryHandler {
     {
         Ok(match outcome {
             Outcome::Rows(df) => {
-                let opts = Arc::new(FormatOptions::from_client_metadata(client.metadata()));
-                Response::Query(
-                    arrow_pg::datatypes::df::encode_dataframe(df, format, Some(opts)).await?,
-                )
+                let all_text = (0..df.schema().fields().len())
+                    .all(|i| format.format_for(i) == FieldFormat::Text);
+                let supported = df
+                    .schema()
+                    .fields()
+                    .iter()
+                    .all(|f| pgtext::supports(f.data_type()));
+                if all_text && supported {
+                    Response::Query(encode_text(df, state.session.timezone()).await?)
+                } else {
+                    let opts = Arc::new(FormatOptions::from_client_metadata(client.metadata()));
+                    Response::Query(
+                        arrow_pg::datatypes::df::encode_dataframe(df, format, Some(opts)).await?,
+                    )
+                }
             }
             Outcome::Command { tag, rows } => {
                 let t = match (tag.as_str(), rows) {
@@ -383,7 +399,7 @@ impl QueryHandler {
                     .map(|f| f.name().clone())
                     .collect();
                 let batches = df.execute_stream().await.map_err(|e| to_pg(e.into()))?;
-                let data = copy_out_stream(batches, opts, header);
+                let data = copy_out_stream(batches, opts, header, state.session.timezone());
                 Response::CopyOut(CopyResponse::new(0, columns, data))
             }
         })
@@ -394,6 +410,7 @@ fn copy_out_stream(
     batches: datafusion::execution::SendableRecordBatchStream,
     opts: CopyOptions,
     header: Vec<String>,
+    tz: Tz,
 ) -> impl futures::Stream<Item = PgWireResult<CopyData>> + Send {
     let mut header_line = if opts.header {
         let mut h = Vec::new();
@@ -415,7 +432,7 @@ fn copy_out_stream(
                 for r in 0..batch.num_rows() {
                     let mut line = header_line.take().unwrap_or_default();
                     let one = batch.slice(r, 1);
-                    line.extend(cohortdb_sql::copy::format_batch(&one, &opts));
+                    line.extend(cohortdb_sql::copy::format_batch(&one, &opts, &tz));
                     out.push(Ok(CopyData::new(Bytes::from(line))));
                 }
                 out
@@ -424,6 +441,47 @@ fn copy_out_stream(
         };
         stream::iter(rows)
     })
+}
+
+/// Encodes a result in Postgres text format with cohortdb's formatter
+/// (`cohortdb_sql::pgtext`), matching what PostgreSQL prints.
+async fn encode_text(df: datafusion::dataframe::DataFrame, tz: Tz) -> PgWireResult<QueryResponse> {
+    let fields = Arc::new(arrow_pg::datatypes::arrow_schema_to_pg_fields(
+        df.schema().as_arrow(),
+        &Format::UnifiedText,
+        None,
+    )?);
+    let batches = df.execute_stream().await.map_err(|e| to_pg(e.into()))?;
+    let schema = fields.clone();
+    let rows = batches.flat_map(move |b| {
+        let rows: Vec<PgWireResult<DataRow>> = match b {
+            Ok(batch) => {
+                let mut enc = DataRowEncoder::new(schema.clone());
+                let opts = FormatOptions::default();
+                let mut out = Vec::with_capacity(batch.num_rows());
+                for r in 0..batch.num_rows() {
+                    let mut res = Ok(());
+                    for c in 0..batch.num_columns() {
+                        let cell = pgtext::format_cell(batch.column(c).as_ref(), r, &tz);
+                        res = enc.encode_field_with_type_and_format(
+                            &cell.as_deref(),
+                            &Type::TEXT,
+                            FieldFormat::Text,
+                            &opts,
+                        );
+                        if res.is_err() {
+                            break;
+                        }
+                    }
+                    out.push(res.map(|_| enc.take_row()));
+                }
+                out
+            }
+            Err(e) => vec![Err(to_pg(e.into()))],
+        };
+        stream::iter(rows)
+    });
+    Ok(QueryResponse::new(fields, rows))
 }
 
 #[async_trait]
