@@ -59,9 +59,12 @@ pub fn parse_text(t: DataType, s: &str, tz: &Tz) -> Result<Value, String> {
         DataType::Date => parse_date(st)
             .map(Value::Date)
             .ok_or_else(|| format!("invalid input syntax for type date: \"{s}\"")),
-        DataType::Timestamptz => parse_timestamp_ms(st, tz).map(Value::Ts).ok_or_else(|| {
-            format!("invalid input syntax for type timestamp with time zone: \"{s}\"")
-        }),
+        DataType::Timestamptz => fast_timestamp_ms(st)
+            .or_else(|| parse_timestamp_ms(st, tz))
+            .map(Value::Ts)
+            .ok_or_else(|| {
+                format!("invalid input syntax for type timestamp with time zone: \"{s}\"")
+            }),
     }
 }
 
@@ -137,6 +140,108 @@ fn parse_naive(s: &str) -> Option<NaiveDateTime> {
     NaiveDate::parse_from_str(s, "%Y-%m-%d")
         .ok()
         .and_then(|d| d.and_hms_opt(0, 0, 0))
+}
+
+/// Days since 1970-01-01 of a civil date (proleptic Gregorian).
+pub fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = if y >= 0 { y } else { y - 399 } / 400;
+    let yoe = y - era * 400;
+    let m = m as i64;
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d as i64 - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+#[inline]
+fn digits(b: &[u8]) -> Option<u32> {
+    let mut v = 0u32;
+    for &c in b {
+        if !c.is_ascii_digit() {
+            return None;
+        }
+        v = v * 10 + (c - b'0') as u32;
+    }
+    Some(v)
+}
+
+/// Fast path for `YYYY-MM-DD[ T]HH:MM:SS[.fff…](Z|±HH[[:]MM])`: milliseconds,
+/// or `None` when the text has another shape or no offset (use [`parse_timestamp_ms`]).
+pub fn fast_timestamp_ms(s: &str) -> Option<i64> {
+    let b = s.as_bytes();
+    if b.len() < 20
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || (b[10] != b' ' && b[10] != b'T')
+        || b[13] != b':'
+        || b[16] != b':'
+    {
+        return None;
+    }
+    let (y, mo, d) = (digits(&b[0..4])?, digits(&b[5..7])?, digits(&b[8..10])?);
+    let (h, mi, se) = (
+        digits(&b[11..13])?,
+        digits(&b[14..16])?,
+        digits(&b[17..19])?,
+    );
+    if !(1..=12).contains(&mo) || d == 0 || d > 31 || h > 23 || mi > 59 || se > 60 {
+        return None;
+    }
+    let mut i = 19;
+    let mut ms = 0i64;
+    if b[i] == b'.' {
+        i += 1;
+        let start = i;
+        while i < b.len() && b[i].is_ascii_digit() {
+            i += 1;
+        }
+        let frac = &b[start..i];
+        if frac.is_empty() {
+            return None;
+        }
+        for (k, c) in frac.iter().take(3).enumerate() {
+            ms += ((c - b'0') as i64) * [100, 10, 1][k];
+        }
+    }
+    let off_secs: i64 = match b.get(i)? {
+        b'Z' if i + 1 == b.len() => 0,
+        sign @ (b'+' | b'-') => {
+            let rest = &b[i + 1..];
+            let (hh, mm) = match rest.len() {
+                2 => (digits(rest)?, 0),
+                4 => (digits(&rest[0..2])?, digits(&rest[2..4])?),
+                5 if rest[2] == b':' => (digits(&rest[0..2])?, digits(&rest[3..5])?),
+                _ => return None,
+            };
+            let v = (hh as i64) * 3600 + (mm as i64) * 60;
+            if *sign == b'-' {
+                -v
+            } else {
+                v
+            }
+        }
+        _ => return None,
+    };
+    if d > days_in_month(y as i64, mo) {
+        return None;
+    }
+    let days = days_from_civil(y as i64, mo, d);
+    let secs = days * 86_400 + (h as i64) * 3600 + (mi as i64) * 60 + se as i64 - off_secs;
+    Some(secs * 1000 + ms)
+}
+
+fn days_in_month(y: i64, m: u32) -> u32 {
+    match m {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        _ => {
+            if (y % 4 == 0 && y % 100 != 0) || y % 400 == 0 {
+                29
+            } else {
+                28
+            }
+        }
+    }
 }
 
 /// Formats a timestamp the way Postgres prints `timestamptz` in UTC.
@@ -310,5 +415,16 @@ mod tests {
         assert_eq!(parse_timestamp_ms("2025-06-01 18:00:00", &sh), Some(base));
         assert_eq!(format_ts_utc(base + 250), "2025-06-01 10:00:00.250+00");
         assert!(parse_timestamp_ms("yesterday", &utc).is_none());
+        for t in [
+            "2025-06-01 10:00:00+00",
+            "2025-06-01T18:00:00.250+08:00",
+            "2024-02-29 23:59:59.9Z",
+            "1969-12-31 23:00:00-0130",
+            "2025-06-01 10:00:00.123456+00",
+        ] {
+            assert_eq!(fast_timestamp_ms(t), parse_timestamp_ms(t, &utc), "{t}");
+        }
+        assert_eq!(fast_timestamp_ms("2025-02-30 10:00:00+00"), None);
+        assert_eq!(fast_timestamp_ms("2025-06-01 10:00:00"), None);
     }
 }

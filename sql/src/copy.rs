@@ -1,17 +1,23 @@
 //! `COPY ... FROM STDIN` (text and csv) into contacts, events and user
 //! tables, and row formatting for `COPY ... TO STDOUT`.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use chrono_tz::Tz;
 use cohortdb_storage::{DataType, Store, Value};
 use datafusion::arrow::array::RecordBatch;
 
-use crate::convert::parse_text;
+use cohortdb_storage::catalog::EVENT_CHANNEL_FIELD;
+use cohortdb_storage::codec::put_field;
+use cohortdb_storage::ValueRef;
+
+use crate::convert::{fast_timestamp_ms, parse_text};
 use crate::error::{Result, SqlError};
 use crate::ingest::{
     contact_col_type, event_col_type, ContactIngest, EventIngest, OnError, RowRef, UserRowIngest,
 };
+use crate::layout::EventCol;
 use crate::pgtext::format_cell;
 
 /// COPY data format.
@@ -90,6 +96,9 @@ pub struct CopyIn {
     skipped: u64,
     first_error: Option<String>,
     contact_lock: Arc<tokio::sync::Mutex<()>>,
+    /// For events: the layout column of each input field.
+    event_cols: Vec<EventCol>,
+    row_buf: Vec<u8>,
     /// Number of columns the client sends.
     pub columns: usize,
 }
@@ -104,6 +113,7 @@ impl CopyIn {
         tz: Tz,
         contact_lock: Arc<tokio::sync::Mutex<()>>,
     ) -> Result<CopyIn> {
+        let mut event_layout_cols = Vec::new();
         let (target, all): (Target, Vec<(String, DataType)>) = match table {
             "contacts" => {
                 let ing = ContactIngest::new(store);
@@ -112,6 +122,7 @@ impl CopyIn {
             }
             "events" => {
                 let ing = EventIngest::new(store);
+                event_layout_cols = ing.layout().cols.iter().map(|(_, c)| *c).collect();
                 let cols = ing.layout().cols.iter().map(|(n, c)| (n.clone(), event_col_type(*c))).collect();
                 (Target::Events(ing), cols)
             }
@@ -145,6 +156,11 @@ impl CopyIn {
                 .collect::<Result<_>>()?
         };
         let types = map.iter().map(|i| all[*i].1).collect();
+        let event_cols = if event_layout_cols.is_empty() {
+            vec![]
+        } else {
+            map.iter().map(|i| event_layout_cols[*i]).collect()
+        };
         let names = map.iter().map(|i| all[*i].0.clone()).collect();
         Ok(CopyIn {
             target,
@@ -161,6 +177,8 @@ impl CopyIn {
             skipped: 0,
             first_error: None,
             contact_lock,
+            event_cols,
+            row_buf: Vec::with_capacity(256),
         })
     }
 
@@ -196,7 +214,12 @@ impl CopyIn {
             n: self.line,
             copy_line: true,
         };
-        match self.parse_row(rec, at).and_then(|row| self.push(row, at)) {
+        let res = if matches!(self.target, Target::Events(_)) {
+            self.event_row(rec, at)
+        } else {
+            self.parse_row(rec, at).and_then(|row| self.push(row, at))
+        };
+        match res {
             Ok(()) => {
                 self.rows += 1;
                 Ok(())
@@ -212,7 +235,7 @@ impl CopyIn {
         }
     }
 
-    fn parse_row(&self, rec: &[u8], at: RowRef) -> Result<Vec<Value>> {
+    fn split<'a>(&self, rec: &'a [u8], at: RowRef) -> Result<Vec<Option<Cow<'a, str>>>> {
         let text = std::str::from_utf8(rec)
             .map_err(|_| SqlError::BadCopyFile(format!("{at}: invalid UTF-8 in COPY data")))?;
         let fields = match self.opts.format {
@@ -227,12 +250,79 @@ impl CopyIn {
                 fields.len()
             )));
         }
+        Ok(fields)
+    }
+
+    /// Events: parse each field straight into the stored encoding.
+    fn event_row(&mut self, rec: &[u8], at: RowRef) -> Result<()> {
+        let fields = self.split(rec, at)?;
+        let Target::Events(ing) = &mut self.target else {
+            unreachable!("checked by caller")
+        };
+        let (mut contact, mut event_type, mut ts) = (None, None, None);
+        self.row_buf.clear();
+        for (i, f) in fields.iter().enumerate() {
+            let Some(s) = f.as_deref() else { continue };
+            let bad =
+                |e: String| SqlError::InvalidText(format!("{at}, column {}: {e}", self.names[i]));
+            match self.event_cols[i] {
+                EventCol::ContactId => match s.trim().parse::<i64>() {
+                    Ok(c) if c > 0 => contact = Some(c as u64),
+                    _ => return Err(bad(format!("invalid contact id \"{s}\""))),
+                },
+                EventCol::Event => event_type = Some(ing.event_type_id(s, at)?),
+                EventCol::EventDate => {
+                    ts = Some(match fast_timestamp_ms(s) {
+                        Some(t) => t,
+                        None => {
+                            match parse_text(DataType::Timestamptz, s, &self.tz).map_err(bad)? {
+                                Value::Ts(t) => t,
+                                _ => unreachable!("timestamptz parses to Ts"),
+                            }
+                        }
+                    })
+                }
+                EventCol::EventDay | EventCol::EventAlias => {}
+                EventCol::ChannelId => {
+                    put_field(&mut self.row_buf, EVENT_CHANNEL_FIELD, ValueRef::Str(s))
+                }
+                EventCol::Prop(fid, t) => {
+                    let v = match t {
+                        DataType::Varchar => ValueRef::Str(s),
+                        DataType::Bigint => ValueRef::Int(s.trim().parse().map_err(|_| {
+                            bad(format!("invalid input syntax for type bigint: \"{s}\""))
+                        })?),
+                        DataType::Double => match s.trim().parse::<f64>() {
+                            Ok(v) => ValueRef::Float(v),
+                            Err(_) => match parse_text(t, s, &self.tz).map_err(bad)? {
+                                Value::Float(v) => ValueRef::Float(v),
+                                _ => unreachable!("double parses to Float"),
+                            },
+                        },
+                        other => match parse_text(other, s, &self.tz).map_err(bad)? {
+                            Value::Bool(b) => ValueRef::Bool(b),
+                            Value::Date(d) => ValueRef::Date(d),
+                            Value::Ts(t) => ValueRef::Ts(t),
+                            Value::Int(v) => ValueRef::Int(v),
+                            _ => continue,
+                        },
+                    };
+                    put_field(&mut self.row_buf, fid, v);
+                }
+            }
+        }
+        ing.finish_row(contact, event_type, ts, &self.row_buf, at)
+    }
+
+    fn parse_row(&self, rec: &[u8], at: RowRef) -> Result<Vec<Value>> {
+        let fields = self.split(rec, at)?;
         let mut row = vec![Value::Null; self.width];
         for (i, f) in fields.into_iter().enumerate() {
             if let Some(s) = f {
-                row[self.map[i]] = parse_text(self.types[i], &s, &self.tz).map_err(|e| {
-                    SqlError::InvalidText(format!("{at}, column {}: {e}", self.names[i]))
-                })?;
+                row[self.map[i]] =
+                    parse_text(self.types[i], s.as_ref(), &self.tz).map_err(|e| {
+                        SqlError::InvalidText(format!("{at}, column {}: {e}", self.names[i]))
+                    })?;
             }
         }
         Ok(row)
@@ -321,12 +411,32 @@ fn memchr_newline(buf: &[u8]) -> Option<usize> {
     buf.iter().position(|b| *b == b'\n')
 }
 
-fn split_csv(line: &str, opts: &CopyOptions) -> Vec<Option<String>> {
+fn split_csv<'a>(line: &'a str, opts: &CopyOptions) -> Vec<Option<Cow<'a, str>>> {
     let mut out = Vec::new();
     let bytes = line.as_bytes();
     let (d, q, esc) = (opts.delimiter, opts.quote, opts.escape);
     let mut i = 0;
     loop {
+        let start = i;
+        if !bytes[i..].iter().take_while(|b| **b != d).any(|b| *b == q) {
+            // unquoted field: borrow it
+            let end = bytes[i..]
+                .iter()
+                .position(|b| *b == d)
+                .map_or(bytes.len(), |p| i + p);
+            let f = &line[start..end];
+            out.push(if f == opts.null {
+                None
+            } else {
+                Some(Cow::Borrowed(f))
+            });
+            i = end;
+            if i >= bytes.len() {
+                break;
+            }
+            i += 1;
+            continue;
+        }
         let mut field = Vec::new();
         let mut quoted = false;
         while i < bytes.len() && bytes[i] != d {
@@ -354,7 +464,7 @@ fn split_csv(line: &str, opts: &CopyOptions) -> Vec<Option<String>> {
         out.push(if !quoted && s == opts.null {
             None
         } else {
-            Some(s)
+            Some(Cow::Owned(s))
         });
         if i >= bytes.len() {
             break;
@@ -364,14 +474,14 @@ fn split_csv(line: &str, opts: &CopyOptions) -> Vec<Option<String>> {
     out
 }
 
-fn split_text(line: &str, opts: &CopyOptions) -> Vec<Option<String>> {
+fn split_text<'a>(line: &'a str, opts: &CopyOptions) -> Vec<Option<Cow<'a, str>>> {
     line.split(opts.delimiter as char)
         .map(|raw| {
             if raw == opts.null {
                 return None;
             }
             if !raw.contains('\\') {
-                return Some(raw.to_string());
+                return Some(Cow::Borrowed(raw));
             }
             let mut s = String::with_capacity(raw.len());
             let mut chars = raw.chars();
@@ -391,7 +501,7 @@ fn split_text(line: &str, opts: &CopyOptions) -> Vec<Option<String>> {
                     None => s.push('\\'),
                 }
             }
-            Some(s)
+            Some(Cow::Owned(s))
         })
         .collect()
 }

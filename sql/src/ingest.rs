@@ -370,6 +370,32 @@ impl EventIngest {
                 }
             }
         }
+        let props = std::mem::take(&mut self.scratch);
+        let r = self.finish_row(contact, event_type, ts, &props, at);
+        self.scratch = props;
+        r
+    }
+
+    /// Looks up an event code (fast ingest path).
+    pub fn event_type_id(&self, code: &str, at: RowRef) -> Result<u32> {
+        match self.catalog.event_type(code) {
+            Some(t) => Ok(t.id),
+            None => Err(SqlError::InvalidValue(format!(
+                "invalid value for column event in {at}: '{code}' is not a defined event type (define it with INSERT INTO event_types)"
+            ))),
+        }
+    }
+
+    /// Adds a row whose channel and properties are already encoded in `props`
+    /// (fast ingest path: COPY parses straight into the encoding).
+    pub fn finish_row(
+        &mut self,
+        contact: Option<u64>,
+        event_type: Option<u32>,
+        ts: Option<i64>,
+        props: &[u8],
+        at: RowRef,
+    ) -> Result<()> {
         let contact = contact
             .ok_or_else(|| SqlError::NotNull(format!("{at}: contact_id is required for events")))?;
         let event_type = event_type
@@ -403,7 +429,7 @@ impl EventIngest {
             ts_ms: ts,
             seq,
         };
-        self.batch.put_event(&key, &self.scratch);
+        self.batch.put_event(&key, props);
         self.rows += 1;
         Ok(())
     }
