@@ -9,7 +9,7 @@ use std::sync::Arc;
 use cohortdb_storage::catalog::{Catalog, EVENT_CHANNEL_FIELD};
 use cohortdb_storage::codec::{decode_row, encode_row, put_field};
 use cohortdb_storage::time::utc_day;
-use cohortdb_storage::{Batch, DataType, EventKey, Store, UserTableDef, Value};
+use cohortdb_storage::{Batch, DataType, EventBulk, EventKey, Store, UserTableDef, Value};
 
 use crate::error::{Result, SqlError};
 use crate::layout::{ContactCol, ContactLayout, EventCol, EventLayout};
@@ -257,6 +257,7 @@ pub struct EventIngest {
     catalog: Arc<Catalog>,
     layout: EventLayout,
     batch: Batch,
+    events: EventBulk,
     seq_next: u64,
     seq_end: u64,
     max_seq: u64,
@@ -286,6 +287,7 @@ impl EventIngest {
             catalog,
             layout,
             batch,
+            events: EventBulk::new(),
             seq_next: 0,
             seq_end: 0,
             max_seq: 0,
@@ -429,7 +431,7 @@ impl EventIngest {
             ts_ms: ts,
             seq,
         };
-        self.batch.put_event(&key, props);
+        self.events.push(&key, props);
         self.rows += 1;
         Ok(())
     }
@@ -479,7 +481,7 @@ impl EventIngest {
             }
         }
         self.batch.note_event_seq(self.max_seq);
-        self.store.commit(self.batch).await?;
+        self.store.commit_events(self.events, self.batch).await?;
         Ok(self.rows)
     }
 }

@@ -5,6 +5,7 @@
 //! Layers above (the `sql` crate) see typed rows ([`Value`]) and scans; they
 //! never build RocksDB keys themselves: every key layout is in [`keys`].
 
+pub mod bulk;
 pub mod catalog;
 pub mod codec;
 pub mod error;
@@ -14,6 +15,7 @@ pub mod time;
 pub mod types;
 pub mod writer;
 
+pub use bulk::EventBulk;
 pub use catalog::{Catalog, ColumnDef, EventTypeDef, FieldDef, PropertyDef, UserTableDef};
 pub use codec::{RowReader, Value, ValueRef};
 pub use error::{Result, StorageError};

@@ -11,6 +11,7 @@ use rocksdb::{
     MergeOperands, Options, ReadOptions, WriteBatch, DB,
 };
 
+use crate::bulk::{EventBulk, SST_INGEST_MIN_EVENTS};
 use crate::catalog::{Catalog, CatalogData};
 use crate::error::{Result, StorageError};
 use crate::keys::{self, cf, EventKey};
@@ -70,6 +71,44 @@ impl std::fmt::Debug for Store {
     }
 }
 
+/// Staging directory (inside the data directory) for SST files being ingested.
+const INGEST_DIR: &str = "ingest-staging";
+
+/// Options of a column family (also used to write SST files for ingestion).
+fn cf_options(name: &str, cache: Option<&Cache>) -> Options {
+    let table_opts = |bloom: bool, whole_key: bool| {
+        let mut t = BlockBasedOptions::default();
+        if let Some(cache) = cache {
+            t.set_block_cache(cache);
+        }
+        t.set_cache_index_and_filter_blocks(true);
+        t.set_pin_l0_filter_and_index_blocks_in_cache(true);
+        if bloom {
+            t.set_bloom_filter(10.0, false);
+            t.set_whole_key_filtering(whole_key);
+        }
+        t
+    };
+    let mut o = Options::default();
+    o.set_compression_type(DBCompressionType::Lz4);
+    o.set_bottommost_compression_type(DBCompressionType::Zstd);
+    match name {
+        cf::META => {
+            o.set_merge_operator_associative("max_u64", max_u64_merge);
+            o.set_block_based_table_factory(&table_opts(true, true));
+        }
+        cf::EVENTS => {
+            o.set_prefix_extractor(rocksdb::SliceTransform::create_fixed_prefix(8));
+            o.set_block_based_table_factory(&table_opts(true, false));
+            o.set_write_buffer_size(128 << 20);
+            o.set_max_write_buffer_number(4);
+            o.set_target_file_size_base(128 << 20);
+        }
+        _ => o.set_block_based_table_factory(&table_opts(true, true)),
+    }
+    o
+}
+
 fn max_u64_merge(
     _key: &[u8],
     existing: Option<&[u8]>,
@@ -98,41 +137,11 @@ impl Store {
         db_opts.set_max_background_jobs(2);
         db_opts.set_keep_log_file_num(5);
 
-        let table_opts = |bloom: bool, whole_key: bool| {
-            let mut t = BlockBasedOptions::default();
-            t.set_block_cache(&cache);
-            t.set_cache_index_and_filter_blocks(true);
-            t.set_pin_l0_filter_and_index_blocks_in_cache(true);
-            if bloom {
-                t.set_bloom_filter(10.0, false);
-                t.set_whole_key_filtering(whole_key);
-            }
-            t
-        };
-        let cf_opts = |name: &str| {
-            let mut o = Options::default();
-            o.set_compression_type(DBCompressionType::Lz4);
-            o.set_bottommost_compression_type(DBCompressionType::Zstd);
-            match name {
-                cf::META => {
-                    o.set_merge_operator_associative("max_u64", max_u64_merge);
-                    o.set_block_based_table_factory(&table_opts(true, true));
-                }
-                cf::EVENTS => {
-                    o.set_prefix_extractor(rocksdb::SliceTransform::create_fixed_prefix(8));
-                    o.set_block_based_table_factory(&table_opts(true, false));
-                    o.set_write_buffer_size(128 << 20);
-                    o.set_max_write_buffer_number(4);
-                    o.set_target_file_size_base(128 << 20);
-                }
-                _ => o.set_block_based_table_factory(&table_opts(true, true)),
-            }
-            o
-        };
         let descriptors: Vec<ColumnFamilyDescriptor> = cf::ALL
             .iter()
-            .map(|n| ColumnFamilyDescriptor::new(*n, cf_opts(n)))
+            .map(|n| ColumnFamilyDescriptor::new(*n, cf_options(n, Some(&cache))))
             .collect();
+        let _ = std::fs::remove_dir_all(path.join(INGEST_DIR));
         let db = Arc::new(DB::open_cf_descriptors(&db_opts, path, descriptors)?);
 
         let meta = db.cf_handle(cf::META).expect("meta cf");
@@ -225,6 +234,36 @@ impl Store {
             return Ok(());
         }
         self.writer()?.write(batch.wb).await
+    }
+
+    /// Commits a statement's events together with `batch` (contact updates,
+    /// counters). Large sets are written as sorted SST files and ingested.
+    pub async fn commit_events(&self, events: EventBulk, mut batch: Batch) -> Result<()> {
+        if events.len() < SST_INGEST_MIN_EVENTS {
+            let events_cf = self.cf(cf::EVENTS);
+            events.for_each(|k, v| batch.wb.put_cf(events_cf, k, v));
+            return self.commit(batch).await;
+        }
+        // The sequence counter goes first: after a crash between the steps it
+        // is never below a sequence number present in the events family.
+        let mut pre = self.batch();
+        pre.note_event_seq(events.max_seq());
+        self.commit(pre).await?;
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let dir = self.db.path().join(INGEST_DIR).join(format!(
+            "{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::SeqCst)
+        ));
+        let staging = dir.clone();
+        let files = tokio::task::spawn_blocking(move || {
+            events.write_ssts(&staging, &cf_options(cf::EVENTS, None))
+        })
+        .await
+        .map_err(|e| StorageError::Corrupt(format!("SST writer task failed: {e}")))??;
+        let r = self.writer()?.ingest(files, batch.wb).await;
+        let _ = std::fs::remove_dir_all(&dir);
+        r
     }
 
     /// Reserves `n` new contact ids; the batch that uses them must call

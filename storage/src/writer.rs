@@ -5,6 +5,7 @@
 //! (each stays atomic on its own), then syncs the WAL once for the whole group
 //! (group commit) before acknowledging any of them.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
@@ -28,6 +29,12 @@ pub enum SyncPolicy {
 pub(crate) enum WriteJob {
     /// Commit a batch atomically.
     Batch {
+        batch: WriteBatch,
+        done: oneshot::Sender<Result<()>>,
+    },
+    /// Ingest sorted SST files into the events family, then commit `batch`.
+    Ingest {
+        files: Vec<PathBuf>,
         batch: WriteBatch,
         done: oneshot::Sender<Result<()>>,
     },
@@ -79,6 +86,16 @@ impl WriterHandle {
         rx.await.map_err(|_| StorageError::WriterClosed)?
     }
 
+    /// Ingests SST files of events (atomically), then commits `batch`.
+    pub(crate) async fn ingest(&self, files: Vec<PathBuf>, batch: WriteBatch) -> Result<()> {
+        let (done, rx) = oneshot::channel();
+        self.tx
+            .send(WriteJob::Ingest { files, batch, done })
+            .await
+            .map_err(|_| StorageError::WriterClosed)?;
+        rx.await.map_err(|_| StorageError::WriterClosed)?
+    }
+
     /// Blocking variant for non-async callers (start-up, tests).
     pub fn write_blocking(&self, batch: WriteBatch) -> Result<()> {
         let (done, rx) = oneshot::channel();
@@ -102,6 +119,11 @@ fn commit_group(db: &DB, policy: SyncPolicy, group: &mut Vec<WriteJob>) {
                 any_ok |= r.is_ok();
                 results.push((done, r));
             }
+            WriteJob::Ingest { files, batch, done } => {
+                let r = ingest(db, &files, batch);
+                any_ok |= r.is_ok();
+                results.push((done, r));
+            }
         }
     }
     if any_ok && policy == SyncPolicy::Statement {
@@ -118,4 +140,17 @@ fn commit_group(db: &DB, policy: SyncPolicy, group: &mut Vec<WriteJob>) {
     for (done, r) in results {
         let _ = done.send(r);
     }
+}
+
+fn ingest(db: &DB, files: &[PathBuf], batch: WriteBatch) -> Result<()> {
+    let cf = db
+        .cf_handle(crate::keys::cf::EVENTS)
+        .ok_or_else(|| StorageError::Corrupt("events column family missing".into()))?;
+    let mut opts = rocksdb::IngestExternalFileOptions::default();
+    opts.set_move_files(true);
+    db.ingest_external_file_cf_opts(cf, &opts, files.to_vec())?;
+    let mut wo = WriteOptions::default();
+    wo.set_sync(false);
+    db.write_opt(batch, &wo)?;
+    Ok(())
 }

@@ -1,0 +1,109 @@
+//! Bulk event loading: a statement's events are staged in one arena, and a
+//! large statement is written as sorted SST files that RocksDB ingests
+//! atomically (no WAL, no memtable, no flush or re-compaction of the data).
+
+use std::path::{Path, PathBuf};
+
+use rocksdb::{Options, SstFileWriter};
+
+use crate::error::Result;
+use crate::keys::{EventKey, EVENT_KEY_LEN};
+
+/// Statements with at least this many events are ingested as SST files.
+pub const SST_INGEST_MIN_EVENTS: usize = 50_000;
+/// Largest SST file written by one ingest.
+const SST_FILE_BYTES: u64 = 256 << 20;
+
+struct Entry {
+    key: [u8; EVENT_KEY_LEN],
+    off: u64,
+    len: u32,
+}
+
+/// Events of one statement, in arrival order.
+#[derive(Default)]
+pub struct EventBulk {
+    index: Vec<Entry>,
+    arena: Vec<u8>,
+    max_seq: u64,
+}
+
+impl EventBulk {
+    /// An empty set.
+    pub fn new() -> Self {
+        EventBulk::default()
+    }
+
+    /// Stages one event.
+    #[inline]
+    pub fn push(&mut self, key: &EventKey, value: &[u8]) {
+        self.index.push(Entry {
+            key: key.encode(),
+            off: self.arena.len() as u64,
+            len: value.len() as u32,
+        });
+        self.arena.extend_from_slice(value);
+        self.max_seq = self.max_seq.max(key.seq);
+    }
+
+    /// Highest sequence number staged.
+    pub fn max_seq(&self) -> u64 {
+        self.max_seq
+    }
+
+    /// Number of events.
+    pub fn len(&self) -> usize {
+        self.index.len()
+    }
+
+    /// True when empty.
+    pub fn is_empty(&self) -> bool {
+        self.index.is_empty()
+    }
+
+    /// Memory held, in bytes.
+    pub fn bytes(&self) -> usize {
+        self.arena.len() + self.index.len() * std::mem::size_of::<Entry>()
+    }
+
+    /// Visits the staged events in arrival order.
+    pub fn for_each(&self, mut f: impl FnMut(&[u8; EVENT_KEY_LEN], &[u8])) {
+        for e in &self.index {
+            f(
+                &e.key,
+                &self.arena[e.off as usize..e.off as usize + e.len as usize],
+            );
+        }
+    }
+
+    /// Sorts the events and writes them as SST files in `dir`.
+    pub(crate) fn write_ssts(mut self, dir: &Path, opts: &Options) -> Result<Vec<PathBuf>> {
+        std::fs::create_dir_all(dir)?;
+        self.index.sort_unstable_by(|a, b| a.key.cmp(&b.key));
+        let mut files = Vec::new();
+        let mut writer: Option<SstFileWriter> = None;
+        for e in &self.index {
+            if writer
+                .as_ref()
+                .is_some_and(|w| w.file_size() >= SST_FILE_BYTES)
+            {
+                if let Some(mut w) = writer.take() {
+                    w.finish()?;
+                }
+            }
+            if writer.is_none() {
+                let path = dir.join(format!("events-{:04}.sst", files.len()));
+                let w = SstFileWriter::create(opts);
+                w.open(&path)?;
+                files.push(path);
+                writer = Some(w);
+            }
+            let v = &self.arena[e.off as usize..e.off as usize + e.len as usize];
+            writer.as_mut().expect("writer open").put(e.key, v)?;
+        }
+        if let Some(mut w) = writer.take() {
+            w.finish()?;
+        }
+        Ok(files)
+    }
+}
