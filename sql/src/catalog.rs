@@ -37,6 +37,8 @@ pub struct TableEnv {
     pub tz: Tz,
     /// Serialises read-modify-write of contact rows.
     pub contact_lock: Arc<tokio::sync::Mutex<()>>,
+    /// Session time zone name carried by TIMESTAMPTZ columns.
+    pub session_tz: Arc<str>,
 }
 
 /// Catalog provider for the single database.
@@ -91,36 +93,18 @@ impl CohortSchema {
     fn provider(&self, name: &str) -> Option<Arc<dyn TableProvider>> {
         let e = &self.env;
         Some(match name {
-            "contacts" => Arc::new(ContactsTable::new(
-                e.store.clone(),
-                false,
-                e.contact_lock.clone(),
-            )),
-            "contact_view" => Arc::new(ContactsTable::new(
-                e.store.clone(),
-                true,
-                e.contact_lock.clone(),
-            )),
-            "events" => Arc::new(EventsTable::new(
-                e.store.clone(),
-                false,
-                e.tz,
-                e.contact_lock.clone(),
-            )),
-            "event_view" => Arc::new(EventsTable::new(
-                e.store.clone(),
-                true,
-                e.tz,
-                e.contact_lock.clone(),
-            )),
+            "contacts" => Arc::new(ContactsTable::new(e, false)),
+            "contact_view" => Arc::new(ContactsTable::new(e, true)),
+            "events" => Arc::new(EventsTable::new(e, false)),
+            "event_view" => Arc::new(EventsTable::new(e, true)),
             "event_types" => Arc::new(MetaTable::new(e.store.clone(), MetaKind::EventTypes)),
             "event_properties" => {
                 Arc::new(MetaTable::new(e.store.clone(), MetaKind::EventProperties))
             }
-            "identities" => Arc::new(IdentitiesTable::new(e.store.clone())),
+            "identities" => Arc::new(IdentitiesTable::new(e.store.clone(), e.session_tz.clone())),
             other => {
                 let def = e.store.catalog().table(other)?.clone();
-                Arc::new(UserTable::new(e.store.clone(), def))
+                Arc::new(UserTable::new(e.store.clone(), def, &e.session_tz))
             }
         })
     }

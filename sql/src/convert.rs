@@ -18,15 +18,21 @@ use datafusion::arrow::datatypes::{
 /// Time zone attached to every TIMESTAMPTZ column.
 pub const TS_TZ: &str = "+00:00";
 
-/// The Arrow type of a column type.
+/// The Arrow type of a column type (timestamps tagged UTC).
 pub fn arrow_type(t: DataType) -> ArrowType {
+    arrow_type_in(t, TS_TZ)
+}
+
+/// The Arrow type of a column type; TIMESTAMPTZ carries `tz`, the session time
+/// zone, so text without an offset is read in it (as Postgres does).
+pub fn arrow_type_in(t: DataType, tz: &str) -> ArrowType {
     match t {
         DataType::Varchar => ArrowType::Utf8,
         DataType::Bigint => ArrowType::Int64,
         DataType::Double => ArrowType::Float64,
         DataType::Boolean => ArrowType::Boolean,
         DataType::Date => ArrowType::Date32,
-        DataType::Timestamptz => ArrowType::Timestamp(TimeUnit::Millisecond, Some(TS_TZ.into())),
+        DataType::Timestamptz => ArrowType::Timestamp(TimeUnit::Millisecond, Some(tz.into())),
     }
 }
 
@@ -331,17 +337,22 @@ pub enum ColumnBuilder {
 }
 
 impl ColumnBuilder {
-    /// A builder for `t` with room for `cap` rows.
+    /// A builder for `t` with room for `cap` rows (timestamps tagged UTC).
     pub fn new(t: DataType, cap: usize) -> ColumnBuilder {
+        Self::new_in(t, cap, TS_TZ)
+    }
+
+    /// A builder whose timestamps carry time zone `tz`.
+    pub fn new_in(t: DataType, cap: usize, tz: &str) -> ColumnBuilder {
         match t {
             DataType::Varchar => ColumnBuilder::Str(StringBuilder::with_capacity(cap, cap * 8)),
             DataType::Bigint => ColumnBuilder::Int(Int64Builder::with_capacity(cap)),
             DataType::Double => ColumnBuilder::Float(Float64Builder::with_capacity(cap)),
             DataType::Boolean => ColumnBuilder::Bool(BooleanBuilder::with_capacity(cap)),
             DataType::Date => ColumnBuilder::Date(Date32Builder::with_capacity(cap)),
-            DataType::Timestamptz => ColumnBuilder::Ts(
-                TimestampMillisecondBuilder::with_capacity(cap).with_timezone(TS_TZ),
-            ),
+            DataType::Timestamptz => {
+                ColumnBuilder::Ts(TimestampMillisecondBuilder::with_capacity(cap).with_timezone(tz))
+            }
         }
     }
 

@@ -111,6 +111,7 @@ impl Engine {
             store: store.clone(),
             tz: config.timezone,
             contact_lock: Arc::new(tokio::sync::Mutex::new(())),
+            session_tz: config.timezone.name().into(),
         };
         base.register_catalog(DATABASE, Arc::new(CohortCatalog::new(env.clone())));
         setup_pg_catalog(&base, DATABASE, EmptyContextProvider)
@@ -134,12 +135,41 @@ impl Engine {
         self.env.contact_lock.clone()
     }
 
+    /// A DataFusion context for a session in time zone `tz`: its own catalog
+    /// list whose TIMESTAMPTZ columns carry `tz`, sharing everything else.
+    fn session_context(&self, tz: Tz) -> SessionContext {
+        use datafusion::catalog::{
+            CatalogProvider, CatalogProviderList, MemoryCatalogProviderList,
+        };
+        let catalog = CohortCatalog::new(TableEnv {
+            session_tz: tz.name().into(),
+            ..self.env.clone()
+        });
+        if let Some(pg) = self
+            .base
+            .catalog(DATABASE)
+            .and_then(|c| c.schema("pg_catalog"))
+        {
+            let _ = catalog.register_schema("pg_catalog", pg);
+        }
+        let list = Arc::new(MemoryCatalogProviderList::new());
+        list.register_catalog(DATABASE.to_string(), Arc::new(catalog));
+        let mut state =
+            datafusion::execution::session_state::SessionStateBuilder::new_from_existing(
+                self.base.state(),
+            )
+            .with_catalog_list(list)
+            .build();
+        state.config_mut().options_mut().execution.time_zone = Some(tz.name().to_string());
+        SessionContext::new_with_state(state)
+    }
+
     /// A new session (one per connection).
     pub fn session(self: &Arc<Self>) -> Session {
-        let ctx = SessionContext::new_with_state(self.base.state());
+        let ctx = self.session_context(self.env.tz);
         Session {
             engine: self.clone(),
-            ctx,
+            ctx: std::sync::RwLock::new(ctx),
             settings: Mutex::new(HashMap::new()),
             tz: Mutex::new(self.env.tz),
         }
@@ -189,7 +219,7 @@ fn extract_on_error(sql: &str) -> (String, Option<OnError>) {
 /// Per-connection state: settings, time zone, its DataFusion context.
 pub struct Session {
     engine: Arc<Engine>,
-    ctx: SessionContext,
+    ctx: std::sync::RwLock<SessionContext>,
     settings: Mutex<HashMap<String, String>>,
     tz: Mutex<Tz>,
 }
@@ -218,8 +248,8 @@ impl Session {
     }
 
     /// This session's DataFusion context.
-    pub fn context(&self) -> &SessionContext {
-        &self.ctx
+    pub fn context(&self) -> SessionContext {
+        self.ctx.read().expect("context lock").clone()
     }
 
     /// The session time zone.
@@ -261,7 +291,7 @@ impl Session {
     pub async fn prepare(&self, stmt: Statement) -> Result<Prepared> {
         let plan = if is_datafusion_statement(&stmt) {
             Some(
-                self.ctx
+                self.context()
                     .state()
                     .statement_to_plan(datafusion::sql::parser::Statement::Statement(Box::new(
                         stmt.clone(),
@@ -294,7 +324,7 @@ impl Session {
     }
 
     async fn run_plan(&self, stmt: &Statement, plan: LogicalPlan) -> Result<Outcome> {
-        let df = self.ctx.execute_logical_plan(plan).await?;
+        let df = self.context().execute_logical_plan(plan).await?;
         let tag = match stmt {
             Statement::Insert(_) => "INSERT",
             Statement::Update { .. } => "UPDATE",
@@ -466,7 +496,9 @@ impl Session {
                         "unrecognized configuration parameter \"{name}\""
                     ))
                 })?;
-                let df = self.ctx.read_batch(single_text_batch(&lname, &value)?)?;
+                let df = self
+                    .context()
+                    .read_batch(single_text_batch(&lname, &value)?)?;
                 Ok(Outcome::Rows(df))
             }
             Statement::StartTransaction { .. } => Ok(Outcome::Command {
@@ -491,7 +523,7 @@ impl Session {
             Statement::Call(f) => crate::procedures::call(self, f).await,
             _ if is_datafusion_statement(&stmt) => {
                 let plan = self
-                    .ctx
+                    .context()
                     .state()
                     .statement_to_plan(datafusion::sql::parser::Statement::Statement(Box::new(
                         stmt.clone(),
@@ -555,13 +587,7 @@ impl Session {
                 SqlError::InvalidValue(format!("invalid value for parameter \"TimeZone\": \"{v}\" (use an IANA name such as Asia/Shanghai or UTC)"))
             })?;
             *self.tz.lock().expect("tz") = tz;
-            self.ctx
-                .state_ref()
-                .write()
-                .config_mut()
-                .options_mut()
-                .execution
-                .time_zone = Some(tz.name().to_string());
+            *self.ctx.write().expect("context lock") = self.engine.session_context(tz);
             return Ok(Outcome::ParameterChanged {
                 tag: "SET".into(),
                 name: "TimeZone".into(),
@@ -753,7 +779,7 @@ impl Session {
                     }
                     CopySource::Query(q) => q.to_string(),
                 };
-                let df = self.ctx.sql(&sql).await?;
+                let df = self.context().sql(&sql).await?;
                 Ok(Outcome::CopyOut { df, opts })
             }
             _ => Err(SqlError::Unsupported("COPY supports FROM STDIN and TO STDOUT only (files are read by the client, e.g. psql \\copy)".into())),

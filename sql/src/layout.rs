@@ -7,7 +7,7 @@ use cohortdb_storage::catalog::Catalog;
 use cohortdb_storage::DataType;
 use datafusion::arrow::datatypes::{Field, Schema, SchemaRef};
 
-use crate::convert::arrow_type;
+use crate::convert::arrow_type_in;
 
 /// Where a `contacts` column lives.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -29,11 +29,18 @@ pub struct ContactLayout {
     pub field_count: usize,
     /// Arrow schema.
     pub schema: SchemaRef,
+    /// Time zone carried by TIMESTAMPTZ columns.
+    pub tz: String,
 }
 
 impl ContactLayout {
-    /// Builds the layout from the catalog.
+    /// Builds the layout from the catalog (timestamps tagged UTC).
     pub fn new(cat: &Catalog) -> ContactLayout {
+        Self::new_in(cat, crate::convert::TS_TZ)
+    }
+
+    /// Builds the layout; TIMESTAMPTZ columns carry time zone `tz`.
+    pub fn new_in(cat: &Catalog, tz: &str) -> ContactLayout {
         let fields = &cat.data().contact_fields;
         let mut cols = vec![("id".to_string(), ContactCol::Id)];
         for (i, f) in fields.iter().enumerate().filter(|(_, f)| !f.custom) {
@@ -48,7 +55,7 @@ impl ContactLayout {
                 .map(|(n, c)| {
                     let t = match c {
                         ContactCol::Id => datafusion::arrow::datatypes::DataType::Int64,
-                        ContactCol::Field(_, t) => arrow_type(*t),
+                        ContactCol::Field(_, t) => arrow_type_in(*t, tz),
                         ContactCol::IsIdentified => datafusion::arrow::datatypes::DataType::Boolean,
                     };
                     Field::new(n, t, true)
@@ -59,6 +66,7 @@ impl ContactLayout {
             cols,
             field_count: fields.len(),
             schema,
+            tz: tz.to_string(),
         }
     }
 
@@ -96,11 +104,18 @@ pub struct EventLayout {
     pub schema: SchemaRef,
     /// True for `event_view`.
     pub view: bool,
+    /// Time zone carried by TIMESTAMPTZ columns.
+    pub tz: String,
 }
 
 impl EventLayout {
-    /// Builds the layout; `view` adds `event_alias`.
+    /// Builds the layout; `view` adds `event_alias` (timestamps tagged UTC).
     pub fn new(cat: &Catalog, view: bool) -> EventLayout {
+        Self::new_in(cat, view, crate::convert::TS_TZ)
+    }
+
+    /// Builds the layout; TIMESTAMPTZ columns carry time zone `tz`.
+    pub fn new_in(cat: &Catalog, view: bool, tz: &str) -> EventLayout {
         use datafusion::arrow::datatypes::DataType as A;
         let mut cols = vec![
             ("contact_id".to_string(), EventCol::ContactId),
@@ -121,15 +136,20 @@ impl EventLayout {
                     let t = match c {
                         EventCol::ContactId => A::Int64,
                         EventCol::Event | EventCol::EventAlias | EventCol::ChannelId => A::Utf8,
-                        EventCol::EventDate => arrow_type(DataType::Timestamptz),
+                        EventCol::EventDate => arrow_type_in(DataType::Timestamptz, tz),
                         EventCol::EventDay => A::Date32,
-                        EventCol::Prop(_, t) => arrow_type(*t),
+                        EventCol::Prop(_, t) => arrow_type_in(*t, tz),
                     };
                     Field::new(n, t, true)
                 })
                 .collect::<Vec<_>>(),
         ));
-        EventLayout { cols, schema, view }
+        EventLayout {
+            cols,
+            schema,
+            view,
+            tz: tz.to_string(),
+        }
     }
 
     /// Index of a column by name.
@@ -138,11 +158,11 @@ impl EventLayout {
     }
 }
 
-/// Arrow schema of a user table.
-pub fn user_table_schema(cols: &[cohortdb_storage::ColumnDef]) -> SchemaRef {
+/// Arrow schema of a user table; TIMESTAMPTZ columns carry time zone `tz`.
+pub fn user_table_schema(cols: &[cohortdb_storage::ColumnDef], tz: &str) -> SchemaRef {
     Arc::new(Schema::new(
         cols.iter()
-            .map(|c| Field::new(&c.name, arrow_type(c.data_type), true))
+            .map(|c| Field::new(&c.name, arrow_type_in(c.data_type, tz), true))
             .collect::<Vec<_>>(),
     ))
 }

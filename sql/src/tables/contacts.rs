@@ -39,14 +39,14 @@ pub struct ContactsTable {
 }
 
 impl ContactsTable {
-    /// A provider over the current catalog.
-    pub fn new(store: Arc<Store>, view: bool, contact_lock: Arc<tokio::sync::Mutex<()>>) -> Self {
-        let layout = ContactLayout::new(&store.catalog());
+    /// A provider over the current catalog, for a session in `env.session_tz`.
+    pub fn new(env: &crate::catalog::TableEnv, view: bool) -> Self {
+        let layout = ContactLayout::new_in(&env.store.catalog(), &env.session_tz);
         ContactsTable {
-            store,
+            store: env.store.clone(),
             layout,
             view,
-            contact_lock,
+            contact_lock: env.contact_lock.clone(),
         }
     }
 
@@ -77,7 +77,7 @@ pub fn contact_batches(
                     ContactBuilder::Bool(BooleanBuilder::with_capacity(SCAN_BATCH_ROWS))
                 }
                 ContactCol::Field(_, t) => {
-                    ContactBuilder::Col(ColumnBuilder::new(*t, SCAN_BATCH_ROWS))
+                    ContactBuilder::Col(ColumnBuilder::new_in(*t, SCAN_BATCH_ROWS, &layout.tz))
                 }
             })
             .collect()

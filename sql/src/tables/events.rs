@@ -32,7 +32,7 @@ use datafusion::physical_plan::{
 
 use super::contacts::ids_from_filters;
 use super::IngestSink;
-use crate::convert::{date_from_days, days_from_date, value_at, ColumnBuilder, TS_TZ};
+use crate::convert::{date_from_days, days_from_date, value_at, ColumnBuilder};
 use crate::error::SqlError;
 use crate::ingest::{event_col_type, EventIngest, RowRef};
 use crate::layout::{EventCol, EventLayout};
@@ -51,18 +51,17 @@ pub struct EventsTable {
 
 impl EventsTable {
     /// A provider; `tz` is the server time zone that defines `event_day`.
-    pub fn new(
-        store: Arc<Store>,
-        view: bool,
-        tz: Tz,
-        contact_lock: Arc<tokio::sync::Mutex<()>>,
-    ) -> Self {
-        let layout = Arc::new(EventLayout::new(&store.catalog(), view));
+    pub fn new(env: &crate::catalog::TableEnv, view: bool) -> Self {
+        let layout = Arc::new(EventLayout::new_in(
+            &env.store.catalog(),
+            view,
+            &env.session_tz,
+        ));
         EventsTable {
-            store,
+            store: env.store.clone(),
             layout,
-            tz,
-            contact_lock,
+            tz: env.tz,
+            contact_lock: env.contact_lock.clone(),
         }
     }
 }
@@ -98,7 +97,25 @@ fn col_name(e: &Expr) -> Option<&str> {
 }
 
 /// A literal as milliseconds (timestamps) or days (dates).
-fn lit_ts(e: &Expr, tz: &Tz) -> Option<i64> {
+/// A literal as a range of milliseconds it may denote: exact for timestamps,
+/// widened by a day for dates and text (their zone may differ from `tz`).
+fn lit_ts(e: &Expr, tz: &Tz) -> Option<(i64, i64)> {
+    const DAY: i64 = 86_400_000;
+    let exact = matches!(
+        e,
+        Expr::Literal(
+            ScalarValue::TimestampMillisecond(..)
+                | ScalarValue::TimestampMicrosecond(..)
+                | ScalarValue::TimestampNanosecond(..)
+                | ScalarValue::TimestampSecond(..),
+            _
+        )
+    );
+    let t = lit_ts_point(e, tz)?;
+    Some(if exact { (t, t) } else { (t - DAY, t + DAY) })
+}
+
+fn lit_ts_point(e: &Expr, tz: &Tz) -> Option<i64> {
     match e {
         Expr::Literal(v, _) => match v {
             ScalarValue::TimestampMillisecond(Some(x), _) => Some(*x),
@@ -111,8 +128,8 @@ fn lit_ts(e: &Expr, tz: &Tz) -> Option<i64> {
             }
             _ => None,
         },
-        Expr::Cast(c) => lit_ts(&c.expr, tz),
-        Expr::TryCast(c) => lit_ts(&c.expr, tz),
+        Expr::Cast(c) => lit_ts_point(&c.expr, tz),
+        Expr::TryCast(c) => lit_ts_point(&c.expr, tz),
         _ => None,
     }
 }
@@ -159,17 +176,17 @@ fn analyze(e: &Expr, p: &mut Pushdown, tz: &Tz) -> Option<Kind> {
                     Some(Kind::Exact)
                 }
                 ("event_date", _) => {
-                    let t = lit_ts(lit, tz)?;
+                    let (lo, hi) = lit_ts(lit, tz)?;
                     match op {
                         Operator::Eq => {
-                            p.ts_lo = Some(p.ts_lo.map_or(t, |x| x.max(t)));
-                            p.ts_hi = Some(p.ts_hi.map_or(t, |x| x.min(t)));
+                            p.ts_lo = Some(p.ts_lo.map_or(lo, |x| x.max(lo)));
+                            p.ts_hi = Some(p.ts_hi.map_or(hi, |x| x.min(hi)));
                         }
                         Operator::Gt | Operator::GtEq => {
-                            p.ts_lo = Some(p.ts_lo.map_or(t, |x| x.max(t)))
+                            p.ts_lo = Some(p.ts_lo.map_or(lo, |x| x.max(lo)))
                         }
                         Operator::Lt | Operator::LtEq => {
-                            p.ts_hi = Some(p.ts_hi.map_or(t, |x| x.min(t)))
+                            p.ts_hi = Some(p.ts_hi.map_or(hi, |x| x.min(hi)))
                         }
                         _ => return None,
                     }
@@ -212,7 +229,7 @@ fn analyze(e: &Expr, p: &mut Pushdown, tz: &Tz) -> Option<Kind> {
             high,
         }) => match col_name(expr)? {
             "event_date" => {
-                let (lo, hi) = (lit_ts(low, tz)?, lit_ts(high, tz)?);
+                let (lo, hi) = (lit_ts(low, tz)?.0, lit_ts(high, tz)?.1);
                 p.ts_lo = Some(p.ts_lo.map_or(lo, |x| x.max(lo)));
                 p.ts_hi = Some(p.ts_hi.map_or(hi, |x| x.min(hi)));
                 Some(Kind::Inexact)
@@ -647,7 +664,7 @@ impl BatchReader {
                 EventCol::EventAlias => OutCol::Alias(StringBuilder::new()),
                 EventCol::EventDate => OutCol::Date(
                     TimestampMillisecondBuilder::with_capacity(EVENT_BATCH_ROWS)
-                        .with_timezone(TS_TZ),
+                        .with_timezone(layout.tz.as_str()),
                 ),
                 EventCol::EventDay => OutCol::Day(Date32Builder::with_capacity(EVENT_BATCH_ROWS)),
                 EventCol::ChannelId => {
@@ -658,7 +675,7 @@ impl BatchReader {
                     if (fid as usize) < field_slot.len() {
                         field_slot[fid as usize] = Some(i);
                     }
-                    OutCol::Prop(ColumnBuilder::new(t, EVENT_BATCH_ROWS))
+                    OutCol::Prop(ColumnBuilder::new_in(t, EVENT_BATCH_ROWS, &layout.tz))
                 }
             };
             cols.push(c);

@@ -14,22 +14,23 @@ use datafusion::logical_expr::Expr;
 use datafusion::physical_plan::ExecutionPlan;
 
 use super::memory_exec;
-use crate::convert::{arrow_type, TS_TZ};
+use crate::convert::arrow_type_in;
 
 /// The identities table.
 #[derive(Debug)]
 pub struct IdentitiesTable {
     store: Arc<Store>,
+    tz: Arc<str>,
 }
 
 impl IdentitiesTable {
-    /// Provider over `store`.
-    pub fn new(store: Arc<Store>) -> Self {
-        IdentitiesTable { store }
+    /// Provider over `store`; `created_at` carries time zone `tz`.
+    pub fn new(store: Arc<Store>, tz: Arc<str>) -> Self {
+        IdentitiesTable { store, tz }
     }
 }
 
-fn schema() -> SchemaRef {
+fn schema(tz: &str) -> SchemaRef {
     Arc::new(Schema::new(vec![
         Field::new("contact_id", A::Int64, false),
         Field::new("id_type", A::Utf8, false),
@@ -37,7 +38,7 @@ fn schema() -> SchemaRef {
         Field::new("id_value", A::Utf8, false),
         Field::new(
             "created_at",
-            arrow_type(cohortdb_storage::DataType::Timestamptz),
+            arrow_type_in(cohortdb_storage::DataType::Timestamptz, tz),
             true,
         ),
     ]))
@@ -46,7 +47,7 @@ fn schema() -> SchemaRef {
 #[async_trait::async_trait]
 impl TableProvider for IdentitiesTable {
     fn schema(&self) -> SchemaRef {
-        schema()
+        schema(&self.tz)
     }
     fn table_type(&self) -> TableType {
         TableType::Base
@@ -64,7 +65,7 @@ impl TableProvider for IdentitiesTable {
             StringBuilder::new(),
             StringBuilder::new(),
         );
-        let mut ts = TimestampMillisecondBuilder::new().with_timezone(TS_TZ);
+        let mut ts = TimestampMillisecondBuilder::new().with_timezone(self.tz.as_ref());
         self.store
             .scan_identities(&mut |id_type, channel, value, contact, created| {
                 c.append_value(contact as i64);
@@ -76,7 +77,7 @@ impl TableProvider for IdentitiesTable {
             })
             .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))?;
         let batch = RecordBatch::try_new(
-            schema(),
+            schema(&self.tz),
             vec![
                 Arc::new(c.finish()),
                 Arc::new(t.finish()),
@@ -85,6 +86,6 @@ impl TableProvider for IdentitiesTable {
                 Arc::new(ts.finish()),
             ],
         )?;
-        memory_exec(schema(), vec![batch], projection)
+        memory_exec(schema(&self.tz), vec![batch], projection)
     }
 }

@@ -27,13 +27,19 @@ pub struct UserTable {
     store: Arc<Store>,
     def: UserTableDef,
     schema: SchemaRef,
+    tz: String,
 }
 
 impl UserTable {
     /// Provider for `def`.
-    pub fn new(store: Arc<Store>, def: UserTableDef) -> Self {
-        let schema = user_table_schema(&def.columns);
-        UserTable { store, def, schema }
+    pub fn new(store: Arc<Store>, def: UserTableDef, tz: &str) -> Self {
+        let schema = user_table_schema(&def.columns, tz);
+        UserTable {
+            store,
+            def,
+            schema,
+            tz: tz.to_string(),
+        }
     }
 }
 
@@ -43,11 +49,12 @@ fn table_batch(
     def: &UserTableDef,
     schema: &SchemaRef,
     with_row_id: bool,
+    tz: &str,
 ) -> Result<RecordBatch> {
     let mut builders: Vec<ColumnBuilder> = def
         .columns
         .iter()
-        .map(|c| ColumnBuilder::new(c.data_type, 1024))
+        .map(|c| ColumnBuilder::new_in(c.data_type, 1024, tz))
         .collect();
     let mut row_ids = Vec::new();
     store.scan_user_rows(def.id, &mut |row_id, bytes| {
@@ -86,7 +93,7 @@ impl TableProvider for UserTable {
         _filters: &[Expr],
         _limit: Option<usize>,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
-        let batch = table_batch(&self.store, &self.def, &self.schema, false)?;
+        let batch = table_batch(&self.store, &self.def, &self.schema, false, &self.tz)?;
         memory_exec(self.schema.clone(), vec![batch], projection)
     }
 
@@ -139,13 +146,19 @@ impl TableProvider for UserTable {
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
         let pred = physical_predicate(state, &self.schema, filters)?;
         let (store, def, schema) = (self.store.clone(), self.def.clone(), self.schema.clone());
+        let tz = self.tz.clone();
         Ok(DmlExec::new(
             format!("CohortDelete: table={}", self.def.name),
             Arc::new(move || {
-                let (store, def, schema, pred) =
-                    (store.clone(), def.clone(), schema.clone(), pred.clone());
+                let (store, def, schema, pred, tz) = (
+                    store.clone(),
+                    def.clone(),
+                    schema.clone(),
+                    pred.clone(),
+                    tz.clone(),
+                );
                 Box::pin(async move {
-                    let full = table_batch(&store, &def, &schema, true)?;
+                    let full = table_batch(&store, &def, &schema, true, &tz)?;
                     let visible = full.project(&(0..def.columns.len()).collect::<Vec<_>>())?;
                     let hit = match &pred {
                         None => full.clone(),
