@@ -411,6 +411,12 @@ fn memchr_newline(buf: &[u8]) -> Option<usize> {
     buf.iter().position(|b| *b == b'\n')
 }
 
+/// True when `f` is the NULL marker (checked by length first: most fields are not).
+#[inline]
+fn is_null_marker(f: &str, null: &str) -> bool {
+    f.len() == null.len() && (f.is_empty() || f == null)
+}
+
 fn split_csv<'a>(line: &'a str, opts: &CopyOptions) -> Vec<Option<Cow<'a, str>>> {
     let mut out = Vec::new();
     let bytes = line.as_bytes();
@@ -418,14 +424,15 @@ fn split_csv<'a>(line: &'a str, opts: &CopyOptions) -> Vec<Option<Cow<'a, str>>>
     let mut i = 0;
     loop {
         let start = i;
-        if !bytes[i..].iter().take_while(|b| **b != d).any(|b| *b == q) {
+        let stop = bytes[i..]
+            .iter()
+            .position(|b| *b == d || *b == q)
+            .map_or(bytes.len(), |p| i + p);
+        if stop == bytes.len() || bytes[stop] == d {
             // unquoted field: borrow it
-            let end = bytes[i..]
-                .iter()
-                .position(|b| *b == d)
-                .map_or(bytes.len(), |p| i + p);
+            let end = stop;
             let f = &line[start..end];
-            out.push(if f == opts.null {
+            out.push(if is_null_marker(f, &opts.null) {
                 None
             } else {
                 Some(Cow::Borrowed(f))
@@ -477,7 +484,7 @@ fn split_csv<'a>(line: &'a str, opts: &CopyOptions) -> Vec<Option<Cow<'a, str>>>
 fn split_text<'a>(line: &'a str, opts: &CopyOptions) -> Vec<Option<Cow<'a, str>>> {
     line.split(opts.delimiter as char)
         .map(|raw| {
-            if raw == opts.null {
+            if is_null_marker(raw, &opts.null) {
                 return None;
             }
             if !raw.contains('\\') {

@@ -14,9 +14,14 @@ pub const SST_INGEST_MIN_EVENTS: usize = 50_000;
 /// Largest SST file written by one ingest.
 const SST_FILE_BYTES: u64 = 256 << 20;
 
+/// Size of one arena chunk: values are appended to fixed chunks, so staging
+/// never re-copies what it already holds.
+const ARENA_CHUNK: usize = 64 << 20;
+
 struct Entry {
     key: [u8; EVENT_KEY_LEN],
-    off: u64,
+    chunk: u32,
+    off: u32,
     len: u32,
 }
 
@@ -24,7 +29,7 @@ struct Entry {
 #[derive(Default)]
 pub struct EventBulk {
     index: Vec<Entry>,
-    arena: Vec<u8>,
+    arena: Vec<Vec<u8>>,
     max_seq: u64,
 }
 
@@ -37,12 +42,23 @@ impl EventBulk {
     /// Stages one event.
     #[inline]
     pub fn push(&mut self, key: &EventKey, value: &[u8]) {
+        let fits = self
+            .arena
+            .last()
+            .is_some_and(|c| c.len() + value.len() <= c.capacity());
+        if !fits {
+            self.arena
+                .push(Vec::with_capacity(ARENA_CHUNK.max(value.len())));
+        }
+        let chunk_no = (self.arena.len() - 1) as u32;
+        let chunk = self.arena.last_mut().expect("a chunk");
         self.index.push(Entry {
             key: key.encode(),
-            off: self.arena.len() as u64,
+            chunk: chunk_no,
+            off: chunk.len() as u32,
             len: value.len() as u32,
         });
-        self.arena.extend_from_slice(value);
+        chunk.extend_from_slice(value);
         self.max_seq = self.max_seq.max(key.seq);
     }
 
@@ -63,23 +79,32 @@ impl EventBulk {
 
     /// Memory held, in bytes.
     pub fn bytes(&self) -> usize {
-        self.arena.len() + self.index.len() * std::mem::size_of::<Entry>()
+        self.arena.iter().map(|c| c.len()).sum::<usize>()
+            + self.index.len() * std::mem::size_of::<Entry>()
     }
 
     /// Visits the staged events in arrival order.
     pub fn for_each(&self, mut f: impl FnMut(&[u8; EVENT_KEY_LEN], &[u8])) {
         for e in &self.index {
-            f(
-                &e.key,
-                &self.arena[e.off as usize..e.off as usize + e.len as usize],
-            );
+            f(&e.key, self.value(e));
         }
+    }
+
+    fn value(&self, e: &Entry) -> &[u8] {
+        &self.arena[e.chunk as usize][e.off as usize..e.off as usize + e.len as usize]
     }
 
     /// Sorts the events and writes them as SST files in `dir`.
     pub(crate) fn write_ssts(mut self, dir: &Path, opts: &Options) -> Result<Vec<PathBuf>> {
         std::fs::create_dir_all(dir)?;
-        self.index.sort_unstable_by(|a, b| a.key.cmp(&b.key));
+        // Big-endian keys: comparing them as two u128 is byte order, without memcmp calls.
+        self.index.sort_unstable_by_key(|e| {
+            let (hi, lo) = e.key.split_at(16);
+            (
+                u128::from_be_bytes(hi.try_into().expect("16 bytes")),
+                u128::from_be_bytes(lo.try_into().expect("16 bytes")),
+            )
+        });
         let mut files = Vec::new();
         let mut writer: Option<SstFileWriter> = None;
         for e in &self.index {
@@ -98,7 +123,7 @@ impl EventBulk {
                 files.push(path);
                 writer = Some(w);
             }
-            let v = &self.arena[e.off as usize..e.off as usize + e.len as usize];
+            let v = self.value(e);
             writer.as_mut().expect("writer open").put(e.key, v)?;
         }
         if let Some(mut w) = writer.take() {

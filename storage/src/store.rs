@@ -257,7 +257,11 @@ impl Store {
         ));
         let staging = dir.clone();
         let files = tokio::task::spawn_blocking(move || {
-            events.write_ssts(&staging, &cf_options(cf::EVENTS, None))
+            // LZ4 for freshly ingested files: fast to write; compaction
+            // recompresses the bottommost level with zstd later.
+            let mut opts = cf_options(cf::EVENTS, None);
+            opts.set_bottommost_compression_type(DBCompressionType::Lz4);
+            events.write_ssts(&staging, &opts)
         })
         .await
         .map_err(|e| StorageError::Corrupt(format!("SST writer task failed: {e}")))??;
