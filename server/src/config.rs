@@ -24,6 +24,8 @@ pub struct Config {
     pub writer_queue: usize,
     /// RocksDB block cache size in MiB.
     pub block_cache_mb: usize,
+    /// Most memory (MiB) one INSERT/COPY may stage before commit (SQLSTATE 54000 beyond).
+    pub max_statement_mb: usize,
 }
 
 impl Default for Config {
@@ -36,6 +38,7 @@ impl Default for Config {
             max_connections: 100,
             writer_queue: 256,
             block_cache_mb: 256,
+            max_statement_mb: 4096,
         }
     }
 }

@@ -41,6 +41,7 @@ pub async fn run(cfg: Config, demo: bool) -> Result<(), String> {
             sync: cfg.sync,
             writer_queue: cfg.writer_queue,
             block_cache_bytes: cfg.block_cache_mb << 20,
+            max_statement_bytes: cfg.max_statement_mb << 20,
         },
     )
     .map_err(|e| format!("cannot open data directory {}: {e}", cfg.data_dir.display()))?;

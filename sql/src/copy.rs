@@ -358,7 +358,10 @@ impl CopyIn {
 }
 
 fn is_data_error(e: &SqlError) -> bool {
-    !matches!(e, SqlError::Storage(_) | SqlError::DataFusion(_))
+    !matches!(
+        e,
+        SqlError::Storage(_) | SqlError::DataFusion(_) | SqlError::ProgramLimit(_)
+    )
 }
 
 fn in_open_quote(buf: &[u8], opts: &CopyOptions) -> bool {

@@ -63,6 +63,9 @@ pub enum SqlError {
     /// 57014: cancelled or timed out.
     #[error("{0}")]
     Cancelled(String),
+    /// 54000: a statement exceeds a configured limit.
+    #[error("{0}")]
+    ProgramLimit(String),
     /// 22P04: bad COPY data.
     #[error("{0}")]
     BadCopyFile(String),

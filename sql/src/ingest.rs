@@ -228,6 +228,9 @@ impl ContactIngest {
         }
         self.batch.put_contact(id, &encode_fields(&fields));
         self.rows += 1;
+        if self.rows % 1024 == 0 {
+            check_statement_size(&self.store, self.batch.size_in_bytes())?;
+        }
         Ok(())
     }
 
@@ -239,6 +242,18 @@ impl ContactIngest {
         }
         Ok(self.rows)
     }
+}
+
+/// Fails with 54000 when a statement has staged more than the configured maximum.
+fn check_statement_size(store: &Store, bytes: usize) -> Result<()> {
+    let max = store.max_statement_bytes();
+    if bytes > max {
+        return Err(SqlError::ProgramLimit(format!(
+            "statement too large: it staged more than {} MiB (max_statement_mb); split the COPY or INSERT into smaller statements, or raise max_statement_mb",
+            max >> 20
+        )));
+    }
+    Ok(())
 }
 
 /// Decodes a stored contact into a full-width field vector.
@@ -433,6 +448,12 @@ impl EventIngest {
         };
         self.events.push(&key, props);
         self.rows += 1;
+        if self.rows % 4096 == 0 {
+            check_statement_size(
+                &self.store,
+                self.events.bytes() + self.batch.size_in_bytes(),
+            )?;
+        }
         Ok(())
     }
 
@@ -515,6 +536,9 @@ impl UserRowIngest {
         self.batch
             .put_user_row(self.table.id, id, &encode_fields(row));
         self.rows += 1;
+        if self.rows % 1024 == 0 {
+            check_statement_size(&self.store, self.batch.size_in_bytes())?;
+        }
         Ok(())
     }
 

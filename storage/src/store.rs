@@ -27,6 +27,9 @@ pub struct StoreOptions {
     pub writer_queue: usize,
     /// Shared block cache size in bytes.
     pub block_cache_bytes: usize,
+    /// Most memory one statement may stage before it is committed (a larger
+    /// INSERT/COPY fails with SQLSTATE 54000 instead of exhausting memory).
+    pub max_statement_bytes: usize,
 }
 
 impl Default for StoreOptions {
@@ -35,6 +38,7 @@ impl Default for StoreOptions {
             sync: SyncPolicy::Statement,
             writer_queue: 256,
             block_cache_bytes: 256 << 20,
+            max_statement_bytes: 4 << 30,
         }
     }
 }
@@ -59,6 +63,7 @@ pub struct Store {
     /// Serialises catalog (DDL) changes.
     ddl_lock: tokio::sync::Mutex<()>,
     contact_id: AtomicU64,
+    max_statement_bytes: usize,
     event_seq: AtomicU64,
     user_row: AtomicU64,
 }
@@ -175,6 +180,7 @@ impl Store {
             writer_thread: Mutex::new(Some(thread)),
             ddl_lock: tokio::sync::Mutex::new(()),
             contact_id: AtomicU64::new(contact_id),
+            max_statement_bytes: opts.max_statement_bytes,
             event_seq: AtomicU64::new(event_seq),
             user_row: AtomicU64::new(user_row),
         }))
@@ -268,6 +274,11 @@ impl Store {
         let r = self.writer()?.ingest(files, batch.wb).await;
         let _ = std::fs::remove_dir_all(&dir);
         r
+    }
+
+    /// Most bytes one statement may stage (see [`StoreOptions::max_statement_bytes`]).
+    pub fn max_statement_bytes(&self) -> usize {
+        self.max_statement_bytes
     }
 
     /// Reserves `n` new contact ids; the batch that uses them must call

@@ -10,7 +10,11 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 async fn limits_databases_and_time_zones() {
     let dir = tempfile::tempdir().expect("tempdir");
     let config = dir.path().join("cohortdb.toml");
-    std::fs::write(&config, "max_connections = 2\ntimezone = \"UTC\"\n").expect("write config");
+    std::fs::write(
+        &config,
+        "max_connections = 2\ntimezone = \"UTC\"\nmax_statement_mb = 1\n",
+    )
+    .expect("write config");
     let data = dir.path().join("data");
     let server = TestServer::start_with(&data, &["--config", config.to_str().expect("utf-8 path")]);
 
@@ -56,6 +60,27 @@ async fn limits_databases_and_time_zones() {
         .err()
         .expect("bad zone");
     assert_eq!(err.code().map(|c| c.code()), Some("22023"), "{err}");
+
+    // a statement above max_statement_mb fails with 54000 and applies nothing
+    let mut csv = String::new();
+    for i in 0..40_000 {
+        csv.push_str(&format!(
+            "1,app_show,2025-06-02 00:00:{:02}.{:03}+00,{i}\n",
+            i / 1000 % 60,
+            i % 1000
+        ));
+    }
+    let sink = a
+        .copy_in("COPY events (contact_id, event, event_date, p_amount) FROM STDIN (FORMAT csv)")
+        .await
+        .expect("copy starts");
+    futures::pin_mut!(sink);
+    use futures::SinkExt;
+    sink.send(bytes::Bytes::from(csv)).await.expect("send");
+    let err = sink.as_mut().finish().await.err().expect("54000");
+    assert_eq!(err.code().map(|c| c.code()), Some("54000"), "{err}");
+    let rows = simple_rows(&a, "SELECT count(*) FROM events WHERE event = 'app_show'").await;
+    assert_eq!(rows[0][0].as_deref(), Some("0"));
 
     // a client sending garbage loses its connection; the server keeps serving
     let mut raw = tokio::net::TcpStream::connect(("127.0.0.1", server.port()))

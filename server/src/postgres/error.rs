@@ -36,6 +36,7 @@ fn sql_code(e: &SqlError) -> &'static str {
         SqlError::InsufficientPrivilege(_) => "42501",
         SqlError::Cancelled(_) => "57014",
         SqlError::BadCopyFile(_) => "22P04",
+        SqlError::ProgramLimit(_) => "54000",
         SqlError::Storage(_) => "58030",
         SqlError::DataFusion(_) => "XX000",
     }
