@@ -475,6 +475,23 @@ impl Store {
         Ok(())
     }
 
+    /// The identity keys linked to a contact.
+    pub fn contact_identity_keys(&self, contact: u64) -> Result<Vec<Vec<u8>>> {
+        let prefix = keys::contact_key(contact);
+        let mut it = self.db.raw_iterator_cf(self.cf(cf::CONTACT_IDENTITIES));
+        it.seek(prefix);
+        let mut out = Vec::new();
+        while let Some(k) = it.key() {
+            if !k.starts_with(&prefix) {
+                break;
+            }
+            out.push(k[8..].to_vec());
+            it.next();
+        }
+        it.status()?;
+        Ok(out)
+    }
+
     /// Finds the contact owning an identity.
     pub fn lookup_identity(
         &self,
@@ -643,6 +660,21 @@ impl Batch {
             cfh(&self.db, cf::CONTACT_IDENTITIES),
             keys::contact_identity_key(contact, &k),
             created_ms.to_le_bytes(),
+        );
+    }
+
+    /// Deletes one event.
+    pub fn delete_event(&mut self, key: &EventKey) {
+        self.wb.delete_cf(cfh(&self.db, cf::EVENTS), key.encode());
+    }
+
+    /// Unlinks an identity (both directions) from `contact`.
+    pub fn delete_identity(&mut self, contact: u64, identity_key: &[u8]) {
+        self.wb
+            .delete_cf(cfh(&self.db, cf::IDENTITIES), identity_key);
+        self.wb.delete_cf(
+            cfh(&self.db, cf::CONTACT_IDENTITIES),
+            keys::contact_identity_key(contact, identity_key),
         );
     }
 

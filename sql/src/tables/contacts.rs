@@ -393,20 +393,36 @@ impl TableProvider for ContactsTable {
                     let _g = lock.lock().await;
                     let batches = contact_batches(&store, &layout, None)?;
                     let mut batch = store.batch();
-                    let mut n = 0;
+                    let mut deleted = Vec::new();
                     for b in &batches {
                         let hit = apply_predicate(b, &pred)?;
                         let ids = hit
                             .column(0)
                             .as_any()
                             .downcast_ref::<datafusion::arrow::array::Int64Array>();
-                        for id in ids.into_iter().flatten().flatten() {
-                            batch.delete_contact(id as u64);
-                            n += 1;
+                        deleted.extend(ids.into_iter().flatten().flatten().map(|id| id as u64));
+                    }
+                    // A deleted contact takes its identities and events with it,
+                    // in the same atomic batch.
+                    deleted.sort_unstable();
+                    for id in &deleted {
+                        batch.delete_contact(*id);
+                        for identity in store.contact_identity_keys(*id)? {
+                            batch.delete_identity(*id, &identity);
                         }
                     }
+                    if !deleted.is_empty() {
+                        let spec = cohortdb_storage::EventScanSpec {
+                            contacts: Some(deleted.clone()),
+                            ..Default::default()
+                        };
+                        store.scan_events(&spec, &mut |key, _| {
+                            batch.delete_event(key);
+                            true
+                        })?;
+                    }
                     store.commit(batch).await?;
-                    Ok(n)
+                    Ok(deleted.len() as u64)
                 })
             }),
         ))
