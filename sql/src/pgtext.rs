@@ -201,8 +201,55 @@ fn format_decimal(v: i128, scale: i8) -> String {
     format!("{}{int}.{frac}", if v < 0 { "-" } else { "" })
 }
 
+/// The column name Postgres would show for an unaliased expression that
+/// DataFusion names after its text: `count(*)` → `count`,
+/// `sum(events.p_amount)` → `sum`, `t.city` → `city`. Other names are kept.
+pub fn pg_column_name(name: &str) -> String {
+    let ident = |s: &str| {
+        let mut c = s.chars();
+        matches!(c.next(), Some(x) if x.is_ascii_alphabetic() || x == '_')
+            && c.all(|x| x.is_ascii_alphanumeric() || x == '_')
+    };
+    if let Some(open) = name.find('(') {
+        let func = &name[..open];
+        if name.ends_with(')') && ident(func) {
+            // the first '(' must close at the very end
+            let mut depth = 0i32;
+            for (i, ch) in name.char_indices().skip(open) {
+                match ch {
+                    '(' => depth += 1,
+                    ')' => {
+                        depth -= 1;
+                        if depth == 0 && i != name.len() - 1 {
+                            return name.to_string();
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            return func.to_ascii_lowercase();
+        }
+        return name.to_string();
+    }
+    match name.rsplit_once('.') {
+        Some((q, col)) if ident(col) && q.split('.').all(ident) => col.to_string(),
+        _ => name.to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn column_names_follow_postgres() {
+        use super::pg_column_name as n;
+        assert_eq!(n("count(*)"), "count");
+        assert_eq!(n("sum(events.p_amount)"), "sum");
+        assert_eq!(n("round(sum(e.p_amount),Int64(2))"), "round");
+        assert_eq!(n("max(x) + min(y)"), "max(x) + min(y)");
+        assert_eq!(n("e.city"), "city");
+        assert_eq!(n("revenue"), "revenue");
+    }
+
     use super::*;
 
     #[test]

@@ -243,11 +243,7 @@ fn result_fields(p: &Prepared, format: &Format) -> PgWireResult<Vec<FieldInfo>> 
         ) {
             return Ok(vec![]);
         }
-        return arrow_pg::datatypes::arrow_schema_to_pg_fields(
-            plan.schema().as_arrow(),
-            format,
-            None,
-        );
+        return pg_fields(plan.schema().as_arrow(), format);
     }
     if let Statement::ShowVariable { variable } = &p.stmt {
         let name = variable
@@ -443,14 +439,30 @@ fn copy_out_stream(
     })
 }
 
+/// Field descriptions with the column names Postgres would show.
+fn pg_fields(
+    schema: &datafusion::arrow::datatypes::Schema,
+    format: &Format,
+) -> PgWireResult<Vec<FieldInfo>> {
+    let fields = arrow_pg::datatypes::arrow_schema_to_pg_fields(schema, format, None)?;
+    Ok(fields
+        .into_iter()
+        .map(|f| {
+            FieldInfo::new(
+                pgtext::pg_column_name(f.name()),
+                f.table_id(),
+                f.column_id(),
+                f.datatype().clone(),
+                f.format(),
+            )
+        })
+        .collect())
+}
+
 /// Encodes a result in Postgres text format with cohortdb's formatter
 /// (`cohortdb_sql::pgtext`), matching what PostgreSQL prints.
 async fn encode_text(df: datafusion::dataframe::DataFrame, tz: Tz) -> PgWireResult<QueryResponse> {
-    let fields = Arc::new(arrow_pg::datatypes::arrow_schema_to_pg_fields(
-        df.schema().as_arrow(),
-        &Format::UnifiedText,
-        None,
-    )?);
+    let fields = Arc::new(pg_fields(df.schema().as_arrow(), &Format::UnifiedText)?);
     let batches = df.execute_stream().await.map_err(|e| to_pg(e.into()))?;
     let schema = fields.clone();
     let rows = batches.flat_map(move |b| {
