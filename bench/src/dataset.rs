@@ -126,20 +126,20 @@ pub fn prepare(args: &DataArgs) -> Result<Dataset> {
     let events_csv = dir.join(EVENTS_FILE);
     let header = manifest_header(&spec);
 
-    if let Some((contact_rows, contact_bytes, event_rows, event_bytes)) =
-        read_manifest(&dir, &header, &contacts_csv, &events_csv)
-    {
-        return Ok(Dataset {
-            spec,
-            dir,
-            contacts_csv,
-            events_csv,
+    let dataset =
+        |(contact_rows, contact_bytes, event_rows, event_bytes), generation_seconds| Dataset {
+            spec: spec.clone(),
+            dir: dir.clone(),
+            contacts_csv: contacts_csv.clone(),
+            events_csv: events_csv.clone(),
             contact_rows,
             contact_bytes,
             event_rows,
             event_bytes,
-            generation_seconds: None,
-        });
+            generation_seconds,
+        };
+    if let Some(counts) = read_manifest(&dir, &header, &contacts_csv, &events_csv) {
+        return Ok(dataset(counts, None));
     }
 
     fs::create_dir_all(&dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
@@ -161,17 +161,10 @@ pub fn prepare(args: &DataArgs) -> Result<Dataset> {
         "{header}\n{CONTACTS_FILE} rows={contact_rows} bytes={contact_bytes}\n{EVENTS_FILE} rows={event_rows} bytes={event_bytes}\n"
     );
     fs::write(dir.join(MANIFEST), manifest)?;
-    Ok(Dataset {
-        spec,
-        dir,
-        contacts_csv,
-        events_csv,
-        contact_rows,
-        contact_bytes,
-        event_rows,
-        event_bytes,
-        generation_seconds: Some(seconds),
-    })
+    Ok(dataset(
+        (contact_rows, contact_bytes, event_rows, event_bytes),
+        Some(seconds),
+    ))
 }
 
 /// Writes one file through a temporary name; returns (rows, bytes).

@@ -516,19 +516,28 @@ fn split_text<'a>(line: &'a str, opts: &CopyOptions) -> Vec<Option<Cow<'a, str>>
         .collect()
 }
 
-/// Formats the rows of a batch as COPY text or csv lines.
-pub fn format_batch(batch: &RecordBatch, opts: &CopyOptions, tz: &Tz) -> Vec<u8> {
-    let mut out = Vec::new();
-    for r in 0..batch.num_rows() {
-        for c in 0..batch.num_columns() {
-            if c > 0 {
-                out.push(opts.delimiter);
-            }
-            let cell = format_cell(batch.column(c).as_ref(), r, tz);
-            write_field(&mut out, cell.as_deref(), opts);
+/// Appends row `r` of `batch` as one COPY text or csv line.
+pub fn format_row(out: &mut Vec<u8>, batch: &RecordBatch, r: usize, opts: &CopyOptions, tz: &Tz) {
+    for c in 0..batch.num_columns() {
+        if c > 0 {
+            out.push(opts.delimiter);
         }
-        out.push(b'\n');
+        let cell = format_cell(batch.column(c).as_ref(), r, tz);
+        write_field(out, cell.as_deref(), opts);
     }
+    out.push(b'\n');
+}
+
+/// The header line of a COPY TO with `HEADER`.
+pub fn format_header<'a>(names: impl IntoIterator<Item = &'a str>, opts: &CopyOptions) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (i, name) in names.into_iter().enumerate() {
+        if i > 0 {
+            out.push(opts.delimiter);
+        }
+        write_field(&mut out, Some(name), opts);
+    }
+    out.push(b'\n');
     out
 }
 

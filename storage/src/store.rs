@@ -7,8 +7,8 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
 
 use rocksdb::{
-    BlockBasedOptions, Cache, ColumnFamilyDescriptor, DBCompressionType, Direction, IteratorMode,
-    MergeOperands, Options, ReadOptions, WriteBatch, DB,
+    BlockBasedOptions, Cache, ColumnFamilyDescriptor, DBCompressionType, MergeOperands, Options,
+    ReadOptions, WriteBatch, DB,
 };
 
 use crate::bulk::{EventBulk, SST_INGEST_MIN_EVENTS};
@@ -529,15 +529,6 @@ impl Store {
         Ok(())
     }
 
-    /// Number of keys RocksDB estimates in a column family (for EXPLAIN and stats).
-    pub fn estimate_keys(&self, cf_name: &str) -> u64 {
-        self.db
-            .property_int_value_cf(self.cf(cf_name), "rocksdb.estimate-num-keys")
-            .ok()
-            .flatten()
-            .unwrap_or(0)
-    }
-
     /// Stops the writer (after the queued batches) and flushes memtables.
     pub fn shutdown(&self) -> Result<()> {
         self.writer.lock().expect("writer lock").take();
@@ -554,17 +545,6 @@ impl Store {
             self.db.flush_cf(self.cf(name))?;
         }
         Ok(())
-    }
-
-    /// Raw iterator mode helper for tests.
-    #[doc(hidden)]
-    pub fn count_keys(&self, cf_name: &str) -> usize {
-        self.db
-            .iterator_cf(
-                self.cf(cf_name),
-                IteratorMode::From(&[], Direction::Forward),
-            )
-            .count()
     }
 }
 

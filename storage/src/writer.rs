@@ -95,15 +95,6 @@ impl WriterHandle {
             .map_err(|_| StorageError::WriterClosed)?;
         rx.await.map_err(|_| StorageError::WriterClosed)?
     }
-
-    /// Blocking variant for non-async callers (start-up, tests).
-    pub fn write_blocking(&self, batch: WriteBatch) -> Result<()> {
-        let (done, rx) = oneshot::channel();
-        self.tx
-            .blocking_send(WriteJob::Batch { batch, done })
-            .map_err(|_| StorageError::WriterClosed)?;
-        rx.blocking_recv().map_err(|_| StorageError::WriterClosed)?
-    }
 }
 
 fn commit_group(db: &DB, policy: SyncPolicy, group: &mut Vec<WriteJob>) {

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use bytes::Bytes;
 use chrono_tz::Tz;
-use cohortdb_sql::copy::{write_field, CopyIn, CopyOptions};
+use cohortdb_sql::copy::{format_header, format_row, CopyIn, CopyOptions};
 use cohortdb_sql::engine::PG_VERSION_NUM;
 use cohortdb_sql::pgtext;
 use cohortdb_sql::{Engine, Outcome, Prepared, Session};
@@ -408,27 +408,16 @@ fn copy_out_stream(
     header: Vec<String>,
     tz: Tz,
 ) -> impl futures::Stream<Item = PgWireResult<CopyData>> + Send {
-    let mut header_line = if opts.header {
-        let mut h = Vec::new();
-        for (i, name) in header.iter().enumerate() {
-            if i > 0 {
-                h.push(opts.delimiter);
-            }
-            write_field(&mut h, Some(name), &opts);
-        }
-        h.push(b'\n');
-        Some(h)
-    } else {
-        None
-    };
+    let mut header_line = opts
+        .header
+        .then(|| format_header(header.iter().map(String::as_str), &opts));
     batches.flat_map(move |b| {
         let rows: Vec<PgWireResult<CopyData>> = match b {
             Ok(batch) => {
                 let mut out = Vec::with_capacity(batch.num_rows());
                 for r in 0..batch.num_rows() {
                     let mut line = header_line.take().unwrap_or_default();
-                    let one = batch.slice(r, 1);
-                    line.extend(cohortdb_sql::copy::format_batch(&one, &opts, &tz));
+                    format_row(&mut line, &batch, r, &opts, &tz);
                     out.push(Ok(CopyData::new(Bytes::from(line))));
                 }
                 out
