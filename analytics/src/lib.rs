@@ -1,0 +1,51 @@
+//! Exact per-contact algorithms behind the analytics statements (FUNNEL,
+//! RETENTION, ATTRIBUTE, LTV, PATHS) and the composable aggregates
+//! (`window_funnel`, `retention`).
+//!
+//! This crate knows nothing of storage or SQL. The caller scans events,
+//! evaluates the statement's predicates on them and hands each contact's
+//! events, in time order, to an accumulator as [`Event`]s whose `mask` says
+//! which predicates matched. Accumulators of disjoint contact sets merge, so
+//! contacts can be processed in parallel shards. Memory is bounded by the
+//! contact in hand plus the per-group counters (and conversion times for
+//! exact medians).
+
+pub mod attribute;
+pub mod calendar;
+pub mod composable;
+pub mod funnel;
+pub mod ltv;
+pub mod paths;
+pub mod retention;
+
+/// A calendar day in the session time zone: days since 1970-01-01.
+pub type Day = i32;
+
+/// One event of one contact, as the statements see it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Event {
+    /// Event time, milliseconds since the Unix epoch (UTC).
+    pub ts: i64,
+    /// Calendar day of `ts` in the session time zone.
+    pub day: Day,
+    /// Bit `i` set: the statement's predicate `i` matched this event
+    /// (which predicate is which is documented per statement).
+    pub mask: u32,
+    /// The statement's VALUE column on this event (ATTRIBUTE target value,
+    /// LTV revenue value); `None` when NULL or not used.
+    pub value: Option<f64>,
+    /// Dictionary id of a per-event grouping value (FUNNEL `BY` event
+    /// column, LTV `GROUP BY` event columns, PATHS node); 0 when unused.
+    pub key: u32,
+}
+
+/// Period unit of RETENTION and LTV.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unit {
+    /// Calendar days.
+    Day,
+    /// Weeks Monday–Sunday.
+    Week,
+    /// Calendar months.
+    Month,
+}
