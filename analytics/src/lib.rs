@@ -49,3 +49,40 @@ pub enum Unit {
     /// Calendar months.
     Month,
 }
+
+/// `num / den`, NULL when `den` is 0 (SPEC §5 "any ratio whose denominator
+/// is 0 is NULL").
+pub fn ratio(num: f64, den: f64) -> Option<f64> {
+    if den == 0.0 {
+        None
+    } else {
+        Some(num / den)
+    }
+}
+
+/// `percentile_cont(0.5)`: the middle value, or the mean of the two middle
+/// values of an even count; NULL when empty. Reorders `v`.
+pub fn median(v: &mut [f64]) -> Option<f64> {
+    let n = v.len();
+    if n == 0 {
+        return None;
+    }
+    let mid = n / 2;
+    let (lo, m, _) = v.select_nth_unstable_by(mid, f64::total_cmp);
+    let hi = *m;
+    if n % 2 == 1 {
+        Some(hi)
+    } else {
+        let below = lo.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        Some((below + hi) / 2.0)
+    }
+}
+
+/// Arithmetic mean; NULL when empty.
+pub fn mean(v: &[f64]) -> Option<f64> {
+    if v.is_empty() {
+        None
+    } else {
+        Some(v.iter().sum::<f64>() / v.len() as f64)
+    }
+}
