@@ -1,10 +1,25 @@
 //! RETENTION (SPEC §5): cohorts by INITIAL event period, returns per period.
 //!
 //! Event mask bits: bit 0 = INITIAL matched, bit 1 = RETURN matched.
+//!
+//! Caller guarantees: a contact's events arrive sorted by `ts` ascending
+//! (equal `ts` in any order), events after AS OF are removed, and events
+//! outside FROM..TO may be present (RETURN events after TO count; INITIAL
+//! events outside the range are ignored here). `Event::day` is the local day.
+//!
+//! Rules: a cohort is the period holding an in-range INITIAL event (a
+//! contact with INITIAL events in several periods is in several cohorts).
+//! Period p counts cohort contacts with a RETURN event in period cohort + p;
+//! for p = 0 the RETURN must be at or after (`ts >=`) the contact's first
+//! in-range INITIAL event of that period. CHURN: p = 1..n counts cohort
+//! contacts with no RETURN in any of periods cohort + 1 ..= cohort + p.
+//! A period whose first day is after AS OF's day is NULL. Only `ts`
+//! comparisons and sets of periods are used, so equal-ts order is irrelevant.
 
 use std::collections::BTreeMap;
 
-use crate::{Day, Event, Unit};
+use crate::calendar::{period_index, period_start};
+use crate::{ratio, Day, Event, Unit};
 
 /// A RETENTION statement's parameters.
 #[derive(Debug, Clone)]
@@ -55,6 +70,10 @@ pub struct RetentionAcc {
     spec: RetentionSpec,
     /// Cohorts by period index.
     pub cohorts: BTreeMap<i32, Cohort>,
+    /// Scratch: (cohort period, first in-range INITIAL ts) of the contact.
+    initial: Vec<(i32, i64)>,
+    /// Scratch: (RETURN period, latest RETURN ts in it) of the contact.
+    returns: Vec<(i32, i64)>,
 }
 
 impl RetentionAcc {
@@ -63,21 +82,128 @@ impl RetentionAcc {
         RetentionAcc {
             spec,
             cohorts: BTreeMap::new(),
+            initial: Vec::new(),
+            returns: Vec::new(),
         }
+    }
+
+    /// The statement's parameters.
+    pub fn spec(&self) -> &RetentionSpec {
+        &self.spec
     }
 
     /// Adds one contact's events (time order, equal times in any order).
     pub fn add_contact(&mut self, events: &[Event]) {
-        todo!()
+        let spec = &self.spec;
+        let unit = spec.unit;
+        let n = spec.periods as i32;
+        self.initial.clear();
+        self.returns.clear();
+        // Period indexes only change with the day: cache the last one.
+        let mut last_day = Day::MIN;
+        let mut last_period = 0;
+        for e in events {
+            if e.mask & 3 == 0 {
+                continue;
+            }
+            if e.day != last_day {
+                last_day = e.day;
+                last_period = period_index(unit, e.day);
+            }
+            let p = last_period;
+            if e.mask & 1 != 0 && e.day >= spec.from && e.day <= spec.to {
+                match self.initial.last_mut() {
+                    Some(l) if l.0 == p => l.1 = l.1.min(e.ts),
+                    _ => self.initial.push((p, e.ts)),
+                }
+            }
+            if e.mask & 2 != 0 {
+                match self.returns.last_mut() {
+                    Some(l) if l.0 == p => l.1 = l.1.max(e.ts),
+                    _ => self.returns.push((p, e.ts)),
+                }
+            }
+        }
+        if self.initial.is_empty() {
+            return;
+        }
+        let width = n as usize + 1;
+        let mut lo = 0; // first return period >= cohort
+        for &(c, first_ts) in &self.initial {
+            let cohort = self.cohorts.entry(c).or_insert_with(|| Cohort {
+                contacts: 0,
+                counts: vec![0; width],
+            });
+            cohort.contacts += 1;
+            while lo < self.returns.len() && self.returns[lo].0 < c {
+                lo += 1;
+            }
+            if spec.churn {
+                // First return period in c+1..=c+n.
+                let first_back = self.returns[lo..]
+                    .iter()
+                    .map(|r| r.0)
+                    .find(|&r| r > c)
+                    .filter(|&r| r <= c + n);
+                let last = match first_back {
+                    Some(r) => r - c - 1,
+                    None => n,
+                };
+                for x in &mut cohort.counts[1..=last as usize] {
+                    *x += 1;
+                }
+            } else {
+                for &(r, last_ts) in &self.returns[lo..] {
+                    if r > c + n {
+                        break;
+                    }
+                    if r == c && last_ts < first_ts {
+                        continue;
+                    }
+                    cohort.counts[(r - c) as usize] += 1;
+                }
+            }
+        }
     }
 
     /// Merges an accumulator of other contacts.
     pub fn merge(&mut self, other: RetentionAcc) {
-        todo!()
+        for (c, o) in other.cohorts {
+            match self.cohorts.get_mut(&c) {
+                None => {
+                    self.cohorts.insert(c, o);
+                }
+                Some(x) => {
+                    x.contacts += o.contacts;
+                    for (a, b) in x.counts.iter_mut().zip(&o.counts) {
+                        *a += b;
+                    }
+                }
+            }
+        }
     }
 
     /// Rows ordered by cohort, then period; empty cohorts left out.
     pub fn rows(&self) -> Vec<RetentionRow> {
-        todo!()
+        let spec = &self.spec;
+        let mut rows = Vec::new();
+        for (&c, cohort) in &self.cohorts {
+            if cohort.contacts == 0 {
+                continue;
+            }
+            let first = if spec.churn { 1 } else { 0 };
+            for p in first..=spec.periods {
+                let reached = period_start(spec.unit, c + p as i32) <= spec.as_of_day;
+                let contacts = reached.then(|| cohort.counts[p as usize]);
+                rows.push(RetentionRow {
+                    cohort: period_start(spec.unit, c),
+                    cohort_contacts: cohort.contacts,
+                    period: p,
+                    contacts,
+                    rate: contacts.and_then(|x| ratio(x as f64, cohort.contacts as f64)),
+                });
+            }
+        }
+        rows
     }
 }
