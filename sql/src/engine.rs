@@ -87,13 +87,30 @@ pub enum Outcome {
     },
 }
 
+/// One parsed statement: SQL the `sqlparser` grammar knows, or one of
+/// cohortdb's own statements.
+#[derive(Debug, Clone)]
+pub enum CohortStatement {
+    /// A SQL statement.
+    Sql(Statement),
+    /// FUNNEL / RETENTION / ATTRIBUTE / LTV / PATHS, possibly under EXPLAIN.
+    Analytics {
+        /// `EXPLAIN` in front.
+        explain: bool,
+        /// The statement.
+        stmt: Box<crate::analytics::AnalyticsStatement>,
+    },
+}
+
 /// A statement parsed for the extended protocol.
 #[derive(Debug, Clone)]
 pub struct Prepared {
     /// The statement.
-    pub stmt: Statement,
+    pub stmt: CohortStatement,
     /// Its DataFusion plan, when DataFusion plans it (queries and DML).
     pub plan: Option<LogicalPlan>,
+    /// Result columns of statements DataFusion does not plan (analytics).
+    pub schema: Option<datafusion::arrow::datatypes::SchemaRef>,
 }
 
 impl Engine {
@@ -175,14 +192,33 @@ impl Engine {
         }
     }
 
-    /// Parses SQL text into statements (Postgres dialect with catalog rewrites).
-    pub fn parse(&self, sql: &str) -> Result<(Vec<Statement>, Option<OnError>)> {
+    /// Parses SQL text into statements (Postgres dialect with catalog
+    /// rewrites; the analytics statements by their own grammar).
+    pub fn parse(&self, sql: &str) -> Result<(Vec<CohortStatement>, Option<OnError>)> {
         let (sql, on_error) = extract_on_error(sql);
-        let stmts = self
+        let Some(pieces) = crate::analytics::split(&sql)? else {
+            return Ok((self.parse_sql(&sql)?, on_error));
+        };
+        let mut out = Vec::new();
+        for p in pieces {
+            match p {
+                crate::analytics::Piece::Sql(text) => out.extend(self.parse_sql(&text)?),
+                crate::analytics::Piece::Analytics { explain, stmt } => {
+                    out.push(CohortStatement::Analytics { explain, stmt })
+                }
+            }
+        }
+        Ok((out, on_error))
+    }
+
+    fn parse_sql(&self, sql: &str) -> Result<Vec<CohortStatement>> {
+        Ok(self
             .parser
-            .parse(&sql)
-            .map_err(|e| SqlError::Syntax(e.to_string()))?;
-        Ok((stmts, on_error))
+            .parse(sql)
+            .map_err(|e| SqlError::Syntax(e.to_string()))?
+            .into_iter()
+            .map(CohortStatement::Sql)
+            .collect())
     }
 }
 
@@ -288,7 +324,18 @@ impl Session {
     }
 
     /// Plans a statement for Parse/Describe (no side effects).
-    pub async fn prepare(&self, stmt: Statement) -> Result<Prepared> {
+    pub async fn prepare(&self, stmt: CohortStatement) -> Result<Prepared> {
+        let stmt = match stmt {
+            CohortStatement::Sql(s) => s,
+            CohortStatement::Analytics { explain, stmt } => {
+                let schema = crate::analytics::output_schema(self, &stmt, explain).await?;
+                return Ok(Prepared {
+                    stmt: CohortStatement::Analytics { explain, stmt },
+                    plan: None,
+                    schema: Some(schema),
+                });
+            }
+        };
         let plan = if is_datafusion_statement(&stmt) {
             Some(
                 self.context()
@@ -301,7 +348,11 @@ impl Session {
         } else {
             None
         };
-        Ok(Prepared { stmt, plan })
+        Ok(Prepared {
+            stmt: CohortStatement::Sql(stmt),
+            plan,
+            schema: None,
+        })
     }
 
     /// Executes a prepared statement with bound parameters.
@@ -317,7 +368,10 @@ impl Session {
                     Some(v) => plan.clone().replace_params_with_values(&v)?,
                     None => plan.clone(),
                 };
-                self.run_plan(&p.stmt, plan).await
+                let CohortStatement::Sql(stmt) = &p.stmt else {
+                    unreachable!("only SQL statements carry a DataFusion plan")
+                };
+                self.run_plan(stmt, plan).await
             }
             None => self.execute(p.stmt.clone(), on_error).await,
         }
@@ -348,7 +402,22 @@ impl Session {
     }
 
     /// Executes one statement.
-    pub async fn execute(&self, stmt: Statement, on_error: Option<OnError>) -> Result<Outcome> {
+    pub async fn execute(
+        &self,
+        stmt: CohortStatement,
+        on_error: Option<OnError>,
+    ) -> Result<Outcome> {
+        match stmt {
+            CohortStatement::Sql(s) => self.execute_sql(s, on_error).await,
+            CohortStatement::Analytics { explain, stmt } => {
+                let batch = crate::analytics::execute(self, &stmt, explain).await?;
+                Ok(Outcome::Rows(self.context().read_batch(batch)?))
+            }
+        }
+    }
+
+    /// Executes one SQL statement.
+    async fn execute_sql(&self, stmt: Statement, on_error: Option<OnError>) -> Result<Outcome> {
         match &stmt {
             Statement::Copy {
                 source,

@@ -2,6 +2,7 @@
 //! cohortdb's own statements (catalog DDL, COPY, SET/SHOW, CALL), and the
 //! session API the server drives. Knows nothing of the wire protocol.
 
+pub mod analytics;
 pub mod catalog;
 pub mod convert;
 pub mod copy;
@@ -14,5 +15,5 @@ pub mod pgtext;
 pub mod procedures;
 pub mod tables;
 
-pub use engine::{Engine, EngineConfig, Outcome, Prepared, Session};
+pub use engine::{CohortStatement, Engine, EngineConfig, Outcome, Prepared, Session};
 pub use error::{find_sql_error, Result, SqlError};

@@ -455,6 +455,57 @@ impl Store {
         Ok(())
     }
 
+    /// The highest contact id allocated so far (0 when none).
+    pub fn max_contact_id(&self) -> u64 {
+        self.contact_id.load(Ordering::SeqCst)
+    }
+
+    /// Visits the events of contacts `contacts.0 <= id < contacts.1` on the
+    /// given UTC days and event types, one `(day, event type)` run after
+    /// another; within a run, events come ordered by contact then time.
+    /// One iterator seek per run. `f` returns false to stop.
+    pub fn scan_event_runs(
+        &self,
+        days: (i32, i32),
+        event_types: &[u32],
+        contacts: (u64, u64),
+        f: &mut dyn FnMut(&EventKey, &[u8]) -> bool,
+    ) -> Result<()> {
+        let (lo, hi) = days;
+        if lo > hi || contacts.0 >= contacts.1 {
+            return Ok(());
+        }
+        let cfh = self.cf(cf::EVENTS);
+        let mut ro = ReadOptions::default();
+        ro.set_total_order_seek(true);
+        ro.fill_cache(true);
+        ro.set_iterate_lower_bound(keys::event_day_prefix(lo).to_vec());
+        if let Some(up) = keys::prefix_successor(&keys::event_day_prefix(hi)) {
+            ro.set_iterate_upper_bound(up);
+        }
+        let mut it = self.db.raw_iterator_cf_opt(cfh, ro);
+        for day in lo..=hi {
+            for &et in event_types {
+                let start = keys::event_day_type_contact_prefix(day, et, contacts.0);
+                let end = keys::event_day_type_contact_prefix(day, et, contacts.1);
+                it.seek(start);
+                while let (Some(k), Some(v)) = (it.key(), it.value()) {
+                    if k >= &end[..] {
+                        break;
+                    }
+                    let key = EventKey::decode(k)
+                        .ok_or_else(|| StorageError::Corrupt("event key".into()))?;
+                    if !f(&key, v) {
+                        return Ok(());
+                    }
+                    it.next();
+                }
+                it.status()?;
+            }
+        }
+        Ok(())
+    }
+
     /// Visits identity rows: `(id_type, channel_id, id_value, contact, created_at_ms)`.
     pub fn scan_identities(
         &self,

@@ -13,7 +13,7 @@ use chrono_tz::Tz;
 use cohortdb_sql::copy::{format_header, format_row, CopyIn, CopyOptions};
 use cohortdb_sql::engine::PG_VERSION_NUM;
 use cohortdb_sql::pgtext;
-use cohortdb_sql::{Engine, Outcome, Prepared, Session};
+use cohortdb_sql::{CohortStatement, Engine, Outcome, Prepared, Session};
 use datafusion::arrow::datatypes::DataType;
 use futures::{stream, Sink, SinkExt, StreamExt};
 use pgwire::api::auth::{
@@ -236,16 +236,21 @@ fn param_types(p: &Prepared) -> PgWireResult<Vec<Option<DataType>>> {
 
 fn result_fields(p: &Prepared, format: &Format) -> PgWireResult<Vec<FieldInfo>> {
     use datafusion::sql::sqlparser::ast::Statement;
+    if let Some(schema) = &p.schema {
+        return pg_fields(schema, format);
+    }
     if let Some(plan) = &p.plan {
         if matches!(
             p.stmt,
-            Statement::Insert(_) | Statement::Update { .. } | Statement::Delete(_)
+            CohortStatement::Sql(
+                Statement::Insert(_) | Statement::Update { .. } | Statement::Delete(_)
+            )
         ) {
             return Ok(vec![]);
         }
         return pg_fields(plan.schema().as_arrow(), format);
     }
-    if let Statement::ShowVariable { variable } = &p.stmt {
+    if let CohortStatement::Sql(Statement::ShowVariable { variable }) = &p.stmt {
         let name = variable
             .iter()
             .map(|i| i.value.to_ascii_lowercase())
