@@ -261,8 +261,13 @@ impl AttributeAcc {
     /// Rows: one per touch in order, then `direct` when included.
     pub fn rows(&self) -> Vec<AttributeRow> {
         let spec = &self.spec;
-        let metric = |conversions: f64, value: f64| if spec.has_value { value } else { conversions };
-        let mut total: f64 = self.touches.iter().map(|t| metric(t.conversions, t.value)).sum();
+        let metric =
+            |conversions: f64, value: f64| if spec.has_value { value } else { conversions };
+        let mut total: f64 = self
+            .touches
+            .iter()
+            .map(|t| metric(t.conversions, t.value))
+            .sum();
         if spec.include_direct {
             total += metric(self.direct_conversions, self.direct_value);
         }

@@ -100,6 +100,9 @@ mod tests {
         let feb = period_index(Unit::Month, days_from_civil(2020, 2, 29));
         assert_eq!(feb, 2020 * 12 + 1);
         assert_eq!(period_start(Unit::Month, feb), days_from_civil(2020, 2, 1));
-        assert_eq!(period_start(Unit::Month, feb + 11), days_from_civil(2021, 1, 1));
+        assert_eq!(
+            period_start(Unit::Month, feb + 11),
+            days_from_civil(2021, 1, 1)
+        );
     }
 }

@@ -48,7 +48,10 @@ pub fn window_funnel(window_ms: i64, conds: usize, rows: &mut [(i64, u32)]) -> u
             }
         }
     }
-    (0..conds).rev().find(|&k| start[k].is_some()).map_or(0, |k| k as u32 + 1)
+    (0..conds)
+        .rev()
+        .find(|&k| start[k].is_some())
+        .map_or(0, |k| k as u32 + 1)
 }
 
 /// `retention(cond1..condN)`: element 0 = some row matched cond1; element i
@@ -56,7 +59,9 @@ pub fn window_funnel(window_ms: i64, conds: usize, rows: &mut [(i64, u32)]) -> u
 /// `retention`). `any`: OR of the rows' masks.
 pub fn retention(conds: usize, any: u32) -> Vec<bool> {
     let first = any & 1 != 0;
-    (0..conds).map(|i| first && i < 32 && any >> i & 1 != 0).collect()
+    (0..conds)
+        .map(|i| first && i < 32 && any >> i & 1 != 0)
+        .collect()
 }
 
 #[cfg(test)]
@@ -68,7 +73,12 @@ mod tests {
         // Conditions (A, B, C, D); rows A, C, B, D: C comes before B and D
         // needs C after B, so the level is 2.
         let t = |d: i64| d * 86_400_000;
-        let mut rows = vec![(t(1), 0b0001), (t(2), 0b0100), (t(3), 0b0010), (t(4), 0b1000)];
+        let mut rows = vec![
+            (t(1), 0b0001),
+            (t(2), 0b0100),
+            (t(3), 0b0010),
+            (t(4), 0b1000),
+        ];
         assert_eq!(window_funnel(i64::MAX / 2, 4, &mut rows), 2);
     }
 

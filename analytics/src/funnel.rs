@@ -197,7 +197,11 @@ impl FunnelAcc {
     /// `contact_key` overrides the group key (BY a contact column).
     pub fn add_contact(&mut self, events: &[Event], contact_key: Option<u32>) {
         let steps = self.spec.steps;
-        let full: u32 = if steps >= 32 { u32::MAX } else { (1u32 << steps) - 1 };
+        let full: u32 = if steps >= 32 {
+            u32::MAX
+        } else {
+            (1u32 << steps) - 1
+        };
         // First step-1 event in range; nothing before its timestamp matters.
         let Some(first) = events
             .iter()

@@ -123,7 +123,10 @@ impl LtvAcc {
                 (ts, day, contact_key.unwrap_or(0))
             }
             None => {
-                let Some(i) = events.iter().position(|e| e.mask & 1 != 0 && in_range(e.day)) else {
+                let Some(i) = events
+                    .iter()
+                    .position(|e| e.mask & 1 != 0 && in_range(e.day))
+                else {
                     return;
                 };
                 let e0 = events[i];
@@ -257,8 +260,16 @@ impl LtvAcc {
                         paying_contacts: cohort.paying_contacts,
                         period: p as u32,
                         revenue: reached.then_some(revenue),
-                        arpu: if reached { ratio(revenue, cohort.initial_contacts as f64) } else { None },
-                        arppu: if reached { ratio(revenue, payers as f64) } else { None },
+                        arpu: if reached {
+                            ratio(revenue, cohort.initial_contacts as f64)
+                        } else {
+                            None
+                        },
+                        arppu: if reached {
+                            ratio(revenue, payers as f64)
+                        } else {
+                            None
+                        },
                         new_payers: reached.then_some(cohort.new_payers[p]),
                     });
                 }
@@ -275,8 +286,16 @@ impl LtvAcc {
                     paying_contacts: all_paying,
                     period: p as u32,
                     revenue: r.then_some(sum_rev[p]),
-                    arpu: if r { ratio(sum_rev[p], sum_init[p] as f64) } else { None },
-                    arppu: if r { ratio(sum_rev[p], sum_payers[p] as f64) } else { None },
+                    arpu: if r {
+                        ratio(sum_rev[p], sum_init[p] as f64)
+                    } else {
+                        None
+                    },
+                    arppu: if r {
+                        ratio(sum_rev[p], sum_payers[p] as f64)
+                    } else {
+                        None
+                    },
                     new_payers: r.then_some(sum_new[p]),
                 });
             }

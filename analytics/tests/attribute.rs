@@ -16,7 +16,9 @@ struct RefAcc {
 }
 
 fn touch_of(spec: &AttributeSpec, e: &Event) -> Option<usize> {
-    (1..=spec.touches).find(|&i| e.mask >> i & 1 != 0).map(|i| i - 1)
+    (1..=spec.touches)
+        .find(|&i| e.mask >> i & 1 != 0)
+        .map(|i| i - 1)
 }
 
 fn ref_contact(spec: &AttributeSpec, evs: &[Event], acc: &mut RefAcc) {
@@ -98,15 +100,25 @@ fn ref_rows(spec: &AttributeSpec, contacts: &[Vec<Event>]) -> Vec<AttributeRow> 
         ref_contact(spec, evs, &mut acc);
     }
     let metric = |c: f64, v: f64| if spec.has_value { v } else { c };
-    let total: f64 = (0..t).map(|i| metric(acc.conv[i], acc.value[i])).sum::<f64>()
-        + if spec.include_direct { metric(acc.direct, acc.direct_value) } else { 0.0 };
+    let total: f64 = (0..t)
+        .map(|i| metric(acc.conv[i], acc.value[i]))
+        .sum::<f64>()
+        + if spec.include_direct {
+            metric(acc.direct, acc.direct_value)
+        } else {
+            0.0
+        };
     let contrib = |x: f64| if total == 0.0 { None } else { Some(x / total) };
     let mut rows: Vec<AttributeRow> = (0..t)
         .map(|i| AttributeRow {
             touch: Some(i),
             clicks: Some(acc.clicks[i]),
             effective_clicks: Some(acc.eff[i]),
-            effective_rate: if acc.clicks[i] == 0 { None } else { Some(acc.eff[i] as f64 / acc.clicks[i] as f64) },
+            effective_rate: if acc.clicks[i] == 0 {
+                None
+            } else {
+                Some(acc.eff[i] as f64 / acc.clicks[i] as f64)
+            },
             conversions: acc.conv[i],
             value: spec.has_value.then_some(acc.value[i]),
             contribution: contrib(metric(acc.conv[i], acc.value[i])),
@@ -164,7 +176,11 @@ fn attribute_matches_reference() {
         let from = d0 + rng.range(0, 2) as i32;
         let spec = AttributeSpec {
             touches,
-            window: if rng.chance(1, 3) { AttrWindow::SameDay } else { AttrWindow::Days(rng.range(0, 2) as u32) },
+            window: if rng.chance(1, 3) {
+                AttrWindow::SameDay
+            } else {
+                AttrWindow::Days(rng.range(0, 2) as u32)
+            },
             model: rng.pick(&[Model::First, Model::Last, Model::Linear]),
             from,
             to: from + rng.range(0, 2) as i32,
@@ -194,12 +210,18 @@ fn attribute_matches_reference() {
             .collect();
         let want = ref_rows(&spec, &contacts);
         let got = fast_rows(&spec, &contacts);
-        assert!(same(&got, &want), "case {case}: {spec:?}\n{contacts:#?}\ngot {got:#?}\nwant {want:#?}");
+        assert!(
+            same(&got, &want),
+            "case {case}: {spec:?}\n{contacts:#?}\ngot {got:#?}\nwant {want:#?}"
+        );
         let mut shuffled = contacts.clone();
         for evs in shuffled.iter_mut() {
             shuffle_equal_ts(&mut rng, evs);
         }
-        assert!(same(&fast_rows(&spec, &shuffled), &want), "case {case} (shuffled)");
+        assert!(
+            same(&fast_rows(&spec, &shuffled), &want),
+            "case {case} (shuffled)"
+        );
     }
 }
 
@@ -274,7 +296,10 @@ fn seed_direct_conversion_example() {
 #[test]
 fn same_millisecond_touch_does_not_credit() {
     let mut acc = AttributeAcc::new(spec(AttrWindow::Days(1), Model::Linear));
-    acc.add_contact(&[ev(10 * DAY_MS, 0, B, None, 0), ev(10 * DAY_MS, 0, T, Some(5.0), 0)]);
+    acc.add_contact(&[
+        ev(10 * DAY_MS, 0, B, None, 0),
+        ev(10 * DAY_MS, 0, T, Some(5.0), 0),
+    ]);
     let rows = acc.rows();
     assert_eq!(rows[0].clicks, Some(1));
     assert_eq!(rows[0].effective_clicks, Some(0));
@@ -287,11 +312,11 @@ fn same_millisecond_touch_does_not_credit() {
 fn window_days_and_previous_target_before_from() {
     let mut acc = AttributeAcc::new(spec(AttrWindow::Days(2), Model::First));
     acc.add_contact(&[
-        ev(7 * DAY_MS, 0, C, None, 0),            // before the window: no click, no credit
-        ev(8 * DAY_MS, 0, B, None, 0),            // consumed by the day-9 target
-        ev(9 * DAY_MS, 0, T, Some(1.0), 0),       // previous target, before FROM
-        ev(9 * DAY_MS + 1, 0, D, None, 0),        // credits the day-10 target
-        ev(10 * DAY_MS + 5, 0, T, None, 0),       // in range, NULL value
+        ev(7 * DAY_MS, 0, C, None, 0), // before the window: no click, no credit
+        ev(8 * DAY_MS, 0, B, None, 0), // consumed by the day-9 target
+        ev(9 * DAY_MS, 0, T, Some(1.0), 0), // previous target, before FROM
+        ev(9 * DAY_MS + 1, 0, D, None, 0), // credits the day-10 target
+        ev(10 * DAY_MS + 5, 0, T, None, 0), // in range, NULL value
     ]);
     let rows = acc.rows();
     assert_eq!(rows[0].clicks, Some(1)); // day 8 = from - 2
@@ -309,7 +334,10 @@ fn window_days_and_previous_target_before_from() {
 #[test]
 fn touch_matching_several_predicates_belongs_to_the_first() {
     let mut acc = AttributeAcc::new(spec(AttrWindow::SameDay, Model::First));
-    acc.add_contact(&[ev(10 * DAY_MS, 0, C | D, None, 0), ev(10 * DAY_MS + 1, 0, T, Some(2.0), 0)]);
+    acc.add_contact(&[
+        ev(10 * DAY_MS, 0, C | D, None, 0),
+        ev(10 * DAY_MS + 1, 0, T, Some(2.0), 0),
+    ]);
     let rows = acc.rows();
     assert_eq!(rows[1].conversions, 1.0);
     assert_eq!(rows[2].clicks, Some(0));

@@ -80,7 +80,11 @@ fn ref_contact(spec: &FunnelSpec, evs: &[Event]) -> Option<(usize, u32, Vec<i64>
     best.map(|(d, _, ts, k)| (d, k, ts))
 }
 
-fn ref_rows(spec: &FunnelSpec, contacts: &[(Vec<Event>, Option<u32>)], has_by: bool) -> Vec<FunnelRow> {
+fn ref_rows(
+    spec: &FunnelSpec,
+    contacts: &[(Vec<Event>, Option<u32>)],
+    has_by: bool,
+) -> Vec<FunnelRow> {
     let mut groups: BTreeMap<u32, (Vec<u64>, Vec<Vec<f64>>)> = BTreeMap::new();
     for (evs, ck) in contacts {
         if let Some((depth, key, ts)) = ref_contact(spec, evs) {
@@ -103,7 +107,13 @@ fn ref_rows(spec: &FunnelSpec, contacts: &[(Vec<Event>, Option<u32>)], has_by: b
     for (key, (reached, secs)) in groups {
         for k in 0..spec.steps {
             let prev = if k == 0 { reached[0] } else { reached[k - 1] };
-            let div = |a: u64, b: u64| if b == 0 { None } else { Some(a as f64 / b as f64) };
+            let div = |a: u64, b: u64| {
+                if b == 0 {
+                    None
+                } else {
+                    Some(a as f64 / b as f64)
+                }
+            };
             rows.push(FunnelRow {
                 key,
                 step: k + 1,
@@ -135,7 +145,11 @@ fn same_rows(a: &[FunnelRow], b: &[FunnelRow]) -> bool {
         })
 }
 
-fn fast_rows(spec: &FunnelSpec, contacts: &[(Vec<Event>, Option<u32>)], has_by: bool) -> Vec<FunnelRow> {
+fn fast_rows(
+    spec: &FunnelSpec,
+    contacts: &[(Vec<Event>, Option<u32>)],
+    has_by: bool,
+) -> Vec<FunnelRow> {
     // Two shards merged, to exercise merge().
     let mut a = FunnelAcc::new(spec.clone());
     let mut b = FunnelAcc::new(spec.clone());
@@ -177,18 +191,26 @@ fn funnel_matches_reference() {
             let n = rng.range(0, 8);
             let mut evs: Vec<Event> = (0..n)
                 .map(|_| {
-                    let mask = rng.below(1 << steps) as u32 | if rng.chance(1, 4) { 1 << 20 } else { 0 };
+                    let mask =
+                        rng.below(1 << steps) as u32 | if rng.chance(1, 4) { 1 << 20 } else { 0 };
                     let key = if has_by { rng.range(1, 3) as u32 } else { 0 };
                     ev(rand_ts(&mut rng, base, 3), tz, mask, None, key)
                 })
                 .collect();
             sort_and_shuffle(&mut rng, &mut evs);
-            let ck = if has_by && rng.chance(1, 5) { Some(7) } else { None };
+            let ck = if has_by && rng.chance(1, 5) {
+                Some(7)
+            } else {
+                None
+            };
             contacts.push((evs, ck));
         }
         let want = ref_rows(&spec, &contacts, has_by);
         let got = fast_rows(&spec, &contacts, has_by);
-        assert!(same_rows(&got, &want), "case {case}: {spec:?}\n{contacts:#?}\ngot {got:#?}\nwant {want:#?}");
+        assert!(
+            same_rows(&got, &want),
+            "case {case}: {spec:?}\n{contacts:#?}\ngot {got:#?}\nwant {want:#?}"
+        );
         // Storage order of equal-ts events does not matter.
         for (evs, _) in contacts.iter_mut() {
             shuffle_equal_ts(&mut rng, evs);
@@ -215,14 +237,23 @@ fn funnel_dense_equal_timestamps() {
         let mut evs: Vec<Event> = (0..n)
             .map(|_| {
                 let ts = rng.pick(&[0, 0, 1000, 2000, HOUR_MS, HOUR_MS + 1]);
-                ev(ts, 0, rng.below(1 << steps) as u32, None, rng.range(1, 4) as u32)
+                ev(
+                    ts,
+                    0,
+                    rng.below(1 << steps) as u32,
+                    None,
+                    rng.range(1, 4) as u32,
+                )
             })
             .collect();
         sort_and_shuffle(&mut rng, &mut evs);
         let contacts = vec![(evs, None)];
         let want = ref_rows(&spec, &contacts, true);
         let got = fast_rows(&spec, &contacts, true);
-        assert!(same_rows(&got, &want), "case {case}: {contacts:#?}\ngot {got:#?}\nwant {want:#?}");
+        assert!(
+            same_rows(&got, &want),
+            "case {case}: {contacts:#?}\ngot {got:#?}\nwant {want:#?}"
+        );
     }
 }
 
@@ -245,7 +276,10 @@ fn run(spec: &FunnelSpec, evs: &[Event]) -> Vec<FunnelRow> {
 #[test]
 fn one_day_is_calendar_but_24_hours_is_elapsed() {
     // Step 1 at 9:00 on day 1, step 2 at 10:00 on day 2.
-    let evs = [ev(DAY_MS + 9 * HOUR_MS, 0, 1, None, 0), ev(2 * DAY_MS + 10 * HOUR_MS, 0, 2, None, 0)];
+    let evs = [
+        ev(DAY_MS + 9 * HOUR_MS, 0, 1, None, 0),
+        ev(2 * DAY_MS + 10 * HOUR_MS, 0, 2, None, 0),
+    ];
     let days = run(&spec2(Window::Days(1)), &evs);
     assert_eq!(days[1].contacts, 1);
     assert_eq!(days[1].median_seconds, Some(25.0 * 3600.0));
@@ -255,7 +289,10 @@ fn one_day_is_calendar_but_24_hours_is_elapsed() {
     assert_eq!(hours[1].conversion_rate, Some(0.0));
     assert_eq!(hours[1].median_seconds, None);
     // Exactly 24 hours converts.
-    let evs = [ev(DAY_MS + 9 * HOUR_MS, 0, 1, None, 0), ev(2 * DAY_MS + 9 * HOUR_MS, 0, 2, None, 0)];
+    let evs = [
+        ev(DAY_MS + 9 * HOUR_MS, 0, 1, None, 0),
+        ev(2 * DAY_MS + 9 * HOUR_MS, 0, 2, None, 0),
+    ];
     assert_eq!(run(&spec2(Window::Hours(24)), &evs)[1].contacts, 1);
 }
 
@@ -276,7 +313,10 @@ fn strict_keeps_steps_in_range() {
     acc.add_contact(&a, None);
     acc.add_contact(&b, None);
     assert_eq!(acc.rows(false)[1].contacts, 2);
-    let mut acc = FunnelAcc::new(FunnelSpec { strict: true, ..spec });
+    let mut acc = FunnelAcc::new(FunnelSpec {
+        strict: true,
+        ..spec
+    });
     acc.add_contact(&a, None);
     acc.add_contact(&b, None);
     assert_eq!(acc.rows(false)[1].contacts, 1);
@@ -293,7 +333,10 @@ fn equal_timestamps_fill_consecutive_steps_with_distinct_events() {
     };
     // One event matching steps 1 and 2 alone reaches step 1 only.
     let rows = run(&spec, &[ev(1000, 0, 0b011, None, 0)]);
-    assert_eq!(rows.iter().map(|r| r.contacts).collect::<Vec<_>>(), [1, 0, 0]);
+    assert_eq!(
+        rows.iter().map(|r| r.contacts).collect::<Vec<_>>(),
+        [1, 0, 0]
+    );
     // Two equal-ts events: {1,2} and {1}: the second is step 1, the first step 2,
     // whatever the storage order.
     for evs in [
@@ -301,11 +344,18 @@ fn equal_timestamps_fill_consecutive_steps_with_distinct_events() {
         [ev(1000, 0, 0b001, None, 0), ev(1000, 0, 0b011, None, 0)],
     ] {
         let rows = run(&spec, &evs);
-        assert_eq!(rows.iter().map(|r| r.contacts).collect::<Vec<_>>(), [1, 1, 0]);
+        assert_eq!(
+            rows.iter().map(|r| r.contacts).collect::<Vec<_>>(),
+            [1, 1, 0]
+        );
         assert_eq!(rows[1].median_seconds, Some(0.0));
     }
     // An event matching steps 2 and 3 is used for whichever is needed.
-    let evs = [ev(0, 0, 0b001, None, 0), ev(1000, 0, 0b010, None, 0), ev(1000, 0, 0b110, None, 0)];
+    let evs = [
+        ev(0, 0, 0b001, None, 0),
+        ev(1000, 0, 0b010, None, 0),
+        ev(1000, 0, 0b110, None, 0),
+    ];
     assert_eq!(run(&spec, &evs)[2].contacts, 1);
 }
 
@@ -354,7 +404,13 @@ fn empty_funnel_has_null_rates() {
 fn medians_are_percentile_cont() {
     let mut acc = FunnelAcc::new(spec2(Window::Days(1)));
     for secs in [10, 20, 40, 80] {
-        acc.add_contact(&[ev(DAY_MS, 0, 1, None, 0), ev(DAY_MS + secs * 1000, 0, 2, None, 0)], None);
+        acc.add_contact(
+            &[
+                ev(DAY_MS, 0, 1, None, 0),
+                ev(DAY_MS + secs * 1000, 0, 2, None, 0),
+            ],
+            None,
+        );
     }
     let rows = acc.rows(false);
     assert_eq!(rows[0].conversion_rate, Some(1.0));

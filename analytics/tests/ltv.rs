@@ -17,7 +17,12 @@ struct RefContact {
     payments: Vec<(i32, f64)>,
 }
 
-fn ref_contact(spec: &LtvSpec, evs: &[Event], initial: Option<(i64, Day)>, ck: Option<u32>) -> Option<RefContact> {
+fn ref_contact(
+    spec: &LtvSpec,
+    evs: &[Event],
+    initial: Option<(i64, Day)>,
+    ck: Option<u32>,
+) -> Option<RefContact> {
     let in_range = |d: Day| d >= spec.from && d <= spec.to;
     let (ts, day, key) = match initial {
         Some((ts, day)) => {
@@ -27,8 +32,17 @@ fn ref_contact(spec: &LtvSpec, evs: &[Event], initial: Option<(i64, Day)>, ck: O
             (ts, day, ck.unwrap_or(0))
         }
         None => {
-            let first = evs.iter().filter(|e| e.mask & 1 != 0 && in_range(e.day)).map(|e| e.ts).min()?;
-            let key = evs.iter().filter(|e| e.mask & 1 != 0 && e.ts == first).map(|e| e.key).min().unwrap();
+            let first = evs
+                .iter()
+                .filter(|e| e.mask & 1 != 0 && in_range(e.day))
+                .map(|e| e.ts)
+                .min()?;
+            let key = evs
+                .iter()
+                .filter(|e| e.mask & 1 != 0 && e.ts == first)
+                .map(|e| e.key)
+                .min()
+                .unwrap();
             let day = evs.iter().find(|e| e.ts == first).unwrap().day;
             (first, day, ck.unwrap_or(key))
         }
@@ -40,7 +54,11 @@ fn ref_contact(spec: &LtvSpec, evs: &[Event], initial: Option<(i64, Day)>, ck: O
         .map(|e| (period_index(spec.unit, e.day) - c, e.value.unwrap()))
         .filter(|&(p, _)| p >= 0 && p <= spec.periods as i32)
         .collect();
-    Some(RefContact { key, cohort: c, payments })
+    Some(RefContact {
+        key,
+        cohort: c,
+        payments,
+    })
 }
 
 fn ref_rows(spec: &LtvSpec, contacts: &[RefContact]) -> Vec<LtvRow> {
@@ -48,14 +66,29 @@ fn ref_rows(spec: &LtvSpec, contacts: &[RefContact]) -> Vec<LtvRow> {
     let reached = |c: i32, p: i32| period_start(spec.unit, c + p) <= spec.as_of_day;
     let mut by_key: BTreeMap<u32, BTreeMap<i32, Vec<&RefContact>>> = BTreeMap::new();
     for c in contacts {
-        by_key.entry(c.key).or_default().entry(c.cohort).or_default().push(c);
+        by_key
+            .entry(c.key)
+            .or_default()
+            .entry(c.cohort)
+            .or_default()
+            .push(c);
     }
     let rev_by = |cs: &[&RefContact], p: i32| -> f64 {
-        cs.iter().flat_map(|c| c.payments.iter()).filter(|x| x.0 <= p).map(|x| x.1).sum()
+        cs.iter()
+            .flat_map(|c| c.payments.iter())
+            .filter(|x| x.0 <= p)
+            .map(|x| x.1)
+            .sum()
     };
-    let payers_by = |cs: &[&RefContact], p: i32| cs.iter().filter(|c| c.payments.iter().any(|x| x.0 <= p)).count() as u64;
+    let payers_by = |cs: &[&RefContact], p: i32| {
+        cs.iter()
+            .filter(|c| c.payments.iter().any(|x| x.0 <= p))
+            .count() as u64
+    };
     let new_in = |cs: &[&RefContact], p: i32| {
-        cs.iter().filter(|c| c.payments.iter().map(|x| x.0).min() == Some(p)).count() as u64
+        cs.iter()
+            .filter(|c| c.payments.iter().map(|x| x.0).min() == Some(p))
+            .count() as u64
     };
     let paying = |cs: &[&RefContact]| cs.iter().filter(|c| !c.payments.is_empty()).count() as u64;
     let div = |a: f64, b: u64| if b == 0 { None } else { Some(a / b as f64) };
@@ -80,7 +113,11 @@ fn ref_rows(spec: &LtvSpec, contacts: &[RefContact]) -> Vec<LtvRow> {
         }
         let all: Vec<&RefContact> = cohorts.values().flatten().copied().collect();
         for p in 0..=n {
-            let sub: Vec<&RefContact> = all.iter().filter(|c| reached(c.cohort, p)).copied().collect();
+            let sub: Vec<&RefContact> = all
+                .iter()
+                .filter(|c| reached(c.cohort, p))
+                .copied()
+                .collect();
             let r = !sub.is_empty();
             let rev = rev_by(&sub, p);
             rows.push(LtvRow {
@@ -91,7 +128,11 @@ fn ref_rows(spec: &LtvSpec, contacts: &[RefContact]) -> Vec<LtvRow> {
                 period: p as u32,
                 revenue: r.then_some(rev),
                 arpu: if r { div(rev, sub.len() as u64) } else { None },
-                arppu: if r { div(rev, payers_by(&sub, p)) } else { None },
+                arppu: if r {
+                    div(rev, payers_by(&sub, p))
+                } else {
+                    None
+                },
                 new_payers: r.then_some(new_in(&sub, p)),
             });
         }
@@ -157,8 +198,18 @@ fn ltv_matches_reference() {
                 let mut evs: Vec<Event> = (0..rng.range(0, 9))
                     .map(|_| {
                         let mask = rng.range(0, 3) as u32;
-                        let value = if rng.chance(4, 5) { Some(rng.range(0, 9) as f64 * 10.0) } else { None };
-                        ev(rand_ts(&mut rng, base, spread), tz, mask, value, rng.range(1, 3) as u32)
+                        let value = if rng.chance(4, 5) {
+                            Some(rng.range(0, 9) as f64 * 10.0)
+                        } else {
+                            None
+                        };
+                        ev(
+                            rand_ts(&mut rng, base, spread),
+                            tz,
+                            mask,
+                            value,
+                            rng.range(1, 3) as u32,
+                        )
                     })
                     .filter(|e| e.day <= spec.as_of_day)
                     .collect();
@@ -167,20 +218,32 @@ fn ltv_matches_reference() {
                     let ts = rand_ts(&mut rng, base, spread);
                     (ts, day_of(ts, tz))
                 });
-                let ck = if by_attr || rng.chance(1, 5) { Some(rng.range(1, 2) as u32) } else { None };
+                let ck = if by_attr || rng.chance(1, 5) {
+                    Some(rng.range(1, 2) as u32)
+                } else {
+                    None
+                };
                 (evs, init, ck)
             })
             .collect();
-        let refs: Vec<RefContact> =
-            contacts.iter().filter_map(|(e, i, k)| ref_contact(&spec, e, *i, *k)).collect();
+        let refs: Vec<RefContact> = contacts
+            .iter()
+            .filter_map(|(e, i, k)| ref_contact(&spec, e, *i, *k))
+            .collect();
         let want = ref_rows(&spec, &refs);
         let got = fast_rows(&spec, &contacts);
-        assert!(same(&got, &want), "case {case}: {spec:?}\n{contacts:#?}\ngot {got:#?}\nwant {want:#?}");
+        assert!(
+            same(&got, &want),
+            "case {case}: {spec:?}\n{contacts:#?}\ngot {got:#?}\nwant {want:#?}"
+        );
         let mut shuffled = contacts.clone();
         for (evs, _, _) in shuffled.iter_mut() {
             shuffle_equal_ts(&mut rng, evs);
         }
-        assert!(same(&fast_rows(&spec, &shuffled), &want), "case {case} (shuffled)");
+        assert!(
+            same(&fast_rows(&spec, &shuffled), &want),
+            "case {case} (shuffled)"
+        );
     }
 }
 
@@ -212,10 +275,24 @@ fn seed_worked_example() {
     const TZ: i64 = 8 * HOUR_MS;
     let at = |m: u32, d: u32, h: i64, min: i64| -> Event {
         let day = days_from_civil(2020, m, d);
-        ev(day as i64 * DAY_MS + h * HOUR_MS + min * 60_000 - TZ, TZ, 0, None, 0)
+        ev(
+            day as i64 * DAY_MS + h * HOUR_MS + min * 60_000 - TZ,
+            TZ,
+            0,
+            None,
+            0,
+        )
     };
-    let visit = |e: Event, campaign: u32| Event { mask: 1, key: campaign, ..e };
-    let pay = |e: Event| Event { mask: 2, value: Some(100.0), ..e };
+    let visit = |e: Event, campaign: u32| Event {
+        mask: 1,
+        key: campaign,
+        ..e
+    };
+    let pay = |e: Event| Event {
+        mask: 2,
+        value: Some(100.0),
+        ..e
+    };
     const D11: u32 = 1;
     const D618: u32 = 2;
     let contacts: Vec<Vec<Event>> = vec![
@@ -259,7 +336,9 @@ fn seed_worked_example() {
     let apr1 = days_from_civil(2020, 4, 1);
     let apr2 = days_from_civil(2020, 4, 2);
     let pick = |key: u32, cohort: Option<Day>| -> Vec<&LtvRow> {
-        rows.iter().filter(|r| r.key == key && r.cohort == cohort).collect()
+        rows.iter()
+            .filter(|r| r.key == key && r.cohort == cohort)
+            .collect()
     };
     // Only the two real cohorts and the two overall groups: 4 × 8 rows.
     assert_eq!(rows.len(), 32);
@@ -274,7 +353,16 @@ fn seed_worked_example() {
             [s(300.0), s(400.0), s(500.0), s(500.0), s(500.0), n, n, n],
             [s(150.0), s(200.0), s(250.0), s(250.0), s(250.0), n, n, n],
             [s(300.0), s(400.0), s(500.0), s(500.0), s(500.0), n, n, n],
-            [Some(1), Some(0), Some(0), Some(0), Some(0), None, None, None],
+            [
+                Some(1),
+                Some(0),
+                Some(0),
+                Some(0),
+                Some(0),
+                None,
+                None,
+                None,
+            ],
         ),
         (
             D11,
@@ -284,7 +372,16 @@ fn seed_worked_example() {
             [s(300.0), s(400.0), s(500.0), s(500.0), s(500.0), n, n, n],
             [s(150.0), s(200.0), s(250.0), s(250.0), s(250.0), n, n, n],
             [s(300.0), s(400.0), s(500.0), s(500.0), s(500.0), n, n, n],
-            [Some(1), Some(0), Some(0), Some(0), Some(0), None, None, None],
+            [
+                Some(1),
+                Some(0),
+                Some(0),
+                Some(0),
+                Some(0),
+                None,
+                None,
+                None,
+            ],
         ),
         (
             D618,
@@ -341,7 +438,15 @@ fn overall_rows_sum_only_cohorts_that_reached_the_period() {
         as_of_day: 2,
     };
     let mut acc = LtvAcc::new(spec);
-    acc.add_contact(&[ev(DAY_MS, 0, 1, None, 0), ev(DAY_MS + 1, 0, 2, Some(10.0), 0), ev(2 * DAY_MS, 0, 2, Some(5.0), 0)], None, None);
+    acc.add_contact(
+        &[
+            ev(DAY_MS, 0, 1, None, 0),
+            ev(DAY_MS + 1, 0, 2, Some(10.0), 0),
+            ev(2 * DAY_MS, 0, 2, Some(5.0), 0),
+        ],
+        None,
+        None,
+    );
     acc.add_contact(&[ev(DAY_MS + 7, 0, 1, None, 0)], None, None);
     acc.add_contact(&[ev(2 * DAY_MS, 0, 3, Some(7.0), 0)], None, None);
     let rows = acc.rows();
@@ -371,10 +476,19 @@ fn initial_attribute_must_be_in_range_and_null_values_do_not_pay() {
     let mut acc = LtvAcc::new(spec);
     let d = |m, dd| days_from_civil(2020, m, dd) as i64 * DAY_MS;
     // Attribute before FROM: skipped.
-    acc.add_contact(&[ev(d(1, 20), 0, 2, Some(1.0), 0)], Some((d(1, 1), days_from_civil(2020, 1, 1))), Some(3));
+    acc.add_contact(
+        &[ev(d(1, 20), 0, 2, Some(1.0), 0)],
+        Some((d(1, 1), days_from_civil(2020, 1, 1))),
+        Some(3),
+    );
     // In range: revenue before the initial time ignored, NULL value not a payment.
     acc.add_contact(
-        &[ev(d(1, 19), 0, 2, Some(1.0), 0), ev(d(1, 21), 0, 2, None, 0), ev(d(2, 29), 0, 2, Some(4.0), 0), ev(d(3, 1), 0, 2, Some(9.0), 0)],
+        &[
+            ev(d(1, 19), 0, 2, Some(1.0), 0),
+            ev(d(1, 21), 0, 2, None, 0),
+            ev(d(2, 29), 0, 2, Some(4.0), 0),
+            ev(d(3, 1), 0, 2, Some(9.0), 0),
+        ],
         Some((d(1, 20), days_from_civil(2020, 1, 20))),
         Some(3),
     );

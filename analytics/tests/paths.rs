@@ -11,8 +11,10 @@ use common::*;
 fn ref_links(spec: &PathsSpec, contacts: &[Vec<Event>]) -> HashMap<(u32, u32, Option<u32>), u64> {
     let mut links = HashMap::new();
     for evs in contacts {
-        let mut nodes: Vec<&Event> =
-            evs.iter().filter(|e| e.mask & 1 != 0 && e.day >= spec.from && e.day <= spec.to).collect();
+        let mut nodes: Vec<&Event> = evs
+            .iter()
+            .filter(|e| e.mask & 1 != 0 && e.day >= spec.from && e.day <= spec.to)
+            .collect();
         // Equal times: by key; start nodes first, end nodes last.
         nodes.sort_by_key(|e| (e.ts, e.key, e.mask & 2 == 0, e.mask & 4 != 0));
         let mut sessions: Vec<Vec<&Event>> = Vec::new();
@@ -39,7 +41,9 @@ fn ref_links(spec: &PathsSpec, contacts: &[Vec<Event>]) -> HashMap<(u32, u32, Op
                 keys.dedup();
             }
             for l in 0..keys.len().min(spec.depth as usize) {
-                *links.entry((l as u32 + 1, keys[l], keys.get(l + 1).copied())).or_insert(0) += 1;
+                *links
+                    .entry((l as u32 + 1, keys[l], keys.get(l + 1).copied()))
+                    .or_insert(0) += 1;
             }
         }
     }
@@ -49,7 +53,12 @@ fn ref_links(spec: &PathsSpec, contacts: &[Vec<Event>]) -> HashMap<(u32, u32, Op
 fn ref_rows(spec: &PathsSpec, contacts: &[Vec<Event>]) -> Vec<PathRow> {
     let mut rows: Vec<PathRow> = ref_links(spec, contacts)
         .into_iter()
-        .map(|((level, node, next), sessions)| PathRow { level, node, next, sessions })
+        .map(|((level, node, next), sessions)| PathRow {
+            level,
+            node,
+            next,
+            sessions,
+        })
         .collect();
     rows.sort_by(|a, b| {
         a.level
@@ -101,7 +110,13 @@ fn paths_match_reference() {
                 let mut evs: Vec<Event> = (0..rng.range(0, 12))
                     .map(|_| {
                         let mask = rng.range(0, 7) as u32 | if rng.chance(3, 4) { 1 } else { 0 };
-                        ev(rand_ts(&mut rng, base, 3), tz, mask, None, rng.range(1, 3) as u32)
+                        ev(
+                            rand_ts(&mut rng, base, 3),
+                            tz,
+                            mask,
+                            None,
+                            rng.range(1, 3) as u32,
+                        )
                     })
                     .collect();
                 sort_and_shuffle(&mut rng, &mut evs);
@@ -118,7 +133,6 @@ fn paths_match_reference() {
         assert_eq!(fast_rows(&spec, &shuffled), want, "case {case} (shuffled)");
     }
 }
-
 
 const M: i64 = 60_000;
 
@@ -138,7 +152,9 @@ fn spec(anchor: Anchor, merge: bool, depth: u32) -> PathsSpec {
 }
 
 fn links(rows: &[PathRow]) -> Vec<(u32, u32, Option<u32>, u64)> {
-    rows.iter().map(|r| (r.level, r.node, r.next, r.sessions)).collect()
+    rows.iter()
+        .map(|r| (r.level, r.node, r.next, r.sessions))
+        .collect()
 }
 
 #[test]
@@ -146,7 +162,10 @@ fn seed_gap_example_and_equal_gap_stays() {
     // Scan (1) → 1 min later subscribe (2) → 3 min later click menu (3): two sessions.
     let mut acc = PathsAcc::new(spec(Anchor::None, false, 5));
     acc.add_contact(&[node(0, 1, 0), node(M, 2, 0), node(4 * M, 3, 0)]);
-    assert_eq!(links(&acc.rows()), [(1, 1, Some(2), 1), (1, 3, None, 1), (2, 2, None, 1)]);
+    assert_eq!(
+        links(&acc.rows()),
+        [(1, 1, Some(2), 1), (1, 3, None, 1), (2, 2, None, 1)]
+    );
     // A gap exactly at the limit stays in the session.
     let mut acc = PathsAcc::new(spec(Anchor::None, false, 5));
     acc.add_contact(&[node(0, 1, 0), node(2 * M, 2, 0)]);
@@ -173,7 +192,13 @@ fn start_end_merge_and_depth() {
     // Backwards from the last end node: 1 2 1 1 5.
     assert_eq!(
         links(&acc.rows()),
-        [(1, 1, Some(2), 1), (2, 2, Some(1), 1), (3, 1, Some(1), 1), (4, 1, Some(5), 1), (5, 5, None, 1)]
+        [
+            (1, 1, Some(2), 1),
+            (2, 2, Some(1), 1),
+            (3, 1, Some(1), 1),
+            (4, 1, Some(5), 1),
+            (5, 5, None, 1)
+        ]
     );
     // No start node in the session: nothing.
     let mut acc = PathsAcc::new(spec(Anchor::Start, false, 5));
@@ -183,7 +208,10 @@ fn start_end_merge_and_depth() {
 
 #[test]
 fn nodes_outside_the_range_are_not_nodes() {
-    let mut acc = PathsAcc::new(PathsSpec { gap_ms: DAY_MS, ..spec(Anchor::None, false, 3) });
+    let mut acc = PathsAcc::new(PathsSpec {
+        gap_ms: DAY_MS,
+        ..spec(Anchor::None, false, 3)
+    });
     acc.add_contact(&[node(-M, 9, 0), node(M, 1, 0), node(DAY_MS + M, 2, 0)]);
     assert_eq!(links(&acc.rows()), [(1, 1, None, 1)]);
 }
@@ -195,5 +223,8 @@ fn rows_are_ordered_by_level_then_sessions() {
     acc.add_contact(&[node(0, 1, 0), node(M, 2, 0)]);
     acc.add_contact(&[node(0, 1, 0), node(M, 2, 0)]);
     acc.add_contact(&[node(0, 1, 0)]);
-    assert_eq!(links(&acc.rows()), [(1, 1, Some(2), 2), (1, 1, None, 1), (1, 2, None, 1)]);
+    assert_eq!(
+        links(&acc.rows()),
+        [(1, 1, Some(2), 2), (1, 1, None, 1), (1, 2, None, 1)]
+    );
 }

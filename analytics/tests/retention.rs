@@ -22,11 +22,19 @@ fn ref_rows(spec: &RetentionSpec, contacts: &[Vec<Event>]) -> Vec<RetentionRow> 
         periods.sort();
         periods.dedup();
         for c in periods {
-            let first = initials.iter().filter(|e| per(e) == c).map(|e| e.ts).min().unwrap();
+            let first = initials
+                .iter()
+                .filter(|e| per(e) == c)
+                .map(|e| e.ts)
+                .min()
+                .unwrap();
             let returned = |q: i32, min_ts: i64| {
-                evs.iter().any(|e| e.mask & 2 != 0 && per(e) == q && e.ts >= min_ts)
+                evs.iter()
+                    .any(|e| e.mask & 2 != 0 && per(e) == q && e.ts >= min_ts)
             };
-            let entry = cohorts.entry(c).or_insert_with(|| (0, vec![0; n as usize + 1]));
+            let entry = cohorts
+                .entry(c)
+                .or_insert_with(|| (0, vec![0; n as usize + 1]));
             entry.0 += 1;
             for p in 0..=n {
                 let hit = if spec.churn {
@@ -44,7 +52,11 @@ fn ref_rows(spec: &RetentionSpec, contacts: &[Vec<Event>]) -> Vec<RetentionRow> 
     for (c, (contacts, counts)) in cohorts {
         for p in (if spec.churn { 1 } else { 0 })..=n {
             let shown = period_start(spec.unit, c + p) <= spec.as_of_day;
-            let x = if shown { Some(counts[p as usize]) } else { None };
+            let x = if shown {
+                Some(counts[p as usize])
+            } else {
+                None
+            };
             rows.push(RetentionRow {
                 cohort: period_start(spec.unit, c),
                 cohort_contacts: contacts,
@@ -96,7 +108,15 @@ fn retention_matches_reference() {
         let contacts: Vec<Vec<Event>> = (0..rng.range(1, 6))
             .map(|_| {
                 let mut evs: Vec<Event> = (0..rng.range(0, 8))
-                    .map(|_| ev(rand_ts(&mut rng, base, spread), tz, rng.range(0, 3) as u32, None, 0))
+                    .map(|_| {
+                        ev(
+                            rand_ts(&mut rng, base, spread),
+                            tz,
+                            rng.range(0, 3) as u32,
+                            None,
+                            0,
+                        )
+                    })
                     .filter(|e| e.day <= spec.as_of_day)
                     .collect();
                 sort_and_shuffle(&mut rng, &mut evs);
@@ -129,7 +149,10 @@ fn day_spec(churn: bool) -> RetentionSpec {
 fn initial_equal_to_return_is_full_at_period_zero() {
     let mut acc = RetentionAcc::new(day_spec(false));
     acc.add_contact(&[ev(10 * DAY_MS + 5, 0, 0b11, None, 0)]);
-    acc.add_contact(&[ev(11 * DAY_MS, 0, 0b11, None, 0), ev(11 * DAY_MS, 0, 0b11, None, 0)]);
+    acc.add_contact(&[
+        ev(11 * DAY_MS, 0, 0b11, None, 0),
+        ev(11 * DAY_MS, 0, 0b11, None, 0),
+    ]);
     let rows = acc.rows();
     assert_eq!(rows[0].period, 0);
     assert_eq!(rows[0].rate, Some(1.0));
@@ -162,12 +185,17 @@ fn contact_in_several_cohorts_and_churn() {
     ]);
     let rows = acc.rows();
     // Cohort 10: period 1 (day 11) no return → churned; period 2 (day 12) returned.
-    assert_eq!(rows.iter().map(|r| (r.cohort, r.period, r.contacts)).collect::<Vec<_>>(), [
-        (10, 1, Some(1)),
-        (10, 2, Some(0)),
-        (11, 1, Some(0)),
-        (11, 2, Some(0)),
-    ]);
+    assert_eq!(
+        rows.iter()
+            .map(|r| (r.cohort, r.period, r.contacts))
+            .collect::<Vec<_>>(),
+        [
+            (10, 1, Some(1)),
+            (10, 2, Some(0)),
+            (11, 1, Some(0)),
+            (11, 2, Some(0)),
+        ]
+    );
 }
 
 #[test]
@@ -184,7 +212,10 @@ fn periods_after_as_of_are_null_and_weeks_align() {
     };
     let mut acc = RetentionAcc::new(spec);
     acc.add_contact(&[ev(wed as i64 * DAY_MS, 0, 3, None, 0)]);
-    acc.add_contact(&[ev((wed as i64 + 1) * DAY_MS, 0, 1, None, 0), ev((wed as i64 + 5) * DAY_MS, 0, 2, None, 0)]);
+    acc.add_contact(&[
+        ev((wed as i64 + 1) * DAY_MS, 0, 1, None, 0),
+        ev((wed as i64 + 5) * DAY_MS, 0, 2, None, 0),
+    ]);
     let rows = acc.rows();
     assert_eq!(rows[0].cohort, wed - 2);
     assert_eq!(rows[0].cohort_contacts, 2);
