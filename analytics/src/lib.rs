@@ -9,6 +9,20 @@
 //! contacts can be processed in parallel shards. Memory is bounded by the
 //! contact in hand plus the per-group counters (and conversion times for
 //! exact medians).
+//!
+//! Caller guarantees, shared by every accumulator:
+//! - a contact's events arrive sorted by `ts` ascending; events with equal
+//!   `ts` may come in any order, and no result depends on that order
+//!   (equal-ts events are handled as a set, with documented tie rules);
+//! - events after AS OF are already removed;
+//! - the caller scans a superset of the days the statement needs (e.g. days
+//!   after TO for later funnel steps, returns and revenue; days before FROM
+//!   for the previous ATTRIBUTE target and widened clicks); every
+//!   accumulator applies its own FROM/TO, window and STRICT rules;
+//! - `Event::day` is the local calendar day (session time zone) of `ts`,
+//!   non-decreasing along the slice. Calendar rules (DAYS windows, SAME DAY,
+//!   DAY/WEEK/MONTH periods) use `day`; elapsed-time rules (HOURS windows,
+//!   PATHS gaps, ordering, "strictly before") use `ts`.
 
 pub mod attribute;
 pub mod calendar;
