@@ -27,4 +27,7 @@ pub fn register(ctx: &SessionContext) {
         Volatility::Stable,
         Arc::new(move |_args| Ok(ColumnarValue::Scalar(ScalarValue::Utf8(Some(v.clone()))))),
     ));
+    for f in crate::composable::aggregates() {
+        ctx.register_udaf(f);
+    }
 }

@@ -4,6 +4,7 @@
 
 pub mod analytics;
 pub mod catalog;
+pub mod composable;
 pub mod convert;
 pub mod copy;
 pub mod engine;

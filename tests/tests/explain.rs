@@ -110,3 +110,30 @@ async fn unfiltered_events_scan_is_a_cohort_scan() {
         sql,
     );
 }
+
+#[tokio::test]
+async fn analytics_statements_explain_their_scan() {
+    let server = TestServer::start();
+    let client = server.client().await;
+    setup(&client).await;
+    // Only the step event types, and the range widened by the window.
+    let sql = "EXPLAIN FUNNEL STEP event = 'app_launch', STEP event = 'app_show' \
+               WITHIN 2 DAYS FROM '2025-06-01' TO '2025-06-07'";
+    let needles = [
+        "CohortAnalyticsExec: FUNNEL",
+        "event_types=[app_launch, app_show]",
+        "days=[2025-06-01..2025-06-09]",
+    ];
+    assert_plan_contains(&explain_simple(&client, sql).await, &needles, sql);
+    assert_plan_contains(&explain_extended(&client, sql).await, &needles, sql);
+    // A property predicate reads only that column.
+    let sql = "EXPLAIN RETENTION INITIAL event = 'app_launch' AND os = 'iOS' \
+               RETURN event = 'app_show' FROM '2025-06-01' TO '2025-06-03' BY DAY PERIODS 1";
+    let needles = [
+        "CohortAnalyticsExec: RETENTION",
+        "event_types=[app_launch, app_show]",
+        "days=[2025-06-01..2025-06-04]",
+        "projection=[event, os]",
+    ];
+    assert_plan_contains(&explain_simple(&client, sql).await, &needles, sql);
+}
