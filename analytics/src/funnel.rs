@@ -104,6 +104,10 @@ struct Scratch {
     next: Vec<u32>,
     ev_step: Vec<u8>,
     visited: Vec<bool>,
+    cands: Vec<(u32, u32)>,
+    /// `memo[g * steps + s]`: steps filled at group g from step s (multi-event
+    /// groups; `u8::MAX` = not computed yet).
+    memo: Vec<u8>,
 }
 
 const NONE: u8 = u8::MAX;
@@ -183,14 +187,19 @@ impl FunnelAcc {
         in_window && (!self.spec.strict || self.in_range(g.day))
     }
 
-    /// Steps filled at group `g` from step `s` on.
+    /// Steps filled at group `gi` from step `s` on (memoized per contact).
     #[inline]
-    fn fill(scratch: &mut Scratch, events: &[Event], g: &Group, s: usize, steps: usize) -> usize {
+    fn fill(scratch: &mut Scratch, events: &[Event], gi: usize, s: usize, steps: usize) -> usize {
+        let g = scratch.groups[gi];
         if g.n == 1 {
-            1
-        } else {
-            scratch.fill(&events[g.lo as usize..g.hi as usize], s, steps, usize::MAX)
+            return 1;
         }
+        let slot = gi * steps + s;
+        if scratch.memo[slot] == u8::MAX {
+            let m = scratch.fill(&events[g.lo as usize..g.hi as usize], s, steps, usize::MAX);
+            scratch.memo[slot] = m as u8;
+        }
+        scratch.memo[slot] as usize
     }
 
     /// Adds one contact: `events` in time order (equal times in any order);
@@ -238,6 +247,8 @@ impl FunnelAcc {
             }
         }
         let ng = groups.len();
+        scratch.memo.clear();
+        scratch.memo.resize(ng * steps, u8::MAX);
         let next = &mut scratch.next;
         next.clear();
         next.resize((ng + 1) * steps, ng as u32);
@@ -262,7 +273,7 @@ impl FunnelAcc {
             if start.mask & 1 == 0 || !self.in_range(start.day) {
                 continue;
             }
-            let m0 = Self::fill(&mut scratch, events, &start, 0, steps);
+            let m0 = Self::fill(&mut scratch, events, g0, 0, steps);
             debug_assert!(m0 >= 1);
             chain_ts[..m0].fill(start.ts);
             let mut s = m0;
@@ -276,7 +287,7 @@ impl FunnelAcc {
                 if !self.reachable(&start, &grp) {
                     break;
                 }
-                let m = Self::fill(&mut scratch, events, &grp, s, steps);
+                let m = Self::fill(&mut scratch, events, g2, s, steps);
                 chain_ts[s..s + m].fill(grp.ts);
                 s += m;
                 g = g2;
@@ -302,18 +313,26 @@ impl FunnelAcc {
                     evs.iter().find(|e| e.mask & full != 0).map_or(0, |e| e.key)
                 } else {
                     // Smallest key of a step-1 event that can start this chain
-                    // (steps 2..m0 still fillable by the other events).
-                    let mut key = u32::MAX;
-                    for (c, e) in evs.iter().enumerate() {
-                        if e.mask & 1 == 0 || e.key >= key {
-                            continue;
-                        }
-                        if best_first_fill == 1
-                            || scratch.fill(evs, 1, steps, c) >= best_first_fill - 1
-                        {
-                            key = e.key;
-                        }
-                    }
+                    // (steps 2..m0 still fillable by the other events). Tried in
+                    // key order: only events every maximum matching of steps
+                    // 2..m0 needs can fail, and there are fewer than `steps`.
+                    let mut cands = std::mem::take(&mut scratch.cands);
+                    cands.clear();
+                    cands.extend(
+                        evs.iter()
+                            .enumerate()
+                            .filter(|(_, e)| e.mask & 1 != 0)
+                            .map(|(c, e)| (e.key, c as u32)),
+                    );
+                    cands.sort_unstable();
+                    let key = cands
+                        .iter()
+                        .find(|&&(_, c)| {
+                            best_first_fill == 1
+                                || scratch.fill(evs, 1, steps, c as usize) >= best_first_fill - 1
+                        })
+                        .map_or(0, |&(k, _)| k);
+                    scratch.cands = cands;
                     key
                 }
             }

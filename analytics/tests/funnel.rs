@@ -417,3 +417,30 @@ fn medians_are_percentile_cont() {
     assert_eq!(rows[1].median_seconds, Some(30.0));
     assert_eq!(rows[1].avg_seconds, Some(37.5));
 }
+
+#[test]
+fn large_equal_timestamp_groups_stay_fast() {
+    // 2000 step-1 events, then 3000 events at one millisecond matching steps
+    // 1–3, then 2000 more step-1 events at one millisecond: each start reaches
+    // the big group, whose matching is computed once per contact.
+    let spec = FunnelSpec {
+        steps: 4,
+        window: Window::Days(30),
+        from: 0,
+        to: 10,
+        strict: false,
+    };
+    let mut evs: Vec<Event> = (0..2000).map(|i| ev(i * 1000, 0, 1, None, 5)).collect();
+    evs.extend((0..3000).map(|i| ev(DAY_MS, 0, 0b0111, None, 1 + (i % 7) as u32)));
+    evs.extend((0..2000).map(|_| ev(2 * DAY_MS, 0, 0b0001, None, 9)));
+    let t = std::time::Instant::now();
+    let mut acc = FunnelAcc::new(spec);
+    acc.add_contact(&evs, None);
+    let rows = acc.rows(true);
+    assert_eq!(
+        rows.iter().map(|r| r.contacts).collect::<Vec<_>>(),
+        [1, 1, 1, 0]
+    );
+    assert_eq!(rows[0].key, 5);
+    assert!(t.elapsed().as_secs_f64() < 5.0);
+}
