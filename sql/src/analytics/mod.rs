@@ -1065,10 +1065,25 @@ fn build_output(
                         .unwrap_or_default()
                 }
             };
-            cols.push(Arc::new(Int32Array::from_iter_values(rows.iter().map(|r| r.level as i32))));
-            cols.push(Arc::new(StringArray::from_iter(rows.iter().map(|r| Some(name(r.node))))));
-            cols.push(Arc::new(StringArray::from_iter(rows.iter().map(|r| r.next.map(name)))));
-            cols.push(Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.sessions as i64))));
+            let mut named: Vec<(u32, String, Option<String>, u64)> = rows
+                .iter()
+                .map(|r| (r.level, name(r.node), r.next.map(name), r.sessions))
+                .collect();
+            named.sort_by(|a, b| {
+                a.0.cmp(&b.0)
+                    .then(b.3.cmp(&a.3))
+                    .then(a.1.cmp(&b.1))
+                    .then(match (&a.2, &b.2) {
+                        (None, None) => std::cmp::Ordering::Equal,
+                        (None, Some(_)) => std::cmp::Ordering::Greater,
+                        (Some(_), None) => std::cmp::Ordering::Less,
+                        (Some(x), Some(y)) => x.cmp(y),
+                    })
+            });
+            cols.push(Arc::new(Int32Array::from_iter_values(named.iter().map(|r| r.0 as i32))));
+            cols.push(Arc::new(StringArray::from_iter(named.iter().map(|r| Some(r.1.clone())))));
+            cols.push(Arc::new(StringArray::from_iter(named.iter().map(|r| r.2.clone()))));
+            cols.push(Arc::new(Int64Array::from_iter_values(named.iter().map(|r| r.3 as i64))));
         }
         _ => unreachable!("accumulator matches statement"),
     }
