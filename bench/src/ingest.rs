@@ -86,7 +86,7 @@ pub async fn run(args: IngestArgs) -> Result<()> {
 }
 
 /// Loads both files into the cohortdb at `url`.
-async fn load_cohortdb(url: &str, data: &Dataset) -> Result<Vec<Measurement>> {
+pub(crate) async fn load_cohortdb(url: &str, data: &Dataset) -> Result<Vec<Measurement>> {
     let client = connect(url).await.map_err(|e| {
         format!("{e}\n(is cohortdb running? start it with an empty data directory, or pass --url / --skip-cohortdb)")
     })?;
@@ -166,7 +166,7 @@ async fn load_postgres(args: &IngestArgs, data: &Dataset) -> Result<Vec<Measurem
 }
 
 /// Connects without TLS and drives the connection in the background.
-async fn connect(url: &str) -> Result<Client> {
+pub(crate) async fn connect(url: &str) -> Result<Client> {
     let (client, connection) = tokio_postgres::connect(url, NoTls)
         .await
         .map_err(|e| format!("connect to {url:?}: {}", pg_error(&e)))?;
@@ -251,7 +251,7 @@ async fn copy_file(
 
 /// A tokio-postgres error with the server's message, SQLSTATE, detail and
 /// hint when there is one (its `Display` alone only says "db error").
-fn pg_error(e: &tokio_postgres::Error) -> String {
+pub(crate) fn pg_error(e: &tokio_postgres::Error) -> String {
     if let Some(db) = e.as_db_error() {
         let mut s = format!(
             "{}: {} (SQLSTATE {})",

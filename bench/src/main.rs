@@ -5,9 +5,12 @@
 //! - `ingest`: `COPY ... FROM STDIN (FORMAT csv)` of contacts and events into a
 //!   running cohortdb, optionally against a throwaway PostgreSQL 15 loaded
 //!   with the same files the same way (`--postgres`).
+//! - `analytics`: FUNNEL, RETENTION, ATTRIBUTE and LTV latency over the wire,
+//!   compared with chdb and DuckDB on the same rows (`bench/peers/`).
 //!
 //! See `docs/benchmark.md` for how to run it and what it measures.
 
+mod analytics;
 mod dataset;
 mod ingest;
 mod postgres;
@@ -35,6 +38,9 @@ enum Command {
     /// COPY ingest rate of contacts and events over the wire (optionally
     /// compared with PostgreSQL 15 on the same machine).
     Ingest(ingest::IngestArgs),
+    /// Latency of FUNNEL, RETENTION, ATTRIBUTE and LTV over the wire,
+    /// compared with chdb and DuckDB on the same rows.
+    Analytics(analytics::AnalyticsArgs),
 }
 
 #[tokio::main]
@@ -42,6 +48,7 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Ingest(args) => ingest::run(args).await,
+        Command::Analytics(args) => analytics::run(args).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

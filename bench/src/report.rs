@@ -104,21 +104,9 @@ pub fn print_ingest(results: &[Measurement]) {
 
 /// All ingest results as one JSON object on one line.
 pub fn ingest_json(d: &Dataset, results: &[Measurement]) -> String {
-    let s = &d.spec;
     json!({
         "benchmark": "ingest",
-        "dataset": {
-            "contacts": s.contacts,
-            "days": s.days,
-            "events_per_contact": s.events_per_contact,
-            "start_day": start_day_string(s),
-            "seed": s.seed,
-            "generator_version": cohortdb_datagen::GENERATOR_VERSION,
-            "contact_rows": d.contact_rows,
-            "contact_bytes": d.contact_bytes,
-            "event_rows": d.event_rows,
-            "event_bytes": d.event_bytes,
-        },
+        "dataset": dataset_json(d),
         "generation": {
             "reused": d.generation_seconds.is_none(),
             "seconds": d.generation_seconds,
@@ -136,13 +124,35 @@ pub fn ingest_json(d: &Dataset, results: &[Measurement]) -> String {
             "contacts": ratio(results, "contacts"),
             "events": ratio(results, "events"),
         },
-        "machine": {
-            "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
-            "os": std::env::consts::OS,
-            "arch": std::env::consts::ARCH,
-        },
+        "machine": machine_json(),
     })
     .to_string()
+}
+
+/// The dataset's spec, generator version, rows and sizes as JSON.
+pub fn dataset_json(d: &Dataset) -> serde_json::Value {
+    let s = &d.spec;
+    json!({
+        "contacts": s.contacts,
+        "days": s.days,
+        "events_per_contact": s.events_per_contact,
+        "start_day": start_day_string(s),
+        "seed": s.seed,
+        "generator_version": cohortdb_datagen::GENERATOR_VERSION,
+        "contact_rows": d.contact_rows,
+        "contact_bytes": d.contact_bytes,
+        "event_rows": d.event_rows,
+        "event_bytes": d.event_bytes,
+    })
+}
+
+/// Cores, OS and architecture of this machine as JSON.
+pub fn machine_json() -> serde_json::Value {
+    json!({
+        "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        "os": std::env::consts::OS,
+        "arch": std::env::consts::ARCH,
+    })
 }
 
 fn file_name(path: &std::path::Path) -> String {
