@@ -54,6 +54,7 @@ pub struct Engine {
     base: SessionContext,
     env: TableEnv,
     parser: PostgresCompatibilityParser,
+    scheduler: crate::scheduler::Scheduler,
 }
 
 /// What a statement produced.
@@ -117,12 +118,21 @@ impl Engine {
         setup_pg_catalog(&base, DATABASE, EmptyContextProvider)
             .map_err(|e| SqlError::DataFusion(*e))?;
         functions::register(&base);
-        Ok(Arc::new(Engine {
+        functions::register_groups(&base, store.clone());
+        let engine = Arc::new(Engine {
             store,
             base,
             env,
             parser: PostgresCompatibilityParser::new(),
-        }))
+            scheduler: Default::default(),
+        });
+        engine.scheduler.attach(&engine);
+        Ok(engine)
+    }
+
+    /// The group/tag refresh scheduler.
+    pub fn scheduler(&self) -> &crate::scheduler::Scheduler {
+        &self.scheduler
     }
 
     /// The store.
@@ -178,6 +188,18 @@ impl Engine {
     /// Parses SQL text into statements (Postgres dialect with catalog rewrites).
     pub fn parse(&self, sql: &str) -> Result<(Vec<Statement>, Option<OnError>)> {
         let (sql, on_error) = extract_on_error(sql);
+        // Group and tag statements travel as carrier CALLs (crate::groups).
+        if let Some(parts) = crate::groups::parse_script(&sql) {
+            let mut stmts = Vec::new();
+            for part in parts? {
+                stmts.extend(
+                    self.parser
+                        .parse(&part)
+                        .map_err(|e| SqlError::Syntax(e.to_string()))?,
+                );
+            }
+            return Ok((stmts, on_error));
+        }
         let stmts = self
             .parser
             .parse(&sql)
@@ -349,6 +371,9 @@ impl Session {
 
     /// Executes one statement.
     pub async fn execute(&self, stmt: Statement, on_error: Option<OnError>) -> Result<Outcome> {
+        if let Some(g) = crate::groups::carried(&stmt) {
+            return crate::groups::execute(self, g?).await;
+        }
         match &stmt {
             Statement::Copy {
                 source,
