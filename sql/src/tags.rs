@@ -546,10 +546,19 @@ impl TagImport {
         let rows = self.rows;
         let resolved = tokio::task::spawn_blocking(move || -> Result<Vec<(u64, TagValue)>> {
             if id_type == "contact_id" {
-                return Ok(rows
+                let rows: Vec<(u64, TagValue)> = rows
                     .into_iter()
                     .filter_map(|(k, v)| k.trim().parse::<u64>().ok().map(|id| (id, v)))
-                    .collect());
+                    .collect();
+                let mut ids: Vec<u64> = rows.iter().map(|(i, _)| *i).collect();
+                ids.sort_unstable();
+                ids.dedup();
+                let mut found = std::collections::HashSet::new();
+                store.scan_contacts(Some(&ids), &mut |id, _| {
+                    found.insert(id);
+                    true
+                })?;
+                return Ok(rows.into_iter().filter(|(i, _)| found.contains(i)).collect());
             }
             let mut map: HashMap<String, u64> = HashMap::new();
             store.scan_identities(&mut |t, _chan, val, contact, _| {
@@ -568,5 +577,80 @@ impl TagImport {
         let n = resolved.len() as u64;
         materialize(&self.store, self.tz, &self.tag.name, resolved, true).await?;
         Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cohortdb_storage::groups::{JobStatus, TagType};
+    use cohortdb_storage::RefreshPolicy;
+
+    #[test]
+    fn values_round_trip() {
+        for (t, v) in [
+            (TagType::VarcharArray, TagValue::Array(vec!["足球".into(), "篮球".into()])),
+            (TagType::VarcharArray, TagValue::Array(vec![])),
+            (TagType::Double, TagValue::Scalar(Value::Float(356.2))),
+            (TagType::Varchar, TagValue::Scalar(Value::Str("钻石".into()))),
+        ] {
+            assert_eq!(TagValue::decode(&v.encode(), t), Some(v));
+        }
+        assert_eq!(
+            parse_value(TagType::VarcharArray, "足球,篮球,乒乓球", &Tz::UTC).unwrap(),
+            TagValue::Array(vec!["足球".into(), "篮球".into(), "乒乓球".into()])
+        );
+    }
+
+    /// An external tag keyed by openid: identities map rows to contacts,
+    /// unknown openids are skipped, the history counts array elements.
+    #[tokio::test]
+    async fn external_import_resolves_openids() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), Default::default()).unwrap();
+        let mut b = store.batch();
+        b.put_identity("wechat.openid", "wx_oa", "o-alice", 1, 0);
+        b.put_identity("wechat.openid", "wx_oa", "o-bob", 2, 0);
+        b.put_identity("wechat.unionid", "", "o-carol", 3, 0);
+        store.commit(b).await.unwrap();
+        store
+            .update_catalog(|data, _| -> Result<()> {
+                data.tags.push(TagDef {
+                    id: 1,
+                    name: "tag_sports".into(),
+                    comment: None,
+                    data_type: TagType::VarcharArray,
+                    definition: None,
+                    external_id_type: Some("wechat.openid".into()),
+                    refresh: RefreshPolicy::Manual,
+                    status: JobStatus::Done,
+                    members: 0,
+                    computed_at_ms: None,
+                    error: None,
+                    version: 0,
+                    last_version: 0,
+                });
+                Ok(())
+            })
+            .await
+            .unwrap();
+        let tag = store.catalog().tag("tag_sports").cloned().unwrap();
+        let mut imp = TagImport::begin(store.clone(), tag, Tz::UTC).unwrap();
+        for (k, v) in [("o-alice", "football,basketball"), ("o-bob", "tennis"), ("o-carol", "golf")] {
+            imp.push(&[Value::Str(k.into()), Value::Str(v.into())]).unwrap();
+        }
+        assert_eq!(imp.commit().await.unwrap(), 2);
+        let tag = store.catalog().tag("tag_sports").cloned().unwrap();
+        assert_eq!(tag.members, 2);
+        let col = tag_column(&store, &tag, &[1, 2, 3], "+00:00").unwrap();
+        assert_eq!(col.null_count(), 1);
+        let mut hist = Vec::new();
+        store
+            .scan_tag_history(&mut |_, _, v| {
+                hist = serde_json::from_slice::<Vec<(String, u64)>>(v).unwrap();
+                true
+            })
+            .unwrap();
+        assert_eq!(hist.len(), 3);
     }
 }

@@ -493,14 +493,49 @@ mod tests {
     }
 
     #[test]
+    fn static_edits_merge_in_rocksdb_and_versions_are_separate() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), Default::default()).unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let set = |v: &[u64]| v.iter().copied().collect::<RoaringTreemap>();
+        rt.block_on(async {
+            let mut b = store.batch();
+            b.edit_bitmap(BITMAP, 7, 0, &set(&[1, 2, 3, 5 << 20]), &set(&[]));
+            store.commit(b).await.unwrap();
+            let mut b = store.batch();
+            b.edit_bitmap(BITMAP, 7, 0, &set(&[4]), &set(&[2, 5 << 20]));
+            b.edit_bitmap(BITMAP, 7, 0, &set(&[2]), &set(&[]));
+            store.commit(b).await.unwrap();
+            let mut b = store.batch();
+            b.put_bitmap(BITMAP, 7, 1, &set(&[9]));
+            store.commit(b).await.unwrap();
+        });
+        assert_eq!(store.read_bitmap(BITMAP, 7, 0).unwrap(), set(&[1, 2, 3, 4]));
+        assert_eq!(store.read_bitmap(BITMAP, 7, 1).unwrap(), set(&[9]));
+        rt.block_on(async {
+            let mut b = store.batch();
+            b.delete_bitmap(BITMAP, 7, 0);
+            store.commit(b).await.unwrap();
+        });
+        assert!(store.read_bitmap(BITMAP, 7, 0).unwrap().is_empty());
+        // compaction runs the full merge on what is left
+        store.shutdown().unwrap();
+        drop(store);
+        let store = Store::open(dir.path(), Default::default()).unwrap();
+        assert_eq!(store.read_bitmap(BITMAP, 7, 1).unwrap(), set(&[9]));
+    }
+
+    const BITMAP: u8 = keys::BITMAP_GROUP;
+
+    #[test]
     fn merge_applies_edits_in_order() {
         let bm = |v: &[u32]| v.iter().copied().collect::<RoaringBitmap>();
         let a = encode_op(&bm(&[1, 2, 3]), &bm(&[]));
         let b = encode_op(&bm(&[4]), &bm(&[2]));
         let c = encode_op(&bm(&[2]), &bm(&[4]));
         // combine b and c partially, then apply to a
-        let store = tempfile::tempdir().unwrap();
-        let _ = store;
         let (mut adds, mut removes) = (RoaringBitmap::new(), RoaringBitmap::new());
         for op in [&b, &c] {
             let (x, r) = decode_op(op).unwrap();
