@@ -5,10 +5,12 @@
 //! - `ingest`: `COPY ... FROM STDIN (FORMAT csv)` of contacts and events into a
 //!   running cohortdb, optionally against a throwaway PostgreSQL 15 loaded
 //!   with the same files the same way (`--postgres`).
+//! - `groups`: refresh of dynamic groups and group intersection counts.
 //!
 //! See `docs/benchmark.md` for how to run it and what it measures.
 
 mod dataset;
+mod groups;
 mod ingest;
 mod postgres;
 mod report;
@@ -35,6 +37,8 @@ enum Command {
     /// COPY ingest rate of contacts and events over the wire (optionally
     /// compared with PostgreSQL 15 on the same machine).
     Ingest(ingest::IngestArgs),
+    /// Dynamic group refresh time and group intersection counts.
+    Groups(groups::GroupsArgs),
 }
 
 #[tokio::main]
@@ -42,6 +46,7 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Ingest(args) => ingest::run(args).await,
+        Command::Groups(args) => groups::run(args).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

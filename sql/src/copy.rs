@@ -78,6 +78,7 @@ enum Target {
     Contacts(ContactIngest),
     Events(EventIngest),
     User(UserRowIngest),
+    Tag(crate::tags::TagImport),
 }
 
 /// An active `COPY ... FROM STDIN`: fed with data chunks, committed at the end.
@@ -130,6 +131,11 @@ impl CopyIn {
                 return Err(SqlError::Unsupported(format!(
                     "COPY FROM is not supported for \"{table}\"; copy into contacts, events or a user table"
                 )))
+            }
+            t if store.catalog().tag(t).is_some() => {
+                let def = store.catalog().tag(t).cloned().expect("checked");
+                let imp = crate::tags::TagImport::begin(store, def, tz)?;
+                (Target::Tag(imp), crate::tags::TagImport::columns())
             }
             other => {
                 let def = store
@@ -333,6 +339,7 @@ impl CopyIn {
             Target::Contacts(i) => i.push(row, at),
             Target::Events(i) => i.push(&row, at),
             Target::User(i) => i.push(&row),
+            Target::Tag(i) => i.push(&row),
         }
     }
 
@@ -352,6 +359,7 @@ impl CopyIn {
             Target::Contacts(i) => i.commit().await?,
             Target::Events(i) => i.commit(&self.contact_lock).await?,
             Target::User(i) => i.commit().await?,
+            Target::Tag(i) => i.commit().await?,
         };
         Ok((rows, self.skipped, self.first_error))
     }

@@ -10,11 +10,14 @@ pub mod copy;
 pub mod engine;
 pub mod error;
 pub mod functions;
+pub mod groups;
 pub mod ingest;
 pub mod layout;
 pub mod pgtext;
 pub mod procedures;
+pub mod scheduler;
 pub mod tables;
+pub mod tags;
 
 pub use engine::{CohortStatement, Engine, EngineConfig, Outcome, Prepared, Session};
 pub use error::{find_sql_error, Result, SqlError};

@@ -56,7 +56,7 @@ pub struct EventScanSpec {
 
 /// The open database.
 pub struct Store {
-    db: Arc<DB>,
+    pub(crate) db: Arc<DB>,
     catalog: RwLock<Arc<Catalog>>,
     writer: Mutex<Option<WriterHandle>>,
     writer_thread: Mutex<Option<JoinHandle<()>>>,
@@ -100,6 +100,14 @@ fn cf_options(name: &str, cache: Option<&Cache>) -> Options {
     match name {
         cf::META => {
             o.set_merge_operator_associative("max_u64", max_u64_merge);
+            o.set_block_based_table_factory(&table_opts(true, true));
+        }
+        cf::BITMAPS => {
+            o.set_merge_operator(
+                "bitmap_ops",
+                crate::groups::bitmap_full_merge,
+                crate::groups::bitmap_partial_merge,
+            );
             o.set_block_based_table_factory(&table_opts(true, true));
         }
         cf::EVENTS => {
@@ -214,7 +222,7 @@ impl Store {
         Ok(out)
     }
 
-    fn cf(&self, name: &str) -> &rocksdb::ColumnFamily {
+    pub(crate) fn cf(&self, name: &str) -> &rocksdb::ColumnFamily {
         cfh(&self.db, name)
     }
 
@@ -609,14 +617,14 @@ fn decode_identity_value(v: &[u8]) -> Result<(u64, i64)> {
     ))
 }
 
-fn cfh<'a>(db: &'a DB, name: &str) -> &'a rocksdb::ColumnFamily {
+pub(crate) fn cfh<'a>(db: &'a DB, name: &str) -> &'a rocksdb::ColumnFamily {
     db.cf_handle(name).expect("column family opened at start")
 }
 
 /// A set of changes committed atomically by [`Store::commit`].
 pub struct Batch {
-    wb: WriteBatch,
-    db: Arc<DB>,
+    pub(crate) wb: WriteBatch,
+    pub(crate) db: Arc<DB>,
 }
 
 impl Batch {
