@@ -289,7 +289,7 @@ impl Session {
 
     /// Plans a statement for Parse/Describe (no side effects).
     pub async fn prepare(&self, stmt: Statement) -> Result<Prepared> {
-        let plan = if is_datafusion_statement(&stmt) {
+        let plan = if is_datafusion_statement(&stmt) && !crate::identity_insert::wants(&stmt) {
             Some(
                 self.context()
                     .state()
@@ -521,6 +521,9 @@ impl Session {
                 })
             }
             Statement::Call(f) => crate::procedures::call(self, f).await,
+            _ if crate::identity_insert::wants(&stmt) => {
+                crate::identity_insert::run(self, &stmt).await
+            }
             _ if is_datafusion_statement(&stmt) => {
                 let plan = self
                     .context()

@@ -65,8 +65,12 @@ pub async fn call(session: &Session, f: &Function) -> Result<Outcome> {
                 rows: None,
             })
         }
+        n if crate::identity_procs::PROCEDURES.contains(&n) => {
+            crate::identity_procs::call(session, n, &a).await
+        }
         other => Err(SqlError::UndefinedObject(format!(
-            "procedure {other} does not exist (available: drop_events_before)"
+            "procedure {other} does not exist (available: drop_events_before, {})",
+            crate::identity_procs::PROCEDURES.join(", ")
         ))),
     }
 }
