@@ -56,7 +56,10 @@ mod tests {
     #[test]
     fn next_run_is_0245_local() {
         // 2025-06-01 00:00 UTC = 08:00 Shanghai → next 02:45 Shanghai is 18:45 UTC
-        let now = Utc.with_ymd_and_hms(2025, 6, 1, 0, 0, 0).unwrap().timestamp_millis();
+        let now = Utc
+            .with_ymd_and_hms(2025, 6, 1, 0, 0, 0)
+            .unwrap()
+            .timestamp_millis();
         let ms = millis_until_next(now, chrono_tz::Asia::Shanghai, DEDUPE_AT);
         assert_eq!(ms, (18 * 60 + 45) * 60_000);
         let ms = millis_until_next(now, Tz::UTC, DEDUPE_AT);

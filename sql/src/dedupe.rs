@@ -92,7 +92,10 @@ impl DedupeRule {
         Ok(DedupeRule {
             mode,
             fields: fs,
-            placeholders: placeholders.iter().map(|p| p.trim().to_lowercase()).collect(),
+            placeholders: placeholders
+                .iter()
+                .map(|p| p.trim().to_lowercase())
+                .collect(),
         })
     }
 }
@@ -161,7 +164,11 @@ pub fn find_pairs(store: &Store, r: &DedupeRule) -> Result<Vec<(u64, u64)>> {
         if t.is_empty() || r.placeholders.iter().any(|p| p == &t.to_lowercase()) {
             return None;
         }
-        Some(if email { t.to_lowercase() } else { t.to_string() })
+        Some(if email {
+            t.to_lowercase()
+        } else {
+            t.to_string()
+        })
     };
     let mut seen: HashMap<String, u64> = HashMap::new();
     let mut parent: HashMap<u64, u64> = HashMap::new();
@@ -235,7 +242,10 @@ pub async fn run(engine: &Engine, dry_run: bool) -> Result<Vec<(u64, u64)>> {
         work.commit().await?;
     }
     if !pairs.is_empty() {
-        tracing::info!(merged = pairs.len(), "dedupe_contacts merged duplicate contacts");
+        tracing::info!(
+            merged = pairs.len(),
+            "dedupe_contacts merged duplicate contacts"
+        );
     }
     Ok(pairs)
 }

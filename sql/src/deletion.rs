@@ -22,7 +22,12 @@ use crate::merge::{on_contact_data_deleted, ContactWork};
 pub const DELETED_NAME: &str = "已注销";
 
 /// Fields kept when a contact's data is deleted.
-const KEPT_FIELDS: &[&str] = &["created_at", "updated_at", "first_seen_at", "last_active_at"];
+const KEPT_FIELDS: &[&str] = &[
+    "created_at",
+    "updated_at",
+    "first_seen_at",
+    "last_active_at",
+];
 
 /// Deletes the data of the contact owning `(external_id, channel, external_id)`.
 /// Returns the contact id, or `None` when no such account exists.

@@ -72,21 +72,47 @@ pub fn row_identities(
             "{at}: channel_id is required to identify a contact by {what}"
         ))
     };
-    let nonempty = |v: Option<&str>| v.map(str::trim).filter(|s| !s.is_empty()).map(str::to_string);
+    let nonempty = |v: Option<&str>| {
+        v.map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+    };
     if let Some(v) = nonempty(external_id) {
-        let ch = channel.filter(|c| !c.is_empty()).ok_or_else(|| need_channel("external_id"))?;
-        out.push(IdentityRef { id_type: EXTERNAL_ID, channel: ch.to_string(), value: v });
+        let ch = channel
+            .filter(|c| !c.is_empty())
+            .ok_or_else(|| need_channel("external_id"))?;
+        out.push(IdentityRef {
+            id_type: EXTERNAL_ID,
+            channel: ch.to_string(),
+            value: v,
+        });
     }
     if let Some(v) = nonempty(unionid) {
-        out.push(IdentityRef { id_type: WECHAT_UNIONID, channel: UNIONID_CHANNEL.into(), value: v });
+        out.push(IdentityRef {
+            id_type: WECHAT_UNIONID,
+            channel: UNIONID_CHANNEL.into(),
+            value: v,
+        });
     }
     if let Some(v) = nonempty(openid) {
-        let ch = channel.filter(|c| !c.is_empty()).ok_or_else(|| need_channel("openid"))?;
-        out.push(IdentityRef { id_type: WECHAT_OPENID, channel: ch.to_string(), value: v });
+        let ch = channel
+            .filter(|c| !c.is_empty())
+            .ok_or_else(|| need_channel("openid"))?;
+        out.push(IdentityRef {
+            id_type: WECHAT_OPENID,
+            channel: ch.to_string(),
+            value: v,
+        });
     }
     if let Some(v) = nonempty(anonymous_id) {
-        let ch = channel.filter(|c| !c.is_empty()).ok_or_else(|| need_channel("anonymous_id"))?;
-        out.push(IdentityRef { id_type: ANONYMOUS_ID, channel: ch.to_string(), value: v });
+        let ch = channel
+            .filter(|c| !c.is_empty())
+            .ok_or_else(|| need_channel("anonymous_id"))?;
+        out.push(IdentityRef {
+            id_type: ANONYMOUS_ID,
+            channel: ch.to_string(),
+            value: v,
+        });
     }
     for i in &out {
         crate::merge::check_identity_value(i.id_type, &i.channel, &i.value)?;
@@ -169,7 +195,11 @@ pub fn identify_in(work: &mut ContactWork, req: &IdentifyRequest) -> Result<(u64
         }
     }
     // the fan's contact wins: the channel account joins it
-    let anon_only = match (&req.external_id, fans.is_empty(), req.anonymous_id.as_deref()) {
+    let anon_only = match (
+        &req.external_id,
+        fans.is_empty(),
+        req.anonymous_id.as_deref(),
+    ) {
         (None, true, Some(a)) if !a.is_empty() => work.lookup(ANONYMOUS_ID, &req.channel, a)?,
         _ => None,
     };
@@ -283,7 +313,10 @@ pub fn parse_props(
     props: &Json,
 ) -> Result<IdentifyRequest> {
     let cat = work.catalog().clone();
-    let at = RowRef { n: 1, copy_line: false };
+    let at = RowRef {
+        n: 1,
+        copy_line: false,
+    };
     let mut req = IdentifyRequest {
         channel: channel.to_string(),
         external_id: Some(external_id.to_string()),
@@ -297,9 +330,9 @@ pub fn parse_props(
             continue;
         }
         if let Some(name) = system_field(key) {
-            let (fid, def) = cat
-                .contact_field(name)
-                .ok_or_else(|| SqlError::UndefinedColumn(format!("contact field {name} does not exist")))?;
+            let (fid, def) = cat.contact_field(name).ok_or_else(|| {
+                SqlError::UndefinedColumn(format!("contact field {name} does not exist"))
+            })?;
             let text = json_text(v).ok_or_else(|| {
                 SqlError::DatatypeMismatch(format!("identify: {key} must be a string, got {v}"))
             })?;
@@ -415,7 +448,9 @@ pub async fn identify(
         return Err(SqlError::NotNull("identify: channel_id is required".into()));
     }
     if external_id.trim().is_empty() {
-        return Err(SqlError::NotNull("identify: external_id is required".into()));
+        return Err(SqlError::NotNull(
+            "identify: external_id is required".into(),
+        ));
     }
     let props: Json = match props_json {
         Some(s) if !s.trim().is_empty() => serde_json::from_str(s).map_err(|e| {

@@ -31,10 +31,10 @@ const CONTACT_IDENT: &[&str] = &[
 
 fn target(ins: &Insert) -> Option<String> {
     match &ins.table {
-        TableObject::TableName(n) => n
-            .0
-            .last()
-            .map(|p| p.to_string().trim_matches('"').to_string()),
+        TableObject::TableName(n) => {
+            n.0.last()
+                .map(|p| p.to_string().trim_matches('"').to_string())
+        }
         _ => None,
     }
 }
@@ -94,7 +94,9 @@ pub async fn run(session: &Session, stmt: &Statement) -> Result<Outcome> {
     let lock = engine.contact_lock();
     let mut n = 0u64;
     let bad_col = |c: &str| {
-        SqlError::UndefinedColumn(format!("column \"{c}\" of relation \"{table}\" does not exist"))
+        SqlError::UndefinedColumn(format!(
+            "column \"{c}\" of relation \"{table}\" does not exist"
+        ))
     };
     if table == "events" {
         let mut ing = EventIngest::new(store);
@@ -112,7 +114,10 @@ pub async fn run(session: &Session, stmt: &Statement) -> Result<Outcome> {
         for b in &batches {
             for r in 0..b.num_rows() {
                 n += 1;
-                let at = RowRef { n, copy_line: false };
+                let at = RowRef {
+                    n,
+                    copy_line: false,
+                };
                 let mut row = vec![cohortdb_storage::Value::Null; layout.cols.len()];
                 let mut ids: [Option<String>; 4] = Default::default();
                 for (c, m) in map.iter().enumerate() {
@@ -150,7 +155,14 @@ pub async fn run(session: &Session, stmt: &Statement) -> Result<Outcome> {
                     ids[2].as_deref(),
                     ids[3].as_deref(),
                 ];
-                let contact = ing.identity_contact(channel.as_deref(), id_refs, at)?;
+                let has_contact = layout
+                    .index_of("contact_id")
+                    .is_some_and(|i| !row[i].is_null());
+                let contact = if has_contact {
+                    None
+                } else {
+                    ing.identity_contact(channel.as_deref(), id_refs, at)?
+                };
                 ing.push_for(&row, contact, at)?;
             }
         }
@@ -171,7 +183,10 @@ pub async fn run(session: &Session, stmt: &Statement) -> Result<Outcome> {
     for b in &batches {
         for r in 0..b.num_rows() {
             n += 1;
-            let at = RowRef { n, copy_line: false };
+            let at = RowRef {
+                n,
+                copy_line: false,
+            };
             let (mut fields, mut ident) = (Vec::new(), Vec::new());
             for (c, name) in cols.iter().enumerate() {
                 if CONTACT_IDENT.contains(&name.as_str()) {
@@ -187,10 +202,10 @@ pub async fn run(session: &Session, stmt: &Statement) -> Result<Outcome> {
                 } else if let Some(i) = layout.index_of(name) {
                     let v = value_at(b.column(c).as_ref(), r, contact_col_type(layout.cols[i].1))
                         .map_err(|e| {
-                            SqlError::InvalidText(format!(
-                                "invalid value for column {name} in {at}: {e}"
-                            ))
-                        })?;
+                        SqlError::InvalidText(format!(
+                            "invalid value for column {name} in {at}: {e}"
+                        ))
+                    })?;
                     fields.push((name.clone(), v));
                 }
             }

@@ -125,8 +125,9 @@ fn int_rows(session: &Session, cols: &[&str], rows: Vec<Vec<i64>>) -> Result<Out
     ));
     let arrays = (0..cols.len())
         .map(|i| {
-            Arc::new(Int64Array::from(rows.iter().map(|r| r[i]).collect::<Vec<_>>()))
-                as datafusion::arrow::array::ArrayRef
+            Arc::new(Int64Array::from(
+                rows.iter().map(|r| r[i]).collect::<Vec<_>>(),
+            )) as datafusion::arrow::array::ArrayRef
         })
         .collect();
     let batch = RecordBatch::try_new(schema, arrays)?;
@@ -170,7 +171,10 @@ pub async fn call(session: &Session, name: &str, args: &[&Expr]) -> Result<Outco
             let mode = text(&a[0], "the match mode")?;
             let fields = match a.get(1) {
                 Some(x) => list(x, "fields")?,
-                None => crate::dedupe::DEDUPE_FIELDS.iter().map(|s| s.to_string()).collect(),
+                None => crate::dedupe::DEDUPE_FIELDS
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect(),
             };
             let placeholders = match a.get(2) {
                 Some(x) => list(x, "placeholders")?,
@@ -198,7 +202,10 @@ pub async fn call(session: &Session, name: &str, args: &[&Expr]) -> Result<Outco
                 int_rows(
                     session,
                     &["target_id", "source_id"],
-                    pairs.iter().map(|(t, s)| vec![*t as i64, *s as i64]).collect(),
+                    pairs
+                        .iter()
+                        .map(|(t, s)| vec![*t as i64, *s as i64])
+                        .collect(),
                 )
             } else {
                 int_rows(session, &["merged"], vec![vec![pairs.len() as i64]])

@@ -37,7 +37,12 @@ use crate::layout::ContactLayout;
 ///
 /// Groups and tags (roaring bitmaps) are built on another branch; this hook
 /// is where they plug in. It does nothing yet.
-pub fn on_contacts_merged(_store: &Store, _batch: &mut Batch, _target: u64, _source: u64) -> Result<()> {
+pub fn on_contacts_merged(
+    _store: &Store,
+    _batch: &mut Batch,
+    _target: u64,
+    _source: u64,
+) -> Result<()> {
     Ok(())
 }
 
@@ -253,7 +258,9 @@ impl ContactWork {
             if Some(i) == upd || Some(i) == created || Some(i) == first || Some(i) == last {
                 continue;
             }
-            let empty = |v: &Value| matches!(v, Value::Null) || matches!(v, Value::Str(s) if s.trim().is_empty());
+            let empty = |v: &Value| {
+                matches!(v, Value::Null) || matches!(v, Value::Str(s) if s.trim().is_empty())
+            };
             if !empty(sv) && (source_newer || empty(&tgt[i])) {
                 tgt[i] = sv.clone();
             }
@@ -279,8 +286,11 @@ impl ContactWork {
             if self.idents.contains_key(&k) {
                 continue;
             }
-            let (t, c, v) = decode_identity_key(&k)
-                .ok_or_else(|| SqlError::Storage(cohortdb_storage::StorageError::Corrupt("identity key".into())))?;
+            let (t, c, v) = decode_identity_key(&k).ok_or_else(|| {
+                SqlError::Storage(cohortdb_storage::StorageError::Corrupt(
+                    "identity key".into(),
+                ))
+            })?;
             self.batch.delete_identity(source, &k);
             self.batch.put_identity(&t, &c, &v, target, created_ms);
             self.idents.insert(k, (target, created_ms));
@@ -344,7 +354,9 @@ impl ContactWork {
 /// Identity values may not contain NUL (the key separator) and may not be empty.
 pub fn check_identity_value(id_type: &str, channel: &str, value: &str) -> Result<()> {
     if value.is_empty() {
-        return Err(SqlError::NotNull(format!("{id_type}: the identity value is empty")));
+        return Err(SqlError::NotNull(format!(
+            "{id_type}: the identity value is empty"
+        )));
     }
     if id_type.contains('\0') || channel.contains('\0') || value.contains('\0') {
         return Err(SqlError::InvalidValue(
@@ -360,12 +372,12 @@ pub async fn merge_contacts(session: &Session, target: u64, source: u64) -> Resu
     let lock = engine.contact_lock();
     let _g = lock.lock().await;
     let mut work = ContactWork::new(engine.store().clone());
-    let t = work.current_id(target)?.ok_or_else(|| {
-        SqlError::UndefinedObject(format!("contact {target} does not exist"))
-    })?;
-    let s = work.current_id(source)?.ok_or_else(|| {
-        SqlError::UndefinedObject(format!("contact {source} does not exist"))
-    })?;
+    let t = work
+        .current_id(target)?
+        .ok_or_else(|| SqlError::UndefinedObject(format!("contact {target} does not exist")))?;
+    let s = work
+        .current_id(source)?
+        .ok_or_else(|| SqlError::UndefinedObject(format!("contact {source} does not exist")))?;
     if t == s {
         return Err(SqlError::InvalidValue(format!(
             "contacts {target} and {source} are already one contact ({t})"

@@ -35,7 +35,11 @@ async fn identify(client: &Client, channel: &str, ext: &str, props: &str) -> (i6
     )
     .await;
     assert_eq!(rows.len(), 1, "identify returns one row: {rows:?}");
-    let id = rows[0][0].as_deref().expect("contact_id").parse().expect("id");
+    let id = rows[0][0]
+        .as_deref()
+        .expect("contact_id")
+        .parse()
+        .expect("id");
     let created = rows[0][1].as_deref() == Some("t");
     (id, created)
 }
@@ -60,14 +64,39 @@ async fn identify_create_update_and_merges() {
     assert_eq!(
         rows[0],
         [
-            "小张", "18908882802", "02189006745", "320987", "20000", "1990-01-01", "male",
-            "baidu", "数据中台", "3", "2024-05-01", "t", "t"
+            "小张",
+            "18908882802",
+            "02189006745",
+            "320987",
+            "20000",
+            "1990-01-01",
+            "male",
+            "baidu",
+            "数据中台",
+            "3",
+            "2024-05-01",
+            "t",
+            "t"
         ]
         .map(|s| Some(s.to_string()))
         .to_vec()
     );
-    let rows = simple_rows(&c, "SELECT contact_id, id_type, channel_id, id_value FROM identities").await;
-    assert_eq!(rows, vec![[id.to_string(), "external_id".into(), "udc_1".into(), "u1".into()].map(Some).to_vec()]);
+    let rows = simple_rows(
+        &c,
+        "SELECT contact_id, id_type, channel_id, id_value FROM identities",
+    )
+    .await;
+    assert_eq!(
+        rows,
+        vec![[
+            id.to_string(),
+            "external_id".into(),
+            "udc_1".into(),
+            "u1".into()
+        ]
+        .map(Some)
+        .to_vec()]
+    );
 
     // update: same account, snake_case; utm is creation UTM only (already identified)
     let (id2, created) = identify(
@@ -86,15 +115,55 @@ async fn identify_create_update_and_merges() {
     // utm applies when an anonymous contact becomes identified
     let (id3, created) = identify(&c, "udc_1", "u_nameless", r#"{"utm":{"source":"wx"}}"#).await;
     assert!(created);
-    assert_eq!(one(&c, &format!("SELECT coalesce(utm_source, 'none') FROM contacts WHERE id = {id3}")).await, "none");
-    identify(&c, "udc_1", "u_nameless", r#"{"name":"李四","utm":{"source":"wx"}}"#).await;
-    assert_eq!(one(&c, &format!("SELECT utm_source FROM contacts WHERE id = {id3}")).await, "wx");
+    assert_eq!(
+        one(
+            &c,
+            &format!("SELECT coalesce(utm_source, 'none') FROM contacts WHERE id = {id3}")
+        )
+        .await,
+        "none"
+    );
+    identify(
+        &c,
+        "udc_1",
+        "u_nameless",
+        r#"{"name":"李四","utm":{"source":"wx"}}"#,
+    )
+    .await;
+    assert_eq!(
+        one(
+            &c,
+            &format!("SELECT utm_source FROM contacts WHERE id = {id3}")
+        )
+        .await,
+        "wx"
+    );
 
     // type-checked custom fields, validated system fields, unknown keys
-    expect_sqlstate(&c, r#"CALL identify('udc_1', 'u1', '{"props":{"level":"high"}}')"#, "42804").await;
-    expect_sqlstate(&c, r#"CALL identify('udc_1', 'u1', '{"props":{"nosuch":1}}')"#, "42703").await;
-    expect_sqlstate(&c, r#"CALL identify('udc_1', 'u1', '{"gender":"robot"}')"#, "22023").await;
-    expect_sqlstate(&c, r#"CALL identify('udc_1', 'u1', '{"emial":"x@y.z"}')"#, "42703").await;
+    expect_sqlstate(
+        &c,
+        r#"CALL identify('udc_1', 'u1', '{"props":{"level":"high"}}')"#,
+        "42804",
+    )
+    .await;
+    expect_sqlstate(
+        &c,
+        r#"CALL identify('udc_1', 'u1', '{"props":{"nosuch":1}}')"#,
+        "42703",
+    )
+    .await;
+    expect_sqlstate(
+        &c,
+        r#"CALL identify('udc_1', 'u1', '{"gender":"robot"}')"#,
+        "22023",
+    )
+    .await;
+    expect_sqlstate(
+        &c,
+        r#"CALL identify('udc_1', 'u1', '{"emial":"x@y.z"}')"#,
+        "42703",
+    )
+    .await;
     expect_sqlstate(&c, r#"CALL identify('udc_1', 'u1', 'not json')"#, "22P02").await;
 
     // WeChatInfo: the fan (known by openid from official-account events) is the contact
@@ -105,7 +174,13 @@ async fn identify_create_update_and_merges() {
     )
     .await
     .expect("copy fan events");
-    let fan: i64 = one(&c, "SELECT contact_id FROM identities WHERE id_type = 'wechat.openid' AND id_value = 'o_fan'").await.parse().unwrap();
+    let fan: i64 = one(
+        &c,
+        "SELECT contact_id FROM identities WHERE id_type = 'wechat.openid' AND id_value = 'o_fan'",
+    )
+    .await
+    .parse()
+    .unwrap();
     let (w, created) = identify(
         &c,
         "udc_1",
@@ -119,11 +194,30 @@ async fn identify_create_update_and_merges() {
     // an existing channel account merges into the fan's contact
     let (u, _) = identify(&c, "udc_2", "u_other", r#"{"email":"other@example.com"}"#).await;
     exec(&c, &format!("INSERT INTO events (contact_id, event, event_date, channel_id) VALUES ({u}, 'app_launch', '2025-06-02 08:00:00+00', 'udc_2')")).await;
-    let (w2, created) = identify(&c, "udc_2", "u_other", r#"{"wechat_info":{"union_id":"un_1"}}"#).await;
+    let (w2, created) = identify(
+        &c,
+        "udc_2",
+        "u_other",
+        r#"{"wechat_info":{"union_id":"un_1"}}"#,
+    )
+    .await;
     assert_eq!((w2, created), (fan, false));
-    assert_eq!(one(&c, &format!("SELECT count(*) FROM contacts WHERE id = {u}")).await, "0");
-    assert_eq!(one(&c, &format!("SELECT count(*) FROM events WHERE contact_id = {fan}")).await, "3");
-    assert_eq!(one(&c, &format!("SELECT email FROM contacts WHERE id = {fan}")).await, "other@example.com");
+    assert_eq!(
+        one(&c, &format!("SELECT count(*) FROM contacts WHERE id = {u}")).await,
+        "0"
+    );
+    assert_eq!(
+        one(
+            &c,
+            &format!("SELECT count(*) FROM events WHERE contact_id = {fan}")
+        )
+        .await,
+        "3"
+    );
+    assert_eq!(
+        one(&c, &format!("SELECT email FROM contacts WHERE id = {fan}")).await,
+        "other@example.com"
+    );
 
     // anonymousId: the anonymous contact and its events merge into the identified one
     copy_in(
@@ -133,18 +227,78 @@ async fn identify_create_update_and_merges() {
     )
     .await
     .expect("copy anonymous events");
-    let anon: i64 = one(&c, "SELECT contact_id FROM identities WHERE id_type = 'anonymous_id'").await.parse().unwrap();
-    assert_eq!(one(&c, &format!("SELECT count(*) FROM events WHERE contact_id = {anon}")).await, "3");
-    let (k, created) = identify(&c, "udc_1", "u_k", r#"{"name":"赵六","anonymousId":"anon_9"}"#).await;
+    let anon: i64 = one(
+        &c,
+        "SELECT contact_id FROM identities WHERE id_type = 'anonymous_id'",
+    )
+    .await
+    .parse()
+    .unwrap();
+    assert_eq!(
+        one(
+            &c,
+            &format!("SELECT count(*) FROM events WHERE contact_id = {anon}")
+        )
+        .await,
+        "3"
+    );
+    let (k, created) = identify(
+        &c,
+        "udc_1",
+        "u_k",
+        r#"{"name":"赵六","anonymousId":"anon_9"}"#,
+    )
+    .await;
     assert!(created);
     assert_ne!(k, anon);
-    assert_eq!(one(&c, &format!("SELECT count(*) FROM events WHERE contact_id = {k}")).await, "3");
-    assert_eq!(one(&c, &format!("SELECT count(*) FROM events WHERE contact_id = {anon}")).await, "0");
-    assert_eq!(one(&c, &format!("SELECT count(*) FROM contacts WHERE id = {anon}")).await, "0");
-    assert_eq!(one(&c, "SELECT contact_id FROM identities WHERE id_type = 'anonymous_id'").await, k.to_string());
+    assert_eq!(
+        one(
+            &c,
+            &format!("SELECT count(*) FROM events WHERE contact_id = {k}")
+        )
+        .await,
+        "3"
+    );
+    assert_eq!(
+        one(
+            &c,
+            &format!("SELECT count(*) FROM events WHERE contact_id = {anon}")
+        )
+        .await,
+        "0"
+    );
+    assert_eq!(
+        one(
+            &c,
+            &format!("SELECT count(*) FROM contacts WHERE id = {anon}")
+        )
+        .await,
+        "0"
+    );
+    assert_eq!(
+        one(
+            &c,
+            "SELECT contact_id FROM identities WHERE id_type = 'anonymous_id'"
+        )
+        .await,
+        k.to_string()
+    );
     // later events of that anonymous id land on the identified contact
-    copy_in(&c, "COPY events (anonymous_id, channel_id, event, event_date) FROM STDIN (FORMAT csv)", "anon_9,udc_1,app_show,2025-06-04 10:00:00+00\n").await.expect("copy");
-    assert_eq!(one(&c, &format!("SELECT count(*) FROM events WHERE contact_id = {k}")).await, "4");
+    copy_in(
+        &c,
+        "COPY events (anonymous_id, channel_id, event, event_date) FROM STDIN (FORMAT csv)",
+        "anon_9,udc_1,app_show,2025-06-04 10:00:00+00\n",
+    )
+    .await
+    .expect("copy");
+    assert_eq!(
+        one(
+            &c,
+            &format!("SELECT count(*) FROM events WHERE contact_id = {k}")
+        )
+        .await,
+        "4"
+    );
 }
 
 #[tokio::test]
@@ -162,12 +316,39 @@ async fn identity_keyed_ingest() {
     .expect("identity-keyed copy");
     assert_eq!(n, 5);
     assert_eq!(one(&c, "SELECT count(*) FROM contacts").await, "4");
-    assert_eq!(one(&c, &format!("SELECT count(*) FROM events WHERE contact_id = {known}")).await, "1");
-    assert_eq!(one(&c, "SELECT count(DISTINCT contact_id) FROM events").await, "4");
-    let bob: i64 = one(&c, "SELECT contact_id FROM identities WHERE id_value = 'bob'").await.parse().unwrap();
-    assert_eq!(one(&c, &format!("SELECT count(*) FROM events WHERE contact_id = {bob}")).await, "2");
     assert_eq!(
-        one(&c, &format!("SELECT last_active_at FROM contacts WHERE id = {bob}")).await,
+        one(
+            &c,
+            &format!("SELECT count(*) FROM events WHERE contact_id = {known}")
+        )
+        .await,
+        "1"
+    );
+    assert_eq!(
+        one(&c, "SELECT count(DISTINCT contact_id) FROM events").await,
+        "4"
+    );
+    let bob: i64 = one(
+        &c,
+        "SELECT contact_id FROM identities WHERE id_value = 'bob'",
+    )
+    .await
+    .parse()
+    .unwrap();
+    assert_eq!(
+        one(
+            &c,
+            &format!("SELECT count(*) FROM events WHERE contact_id = {bob}")
+        )
+        .await,
+        "2"
+    );
+    assert_eq!(
+        one(
+            &c,
+            &format!("SELECT last_active_at FROM contacts WHERE id = {bob}")
+        )
+        .await,
         "2025-06-01 10:00:01+00"
     );
     // text format, openid and unionid
@@ -178,9 +359,29 @@ async fn identity_keyed_ingest() {
     )
     .await
     .expect("openid copy");
-    let un: i64 = one(&c, "SELECT contact_id FROM identities WHERE id_type = 'wechat.unionid'").await.parse().unwrap();
-    assert_eq!(one(&c, &format!("SELECT count(*) FROM events WHERE contact_id = {un}")).await, "2");
-    assert_eq!(one(&c, &format!("SELECT count(*) FROM identities WHERE contact_id = {un}")).await, "2");
+    let un: i64 = one(
+        &c,
+        "SELECT contact_id FROM identities WHERE id_type = 'wechat.unionid'",
+    )
+    .await
+    .parse()
+    .unwrap();
+    assert_eq!(
+        one(
+            &c,
+            &format!("SELECT count(*) FROM events WHERE contact_id = {un}")
+        )
+        .await,
+        "2"
+    );
+    assert_eq!(
+        one(
+            &c,
+            &format!("SELECT count(*) FROM identities WHERE contact_id = {un}")
+        )
+        .await,
+        "2"
+    );
     // an external_id without channel_id is an error; the statement applies nothing
     let before = one(&c, "SELECT count(*) FROM events").await;
     let err = copy_in(
@@ -192,7 +393,14 @@ async fn identity_keyed_ingest() {
     .expect_err("missing channel");
     assert_eq!(err.code.as_deref(), Some("23502"), "{err}");
     assert_eq!(one(&c, "SELECT count(*) FROM events").await, before);
-    assert_eq!(one(&c, "SELECT count(*) FROM identities WHERE id_value = 'dave'").await, "0");
+    assert_eq!(
+        one(
+            &c,
+            "SELECT count(*) FROM identities WHERE id_value = 'dave'"
+        )
+        .await,
+        "0"
+    );
     // INSERT with identity columns
     let n = exec(
         &c,
@@ -200,8 +408,22 @@ async fn identity_keyed_ingest() {
     )
     .await;
     assert_eq!(n, 2);
-    assert_eq!(one(&c, &format!("SELECT count(*) FROM events WHERE contact_id = {bob}")).await, "3");
-    assert_eq!(one(&c, "SELECT count(*) FROM identities WHERE id_value = 'frank'").await, "1");
+    assert_eq!(
+        one(
+            &c,
+            &format!("SELECT count(*) FROM events WHERE contact_id = {bob}")
+        )
+        .await,
+        "3"
+    );
+    assert_eq!(
+        one(
+            &c,
+            "SELECT count(*) FROM identities WHERE id_value = 'frank'"
+        )
+        .await,
+        "1"
+    );
     // contacts by identity: COPY and INSERT identify (update or create, openid merge)
     copy_in(
         &c,
@@ -210,11 +432,37 @@ async fn identity_keyed_ingest() {
     )
     .await
     .expect("identity-keyed contacts copy");
-    assert_eq!(one(&c, &format!("SELECT name || '/' || email || '/' || utm_source FROM contacts WHERE id = {bob}")).await, "Bob/bob@example.com/csv");
-    assert_eq!(one(&c, "SELECT count(*) FROM identities WHERE id_value = 'gina'").await, "1");
+    assert_eq!(
+        one(
+            &c,
+            &format!(
+                "SELECT name || '/' || email || '/' || utm_source FROM contacts WHERE id = {bob}"
+            )
+        )
+        .await,
+        "Bob/bob@example.com/csv"
+    );
+    assert_eq!(
+        one(
+            &c,
+            "SELECT count(*) FROM identities WHERE id_value = 'gina'"
+        )
+        .await,
+        "1"
+    );
     exec(&c, "INSERT INTO contacts (external_id, channel_id, unionid, name) VALUES ('hank', 'crm', 'un1', 'Hank')").await;
-    assert_eq!(one(&c, "SELECT contact_id FROM identities WHERE id_value = 'hank'").await, un.to_string());
-    assert_eq!(one(&c, &format!("SELECT name FROM contacts WHERE id = {un}")).await, "Hank");
+    assert_eq!(
+        one(
+            &c,
+            "SELECT contact_id FROM identities WHERE id_value = 'hank'"
+        )
+        .await,
+        un.to_string()
+    );
+    assert_eq!(
+        one(&c, &format!("SELECT name FROM contacts WHERE id = {un}")).await,
+        "Hank"
+    );
 }
 
 #[tokio::test]
@@ -222,15 +470,35 @@ async fn merge_contacts_counts_one_contact() {
     let server = TestServer::start();
     let c = server.client().await;
     exec(&c, "INSERT INTO contacts (id, name, email, city, updated_at) VALUES (1, 'Old', 'old@example.com', 'Shanghai', '2025-01-01 00:00:00+00')").await;
-    exec(&c, "INSERT INTO contacts (id, name, mobile_phone, city) VALUES (2, 'New', '13800138000', '')").await;
+    exec(
+        &c,
+        "INSERT INTO contacts (id, name, mobile_phone, city) VALUES (2, 'New', '13800138000', '')",
+    )
+    .await;
     identify(&c, "app", "x1", "{}").await; // contact 3
     exec(&c, "INSERT INTO events (contact_id, event, event_date) VALUES (1, 'app_launch', '2025-06-01 10:00:00+00'), (2, 'app_launch', '2025-06-01 11:00:00+00'), (2, 'custom_order', '2025-06-02 11:00:00+00'), (3, 'app_launch', '2025-06-01 09:00:00+00')").await;
     exec(&c, "CALL merge_contacts(1, 2)").await;
     assert_eq!(one(&c, "SELECT count(*) FROM contacts").await, "2");
-    assert_eq!(one(&c, "SELECT count(*) FROM contacts WHERE id = 2").await, "0");
-    assert_eq!(one(&c, "SELECT count(*) FROM events WHERE contact_id = 2").await, "0");
-    assert_eq!(one(&c, "SELECT count(*) FROM events WHERE contact_id = 1").await, "3");
-    assert_eq!(one(&c, "SELECT count(DISTINCT contact_id) FROM event_view WHERE event = 'app_launch'").await, "2");
+    assert_eq!(
+        one(&c, "SELECT count(*) FROM contacts WHERE id = 2").await,
+        "0"
+    );
+    assert_eq!(
+        one(&c, "SELECT count(*) FROM events WHERE contact_id = 2").await,
+        "0"
+    );
+    assert_eq!(
+        one(&c, "SELECT count(*) FROM events WHERE contact_id = 1").await,
+        "3"
+    );
+    assert_eq!(
+        one(
+            &c,
+            "SELECT count(DISTINCT contact_id) FROM event_view WHERE event = 'app_launch'"
+        )
+        .await,
+        "2"
+    );
     // newest non-empty value wins, older fills the gaps
     assert_eq!(
         one(&c, "SELECT name || '/' || email || '/' || mobile_phone || '/' || city FROM contacts WHERE id = 1").await,
@@ -238,11 +506,21 @@ async fn merge_contacts_counts_one_contact() {
     );
     // identities follow: merge the identified contact 3 into 1
     exec(&c, "CALL merge_contacts(1, 3)").await;
-    assert_eq!(one(&c, "SELECT contact_id FROM identities WHERE id_value = 'x1'").await, "1");
+    assert_eq!(
+        one(
+            &c,
+            "SELECT contact_id FROM identities WHERE id_value = 'x1'"
+        )
+        .await,
+        "1"
+    );
     assert_eq!(identify(&c, "app", "x1", "{}").await, (1, false));
     // a retired id: events sent for it land on the target; merging it again is an error
     exec(&c, "INSERT INTO events (contact_id, event, event_date) VALUES (2, 'app_show', '2025-06-03 10:00:00+00')").await;
-    assert_eq!(one(&c, "SELECT count(*) FROM events WHERE contact_id = 1").await, "5");
+    assert_eq!(
+        one(&c, "SELECT count(*) FROM events WHERE contact_id = 1").await,
+        "5"
+    );
     expect_sqlstate(&c, "CALL merge_contacts(1, 2)", "22023").await;
     expect_sqlstate(&c, "CALL merge_contacts(1, 99)", "42704").await;
     // survives a restart
@@ -252,7 +530,10 @@ async fn merge_contacts_counts_one_contact() {
     server.stop();
     let server2 = TestServer::start_with(&data, &[]);
     let c = server2.client().await;
-    assert_eq!(one(&c, "SELECT count(*) FROM events WHERE contact_id = 1").await, "5");
+    assert_eq!(
+        one(&c, "SELECT count(*) FROM events WHERE contact_id = 1").await,
+        "5"
+    );
     assert_eq!(one(&c, "SELECT count(*) FROM contacts").await, "1");
 }
 
@@ -265,7 +546,15 @@ async fn concurrent_identify_creates_one_contact() {
         tasks.push(tokio::spawn(async move {
             let mut out = Vec::new();
             for _ in 0..5 {
-                out.push(identify(&client, "app", "same_user", &format!(r#"{{"comment":"t{i}"}}"#)).await);
+                out.push(
+                    identify(
+                        &client,
+                        "app",
+                        "same_user",
+                        &format!(r#"{{"comment":"t{i}"}}"#),
+                    )
+                    .await,
+                );
             }
             out
         }));
@@ -304,22 +593,45 @@ async fn dedupe_rules_with_placeholders() {
     exec(&c, "CALL set_dedupe_rule('all', ARRAY['mobile_phone','email'], ARRAY['nil','null','undefined','1'])").await;
     let rows = simple_rows(&c, "CALL dedupe_contacts(true)").await;
     assert_eq!(rows, vec![vec![Some("6".into()), Some("7".into())]]);
-    assert_eq!(one(&c, "SELECT count(*) FROM contacts").await, "8", "dry run changes nothing");
+    assert_eq!(
+        one(&c, "SELECT count(*) FROM contacts").await,
+        "8",
+        "dry run changes nothing"
+    );
     // any-of (the default rule): 1-2 (phone), 2-3 (email, case-insensitive), 6-7-8 (phone);
     // 4 and 5 share only placeholders
     exec(&c, "CALL set_dedupe_rule('any', ARRAY['mobile_phone','email','id_card'], ARRAY['nil','null','undefined','1'])").await;
     let rows = simple_rows(&c, "CALL dedupe_contacts(true)").await;
-    let pairs: Vec<(String, String)> = rows.iter().map(|r| (r[0].clone().unwrap(), r[1].clone().unwrap())).collect();
+    let pairs: Vec<(String, String)> = rows
+        .iter()
+        .map(|r| (r[0].clone().unwrap(), r[1].clone().unwrap()))
+        .collect();
     assert_eq!(
         pairs,
-        [("1", "2"), ("1", "3"), ("6", "7"), ("6", "8")].map(|(a, b)| (a.to_string(), b.to_string())).to_vec()
+        [("1", "2"), ("1", "3"), ("6", "7"), ("6", "8")]
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .to_vec()
     );
     assert_eq!(one(&c, "CALL dedupe_contacts()").await, "4");
-    assert_eq!(one(&c, "SELECT string_agg(CAST(id AS VARCHAR), ',' ORDER BY id) FROM contacts").await, "1,4,5,6");
-    assert_eq!(one(&c, "SELECT count(*) FROM events WHERE contact_id = 1").await, "2");
+    assert_eq!(
+        one(
+            &c,
+            "SELECT string_agg(CAST(id AS VARCHAR), ',' ORDER BY id) FROM contacts"
+        )
+        .await,
+        "1,4,5,6"
+    );
+    assert_eq!(
+        one(&c, "SELECT count(*) FROM events WHERE contact_id = 1").await,
+        "2"
+    );
     assert_eq!(one(&c, "CALL dedupe_contacts()").await, "0");
     // without placeholders 4 and 5 match on id_card 'null'
-    exec(&c, "CALL set_dedupe_rule('any', ARRAY['id_card'], ARRAY[]::VARCHAR[])").await;
+    exec(
+        &c,
+        "CALL set_dedupe_rule('any', ARRAY['id_card'], ARRAY[]::VARCHAR[])",
+    )
+    .await;
     assert_eq!(one(&c, "CALL dedupe_contacts()").await, "1");
     expect_sqlstate(&c, "CALL set_dedupe_rule('some', ARRAY['email'])", "22023").await;
     expect_sqlstate(&c, "CALL set_dedupe_rule('any', ARRAY['name'])", "22023").await;
@@ -329,8 +641,20 @@ async fn dedupe_rules_with_placeholders() {
 async fn delete_contact_data_erases_one_channel() {
     let server = TestServer::start();
     let c = server.client().await;
-    let (id, _) = identify(&c, "shop", "del_me", r#"{"name":"张三","email":"z@example.com","mobilePhone":"13800000000","city":"上海"}"#).await;
-    let (other, _) = identify(&c, "crm", "crm_7", r#"{"weChatInfo":{"appId":"wx","openId":"o_del"}}"#).await;
+    let (id, _) = identify(
+        &c,
+        "shop",
+        "del_me",
+        r#"{"name":"张三","email":"z@example.com","mobilePhone":"13800000000","city":"上海"}"#,
+    )
+    .await;
+    let (other, _) = identify(
+        &c,
+        "crm",
+        "crm_7",
+        r#"{"weChatInfo":{"appId":"wx","openId":"o_del"}}"#,
+    )
+    .await;
     exec(&c, &format!("CALL merge_contacts({id}, {other})")).await;
     copy_in(
         &c,
@@ -340,16 +664,57 @@ async fn delete_contact_data_erases_one_channel() {
     .await
     .expect("events");
     exec(&c, "CALL delete_contact_data('shop', 'del_me')").await;
-    assert_eq!(one(&c, &format!("SELECT count(*) FROM events WHERE contact_id = {id}")).await, "2");
-    assert_eq!(one(&c, &format!("SELECT count(*) FROM events WHERE contact_id = {id} AND channel_id = 'shop'")).await, "0");
-    let rows = simple_rows(&c, &format!("SELECT id_type, channel_id FROM identities WHERE contact_id = {id} ORDER BY id_type")).await;
-    assert_eq!(rows.len(), 2, "crm external_id and the openid stay: {rows:?}");
+    assert_eq!(
+        one(
+            &c,
+            &format!("SELECT count(*) FROM events WHERE contact_id = {id}")
+        )
+        .await,
+        "2"
+    );
+    assert_eq!(
+        one(
+            &c,
+            &format!("SELECT count(*) FROM events WHERE contact_id = {id} AND channel_id = 'shop'")
+        )
+        .await,
+        "0"
+    );
+    let rows = simple_rows(
+        &c,
+        &format!(
+            "SELECT id_type, channel_id FROM identities WHERE contact_id = {id} ORDER BY id_type"
+        ),
+    )
+    .await;
+    assert_eq!(
+        rows.len(),
+        2,
+        "crm external_id and the openid stay: {rows:?}"
+    );
     assert!(!rows.iter().any(|r| r[1].as_deref() == Some("shop")));
     let rows = simple_rows(&c, &format!("SELECT name, email, mobile_phone, city, created_at IS NOT NULL, is_identified FROM contacts WHERE id = {id}")).await;
-    assert_eq!(rows[0], vec![Some("已注销".into()), None, None, None, Some("t".into()), Some("t".into())]);
+    assert_eq!(
+        rows[0],
+        vec![
+            Some("已注销".into()),
+            None,
+            None,
+            None,
+            Some("t".into()),
+            Some("t".into())
+        ]
+    );
     // idempotent: the account is gone
     exec(&c, "CALL delete_contact_data('shop', 'del_me')").await;
-    assert_eq!(one(&c, "SELECT count(*) FROM identities WHERE id_value = 'del_me'").await, "0");
+    assert_eq!(
+        one(
+            &c,
+            "SELECT count(*) FROM identities WHERE id_value = 'del_me'"
+        )
+        .await,
+        "0"
+    );
 }
 
 #[tokio::test]
@@ -362,7 +727,11 @@ async fn merge_interrupted_by_kill9_is_all_or_nothing() {
         let c = server.client().await;
         for r in 0..rounds {
             let (t, s) = (2 * r + 1, 2 * r + 2);
-            exec(&c, &format!("INSERT INTO contacts (id, name) VALUES ({t}, 't{r}'), ({s}, 's{r}')")).await;
+            exec(
+                &c,
+                &format!("INSERT INTO contacts (id, name) VALUES ({t}, 't{r}'), ({s}, 's{r}')"),
+            )
+            .await;
             let mut csv = String::new();
             for i in 0..20_000 {
                 csv.push_str(&format!(
@@ -374,16 +743,22 @@ async fn merge_interrupted_by_kill9_is_all_or_nothing() {
                 ));
             }
             csv.push_str(&format!("{t},app_launch,2025-06-01 00:00:00+00\n"));
-            copy_in(&c, "COPY events (contact_id, event, event_date) FROM STDIN (FORMAT csv)", &csv)
-                .await
-                .expect("events");
+            copy_in(
+                &c,
+                "COPY events (contact_id, event, event_date) FROM STDIN (FORMAT csv)",
+                &csv,
+            )
+            .await
+            .expect("events");
         }
     }
     for r in 0..rounds {
         let (t, s) = (2 * r + 1, 2 * r + 2);
         let c = server.client().await;
         let call = tokio::spawn(async move {
-            let res = c.simple_query(&format!("CALL merge_contacts({t}, {s})")).await;
+            let res = c
+                .simple_query(&format!("CALL merge_contacts({t}, {s})"))
+                .await;
             (res.is_ok(), c)
         });
         tokio::time::sleep(Duration::from_millis(20 + 40 * r as u64)).await;
@@ -391,9 +766,24 @@ async fn merge_interrupted_by_kill9_is_all_or_nothing() {
         let (acked, _c) = call.await.expect("call task");
         server = TestServer::start_with(&data, &[]);
         let c = server.client().await;
-        let src_events: i64 = one(&c, &format!("SELECT count(*) FROM events WHERE contact_id = {s}")).await.parse().unwrap();
-        let tgt_events: i64 = one(&c, &format!("SELECT count(*) FROM events WHERE contact_id = {t}")).await.parse().unwrap();
-        let src_rows: i64 = one(&c, &format!("SELECT count(*) FROM contacts WHERE id = {s}")).await.parse().unwrap();
+        let src_events: i64 = one(
+            &c,
+            &format!("SELECT count(*) FROM events WHERE contact_id = {s}"),
+        )
+        .await
+        .parse()
+        .unwrap();
+        let tgt_events: i64 = one(
+            &c,
+            &format!("SELECT count(*) FROM events WHERE contact_id = {t}"),
+        )
+        .await
+        .parse()
+        .unwrap();
+        let src_rows: i64 = one(&c, &format!("SELECT count(*) FROM contacts WHERE id = {s}"))
+            .await
+            .parse()
+            .unwrap();
         match (src_rows, src_events, tgt_events) {
             (0, 0, 20_001) => {}
             (1, 20_000, 1) => assert!(!acked, "round {r}: an acknowledged merge was lost"),
@@ -401,7 +791,14 @@ async fn merge_interrupted_by_kill9_is_all_or_nothing() {
         }
         if src_rows == 1 {
             exec(&c, &format!("CALL merge_contacts({t}, {s})")).await;
-            assert_eq!(one(&c, &format!("SELECT count(*) FROM events WHERE contact_id = {t}")).await, "20001");
+            assert_eq!(
+                one(
+                    &c,
+                    &format!("SELECT count(*) FROM events WHERE contact_id = {t}")
+                )
+                .await,
+                "20001"
+            );
         }
     }
 }
