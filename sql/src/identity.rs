@@ -437,6 +437,14 @@ pub fn parse_props(
     Ok(req)
 }
 
+/// The result columns of `identify`: `contact_id BIGINT, created BOOLEAN`.
+pub fn identify_schema() -> datafusion::arrow::datatypes::SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("contact_id", A::Int64, false),
+        Field::new("created", A::Boolean, false),
+    ]))
+}
+
 /// `CALL identify(channel_id, external_id, props_json)` → `contact_id, created`.
 pub async fn identify(
     session: &Session,
@@ -468,12 +476,8 @@ pub async fn identify(
         work.commit().await?;
         out
     };
-    let schema = Arc::new(Schema::new(vec![
-        Field::new("contact_id", A::Int64, false),
-        Field::new("created", A::Boolean, false),
-    ]));
     let batch = RecordBatch::try_new(
-        schema,
+        identify_schema(),
         vec![
             Arc::new(Int64Array::from(vec![id as i64])),
             Arc::new(BooleanArray::from(vec![created])),

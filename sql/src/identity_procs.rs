@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use datafusion::arrow::array::{Int64Array, RecordBatch};
-use datafusion::arrow::datatypes::{DataType as A, Field, Schema};
+use datafusion::arrow::datatypes::{DataType as A, Field, Schema, SchemaRef};
 use datafusion::sql::sqlparser::ast::{Expr, UnaryOperator, Value};
 
 use crate::engine::{Outcome, Session};
@@ -118,11 +118,7 @@ fn done() -> Outcome {
 }
 
 fn int_rows(session: &Session, cols: &[&str], rows: Vec<Vec<i64>>) -> Result<Outcome> {
-    let schema = Arc::new(Schema::new(
-        cols.iter()
-            .map(|c| Field::new(*c, A::Int64, false))
-            .collect::<Vec<_>>(),
-    ));
+    let schema = int_schema(cols);
     let arrays = (0..cols.len())
         .map(|i| {
             Arc::new(Int64Array::from(
@@ -132,6 +128,45 @@ fn int_rows(session: &Session, cols: &[&str], rows: Vec<Vec<i64>>) -> Result<Out
         .collect();
     let batch = RecordBatch::try_new(schema, arrays)?;
     Ok(Outcome::Rows(session.context().read_batch(batch)?))
+}
+
+fn dry_run_arg(a: &[Arg]) -> Result<bool> {
+    Ok(match a.first() {
+        None | Some(Arg::Null) => false,
+        Some(Arg::Bool(b)) => *b,
+        Some(Arg::Text(t)) => matches!(
+            t.trim().to_ascii_lowercase().as_str(),
+            "true" | "t" | "1" | "dry_run" | "dry-run" | "yes" | "on"
+        ),
+        Some(Arg::List(_)) => {
+            return Err(SqlError::InvalidValue("dry_run must be a boolean".into()))
+        }
+    })
+}
+
+fn int_schema(cols: &[&str]) -> SchemaRef {
+    Arc::new(Schema::new(
+        cols.iter()
+            .map(|c| Field::new(*c, A::Int64, false))
+            .collect::<Vec<_>>(),
+    ))
+}
+
+/// The columns a procedure returns, known before it runs (for Describe in
+/// the extended protocol); `None` for procedures that return no rows.
+pub fn result_schema(name: &str, args: &[&Expr]) -> Option<SchemaRef> {
+    match name {
+        "identify" => Some(crate::identity::identify_schema()),
+        "dedupe_contacts" => {
+            let a: Vec<Arg> = args.iter().filter_map(|e| literal(e).ok()).collect();
+            Some(if dry_run_arg(&a).unwrap_or(false) {
+                int_schema(&["target_id", "source_id"])
+            } else {
+                int_schema(&["merged"])
+            })
+        }
+        _ => None,
+    }
 }
 
 /// Runs one of [`PROCEDURES`].
@@ -186,17 +221,7 @@ pub async fn call(session: &Session, name: &str, args: &[&Expr]) -> Result<Outco
         }
         "dedupe_contacts" => {
             usage(name, a.len(), 0..=1, "[dry_run BOOLEAN]")?;
-            let dry = match a.first() {
-                None | Some(Arg::Null) => false,
-                Some(Arg::Bool(b)) => *b,
-                Some(Arg::Text(t)) => matches!(
-                    t.trim().to_ascii_lowercase().as_str(),
-                    "true" | "t" | "1" | "dry_run" | "dry-run" | "yes" | "on"
-                ),
-                Some(Arg::List(_)) => {
-                    return Err(SqlError::InvalidValue("dry_run must be a boolean".into()))
-                }
-            };
+            let dry = dry_run_arg(&a)?;
             let pairs = crate::dedupe::run(session.engine(), dry).await?;
             if dry {
                 int_rows(

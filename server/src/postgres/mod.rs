@@ -245,6 +245,9 @@ fn result_fields(p: &Prepared, format: &Format) -> PgWireResult<Vec<FieldInfo>> 
         }
         return pg_fields(plan.schema().as_arrow(), format);
     }
+    if let Some(schema) = cohortdb_sql::procedures::result_schema(&p.stmt) {
+        return pg_fields(&schema, format);
+    }
     if let Statement::ShowVariable { variable } = &p.stmt {
         let name = variable
             .iter()
