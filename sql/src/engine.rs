@@ -359,7 +359,7 @@ impl Session {
                 });
             }
         };
-        let plan = if is_datafusion_statement(&stmt) {
+        let plan = if is_datafusion_statement(&stmt) && !crate::identity_insert::wants(&stmt) {
             Some(
                 self.context()
                     .state()
@@ -616,6 +616,9 @@ impl Session {
                 })
             }
             Statement::Call(f) => crate::procedures::call(self, f).await,
+            _ if crate::identity_insert::wants(&stmt) => {
+                crate::identity_insert::run(self, &stmt).await
+            }
             _ if is_datafusion_statement(&stmt) => {
                 let plan = self
                     .context()

@@ -45,6 +45,26 @@ pub const COUNTER_CONTACT_ID: &[u8] = b"counter/contact_id";
 pub const COUNTER_EVENT_SEQ: &[u8] = b"counter/event_seq";
 /// Highest user-table row id handed out.
 pub const COUNTER_USER_ROW: &[u8] = b"counter/user_row";
+/// Prefix of contact aliases in `meta`: `alias/ | source_id u64 BE` → target id (u64 LE).
+pub const META_ALIAS_PREFIX: &[u8] = b"alias/";
+/// Prefix of named settings in `meta` (`setting/<name>` → JSON document).
+pub const META_SETTING_PREFIX: &[u8] = b"setting/";
+
+/// Key of the alias of a merged (retired) contact id: `alias/ | source`.
+pub fn alias_key(source: u64) -> Vec<u8> {
+    let mut k = Vec::with_capacity(META_ALIAS_PREFIX.len() + 8);
+    k.extend_from_slice(META_ALIAS_PREFIX);
+    k.extend_from_slice(&source.to_be_bytes());
+    k
+}
+
+/// Key of a named setting in `meta`: `setting/<name>`.
+pub fn setting_key(name: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(META_SETTING_PREFIX.len() + name.len());
+    k.extend_from_slice(META_SETTING_PREFIX);
+    k.extend_from_slice(name.as_bytes());
+    k
+}
 
 #[inline]
 fn flip_i32(v: i32) -> u32 {
