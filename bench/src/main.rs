@@ -7,11 +7,13 @@
 //!   with the same files the same way (`--postgres`).
 //! - `analytics`: FUNNEL, RETENTION, ATTRIBUTE and LTV latency over the wire,
 //!   compared with chdb and DuckDB on the same rows (`bench/peers/`).
+//! - `groups`: refresh of dynamic groups and group intersection counts.
 //!
 //! See `docs/benchmark.md` for how to run it and what it measures.
 
 mod analytics;
 mod dataset;
+mod groups;
 mod ingest;
 mod postgres;
 mod report;
@@ -41,6 +43,8 @@ enum Command {
     /// Latency of FUNNEL, RETENTION, ATTRIBUTE and LTV over the wire,
     /// compared with chdb and DuckDB on the same rows.
     Analytics(analytics::AnalyticsArgs),
+    /// Dynamic group refresh time and group intersection counts.
+    Groups(groups::GroupsArgs),
 }
 
 #[tokio::main]
@@ -49,6 +53,7 @@ async fn main() -> ExitCode {
     let result = match cli.command {
         Command::Ingest(args) => ingest::run(args).await,
         Command::Analytics(args) => analytics::run(args).await,
+        Command::Groups(args) => groups::run(args).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

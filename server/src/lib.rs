@@ -5,6 +5,7 @@
 pub mod config;
 pub mod demo;
 pub mod postgres;
+pub mod scheduler;
 
 use std::sync::Arc;
 
@@ -52,6 +53,7 @@ pub async fn run(cfg: Config, demo: bool) -> Result<(), String> {
             .await
             .map_err(|e| format!("loading demo data failed: {e}"))?;
     }
+    let scheduler = scheduler::spawn(engine.clone(), tz);
     let listener = TcpListener::bind(cfg.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", cfg.listen))?;
@@ -99,6 +101,7 @@ pub async fn run(cfg: Config, demo: bool) -> Result<(), String> {
     })
     .await;
     tasks.abort_all();
+    scheduler.abort();
     store
         .shutdown()
         .map_err(|e| format!("flush at shutdown failed: {e}"))?;

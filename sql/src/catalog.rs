@@ -26,6 +26,9 @@ pub const BUILTIN_RELATIONS: &[&str] = &[
     "event_types",
     "event_properties",
     "identities",
+    "groups",
+    "tags",
+    "tag_history",
 ];
 
 /// Shared state the providers need.
@@ -102,6 +105,15 @@ impl CohortSchema {
                 Arc::new(MetaTable::new(e.store.clone(), MetaKind::EventProperties))
             }
             "identities" => Arc::new(IdentitiesTable::new(e.store.clone(), e.session_tz.clone())),
+            "groups" | "tags" | "tag_history" => {
+                use crate::tables::groups::{GroupsKind, GroupsTable};
+                let kind = match name {
+                    "groups" => GroupsKind::Groups,
+                    "tags" => GroupsKind::Tags,
+                    _ => GroupsKind::TagHistory,
+                };
+                Arc::new(GroupsTable::new(e.store.clone(), kind, e.session_tz.clone()))
+            }
             other => {
                 let def = e.store.catalog().table(other)?.clone();
                 Arc::new(UserTable::new(e.store.clone(), def, &e.session_tz))

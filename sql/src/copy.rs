@@ -17,6 +17,7 @@ use crate::error::{Result, SqlError};
 use crate::ingest::{
     contact_col_type, event_col_type, ContactIngest, EventIngest, OnError, RowRef, UserRowIngest,
 };
+use crate::identity::IdentifiedContacts;
 use crate::layout::EventCol;
 use crate::pgtext::format_cell;
 
@@ -76,8 +77,11 @@ impl CopyOptions {
 
 enum Target {
     Contacts(ContactIngest),
+    /// Contacts identified by channel accounts (identity columns given).
+    Identified(IdentifiedContacts),
     Events(EventIngest),
     User(UserRowIngest),
+    Tag(crate::tags::TagImport),
 }
 
 /// An active `COPY ... FROM STDIN`: fed with data chunks, committed at the end.
@@ -99,9 +103,29 @@ pub struct CopyIn {
     /// For events: the layout column of each input field.
     event_cols: Vec<EventCol>,
     row_buf: Vec<u8>,
+    /// For each input field: which identity column it is (`None` = a table column).
+    ident_cols: Vec<Option<usize>>,
+    has_ident: bool,
+    /// Names of all columns of the target (layout, then identity columns).
+    all_names: Vec<String>,
+    /// Index of the first identity column in `all_names`.
+    base_len: usize,
     /// Number of columns the client sends.
     pub columns: usize,
 }
+
+/// Identity columns COPY/INSERT accept in place of `contact_id` (events)
+/// or `id` (contacts). Events: the first five (`channel_id` is a real column).
+const EVENT_IDENT_COLS: &[&str] = &["external_id", "openid", "unionid", "anonymous_id"];
+/// Identity columns of contacts rows.
+const CONTACT_IDENT_COLS: &[&str] = &[
+    "channel_id",
+    "external_id",
+    "openid",
+    "unionid",
+    "anonymous_id",
+    "app_id",
+];
 
 impl CopyIn {
     /// Starts a COPY into `table` with the given column list (empty = all columns).
@@ -114,22 +138,40 @@ impl CopyIn {
         contact_lock: Arc<tokio::sync::Mutex<()>>,
     ) -> Result<CopyIn> {
         let mut event_layout_cols = Vec::new();
+        let wants = |names: &[&str]| columns.iter().any(|c| names.contains(&c.as_str()));
+        let mut base_len = usize::MAX;
         let (target, all): (Target, Vec<(String, DataType)>) = match table {
             "contacts" => {
-                let ing = ContactIngest::new(store);
-                let cols = ing.layout().cols.iter().map(|(n, c)| (n.clone(), contact_col_type(*c))).collect();
-                (Target::Contacts(ing), cols)
+                let ing = ContactIngest::new(store.clone());
+                let mut cols: Vec<(String, DataType)> = ing.layout().cols.iter().map(|(n, c)| (n.clone(), contact_col_type(*c))).collect();
+                if wants(CONTACT_IDENT_COLS) {
+                    base_len = cols.len();
+                    cols.extend(CONTACT_IDENT_COLS.iter().map(|n| (n.to_string(), DataType::Varchar)));
+                    (Target::Identified(IdentifiedContacts::new(store)), cols)
+                } else {
+                    (Target::Contacts(ing), cols)
+                }
             }
             "events" => {
                 let ing = EventIngest::new(store);
                 event_layout_cols = ing.layout().cols.iter().map(|(_, c)| *c).collect();
-                let cols = ing.layout().cols.iter().map(|(n, c)| (n.clone(), event_col_type(*c))).collect();
+                let mut cols: Vec<(String, DataType)> = ing.layout().cols.iter().map(|(n, c)| (n.clone(), event_col_type(*c))).collect();
+                if wants(EVENT_IDENT_COLS) {
+                    base_len = cols.len();
+                    cols.extend(EVENT_IDENT_COLS.iter().map(|n| (n.to_string(), DataType::Varchar)));
+                    event_layout_cols.extend(EVENT_IDENT_COLS.iter().map(|_| EventCol::EventAlias));
+                }
                 (Target::Events(ing), cols)
             }
             "contact_view" | "event_view" | "event_types" | "event_properties" | "identities" => {
                 return Err(SqlError::Unsupported(format!(
                     "COPY FROM is not supported for \"{table}\"; copy into contacts, events or a user table"
                 )))
+            }
+            t if store.catalog().tag(t).is_some() => {
+                let def = store.catalog().tag(t).cloned().expect("checked");
+                let imp = crate::tags::TagImport::begin(store, def, tz)?;
+                (Target::Tag(imp), crate::tags::TagImport::columns())
             }
             other => {
                 let def = store
@@ -162,6 +204,11 @@ impl CopyIn {
             map.iter().map(|i| event_layout_cols[*i]).collect()
         };
         let names = map.iter().map(|i| all[*i].0.clone()).collect();
+        let ident_cols: Vec<Option<usize>> = map
+            .iter()
+            .map(|i| (*i >= base_len).then(|| i - base_len))
+            .collect();
+        let has_ident = ident_cols.iter().any(Option::is_some);
         Ok(CopyIn {
             target,
             columns: map.len(),
@@ -179,6 +226,10 @@ impl CopyIn {
             contact_lock,
             event_cols,
             row_buf: Vec::with_capacity(256),
+            ident_cols,
+            has_ident,
+            all_names: all.iter().map(|(n, _)| n.clone()).collect(),
+            base_len,
         })
     }
 
@@ -260,9 +311,20 @@ impl CopyIn {
             unreachable!("checked by caller")
         };
         let (mut contact, mut event_type, mut ts) = (None, None, None);
+        let mut channel: Option<&str> = None;
+        let mut ids: [Option<&str>; 4] = [None; 4];
         self.row_buf.clear();
         for (i, f) in fields.iter().enumerate() {
             let Some(s) = f.as_deref() else { continue };
+            if self.has_ident {
+                if let Some(k) = self.ident_cols[i] {
+                    ids[k] = Some(s);
+                    continue;
+                }
+                if self.event_cols[i] == EventCol::ChannelId {
+                    channel = Some(s);
+                }
+            }
             let bad =
                 |e: String| SqlError::InvalidText(format!("{at}, column {}: {e}", self.names[i]));
             match self.event_cols[i] {
@@ -311,6 +373,9 @@ impl CopyIn {
                 }
             }
         }
+        if self.has_ident && contact.is_none() {
+            contact = ing.identity_contact(channel, ids, at)?;
+        }
         ing.finish_row(contact, event_type, ts, &self.row_buf, at)
     }
 
@@ -331,8 +396,26 @@ impl CopyIn {
     fn push(&mut self, row: Vec<Value>, at: RowRef) -> Result<()> {
         match &mut self.target {
             Target::Contacts(i) => i.push(row, at),
+            Target::Identified(i) => {
+                let (mut fields, mut ident) = (Vec::new(), Vec::new());
+                for (k, v) in row.into_iter().enumerate() {
+                    match self.all_names.get(k) {
+                        Some(n) if k >= self.base_len => ident.push((
+                            n.clone(),
+                            match v {
+                                Value::Str(s) => Some(s),
+                                _ => None,
+                            },
+                        )),
+                        Some(n) => fields.push((n.clone(), v)),
+                        None => {}
+                    }
+                }
+                i.push(fields, &ident, at)
+            }
             Target::Events(i) => i.push(&row, at),
             Target::User(i) => i.push(&row),
+            Target::Tag(i) => i.push(&row),
         }
     }
 
@@ -350,8 +433,10 @@ impl CopyIn {
         }
         let rows = match self.target {
             Target::Contacts(i) => i.commit().await?,
+            Target::Identified(i) => i.commit(&self.contact_lock).await?,
             Target::Events(i) => i.commit(&self.contact_lock).await?,
             Target::User(i) => i.commit().await?,
+            Target::Tag(i) => i.commit().await?,
         };
         Ok((rows, self.skipped, self.first_error))
     }

@@ -54,6 +54,7 @@ pub struct Engine {
     base: SessionContext,
     env: TableEnv,
     parser: PostgresCompatibilityParser,
+    scheduler: crate::scheduler::Scheduler,
 }
 
 /// What a statement produced.
@@ -134,12 +135,21 @@ impl Engine {
         setup_pg_catalog(&base, DATABASE, EmptyContextProvider)
             .map_err(|e| SqlError::DataFusion(*e))?;
         functions::register(&base);
-        Ok(Arc::new(Engine {
+        functions::register_groups(&base, store.clone());
+        let engine = Arc::new(Engine {
             store,
             base,
             env,
             parser: PostgresCompatibilityParser::new(),
-        }))
+            scheduler: Default::default(),
+        });
+        engine.scheduler.attach(&engine);
+        Ok(engine)
+    }
+
+    /// The group/tag refresh scheduler.
+    pub fn scheduler(&self) -> &crate::scheduler::Scheduler {
+        &self.scheduler
     }
 
     /// The store.
@@ -196,8 +206,21 @@ impl Engine {
     /// rewrites; the analytics statements by their own grammar).
     pub fn parse(&self, sql: &str) -> Result<(Vec<CohortStatement>, Option<OnError>)> {
         let (sql, on_error) = extract_on_error(sql);
-        let Some(pieces) = crate::analytics::split(&sql)? else {
-            return Ok((self.parse_sql(&sql)?, on_error));
+        // Group and tag statements travel as carrier CALLs (crate::groups).
+        if let Some(parts) = crate::groups::parse_script(&sql) {
+            let mut out = Vec::new();
+            for part in parts? {
+                out.extend(self.parse_script(&part)?);
+            }
+            return Ok((out, on_error));
+        }
+        Ok((self.parse_script(&sql)?, on_error))
+    }
+
+    /// Parses statements, the analytics ones by their own grammar.
+    fn parse_script(&self, sql: &str) -> Result<Vec<CohortStatement>> {
+        let Some(pieces) = crate::analytics::split(sql)? else {
+            return self.parse_sql(sql);
         };
         let mut out = Vec::new();
         for p in pieces {
@@ -208,7 +231,7 @@ impl Engine {
                 }
             }
         }
-        Ok((out, on_error))
+        Ok(out)
     }
 
     fn parse_sql(&self, sql: &str) -> Result<Vec<CohortStatement>> {
@@ -336,7 +359,7 @@ impl Session {
                 });
             }
         };
-        let plan = if is_datafusion_statement(&stmt) {
+        let plan = if is_datafusion_statement(&stmt) && !crate::identity_insert::wants(&stmt) {
             Some(
                 self.context()
                     .state()
@@ -418,6 +441,9 @@ impl Session {
 
     /// Executes one SQL statement.
     async fn execute_sql(&self, stmt: Statement, on_error: Option<OnError>) -> Result<Outcome> {
+        if let Some(g) = crate::groups::carried(&stmt) {
+            return crate::groups::execute(self, g?).await;
+        }
         match &stmt {
             Statement::Copy {
                 source,
@@ -590,6 +616,9 @@ impl Session {
                 })
             }
             Statement::Call(f) => crate::procedures::call(self, f).await,
+            _ if crate::identity_insert::wants(&stmt) => {
+                crate::identity_insert::run(self, &stmt).await
+            }
             _ if is_datafusion_statement(&stmt) => {
                 let plan = self
                     .context()

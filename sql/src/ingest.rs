@@ -280,9 +280,16 @@ pub struct EventIngest {
     rows: u64,
     scratch: Vec<u8>,
     outbound_types: HashSet<u32>,
+    /// Identity-keyed rows: identities → placeholder contact id, resolved at commit.
+    ident_index: HashMap<Vec<u8>, u64>,
+    ident_rows: Vec<Vec<crate::identity::IdentityRef>>,
+    ident_key: Vec<u8>,
 }
 
 const SEQ_BLOCK: u64 = 4096;
+
+/// Placeholder contact ids of identity-keyed rows carry this bit until commit.
+const PLACEHOLDER: u64 = 1 << 63;
 
 impl EventIngest {
     /// Starts a statement.
@@ -310,7 +317,45 @@ impl EventIngest {
             rows: 0,
             scratch: Vec::with_capacity(256),
             outbound_types,
+            ident_index: HashMap::new(),
+            ident_rows: Vec::new(),
+            ident_key: Vec::with_capacity(64),
         }
+    }
+
+    /// The contact of an identity-keyed row: a placeholder id resolved (or
+    /// created) at commit, under the contact lock, in the statement's batch.
+    /// Arguments are the row's `channel_id`, `external_id`, `openid`,
+    /// `unionid`, `anonymous_id`; `None` when the row names no identity.
+    pub fn identity_contact(
+        &mut self,
+        channel: Option<&str>,
+        ids: [Option<&str>; 4],
+        at: RowRef,
+    ) -> Result<Option<u64>> {
+        if ids.iter().all(|v| v.is_none_or(|s| s.is_empty())) {
+            return Ok(None);
+        }
+        self.ident_key.clear();
+        self.ident_key.extend_from_slice(channel.unwrap_or("").as_bytes());
+        for v in ids {
+            self.ident_key.push(0);
+            if let Some(v) = v {
+                self.ident_key.push(1);
+                self.ident_key.extend_from_slice(v.as_bytes());
+            }
+        }
+        if let Some(p) = self.ident_index.get(self.ident_key.as_slice()) {
+            return Ok(Some(*p));
+        }
+        let refs = crate::identity::row_identities(channel, ids[0], ids[1], ids[2], ids[3], at)?;
+        if refs.is_empty() {
+            return Ok(None);
+        }
+        let p = PLACEHOLDER | self.ident_rows.len() as u64;
+        self.ident_rows.push(refs);
+        self.ident_index.insert(self.ident_key.clone(), p);
+        Ok(Some(p))
     }
 
     /// The layout rows are given in (the `events` table's columns).
@@ -320,6 +365,12 @@ impl EventIngest {
 
     /// Adds one row given in layout column order. On error nothing of the row is kept.
     pub fn push(&mut self, row: &[Value], at: RowRef) -> Result<()> {
+        self.push_for(row, None, at)
+    }
+
+    /// Like [`EventIngest::push`], for `contact` when the row has no
+    /// `contact_id` (identity-keyed rows: see [`EventIngest::identity_contact`]).
+    pub fn push_for(&mut self, row: &[Value], contact_if_none: Option<u64>, at: RowRef) -> Result<()> {
         let mut contact = None;
         let mut event_type = None;
         let mut ts = None;
@@ -388,6 +439,7 @@ impl EventIngest {
             }
         }
         let props = std::mem::take(&mut self.scratch);
+        let contact = contact.or(contact_if_none);
         let r = self.finish_row(contact, event_type, ts, &props, at);
         self.scratch = props;
         r
@@ -419,15 +471,24 @@ impl EventIngest {
             .ok_or_else(|| SqlError::NotNull(format!("{at}: event is required for events")))?;
         let ts = ts
             .ok_or_else(|| SqlError::NotNull(format!("{at}: event_date is required for events")))?;
-        let known = match self.contacts.get(&contact) {
-            Some(_) => true,
-            None => self.store.get_contact(contact)?.is_some(),
+        let known = contact & PLACEHOLDER != 0
+            || match self.contacts.get(&contact) {
+                Some(_) => true,
+                None => self.store.get_contact(contact)?.is_some(),
+            };
+        let contact = if known {
+            contact
+        } else {
+            // a contact merged into another: its events go to the target
+            match self.store.resolve_alias(contact)? {
+                Some(t) if self.store.get_contact(t)?.is_some() => t,
+                _ => {
+                    return Err(SqlError::ForeignKey(format!(
+                        "{at}: contact_id {contact} does not exist (insert the contact first, or identify it by external_id/openid)"
+                    )))
+                }
+            }
         };
-        if !known {
-            return Err(SqlError::ForeignKey(format!(
-                "{at}: contact_id {contact} does not exist (insert the contact first, or identify it by external_id/openid)"
-            )));
-        }
         let entry = self.contacts.entry(contact).or_insert(None);
         if !self.outbound_types.contains(&event_type) {
             *entry = Some(entry.map_or(ts, |m| m.max(ts)));
@@ -464,7 +525,38 @@ impl EventIngest {
             return Ok(0);
         }
         let _guard = contact_lock.lock().await;
-        let layout = ContactLayout::new(&self.catalog);
+        let mut work = crate::merge::ContactWork::new(self.store.clone());
+        // Resolve identity placeholders (creating contacts and identities), and
+        // contacts merged away while the statement was staged.
+        let mut remap: HashMap<u64, u64> = HashMap::new();
+        for (i, refs) in self.ident_rows.iter().enumerate() {
+            let (id, _) = crate::identity::resolve_row(&mut work, refs)?;
+            remap.insert(PLACEHOLDER | i as u64, id);
+        }
+        let mut staged: Vec<(u64, Option<i64>)> =
+            self.contacts.iter().map(|(c, t)| (*c, *t)).collect();
+        staged.sort_unstable();
+        for (c, _) in &staged {
+            if c & PLACEHOLDER == 0 && !work.exists(*c)? {
+                let t = work.current_id(*c)?.ok_or_else(|| {
+                    SqlError::ForeignKey(format!(
+                        "contact_id {c} was deleted while the statement ran"
+                    ))
+                })?;
+                remap.insert(*c, t);
+            }
+        }
+        if !remap.is_empty() {
+            self.events.remap_contacts(|c| remap.get(&c).copied());
+        }
+        let mut latest: HashMap<u64, Option<i64>> = HashMap::new();
+        for (c, t) in staged {
+            let c = remap.get(&c).copied().unwrap_or(c);
+            let e = latest.entry(c).or_insert(None);
+            if let Some(t) = t {
+                *e = Some(e.map_or(t, |m| m.max(t)));
+            }
+        }
         let last = self
             .catalog
             .contact_field("last_active_at")
@@ -473,17 +565,15 @@ impl EventIngest {
             .catalog
             .contact_field("first_seen_at")
             .map(|(i, _)| i as usize);
-        let mut ids: Vec<(u64, i64)> = self
-            .contacts
+        let mut ids: Vec<(u64, i64)> = latest
             .iter()
             .filter_map(|(c, t)| t.map(|t| (*c, t)))
             .collect();
         ids.sort_unstable();
         for (id, ts) in ids {
-            let Some(bytes) = self.store.get_contact(id)? else {
+            let Some(mut fields) = work.get(id)? else {
                 continue;
             };
-            let mut fields = decode_contact(&bytes, &layout);
             let mut changed = false;
             if let Some(i) = last {
                 if !matches!(fields[i], Value::Ts(t) if t >= ts) {
@@ -498,11 +588,12 @@ impl EventIngest {
                 }
             }
             if changed {
-                self.batch.put_contact(id, &encode_fields(&fields));
+                work.set(id, fields);
             }
         }
-        self.batch.note_event_seq(self.max_seq);
-        self.store.commit_events(self.events, self.batch).await?;
+        let mut batch = work.finish();
+        batch.note_event_seq(self.max_seq);
+        self.store.commit_events(self.events, batch).await?;
         Ok(self.rows)
     }
 }

@@ -40,6 +40,18 @@ fn string_arg(e: &Expr, what: &str) -> Result<String> {
     }
 }
 
+/// The columns `CALL name(args)` will return, when it returns rows (the
+/// server describes them before execution in the extended protocol).
+pub fn result_schema(
+    stmt: &datafusion::sql::sqlparser::ast::Statement,
+) -> Option<datafusion::arrow::datatypes::SchemaRef> {
+    let datafusion::sql::sqlparser::ast::Statement::Call(f) = stmt else {
+        return None;
+    };
+    let name = f.name.to_string().to_ascii_lowercase();
+    crate::identity_procs::result_schema(&name, &args(f))
+}
+
 /// Runs `CALL name(args)`.
 pub async fn call(session: &Session, f: &Function) -> Result<Outcome> {
     let name = f.name.to_string().to_ascii_lowercase();
@@ -65,8 +77,12 @@ pub async fn call(session: &Session, f: &Function) -> Result<Outcome> {
                 rows: None,
             })
         }
+        n if crate::identity_procs::PROCEDURES.contains(&n) => {
+            crate::identity_procs::call(session, n, &a).await
+        }
         other => Err(SqlError::UndefinedObject(format!(
-            "procedure {other} does not exist (available: drop_events_before)"
+            "procedure {other} does not exist (available: drop_events_before, {})",
+            crate::identity_procs::PROCEDURES.join(", ")
         ))),
     }
 }

@@ -94,6 +94,18 @@ impl EventBulk {
         &self.arena[e.chunk as usize][e.off as usize..e.off as usize + e.len as usize]
     }
 
+    /// Rewrites the contact of staged events: `f(contact)` returns the new
+    /// contact id, or `None` to keep it (identity-keyed ingest resolves
+    /// placeholder ids at commit; merged contacts resolve to their target).
+    pub fn remap_contacts(&mut self, mut f: impl FnMut(u64) -> Option<u64>) {
+        for e in &mut self.index {
+            let c = u64::from_be_bytes(e.key[8..16].try_into().expect("8 bytes"));
+            if let Some(n) = f(c) {
+                e.key[8..16].copy_from_slice(&n.to_be_bytes());
+            }
+        }
+    }
+
     /// Sorts the events and writes them as SST files in `dir`.
     pub(crate) fn write_ssts(mut self, dir: &Path, opts: &Options) -> Result<Vec<PathBuf>> {
         std::fs::create_dir_all(dir)?;

@@ -91,6 +91,18 @@ pub struct CatalogData {
     pub next_property_id: u32,
     /// Next user table id.
     pub next_table_id: u32,
+    /// Groups (`CREATE GROUP`).
+    #[serde(default)]
+    pub groups: Vec<crate::groups::GroupDef>,
+    /// Tags (`CREATE TAG`).
+    #[serde(default)]
+    pub tags: Vec<crate::groups::TagDef>,
+    /// Group and tag ids that were dropped: never reused.
+    #[serde(default)]
+    pub retired_ids: Vec<String>,
+    /// Next internal group / tag id.
+    #[serde(default)]
+    pub next_object_id: u32,
 }
 
 /// Field id of `channel_id` inside event values.
@@ -260,6 +272,10 @@ impl CatalogData {
             event_properties,
             tables: vec![],
             next_table_id: 1,
+            groups: vec![],
+            tags: vec![],
+            retired_ids: vec![],
+            next_object_id: 1,
         }
     }
 }

@@ -19,6 +19,10 @@ pub mod cf {
     pub const EVENTS: &str = "events";
     /// Rows of user-created tables: `table_id | row_id` → encoded row.
     pub const USER_ROWS: &str = "user_rows";
+    /// Roaring bitmaps (group membership, tag values), merged by `bitmap_ops`: see [`super::bitmap_key`].
+    pub const BITMAPS: &str = "bitmaps";
+    /// Tag values per contact and tag history: see [`super::tag_value_key`], [`super::tag_history_key`].
+    pub const TAGS: &str = "tags";
 
     /// All column families, in open order.
     pub const ALL: &[&str] = &[
@@ -28,6 +32,8 @@ pub mod cf {
         CONTACT_IDENTITIES,
         EVENTS,
         USER_ROWS,
+        BITMAPS,
+        TAGS,
     ];
 }
 
@@ -39,6 +45,26 @@ pub const COUNTER_CONTACT_ID: &[u8] = b"counter/contact_id";
 pub const COUNTER_EVENT_SEQ: &[u8] = b"counter/event_seq";
 /// Highest user-table row id handed out.
 pub const COUNTER_USER_ROW: &[u8] = b"counter/user_row";
+/// Prefix of contact aliases in `meta`: `alias/ | source_id u64 BE` → target id (u64 LE).
+pub const META_ALIAS_PREFIX: &[u8] = b"alias/";
+/// Prefix of named settings in `meta` (`setting/<name>` → JSON document).
+pub const META_SETTING_PREFIX: &[u8] = b"setting/";
+
+/// Key of the alias of a merged (retired) contact id: `alias/ | source`.
+pub fn alias_key(source: u64) -> Vec<u8> {
+    let mut k = Vec::with_capacity(META_ALIAS_PREFIX.len() + 8);
+    k.extend_from_slice(META_ALIAS_PREFIX);
+    k.extend_from_slice(&source.to_be_bytes());
+    k
+}
+
+/// Key of a named setting in `meta`: `setting/<name>`.
+pub fn setting_key(name: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(META_SETTING_PREFIX.len() + name.len());
+    k.extend_from_slice(META_SETTING_PREFIX);
+    k.extend_from_slice(name.as_bytes());
+    k
+}
 
 #[inline]
 fn flip_i32(v: i32) -> u32 {
@@ -175,6 +201,71 @@ pub fn user_row_key(table_id: u32, row_id: u64) -> [u8; 12] {
 /// Prefix of all rows of a user table.
 pub fn user_table_prefix(table_id: u32) -> [u8; 4] {
     table_id.to_be_bytes()
+}
+
+/// Bitmap kind byte: membership of a group.
+pub const BITMAP_GROUP: u8 = b'G';
+
+/// Key of one shard of a versioned bitmap: `kind | object_id | version | shard` (13 bytes).
+///
+/// A shard holds the contacts whose id satisfies `id >> 20 == shard`, as a
+/// 32-bit roaring bitmap of the ids' low 32 bits.
+pub fn bitmap_key(kind: u8, object: u32, version: u32, shard: u32) -> [u8; 13] {
+    let mut k = [0u8; 13];
+    k[..9].copy_from_slice(&bitmap_prefix(kind, object, version));
+    k[9..13].copy_from_slice(&shard.to_be_bytes());
+    k
+}
+
+/// Prefix of every shard of one version of a bitmap: `kind | object_id | version`.
+pub fn bitmap_prefix(kind: u8, object: u32, version: u32) -> [u8; 9] {
+    let mut k = [0u8; 9];
+    k[0] = kind;
+    k[1..5].copy_from_slice(&object.to_be_bytes());
+    k[5..9].copy_from_slice(&version.to_be_bytes());
+    k
+}
+
+/// Key prefix byte of tag values in the `tags` family.
+pub const TAG_VALUE: u8 = b'V';
+/// Key prefix byte of tag history in the `tags` family.
+pub const TAG_HISTORY: u8 = b'H';
+
+/// Key of one contact's value of a tag version: `'V' | tag_id | version | contact_id` (17 bytes).
+pub fn tag_value_key(tag: u32, version: u32, contact: u64) -> [u8; 17] {
+    let mut k = [0u8; 17];
+    k[..9].copy_from_slice(&tag_value_prefix(tag, version));
+    k[9..17].copy_from_slice(&contact.to_be_bytes());
+    k
+}
+
+/// Prefix of all values of one tag version: `'V' | tag_id | version`.
+pub fn tag_value_prefix(tag: u32, version: u32) -> [u8; 9] {
+    let mut k = [0u8; 9];
+    k[0] = TAG_VALUE;
+    k[1..5].copy_from_slice(&tag.to_be_bytes());
+    k[5..9].copy_from_slice(&version.to_be_bytes());
+    k
+}
+
+/// Key of a tag's per-value counts of one day: `'H' | tag_id | day (i32, flipped)` (9 bytes).
+pub fn tag_history_key(tag: u32, day: i32) -> [u8; 9] {
+    let mut k = [0u8; 9];
+    k[0] = TAG_HISTORY;
+    k[1..5].copy_from_slice(&tag.to_be_bytes());
+    k[5..9].copy_from_slice(&flip_i32(day).to_be_bytes());
+    k
+}
+
+/// Decodes a tag history key into `(tag_id, day)`.
+pub fn decode_tag_history_key(k: &[u8]) -> Option<(u32, i32)> {
+    if k.len() != 9 || k[0] != TAG_HISTORY {
+        return None;
+    }
+    Some((
+        u32::from_be_bytes(k[1..5].try_into().ok()?),
+        unflip_i32(u32::from_be_bytes(k[5..9].try_into().ok()?)),
+    ))
 }
 
 /// The smallest key greater than every key starting with `prefix`

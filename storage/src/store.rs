@@ -56,7 +56,7 @@ pub struct EventScanSpec {
 
 /// The open database.
 pub struct Store {
-    db: Arc<DB>,
+    pub(crate) db: Arc<DB>,
     catalog: RwLock<Arc<Catalog>>,
     writer: Mutex<Option<WriterHandle>>,
     writer_thread: Mutex<Option<JoinHandle<()>>>,
@@ -100,6 +100,14 @@ fn cf_options(name: &str, cache: Option<&Cache>) -> Options {
     match name {
         cf::META => {
             o.set_merge_operator_associative("max_u64", max_u64_merge);
+            o.set_block_based_table_factory(&table_opts(true, true));
+        }
+        cf::BITMAPS => {
+            o.set_merge_operator(
+                "bitmap_ops",
+                crate::groups::bitmap_full_merge,
+                crate::groups::bitmap_partial_merge,
+            );
             o.set_block_based_table_factory(&table_opts(true, true));
         }
         cf::EVENTS => {
@@ -214,7 +222,7 @@ impl Store {
         Ok(out)
     }
 
-    fn cf(&self, name: &str) -> &rocksdb::ColumnFamily {
+    pub(crate) fn cf(&self, name: &str) -> &rocksdb::ColumnFamily {
         cfh(&self.db, name)
     }
 
@@ -543,6 +551,28 @@ impl Store {
         Ok(out)
     }
 
+    /// The identities linked to a contact: `(identity key, created_at_ms)`.
+    pub fn contact_identities(&self, contact: u64) -> Result<Vec<(Vec<u8>, i64)>> {
+        let prefix = keys::contact_key(contact);
+        let mut it = self.db.raw_iterator_cf(self.cf(cf::CONTACT_IDENTITIES));
+        it.seek(prefix);
+        let mut out = Vec::new();
+        while let (Some(k), Some(v)) = (it.key(), it.value()) {
+            if !k.starts_with(&prefix) {
+                break;
+            }
+            let created = v
+                .get(0..8)
+                .and_then(|b| b.try_into().ok())
+                .map(i64::from_le_bytes)
+                .unwrap_or(0);
+            out.push((k[8..].to_vec(), created));
+            it.next();
+        }
+        it.status()?;
+        Ok(out)
+    }
+
     /// Finds the contact owning an identity.
     pub fn lookup_identity(
         &self,
@@ -555,6 +585,29 @@ impl Store {
             Some(v) => Ok(Some(decode_identity_value(&v)?.0)),
             None => Ok(None),
         }
+    }
+
+    /// The contact a merged (retired) contact id now resolves to, following
+    /// chains of merges; `None` when `id` was never merged away.
+    pub fn resolve_alias(&self, id: u64) -> Result<Option<u64>> {
+        let meta = self.cf(cf::META);
+        let mut cur = id;
+        let mut found = None;
+        for _ in 0..64 {
+            match self.db.get_pinned_cf(meta, keys::alias_key(cur))? {
+                Some(v) => {
+                    cur = read_u64(&v).ok_or_else(|| StorageError::Corrupt("alias value".into()))?;
+                    found = Some(cur);
+                }
+                None => break,
+            }
+        }
+        Ok(found)
+    }
+
+    /// Reads a named setting (`setting/<name>` in `meta`).
+    pub fn get_setting(&self, name: &str) -> Result<Option<Vec<u8>>> {
+        Ok(self.db.get_cf(self.cf(cf::META), keys::setting_key(name))?)
     }
 
     /// Visits the rows of a user table in insertion order.
@@ -609,14 +662,14 @@ fn decode_identity_value(v: &[u8]) -> Result<(u64, i64)> {
     ))
 }
 
-fn cfh<'a>(db: &'a DB, name: &str) -> &'a rocksdb::ColumnFamily {
+pub(crate) fn cfh<'a>(db: &'a DB, name: &str) -> &'a rocksdb::ColumnFamily {
     db.cf_handle(name).expect("column family opened at start")
 }
 
 /// A set of changes committed atomically by [`Store::commit`].
 pub struct Batch {
-    wb: WriteBatch,
-    db: Arc<DB>,
+    pub(crate) wb: WriteBatch,
+    pub(crate) db: Arc<DB>,
 }
 
 impl Batch {
@@ -741,6 +794,21 @@ impl Batch {
             keys::event_day_prefix(i32::MIN),
             keys::event_day_prefix(day),
         );
+    }
+
+    /// Records that contact `source` was merged into `target`.
+    pub fn put_alias(&mut self, source: u64, target: u64) {
+        self.wb.put_cf(
+            cfh(&self.db, cf::META),
+            keys::alias_key(source),
+            target.to_le_bytes(),
+        );
+    }
+
+    /// Writes a named setting (`setting/<name>` in `meta`).
+    pub fn put_setting(&mut self, name: &str, value: &[u8]) {
+        self.wb
+            .put_cf(cfh(&self.db, cf::META), keys::setting_key(name), value);
     }
 
     /// Number of operations in the batch.

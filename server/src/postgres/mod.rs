@@ -250,6 +250,11 @@ fn result_fields(p: &Prepared, format: &Format) -> PgWireResult<Vec<FieldInfo>> 
         }
         return pg_fields(plan.schema().as_arrow(), format);
     }
+    if let CohortStatement::Sql(stmt) = &p.stmt {
+        if let Some(schema) = cohortdb_sql::procedures::result_schema(stmt) {
+            return pg_fields(&schema, format);
+        }
+    }
     if let CohortStatement::Sql(Statement::ShowVariable { variable }) = &p.stmt {
         let name = variable
             .iter()

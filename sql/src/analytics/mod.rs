@@ -363,6 +363,7 @@ fn quote_ident(s: &str) -> String {
 
 async fn contact_side(
     ctx: &SessionContext,
+    store: &cohortdb_storage::Store,
     stmt: &AnalyticsStatement,
     by: &[ByResolved],
     dict: &Mutex<Dictionary>,
@@ -378,10 +379,18 @@ async fn contact_side(
         } => Some(a.clone()),
         _ => None,
     };
-    let restricts = stmt.filter.is_some() || stmt.group.is_some();
-    if !restricts && by_contact.is_empty() && attr.is_none() {
-        return Ok(ContactSide::default());
+    // IN GROUP: the group's current complete membership, as a bitmap.
+    let group: Option<Vec<u64>> = match &stmt.group {
+        Some(g) => Some(crate::groups::group_members(store, g)?.iter().collect()),
+        None => None,
+    };
+    if stmt.filter.is_none() && by_contact.is_empty() && attr.is_none() {
+        return Ok(ContactSide {
+            members: group.map(Arc::new),
+            ..ContactSide::default()
+        });
     }
+    let restricts = stmt.filter.is_some() || group.is_some();
     let mut cols = vec!["id".to_string()];
     for b in &by_contact {
         cols.push(quote_ident(&b.name));
@@ -392,9 +401,6 @@ async fn contact_side(
     let mut conds = Vec::new();
     if let Some(f) = &stmt.filter {
         conds.push(format!("({f})"));
-    }
-    if let Some(g) = &stmt.group {
-        conds.push(format!("in_group(id, '{}')", g.replace('\'', "''")));
     }
     let sql = format!(
         "SELECT {} FROM contact_view{}",
@@ -460,6 +466,14 @@ async fn contact_side(
     if restricts {
         members.sort_unstable();
         members.dedup();
+        if let Some(g) = group {
+            // Both sorted: keep the WHERE rows that are group members.
+            if stmt.filter.is_some() {
+                members.retain(|id| g.binary_search(id).is_ok());
+            } else {
+                members = g;
+            }
+        }
         side.members = Some(Arc::new(members));
     }
     Ok(side)
@@ -748,7 +762,7 @@ pub async fn execute(
         )?);
     }
 
-    let side = contact_side(&ctx, stmt, &by, &dict).await?;
+    let side = contact_side(&ctx, &store, stmt, &by, &dict).await?;
     let visit_all = if side.initial.is_empty() {
         None
     } else {

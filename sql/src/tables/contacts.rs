@@ -36,13 +36,17 @@ pub struct ContactsTable {
     layout: ContactLayout,
     view: bool,
     contact_lock: Arc<tokio::sync::Mutex<()>>,
+    /// `contact_view` only: the group and tag columns.
+    extras: Option<super::groups::ViewExtras>,
 }
 
 impl ContactsTable {
     /// A provider over the current catalog, for a session in `env.session_tz`.
     pub fn new(env: &crate::catalog::TableEnv, view: bool) -> Self {
         let layout = ContactLayout::new_in(&env.store.catalog(), &env.session_tz);
+        let extras = view.then(|| super::groups::ViewExtras::new(&env.store, &layout));
         ContactsTable {
+            extras,
             store: env.store.clone(),
             layout,
             view,
@@ -277,7 +281,10 @@ fn batch_rows(
 #[async_trait::async_trait]
 impl TableProvider for ContactsTable {
     fn schema(&self) -> SchemaRef {
-        self.layout.schema.clone()
+        match &self.extras {
+            Some(x) => x.schema.clone(),
+            None => self.layout.schema.clone(),
+        }
     }
 
     fn table_type(&self) -> TableType {
@@ -295,7 +302,12 @@ impl TableProvider for ContactsTable {
         Ok(filters
             .iter()
             .map(|f| {
-                if id_filter(f, "id").is_some() {
+                if id_filter(f, "id").is_some()
+                    || self
+                        .extras
+                        .as_ref()
+                        .is_some_and(|x| super::groups::pushable(f, x))
+                {
                     TableProviderFilterPushDown::Exact
                 } else {
                     TableProviderFilterPushDown::Unsupported
@@ -311,6 +323,16 @@ impl TableProvider for ContactsTable {
         filters: &[Expr],
         _limit: Option<usize>,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        if let Some(x) = &self.extras {
+            return super::groups::scan_view(
+                self.store.clone(),
+                self.layout.clone(),
+                x.clone(),
+                projection,
+                filters,
+            )
+            .await;
+        }
         let ids = ids_from_filters(filters, "id");
         let store = self.store.clone();
         let layout = self.layout.clone();
@@ -421,6 +443,8 @@ impl TableProvider for ContactsTable {
                             true
                         })?;
                     }
+                    // ... and leaves every group.
+                    crate::groups::forget_contacts(&store, &mut batch, &deleted);
                     store.commit(batch).await?;
                     Ok(deleted.len() as u64)
                 })

@@ -3,6 +3,7 @@
 
 pub mod contacts;
 pub mod events;
+pub mod groups;
 pub mod identities;
 pub mod meta;
 pub mod user;

@@ -1,0 +1,926 @@
+//! Groups and tags: the statements (`CREATE [STATIC] GROUP`, `ALTER GROUP`,
+//! `REFRESH GROUP|TAG`, `DROP GROUP|TAG`, `CREATE TAG`), their execution, and
+//! membership reads for everyone else ([`group_members`], `in_group`,
+//! `contact_view` columns).
+//!
+//! The statements are not SQL the parser knows. [`parse_script`] recognises
+//! them by their leading words (sqlparser's tokenizer, Postgres dialect) and
+//! hands them through the ordinary statement path as a carrier
+//! `CALL cohortdb_group_statement('<text>')`; [`carried`] finds them again in
+//! `Session::execute`. Embedded queries, literals and types are parsed with
+//! sqlparser's own `Parser`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use cohortdb_storage::groups::{JobStatus, TagType};
+use cohortdb_storage::keys::BITMAP_GROUP;
+use cohortdb_storage::{GroupDef, GroupKind, RefreshPolicy, Store, TagDef};
+use datafusion::arrow::array::{Array, AsArray};
+use datafusion::arrow::datatypes::DataType as A;
+use datafusion::sql::sqlparser::ast::{Expr as SqlExpr, FunctionArguments, Statement};
+use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+use datafusion::sql::sqlparser::keywords::Keyword;
+use datafusion::sql::sqlparser::parser::Parser;
+use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
+use roaring::RoaringTreemap;
+
+use crate::engine::{Outcome, Session};
+use crate::error::{Result, SqlError};
+
+/// Name of the carrier procedure (see the module documentation).
+pub const CARRIER: &str = "cohortdb_group_statement";
+
+/// Where contacts of `ALTER GROUP ... ADD|REMOVE CONTACTS` come from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ContactSource {
+    /// A query returning one column of contact ids.
+    Query(String),
+    /// `VALUES (1), (2)`.
+    Ids(Vec<u64>),
+}
+
+/// How a tag gets its values.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TagSource {
+    /// `AS SELECT contact_id, value ...`.
+    Query(String),
+    /// `EXTERNAL ID TYPE 'wechat.openid'`: values come from `COPY tag FROM STDIN`.
+    External(String),
+}
+
+/// A parsed group or tag statement.
+#[derive(Debug, Clone, PartialEq)]
+pub enum GroupStatement {
+    /// `CREATE GROUP g [COMMENT ..] [REFRESH MANUAL|DAILY] AS <query>`.
+    CreateGroup {
+        /// Group id.
+        name: String,
+        /// Comment.
+        comment: Option<String>,
+        /// Refresh policy.
+        refresh: RefreshPolicy,
+        /// The query (one column of contact ids).
+        query: String,
+    },
+    /// `CREATE STATIC GROUP g [COMMENT ..]`.
+    CreateStaticGroup {
+        /// Group id.
+        name: String,
+        /// Comment.
+        comment: Option<String>,
+    },
+    /// `ALTER GROUP g ADD|REMOVE CONTACTS ...`.
+    AlterGroup {
+        /// Group id.
+        name: String,
+        /// True for ADD.
+        add: bool,
+        /// The contacts.
+        source: ContactSource,
+    },
+    /// `REFRESH GROUP g`.
+    RefreshGroup {
+        /// Group id.
+        name: String,
+    },
+    /// `DROP GROUP [IF EXISTS] g`.
+    DropGroup {
+        /// Group id.
+        name: String,
+        /// IF EXISTS.
+        if_exists: bool,
+    },
+    /// `CREATE TAG t TYPE ty [COMMENT ..] [REFRESH ..] AS <query>` or `... EXTERNAL ID TYPE '..'`.
+    CreateTag {
+        /// Tag id.
+        name: String,
+        /// Value type.
+        data_type: TagType,
+        /// Comment.
+        comment: Option<String>,
+        /// Refresh policy.
+        refresh: RefreshPolicy,
+        /// Query or external.
+        source: TagSource,
+    },
+    /// `REFRESH TAG t`.
+    RefreshTag {
+        /// Tag id.
+        name: String,
+    },
+    /// `DROP TAG [IF EXISTS] t`.
+    DropTag {
+        /// Tag id.
+        name: String,
+        /// IF EXISTS.
+        if_exists: bool,
+    },
+}
+
+fn dialect() -> PostgreSqlDialect {
+    PostgreSqlDialect {}
+}
+
+fn tokens(sql: &str) -> Result<Vec<Token>> {
+    Tokenizer::new(&dialect(), sql)
+        .tokenize()
+        .map_err(|e| SqlError::Syntax(e.to_string()))
+}
+
+fn is_ws(t: &Token) -> bool {
+    matches!(t, Token::Whitespace(_))
+}
+
+/// Upper-cased leading words of a token list (whitespace and comments skipped).
+fn leading_words(toks: &[Token], n: usize) -> Vec<String> {
+    toks.iter()
+        .filter(|t| !is_ws(t))
+        .take(n)
+        .map(|t| match t {
+            Token::Word(w) => w.value.to_ascii_uppercase(),
+            other => other.to_string(),
+        })
+        .collect()
+}
+
+fn is_group_statement(toks: &[Token]) -> bool {
+    let w = leading_words(toks, 3);
+    let w: Vec<&str> = w.iter().map(String::as_str).collect();
+    matches!(
+        w.as_slice(),
+        ["CREATE", "GROUP", ..]
+            | ["CREATE", "STATIC", "GROUP"]
+            | ["CREATE", "TAG", ..]
+            | ["ALTER", "GROUP", ..]
+            | ["REFRESH", "GROUP", ..]
+            | ["REFRESH", "TAG", ..]
+            | ["DROP", "GROUP", ..]
+            | ["DROP", "TAG", ..]
+    )
+}
+
+/// Splits a script into statements when one of them is a group/tag statement:
+/// returns the statements' texts with group statements replaced by their
+/// carrier `CALL`, or `None` when the script has no group statement (the
+/// caller then parses it as usual).
+pub fn parse_script(sql: &str) -> Option<Result<Vec<String>>> {
+    let toks = Tokenizer::new(&dialect(), sql)
+        .tokenize_with_location()
+        .ok()?;
+    // Statement boundaries: byte offsets of the top-level semicolons.
+    let line_starts: Vec<usize> = std::iter::once(0)
+        .chain(sql.match_indices('\n').map(|(i, _)| i + 1))
+        .collect();
+    let offset = |line: u64, col: u64| -> usize {
+        let start = line_starts
+            .get((line.max(1) - 1) as usize)
+            .copied()
+            .unwrap_or(sql.len());
+        sql[start..]
+            .char_indices()
+            .nth((col.max(1) - 1) as usize)
+            .map(|(i, _)| start + i)
+            .unwrap_or(sql.len())
+    };
+    let mut chunks: Vec<(String, Vec<Token>)> = Vec::new();
+    let (mut from, mut cur) = (0usize, Vec::new());
+    for t in toks {
+        if t.token == Token::SemiColon {
+            let at = offset(t.span.start.line, t.span.start.column);
+            chunks.push((sql[from..at].to_string(), std::mem::take(&mut cur)));
+            from = at + 1;
+        } else {
+            cur.push(t.token);
+        }
+    }
+    chunks.push((sql[from.min(sql.len())..].to_string(), cur));
+    if !chunks.iter().any(|(_, t)| is_group_statement(t)) {
+        return None;
+    }
+    let mut out = Vec::new();
+    for (text, toks) in chunks {
+        if toks.iter().all(is_ws) {
+            continue;
+        }
+        if is_group_statement(&toks) {
+            if let Err(e) = parse_statement(&text) {
+                return Some(Err(e));
+            }
+            out.push(format!(
+                "CALL {CARRIER}('{}')",
+                text.trim().replace('\'', "''")
+            ));
+        } else {
+            out.push(text);
+        }
+    }
+    Some(Ok(out))
+}
+
+/// The group statement carried by `stmt`, if it is a carrier `CALL`.
+pub fn carried(stmt: &Statement) -> Option<Result<GroupStatement>> {
+    let Statement::Call(f) = stmt else {
+        return None;
+    };
+    if !f.name.to_string().eq_ignore_ascii_case(CARRIER) {
+        return None;
+    }
+    let FunctionArguments::List(list) = &f.args else {
+        return Some(Err(SqlError::Syntax("malformed group statement".into())));
+    };
+    let text = list.args.first().and_then(|a| match a {
+        datafusion::sql::sqlparser::ast::FunctionArg::Unnamed(
+            datafusion::sql::sqlparser::ast::FunctionArgExpr::Expr(SqlExpr::Value(v)),
+        ) => v.value.clone().into_string(),
+        _ => None,
+    });
+    Some(match text {
+        Some(t) => parse_statement(&t),
+        None => Err(SqlError::Syntax("malformed group statement".into())),
+    })
+}
+
+fn word_is(p: &Parser, w: &str) -> bool {
+    matches!(&p.peek_token().token, Token::Word(x) if x.value.eq_ignore_ascii_case(w))
+}
+
+fn expect_word(p: &mut Parser, w: &str) -> Result<()> {
+    if word_is(p, w) {
+        p.next_token();
+        Ok(())
+    } else {
+        Err(SqlError::Syntax(format!(
+            "syntax error at or near \"{}\": expected {w}",
+            p.peek_token().token
+        )))
+    }
+}
+
+fn parse_if_exists(p: &mut Parser) -> bool {
+    p.parse_keywords(&[Keyword::IF, Keyword::EXISTS])
+}
+
+fn parse_name(p: &mut Parser) -> Result<String> {
+    Ok(p.parse_identifier()?.value)
+}
+
+fn rest_is_empty(p: &mut Parser) -> Result<()> {
+    match p.peek_token().token {
+        Token::EOF => Ok(()),
+        Token::SemiColon => Ok(()),
+        t => Err(SqlError::Syntax(format!("syntax error at or near \"{t}\""))),
+    }
+}
+
+/// Optional `COMMENT '...'` and `REFRESH MANUAL|DAILY`, in any order.
+fn parse_options(p: &mut Parser) -> Result<(Option<String>, Option<RefreshPolicy>)> {
+    let mut comment = None;
+    let mut refresh = None;
+    loop {
+        if p.parse_keyword(Keyword::COMMENT) {
+            comment = Some(p.parse_literal_string()?);
+        } else if word_is(p, "REFRESH") {
+            p.next_token();
+            refresh = Some(if word_is(p, "MANUAL") {
+                p.next_token();
+                RefreshPolicy::Manual
+            } else if word_is(p, "DAILY") {
+                p.next_token();
+                RefreshPolicy::Daily
+            } else {
+                return Err(SqlError::Syntax(format!(
+                    "syntax error at or near \"{}\": expected REFRESH MANUAL or REFRESH DAILY",
+                    p.peek_token().token
+                )));
+            });
+        } else {
+            return Ok((comment, refresh));
+        }
+    }
+}
+
+fn query_text(p: &mut Parser) -> Result<String> {
+    let q = p.parse_query()?;
+    rest_is_empty(p)?;
+    Ok(q.to_string())
+}
+
+/// Parses one group or tag statement.
+pub fn parse_statement(sql: &str) -> Result<GroupStatement> {
+    let d = dialect();
+    let toks = tokens(sql)?;
+    let mut p = Parser::new(&d).with_tokens(toks);
+    let stmt = if p.parse_keyword(Keyword::CREATE) {
+        if word_is(&p, "STATIC") {
+            p.next_token();
+            expect_word(&mut p, "GROUP")?;
+            let name = parse_name(&mut p)?;
+            let (comment, refresh) = parse_options(&mut p)?;
+            if refresh.is_some() {
+                return Err(SqlError::Syntax(
+                    "a static group has no REFRESH: its members are edited with ALTER GROUP".into(),
+                ));
+            }
+            rest_is_empty(&mut p)?;
+            GroupStatement::CreateStaticGroup { name, comment }
+        } else if word_is(&p, "GROUP") {
+            p.next_token();
+            let name = parse_name(&mut p)?;
+            let (comment, refresh) = parse_options(&mut p)?;
+            p.expect_keyword(Keyword::AS)?;
+            let query = query_text(&mut p)?;
+            GroupStatement::CreateGroup {
+                name,
+                comment,
+                refresh: refresh.unwrap_or(RefreshPolicy::Manual),
+                query,
+            }
+        } else {
+            expect_word(&mut p, "TAG")?;
+            let name = parse_name(&mut p)?;
+            expect_word(&mut p, "TYPE")?;
+            let ty = p.parse_data_type()?;
+            let data_type = TagType::parse(&ty.to_string()).ok_or_else(|| {
+                SqlError::Unsupported(format!(
+                    "tag type {ty} is not supported (use VARCHAR, BIGINT, DOUBLE, BOOLEAN, TIMESTAMPTZ or VARCHAR[])"
+                ))
+            })?;
+            let (comment, refresh) = parse_options(&mut p)?;
+            let source = if word_is(&p, "EXTERNAL") {
+                p.next_token();
+                expect_word(&mut p, "ID")?;
+                expect_word(&mut p, "TYPE")?;
+                let t = p.parse_literal_string()?;
+                let (comment2, refresh2) = parse_options(&mut p)?;
+                if refresh.or(refresh2) == Some(RefreshPolicy::Daily) {
+                    return Err(SqlError::Syntax(
+                        "an external tag is refreshed by COPY, not REFRESH DAILY".into(),
+                    ));
+                }
+                rest_is_empty(&mut p)?;
+                return Ok(GroupStatement::CreateTag {
+                    name,
+                    data_type,
+                    comment: comment.or(comment2),
+                    refresh: RefreshPolicy::Manual,
+                    source: TagSource::External(t),
+                });
+            } else {
+                p.expect_keyword(Keyword::AS)?;
+                TagSource::Query(query_text(&mut p)?)
+            };
+            GroupStatement::CreateTag {
+                name,
+                data_type,
+                comment,
+                refresh: refresh.unwrap_or(RefreshPolicy::Manual),
+                source,
+            }
+        }
+    } else if p.parse_keyword(Keyword::ALTER) {
+        expect_word(&mut p, "GROUP")?;
+        let name = parse_name(&mut p)?;
+        let add = if p.parse_keyword(Keyword::ADD) {
+            true
+        } else if word_is(&p, "REMOVE") {
+            p.next_token();
+            false
+        } else {
+            return Err(SqlError::Syntax(format!(
+                "syntax error at or near \"{}\": expected ADD CONTACTS or REMOVE CONTACTS",
+                p.peek_token().token
+            )));
+        };
+        expect_word(&mut p, "CONTACTS")?;
+        let source = if p.parse_keyword(Keyword::VALUES) {
+            let rows = p.parse_comma_separated(|p| {
+                p.expect_token(&Token::LParen)?;
+                let e = p.parse_expr()?;
+                p.expect_token(&Token::RParen)?;
+                Ok(e)
+            })?;
+            rest_is_empty(&mut p)?;
+            let mut ids = Vec::with_capacity(rows.len());
+            for e in rows {
+                ids.push(literal_id(&e)?);
+            }
+            ContactSource::Ids(ids)
+        } else {
+            ContactSource::Query(query_text(&mut p)?)
+        };
+        GroupStatement::AlterGroup { name, add, source }
+    } else if word_is(&p, "REFRESH") {
+        p.next_token();
+        if word_is(&p, "GROUP") {
+            p.next_token();
+            let name = parse_name(&mut p)?;
+            rest_is_empty(&mut p)?;
+            GroupStatement::RefreshGroup { name }
+        } else {
+            expect_word(&mut p, "TAG")?;
+            let name = parse_name(&mut p)?;
+            rest_is_empty(&mut p)?;
+            GroupStatement::RefreshTag { name }
+        }
+    } else if p.parse_keyword(Keyword::DROP) {
+        if word_is(&p, "GROUP") {
+            p.next_token();
+            let if_exists = parse_if_exists(&mut p);
+            let name = parse_name(&mut p)?;
+            rest_is_empty(&mut p)?;
+            GroupStatement::DropGroup { name, if_exists }
+        } else {
+            expect_word(&mut p, "TAG")?;
+            let if_exists = parse_if_exists(&mut p);
+            let name = parse_name(&mut p)?;
+            rest_is_empty(&mut p)?;
+            GroupStatement::DropTag { name, if_exists }
+        }
+    } else {
+        return Err(SqlError::Syntax("not a group or tag statement".into()));
+    };
+    Ok(stmt)
+}
+
+fn literal_id(e: &SqlExpr) -> Result<u64> {
+    let text = match e {
+        SqlExpr::Value(v) => v.value.to_string(),
+        other => other.to_string(),
+    };
+    text.trim_matches('\'')
+        .parse::<u64>()
+        .ok()
+        .filter(|i| *i > 0)
+        .ok_or_else(|| SqlError::InvalidText(format!("invalid contact id: {text}")))
+}
+
+/// Checks a group or tag id: the prefix, identifier characters, length.
+pub fn validate_id(name: &str, prefix: &str) -> Result<()> {
+    let ok = name.len() > prefix.len()
+        && name.len() <= 63
+        && name.starts_with(prefix)
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if ok {
+        Ok(())
+    } else {
+        Err(SqlError::InvalidName(format!(
+            "invalid id \"{name}\": ids start with {prefix} followed by letters, digits and underscores"
+        )))
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Reads
+
+/// The current complete membership of a group (42704 when there is no such group).
+pub fn group_members(store: &Store, name: &str) -> Result<RoaringTreemap> {
+    let cat = store.catalog();
+    let g = cat.group(name).ok_or_else(|| no_group(name))?;
+    Ok(store.read_bitmap(BITMAP_GROUP, g.id, g.version)?)
+}
+
+/// Bumped by every edit of a static group's bitmap (ALTER GROUP, contact deletion).
+static EDITS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+type MemberCache = HashMap<String, (u32, u32, u64, Arc<RoaringTreemap>)>;
+static CACHE: std::sync::LazyLock<std::sync::Mutex<MemberCache>> =
+    std::sync::LazyLock::new(Default::default);
+
+/// [`group_members`], cached while the group's version (and, for static
+/// groups, the edit counter) is unchanged: repeated `in_group` calls over
+/// many batches read the bitmap once.
+pub fn cached_members(store: &Store, name: &str) -> Result<Arc<RoaringTreemap>> {
+    let cat = store.catalog();
+    let g = cat.group(name).ok_or_else(|| no_group(name))?;
+    let edits = EDITS.load(std::sync::atomic::Ordering::SeqCst);
+    if let Some((id, v, e, set)) = CACHE.lock().expect("cache").get(name) {
+        if *id == g.id && *v == g.version && *e == edits {
+            return Ok(set.clone());
+        }
+    }
+    let set = Arc::new(store.read_bitmap(BITMAP_GROUP, g.id, g.version)?);
+    let mut c = CACHE.lock().expect("cache");
+    if c.len() > 256 {
+        c.clear();
+    }
+    c.insert(name.to_string(), (g.id, g.version, edits, set.clone()));
+    Ok(set)
+}
+
+fn note_edit() {
+    EDITS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+}
+
+pub(crate) fn no_group(name: &str) -> SqlError {
+    SqlError::UndefinedObject(format!("group \"{name}\" does not exist"))
+}
+
+pub(crate) fn no_tag(name: &str) -> SqlError {
+    SqlError::UndefinedObject(format!("tag \"{name}\" does not exist"))
+}
+
+/// Contact ids in the first column of query results.
+pub(crate) fn ids_of(batches: &[datafusion::arrow::array::RecordBatch]) -> Result<RoaringTreemap> {
+    let mut set = RoaringTreemap::new();
+    for b in batches {
+        if b.num_columns() == 0 {
+            continue;
+        }
+        let col = datafusion::arrow::compute::cast(b.column(0), &A::Int64).map_err(|_| {
+            SqlError::DatatypeMismatch(format!(
+                "the query must return one column of contact ids (BIGINT), not {}",
+                b.column(0).data_type()
+            ))
+        })?;
+        let col = col.as_primitive::<datafusion::arrow::datatypes::Int64Type>();
+        for i in 0..col.len() {
+            if col.is_valid(i) && col.value(i) > 0 {
+                set.insert(col.value(i) as u64);
+            }
+        }
+    }
+    Ok(set)
+}
+
+/// Checks a query's result shape before a definition is saved.
+async fn check_query(session: &Session, sql: &str, tag: Option<TagType>) -> Result<()> {
+    let df = session.context().sql(sql).await?;
+    let fields = df.schema().fields();
+    match tag {
+        None => {
+            if fields.len() != 1 || !fields[0].data_type().is_integer() {
+                return Err(SqlError::DatatypeMismatch(format!(
+                    "a group's query must return one column of contact ids (BIGINT); it returns {}",
+                    describe(fields)
+                )));
+            }
+        }
+        Some(t) => {
+            if fields.len() != 2 || !fields[0].data_type().is_integer() {
+                return Err(SqlError::DatatypeMismatch(format!(
+                    "a tag's query must return two columns, contact_id and value; it returns {}",
+                    describe(fields)
+                )));
+            }
+            crate::tags::check_type(t, fields[1].data_type())?;
+        }
+    }
+    Ok(())
+}
+
+fn describe(fields: &datafusion::arrow::datatypes::Fields) -> String {
+    fields
+        .iter()
+        .map(|f| format!("{} {}", f.name(), f.data_type()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+// ---------------------------------------------------------------------------
+// Execution
+
+fn command(tag: &str) -> Outcome {
+    Outcome::Command {
+        tag: tag.into(),
+        rows: None,
+    }
+}
+
+fn check_new_id(data: &cohortdb_storage::catalog::CatalogData, name: &str) -> Result<()> {
+    let kind = if name.starts_with("group_") { "group" } else { "tag" };
+    if data.groups.iter().any(|g| g.name == name) || data.tags.iter().any(|t| t.name == name) {
+        return Err(SqlError::DuplicateObject(format!(
+            "{kind} \"{name}\" already exists"
+        )));
+    }
+    if data.retired_ids.iter().any(|r| r == name) {
+        return Err(SqlError::DuplicateObject(format!(
+            "{kind} id \"{name}\" was used by a dropped {kind} and cannot be reused"
+        )));
+    }
+    if data.contact_fields.iter().any(|f| f.name == name) {
+        return Err(SqlError::DuplicateObject(format!(
+            "\"{name}\" is already a column of contact_view"
+        )));
+    }
+    Ok(())
+}
+
+/// Executes a group or tag statement in `session`.
+pub async fn execute(session: &Session, stmt: GroupStatement) -> Result<Outcome> {
+    let engine = session.engine().clone();
+    let store = engine.store().clone();
+    match stmt {
+        GroupStatement::CreateGroup {
+            name,
+            comment,
+            refresh,
+            query,
+        } => {
+            validate_id(&name, "group_")?;
+            check_new_id(store.catalog().data(), &name)?;
+            check_query(session, &query, None).await?;
+            store
+                .update_catalog(|data, _| -> Result<()> {
+                    check_new_id(data, &name)?;
+                    let id = data.next_object_id.max(1);
+                    data.next_object_id = id + 1;
+                    data.groups.push(GroupDef {
+                        id,
+                        name: name.clone(),
+                        comment,
+                        kind: GroupKind::Dynamic,
+                        definition: Some(query),
+                        refresh,
+                        status: JobStatus::Pending,
+                        members: 0,
+                        computed_at_ms: None,
+                        error: None,
+                        version: 0,
+                        last_version: 0,
+                    });
+                    Ok(())
+                })
+                .await?;
+            crate::scheduler::of(&engine)
+                .refresh(crate::scheduler::Target::Group(name))
+                .await?;
+            Ok(command("CREATE GROUP"))
+        }
+        GroupStatement::CreateStaticGroup { name, comment } => {
+            validate_id(&name, "group_")?;
+            store
+                .update_catalog(|data, _| -> Result<()> {
+                    check_new_id(data, &name)?;
+                    let id = data.next_object_id.max(1);
+                    data.next_object_id = id + 1;
+                    data.groups.push(GroupDef {
+                        id,
+                        name: name.clone(),
+                        comment,
+                        kind: GroupKind::Static,
+                        definition: None,
+                        refresh: RefreshPolicy::Manual,
+                        status: JobStatus::Done,
+                        members: 0,
+                        computed_at_ms: Some(crate::ingest::now_ms()),
+                        error: None,
+                        version: 0,
+                        last_version: 0,
+                    });
+                    Ok(())
+                })
+                .await?;
+            Ok(command("CREATE GROUP"))
+        }
+        GroupStatement::AlterGroup { name, add, source } => {
+            let g = store
+                .catalog()
+                .group(&name)
+                .cloned()
+                .ok_or_else(|| no_group(&name))?;
+            if g.kind != GroupKind::Static {
+                return Err(SqlError::Unsupported(format!(
+                    "\"{name}\" is a dynamic group: its members come from its query (REFRESH GROUP); only static groups take ADD/REMOVE CONTACTS"
+                )));
+            }
+            let set = match source {
+                ContactSource::Ids(ids) => ids.into_iter().collect::<RoaringTreemap>(),
+                ContactSource::Query(q) => {
+                    check_query(session, &q, None).await?;
+                    ids_of(&session.context().sql(&q).await?.collect().await?)?
+                }
+            };
+            if add {
+                let ids: Vec<u64> = set.iter().collect();
+                let s2 = store.clone();
+                let missing = tokio::task::spawn_blocking(move || -> Result<Option<u64>> {
+                    let mut found = RoaringTreemap::new();
+                    s2.scan_contacts(Some(&ids), &mut |id, _| {
+                        found.insert(id);
+                        true
+                    })?;
+                    Ok(ids.iter().copied().find(|i| !found.contains(*i)))
+                })
+                .await
+                .map_err(|e| {
+                    SqlError::Storage(cohortdb_storage::StorageError::Corrupt(e.to_string()))
+                })??;
+                if let Some(id) = missing {
+                    return Err(SqlError::ForeignKey(format!(
+                        "contact {id} does not exist; nothing was added to \"{name}\""
+                    )));
+                }
+            }
+            let n = set.len();
+            let empty = RoaringTreemap::new();
+            let mut batch = store.batch();
+            if add {
+                batch.edit_bitmap(BITMAP_GROUP, g.id, g.version, &set, &empty);
+            } else {
+                batch.edit_bitmap(BITMAP_GROUP, g.id, g.version, &empty, &set);
+            }
+            store.commit(batch).await?;
+            note_edit();
+            Ok(Outcome::Command {
+                tag: "ALTER GROUP".into(),
+                rows: Some(n),
+            })
+        }
+        GroupStatement::RefreshGroup { name } => {
+            let g = store
+                .catalog()
+                .group(&name)
+                .cloned()
+                .ok_or_else(|| no_group(&name))?;
+            if g.kind != GroupKind::Dynamic {
+                return Err(SqlError::Unsupported(format!(
+                    "\"{name}\" is a static group: it has no query to refresh"
+                )));
+            }
+            crate::scheduler::of(&engine)
+                .refresh(crate::scheduler::Target::Group(name))
+                .await?;
+            Ok(command("REFRESH GROUP"))
+        }
+        GroupStatement::DropGroup { name, if_exists } => {
+            let dropped = store
+                .update_catalog(|data, batch| -> Result<bool> {
+                    let Some(pos) = data.groups.iter().position(|g| g.name == name) else {
+                        return if if_exists { Ok(false) } else { Err(no_group(&name)) };
+                    };
+                    let g = data.groups.remove(pos);
+                    for v in 0..=g.last_version {
+                        batch.delete_bitmap(BITMAP_GROUP, g.id, v);
+                    }
+                    data.retired_ids.push(name.clone());
+                    Ok(true)
+                })
+                .await?;
+            let _ = dropped;
+            Ok(command("DROP GROUP"))
+        }
+        GroupStatement::CreateTag {
+            name,
+            data_type,
+            comment,
+            refresh,
+            source,
+        } => {
+            validate_id(&name, "tag_")?;
+            check_new_id(store.catalog().data(), &name)?;
+            let (definition, external) = match &source {
+                TagSource::Query(q) => {
+                    check_query(session, q, Some(data_type)).await?;
+                    (Some(q.clone()), None)
+                }
+                TagSource::External(t) => {
+                    crate::tags::check_id_type(t)?;
+                    (None, Some(t.clone()))
+                }
+            };
+            let is_query = definition.is_some();
+            store
+                .update_catalog(|data, _| -> Result<()> {
+                    check_new_id(data, &name)?;
+                    let id = data.next_object_id.max(1);
+                    data.next_object_id = id + 1;
+                    data.tags.push(TagDef {
+                        id,
+                        name: name.clone(),
+                        comment,
+                        data_type,
+                        definition,
+                        external_id_type: external,
+                        refresh,
+                        status: if is_query { JobStatus::Pending } else { JobStatus::Done },
+                        members: 0,
+                        computed_at_ms: None,
+                        error: None,
+                        version: 0,
+                        last_version: 0,
+                    });
+                    Ok(())
+                })
+                .await?;
+            if is_query {
+                crate::scheduler::of(&engine)
+                    .refresh(crate::scheduler::Target::Tag(name))
+                    .await?;
+            }
+            Ok(command("CREATE TAG"))
+        }
+        GroupStatement::RefreshTag { name } => {
+            let t = store
+                .catalog()
+                .tag(&name)
+                .cloned()
+                .ok_or_else(|| no_tag(&name))?;
+            if t.definition.is_none() {
+                return Err(SqlError::Unsupported(format!(
+                    "\"{name}\" is an external tag: its values come from COPY {name} FROM STDIN"
+                )));
+            }
+            crate::scheduler::of(&engine)
+                .refresh(crate::scheduler::Target::Tag(name))
+                .await?;
+            Ok(command("REFRESH TAG"))
+        }
+        GroupStatement::DropTag { name, if_exists } => {
+            store
+                .update_catalog(|data, batch| -> Result<()> {
+                    let Some(pos) = data.tags.iter().position(|t| t.name == name) else {
+                        return if if_exists { Ok(()) } else { Err(no_tag(&name)) };
+                    };
+                    let t = data.tags.remove(pos);
+                    for v in 0..=t.last_version {
+                        batch.delete_tag_values(t.id, v);
+                    }
+                    batch.delete_tag_history(t.id, i32::MIN, i32::MAX);
+                    data.retired_ids.push(name.clone());
+                    Ok(())
+                })
+                .await?;
+            Ok(command("DROP TAG"))
+        }
+    }
+}
+
+/// Removes deleted contacts from every group (called with the DELETE's batch).
+pub fn forget_contacts(store: &Arc<Store>, batch: &mut cohortdb_storage::Batch, ids: &[u64]) {
+    if ids.is_empty() {
+        return;
+    }
+    let set: RoaringTreemap = ids.iter().copied().collect();
+    let empty = RoaringTreemap::new();
+    for g in &store.catalog().data().groups {
+        batch.edit_bitmap(BITMAP_GROUP, g.id, g.version, &empty, &set);
+    }
+    note_edit();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_statements() {
+        assert_eq!(
+            parse_statement("CREATE STATIC GROUP group_form COMMENT 'submitted a form'").unwrap(),
+            GroupStatement::CreateStaticGroup {
+                name: "group_form".into(),
+                comment: Some("submitted a form".into())
+            }
+        );
+        match parse_statement(
+            "CREATE GROUP group_vip REFRESH DAILY AS SELECT id FROM contact_view WHERE city = 'x'",
+        )
+        .unwrap()
+        {
+            GroupStatement::CreateGroup { refresh, query, .. } => {
+                assert_eq!(refresh, RefreshPolicy::Daily);
+                assert!(query.starts_with("SELECT id FROM contact_view"));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            parse_statement("ALTER GROUP group_form ADD CONTACTS VALUES (1),(2)").unwrap(),
+            GroupStatement::AlterGroup {
+                name: "group_form".into(),
+                add: true,
+                source: ContactSource::Ids(vec![1, 2])
+            }
+        );
+        match parse_statement("CREATE TAG tag_sports TYPE VARCHAR[] EXTERNAL ID TYPE 'wechat.openid'")
+            .unwrap()
+        {
+            GroupStatement::CreateTag {
+                data_type, source, ..
+            } => {
+                assert_eq!(data_type, TagType::VarcharArray);
+                assert_eq!(source, TagSource::External("wechat.openid".into()));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(parse_statement("CREATE GROUP group_x AS").is_err());
+        let s = parse_script("CREATE STATIC GROUP group_a; SELECT 1").unwrap().unwrap();
+        assert_eq!(s.len(), 2);
+        assert!(s[0].starts_with("CALL cohortdb_group_statement('CREATE STATIC GROUP group_a')"));
+        assert!(parse_script("SELECT 1; SELECT 2").is_none());
+        let s = parse_script("SELECT ';'; CREATE STATIC GROUP group_b COMMENT 'it''s; here'")
+            .unwrap()
+            .unwrap();
+        assert_eq!(s[0], "SELECT ';'");
+        let stmt = Parser::parse_sql(&dialect(), &s[1]).unwrap().remove(0);
+        match carried(&stmt).unwrap().unwrap()
+        {
+            GroupStatement::CreateStaticGroup { comment, .. } => {
+                assert_eq!(comment.as_deref(), Some("it's; here"))
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}
