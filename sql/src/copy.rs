@@ -373,7 +373,9 @@ impl CopyIn {
                 }
             }
         }
-        if self.has_ident && contact.is_none() {
+        // only a row that will be kept names an identity (ON_ERROR ignore
+        // must not create contacts for skipped rows)
+        if self.has_ident && contact.is_none() && event_type.is_some() && ts.is_some() {
             contact = ing.identity_contact(channel, ids, at)?;
         }
         ing.finish_row(contact, event_type, ts, &self.row_buf, at)

@@ -784,6 +784,9 @@ async fn merge_interrupted_by_kill9_is_all_or_nothing() {
             .await
             .parse()
             .unwrap();
+        eprintln!(
+            "round {r}: merge acknowledged: {acked}, source row present after restart: {src_rows}"
+        );
         match (src_rows, src_events, tgt_events) {
             (0, 0, 20_001) => {}
             (1, 20_000, 1) => assert!(!acked, "round {r}: an acknowledged merge was lost"),
