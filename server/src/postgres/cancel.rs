@@ -52,8 +52,15 @@ impl CancelHandler for Canceller {
             .expect("registry")
             .get(&req.pid)
             .cloned();
-        match (target, &req.secret_key) {
-            (Some((secret, interrupt)), SecretKey::I32(k)) if *k == secret => {
+        // a cancel connection's protocol version is not negotiated: the
+        // 4-byte key of protocol 3.0 may arrive as bytes
+        let key = match &req.secret_key {
+            SecretKey::I32(k) => Some(*k),
+            SecretKey::Bytes(b) if b.len() == 4 => Some(i32::from_be_bytes([b[0], b[1], b[2], b[3]])),
+            SecretKey::Bytes(_) => None,
+        };
+        match (target, key) {
+            (Some((secret, interrupt)), Some(k)) if k == secret => {
                 tracing::info!("cancel request for backend {}", req.pid);
                 interrupt.interrupt(None, Reason::UserRequest);
             }
