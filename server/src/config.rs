@@ -26,6 +26,10 @@ pub struct Config {
     pub block_cache_mb: usize,
     /// Most memory (MiB) one INSERT/COPY may stage before commit (SQLSTATE 54000 beyond).
     pub max_statement_mb: usize,
+    /// TLS certificate chain (PEM); with `tls_key`, clients may use `sslmode=require`.
+    pub tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM: PKCS#8, RSA or SEC1).
+    pub tls_key: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -39,6 +43,8 @@ impl Default for Config {
             writer_queue: 256,
             block_cache_mb: 256,
             max_statement_mb: 4096,
+            tls_cert: None,
+            tls_key: None,
         }
     }
 }

@@ -26,16 +26,6 @@ pub async fn run(cfg: Config, demo: bool) -> Result<(), String> {
             .parse()
             .map_err(|_| format!("invalid timezone \"{}\" in configuration", cfg.timezone))?
     };
-    if std::env::var("COHORTDB_ADMIN_PASSWORD")
-        .map(|p| !p.is_empty())
-        .unwrap_or(false)
-    {
-        tracing::warn!("COHORTDB_ADMIN_PASSWORD is set, but password authentication is not available yet: only loopback connections are accepted, trusted");
-    } else {
-        tracing::info!(
-            "no COHORTDB_ADMIN_PASSWORD: accepting loopback connections only, trusted as any user"
-        );
-    }
     let store = Store::open(
         &cfg.data_dir,
         StoreOptions {
@@ -48,6 +38,29 @@ pub async fn run(cfg: Config, demo: bool) -> Result<(), String> {
     .map_err(|e| format!("cannot open data directory {}: {e}", cfg.data_dir.display()))?;
     let engine =
         Engine::new(store.clone(), EngineConfig { timezone: tz }).map_err(|e| e.to_string())?;
+    let admin_password = std::env::var("COHORTDB_ADMIN_PASSWORD")
+        .ok()
+        .filter(|p| !p.is_empty());
+    cohortdb_sql::users::ensure_admin(&store, admin_password.as_deref())
+        .await
+        .map_err(|e| format!("cannot create user admin: {e}"))?;
+    let trust = !cohortdb_sql::users::passwords_required(&store);
+    if trust {
+        tracing::info!(
+            "no password for admin (COHORTDB_ADMIN_PASSWORD was not set at first start): accepting loopback connections only, trusted as any user"
+        );
+    } else {
+        tracing::info!("password authentication (SCRAM-SHA-256) for all connections");
+    }
+    let tls = match (&cfg.tls_cert, &cfg.tls_key) {
+        (Some(cert), Some(key)) => {
+            let acceptor = postgres::tls::acceptor(cert, key)?;
+            tracing::info!("TLS enabled ({})", cert.display());
+            Some(acceptor)
+        }
+        (None, None) => None,
+        _ => return Err("tls_cert and tls_key must be configured together".into()),
+    };
     if demo {
         demo::load_if_empty(&engine)
             .await
@@ -75,16 +88,17 @@ pub async fn run(cfg: Config, demo: bool) -> Result<(), String> {
                     Ok(a) => a,
                     Err(e) => { tracing::warn!("accept failed: {e}"); continue; }
                 };
-                if !addr.ip().is_loopback() {
+                if trust && !addr.ip().is_loopback() {
                     tracing::warn!("refusing connection from {addr}: only loopback connections are accepted without a configured password");
                     continue;
                 }
                 let handlers = handlers.clone();
+                let tls = tls.clone();
                 let permit = limit.clone().try_acquire_owned();
                 tasks.spawn(async move {
                     match permit {
                         Ok(_permit) => {
-                            if let Err(e) = pgwire::tokio::process_socket(socket, None, handlers).await {
+                            if let Err(e) = pgwire::tokio::process_socket(socket, tls, handlers).await {
                                 tracing::debug!("connection {addr} ended: {e}");
                             }
                         }

@@ -110,6 +110,8 @@ pub struct CopyIn {
     all_names: Vec<String>,
     /// Index of the first identity column in `all_names`.
     base_len: usize,
+    /// Binary COPY: decodes tuples into CSV records first.
+    binary: Option<crate::copy_binary::BinaryDecoder>,
     /// Number of columns the client sends.
     pub columns: usize,
 }
@@ -230,12 +232,32 @@ impl CopyIn {
             has_ident,
             all_names: all.iter().map(|(n, _)| n.clone()).collect(),
             base_len,
+            binary: None,
         })
+    }
+
+    /// True when this COPY reads the binary format.
+    pub fn is_binary(&self) -> bool {
+        self.binary.is_some()
+    }
+
+    /// Makes this COPY read PostgreSQL's binary format (begin it with CSV options).
+    pub fn into_binary(mut self) -> CopyIn {
+        self.binary = Some(crate::copy_binary::BinaryDecoder::new(self.types.clone()));
+        self
     }
 
     /// Feeds a chunk of COPY data.
     pub fn feed(&mut self, data: &[u8]) -> Result<()> {
-        self.pending.extend_from_slice(data);
+        if let Some(mut b) = self.binary.take() {
+            let mut csv = Vec::with_capacity(data.len() * 2);
+            let r = b.feed(data, &mut csv);
+            self.binary = Some(b);
+            r?;
+            self.pending.extend_from_slice(&csv);
+        } else {
+            self.pending.extend_from_slice(data);
+        }
         let mut start = 0;
         let buf = std::mem::take(&mut self.pending);
         loop {
@@ -423,6 +445,9 @@ impl CopyIn {
 
     /// Ends the COPY: parses what is left and commits. Returns `(rows, skipped, first skipped error)`.
     pub async fn finish(mut self) -> Result<(u64, u64, Option<String>)> {
+        if let Some(b) = &self.binary {
+            b.finish()?;
+        }
         if !self.pending.is_empty() {
             let rest = std::mem::take(&mut self.pending);
             if find_record_end(&rest, &self.opts).is_none() && in_open_quote(&rest, &self.opts) {

@@ -3,7 +3,6 @@
 //! statements (DDL on the catalog, COPY, SET/SHOW, procedures) and hand the
 //! rest to DataFusion.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use chrono_tz::Tz;
@@ -25,6 +24,8 @@ use crate::catalog::{CohortCatalog, TableEnv, BUILTIN_RELATIONS};
 use crate::copy::{CopyFormat, CopyIn, CopyOptions};
 use crate::error::{Result, SqlError};
 use crate::functions;
+use crate::interrupt::Interrupt;
+use crate::settings::SettingsMap;
 use crate::ingest::OnError;
 use crate::tables::meta::{define_property, is_identifier};
 
@@ -118,7 +119,7 @@ impl Engine {
     /// Builds the engine over an open store.
     pub fn new(store: Arc<Store>, config: EngineConfig) -> Result<Arc<Engine>> {
         let mut sc = SessionConfig::new()
-            .with_information_schema(true)
+            .with_information_schema(false)
             .with_create_default_catalog_and_schema(false)
             .with_default_catalog_and_schema(DATABASE, "public")
             .with_target_partitions(2);
@@ -136,6 +137,8 @@ impl Engine {
             .map_err(|e| SqlError::DataFusion(*e))?;
         functions::register(&base);
         functions::register_groups(&base, store.clone());
+        crate::pg_functions::register(&base);
+        futures::executor::block_on(crate::pg_catalog_ext::install(&base, DATABASE))?;
         let engine = Arc::new(Engine {
             store,
             base,
@@ -164,7 +167,12 @@ impl Engine {
 
     /// A DataFusion context for a session in time zone `tz`: its own catalog
     /// list whose TIMESTAMPTZ columns carry `tz`, sharing everything else.
-    fn session_context(&self, tz: Tz) -> SessionContext {
+    fn session_context(
+        &self,
+        tz: Tz,
+        settings: &SettingsMap,
+        interrupt: &Arc<Interrupt>,
+    ) -> SessionContext {
         use datafusion::catalog::{
             CatalogProvider, CatalogProviderList, MemoryCatalogProviderList,
         };
@@ -172,12 +180,10 @@ impl Engine {
             session_tz: tz.name().into(),
             ..self.env.clone()
         });
-        if let Some(pg) = self
-            .base
-            .catalog(DATABASE)
-            .and_then(|c| c.schema("pg_catalog"))
-        {
-            let _ = catalog.register_schema("pg_catalog", pg);
+        for name in ["pg_catalog", "information_schema"] {
+            if let Some(s) = self.base.catalog(DATABASE).and_then(|c| c.schema(name)) {
+                let _ = catalog.register_schema(name, s);
+            }
         }
         let list = Arc::new(MemoryCatalogProviderList::new());
         list.register_catalog(DATABASE.to_string(), Arc::new(catalog));
@@ -188,16 +194,27 @@ impl Engine {
             .with_catalog_list(list)
             .build();
         state.config_mut().options_mut().execution.time_zone = Some(tz.name().to_string());
-        SessionContext::new_with_state(state)
+        let ctx = SessionContext::new_with_state(state);
+        crate::pg_functions::register_session(
+            &ctx,
+            settings.clone(),
+            tz.name().to_string(),
+            interrupt.clone(),
+        );
+        ctx
     }
 
     /// A new session (one per connection).
     pub fn session(self: &Arc<Self>) -> Session {
-        let ctx = self.session_context(self.env.tz);
+        let settings = SettingsMap::default();
+        let interrupt = Arc::new(Interrupt::default());
+        let ctx = self.session_context(self.env.tz, &settings, &interrupt);
         Session {
             engine: self.clone(),
             ctx: std::sync::RwLock::new(ctx),
-            settings: Mutex::new(HashMap::new()),
+            settings,
+            interrupt,
+            user: Mutex::new("admin".into()),
             tz: Mutex::new(self.env.tz),
         }
     }
@@ -235,13 +252,14 @@ impl Engine {
     }
 
     fn parse_sql(&self, sql: &str) -> Result<Vec<CohortStatement>> {
-        Ok(self
+        // CREATE/ALTER/DROP USER travel as carrier CALLs (crate::users).
+        let rewritten = crate::users::rewrite_sql(sql);
+        let mut stmts = self
             .parser
-            .parse(sql)
-            .map_err(|e| SqlError::Syntax(e.to_string()))?
-            .into_iter()
-            .map(CohortStatement::Sql)
-            .collect())
+            .parse(rewritten.as_deref().unwrap_or(sql))
+            .map_err(|e| SqlError::Syntax(e.to_string()))?;
+        stmts.iter_mut().for_each(crate::rewrite::rewrite);
+        Ok(stmts.into_iter().map(CohortStatement::Sql).collect())
     }
 }
 
@@ -279,7 +297,9 @@ fn extract_on_error(sql: &str) -> (String, Option<OnError>) {
 pub struct Session {
     engine: Arc<Engine>,
     ctx: std::sync::RwLock<SessionContext>,
-    settings: Mutex<HashMap<String, String>>,
+    settings: SettingsMap,
+    interrupt: Arc<Interrupt>,
+    user: Mutex<String>,
     tz: Mutex<Tz>,
 }
 
@@ -316,34 +336,29 @@ impl Session {
         *self.tz.lock().expect("tz lock")
     }
 
+    /// The user this session is logged in as.
+    pub fn user(&self) -> String {
+        self.user.lock().expect("user").clone()
+    }
+
+    /// Sets the user this session is logged in as (at startup).
+    pub fn set_user(&self, name: &str) {
+        *self.user.lock().expect("user") = name.to_string();
+    }
+
+    /// The interrupt flag of this session's running statement.
+    pub fn interrupt(&self) -> &Arc<Interrupt> {
+        &self.interrupt
+    }
+
+    /// `statement_timeout` of this session, if one is set.
+    pub fn statement_timeout(&self) -> Option<std::time::Duration> {
+        crate::interrupt::parse_timeout(&self.setting("statement_timeout")?)
+    }
+
     /// Value of a setting as `SHOW` reports it.
     pub fn setting(&self, name: &str) -> Option<String> {
-        let n = name.to_ascii_lowercase();
-        if let Some(v) = self.settings.lock().expect("settings").get(&n) {
-            return Some(v.clone());
-        }
-        Some(match n.as_str() {
-            "timezone" | "time zone" => self.timezone().name().to_string(),
-            "server_version" => PG_VERSION.to_string(),
-            "server_version_num" => PG_VERSION_NUM.to_string(),
-            "client_encoding" | "server_encoding" => "UTF8".into(),
-            "datestyle" => "ISO, MDY".into(),
-            "intervalstyle" => "postgres".into(),
-            "standard_conforming_strings" | "integer_datetimes" => "on".into(),
-            "transaction_isolation" | "default_transaction_isolation" => "read committed".into(),
-            "transaction_read_only" | "default_transaction_read_only" => "off".into(),
-            "search_path" => "\"$user\", public".into(),
-            "application_name" => String::new(),
-            "extra_float_digits" => "1".into(),
-            "statement_timeout" | "lock_timeout" | "idle_in_transaction_session_timeout" => {
-                "0".into()
-            }
-            "max_identifier_length" => "63".into(),
-            "bytea_output" => "hex".into(),
-            "is_superuser" => "on".into(),
-            "jit" => "off".into(),
-            _ => return None,
-        })
+        crate::settings::lookup(&self.settings, name, self.timezone().name())
     }
 
     /// Plans a statement for Parse/Describe (no side effects).
@@ -575,12 +590,7 @@ impl Session {
                     .map(|i| i.value.clone())
                     .collect::<Vec<_>>()
                     .join(" ");
-                let lname = name.to_ascii_lowercase();
-                let lname = if lname == "time zone" {
-                    "timezone".to_string()
-                } else {
-                    lname
-                };
+                let lname = crate::settings::normalize(&name);
                 if lname == "all" {
                     return Err(SqlError::Unsupported(
                         "SHOW ALL is not supported; query pg_settings".into(),
@@ -608,12 +618,19 @@ impl Session {
                 tag: "ROLLBACK".into(),
                 rows: None,
             }),
+            Statement::Reset(_) | Statement::Close { .. } | Statement::UNLISTEN { .. } => {
+                crate::settings::session_statement(&self.settings, &stmt)
+            }
             Statement::Discard { .. } => {
-                self.settings.lock().expect("settings").clear();
+                crate::settings::reset_all(&self.settings);
                 Ok(Outcome::Command {
                     tag: "DISCARD ALL".into(),
                     rows: None,
                 })
+            }
+            Statement::Call(f) if crate::users::is_user_call(f) => {
+                let user = self.user();
+                crate::users::call(&self.engine.store, f, &user).await
             }
             Statement::Call(f) => crate::procedures::call(self, f).await,
             _ if crate::identity_insert::wants(&stmt) => {
@@ -685,7 +702,7 @@ impl Session {
                 SqlError::InvalidValue(format!("invalid value for parameter \"TimeZone\": \"{v}\" (use an IANA name such as Asia/Shanghai or UTC)"))
             })?;
             *self.tz.lock().expect("tz") = tz;
-            *self.ctx.write().expect("context lock") = self.engine.session_context(tz);
+            *self.ctx.write().expect("context lock") = self.engine.session_context(tz, &self.settings, &self.interrupt);
             return Ok(Outcome::ParameterChanged {
                 tag: "SET".into(),
                 name: "TimeZone".into(),
@@ -806,14 +823,19 @@ impl Session {
         on_error: Option<OnError>,
     ) -> Result<Outcome> {
         let mut fmt = CopyFormat::Text;
+        let mut binary = false;
         for o in options {
             if let CopyOption::Format(f) = o {
                 fmt = match f.value.to_ascii_lowercase().as_str() {
                     "csv" => CopyFormat::Csv,
                     "text" => CopyFormat::Text,
+                    "binary" if !to => {
+                        binary = true;
+                        CopyFormat::Csv
+                    }
                     "binary" => {
                         return Err(SqlError::Unsupported(
-                            "COPY binary format is not supported yet; use text or csv".into(),
+                            "COPY TO in binary format is not supported; use text or csv".into(),
                         ))
                     }
                     other => {
@@ -863,6 +885,7 @@ impl Session {
                     self.timezone(),
                     self.engine.env.contact_lock.clone(),
                 )?;
+                let copy = if binary { copy.into_binary() } else { copy };
                 Ok(Outcome::CopyIn(Box::new(copy)))
             }
             (true, CopyTarget::Stdout) => {

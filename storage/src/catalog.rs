@@ -72,6 +72,29 @@ pub struct UserTableDef {
     pub columns: Vec<ColumnDef>,
 }
 
+/// A SCRAM-SHA-256 secret: what authenticates a password without storing it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ScramSecret {
+    /// PBKDF2 iterations.
+    pub iterations: u32,
+    /// Random salt.
+    pub salt: Vec<u8>,
+    /// PBKDF2-HMAC-SHA-256 of the password.
+    pub salted_password: Vec<u8>,
+}
+
+/// A user (`CREATE USER`; `admin` is created at first start).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct UserDef {
+    /// User name.
+    pub name: String,
+    /// Superuser (`admin`, or `CREATE USER ... SUPERUSER`).
+    pub superuser: bool,
+    /// Password secret; `None`: the user has no password and cannot log in
+    /// when passwords are required.
+    pub scram: Option<ScramSecret>,
+}
+
 /// The persisted catalog document.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct CatalogData {
@@ -103,6 +126,9 @@ pub struct CatalogData {
     /// Next internal group / tag id.
     #[serde(default)]
     pub next_object_id: u32,
+    /// Users.
+    #[serde(default)]
+    pub users: Vec<UserDef>,
 }
 
 /// Field id of `channel_id` inside event values.
@@ -276,6 +302,7 @@ impl CatalogData {
             tags: vec![],
             retired_ids: vec![],
             next_object_id: 1,
+            users: vec![],
         }
     }
 }

@@ -112,6 +112,8 @@ pub struct TestServer {
     _log_dir: TempDir,
     /// Set once a panic message already carried the log, to avoid printing it twice.
     log_printed: bool,
+    /// `COHORTDB_ADMIN_PASSWORD` given to the server (SCRAM for everyone).
+    admin_password: Option<String>,
 }
 
 impl TestServer {
@@ -129,7 +131,7 @@ impl TestServer {
             .prefix("cohortdb-data-")
             .tempdir()
             .expect("cannot create a temporary data directory");
-        Self::spawn(DataDir::Temp(dir), &[])
+        Self::spawn(DataDir::Temp(dir), &[], None)
     }
 
     /// Starts a server on `data_dir` (which the caller keeps, e.g. to restart
@@ -141,10 +143,21 @@ impl TestServer {
     ///
     /// As [`TestServer::start`].
     pub fn start_with(data_dir: &Path, extra_args: &[&str]) -> TestServer {
-        Self::spawn(DataDir::Given(data_dir.to_path_buf()), extra_args)
+        Self::spawn(DataDir::Given(data_dir.to_path_buf()), extra_args, None)
     }
 
-    fn spawn(data_dir: DataDir, extra_args: &[&str]) -> TestServer {
+    /// Starts a server on `data_dir` with `COHORTDB_ADMIN_PASSWORD=password`:
+    /// every connection authenticates with SCRAM-SHA-256, and
+    /// [`TestServer::conn_string`] carries the password.
+    pub fn start_with_password(data_dir: &Path, password: &str) -> TestServer {
+        Self::spawn(
+            DataDir::Given(data_dir.to_path_buf()),
+            &[],
+            Some(password.to_string()),
+        )
+    }
+
+    fn spawn(data_dir: DataDir, extra_args: &[&str], admin_password: Option<String>) -> TestServer {
         let bin = cohortdb_bin();
         let log_dir = tempfile::Builder::new()
             .prefix("cohortdb-log-")
@@ -158,6 +171,7 @@ impl TestServer {
             log_path,
             _log_dir: log_dir,
             log_printed: false,
+            admin_password,
         };
         // A free port can be taken by someone else between our probe and the
         // server's bind; retry a few times on "address in use".
@@ -211,6 +225,9 @@ impl TestServer {
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(log_err);
+        if let Some(p) = &self.admin_password {
+            cmd.env("COHORTDB_ADMIN_PASSWORD", p);
+        }
         if std::env::var_os("RUST_BACKTRACE").is_none() {
             cmd.env("RUST_BACKTRACE", "1");
         }
@@ -267,8 +284,13 @@ impl TestServer {
     /// A libpq-style connection string for this server (user `admin`,
     /// database `cohortdb`, no password: loopback is trusted).
     pub fn conn_string(&self) -> String {
+        let password = self
+            .admin_password
+            .as_ref()
+            .map(|p| format!(" password={p}"))
+            .unwrap_or_default();
         format!(
-            "host=127.0.0.1 port={} user=admin dbname=cohortdb connect_timeout=10",
+            "host=127.0.0.1 port={} user=admin dbname=cohortdb connect_timeout=10{password}",
             self.port
         )
     }

@@ -1,7 +1,11 @@
 //! Postgres wire protocol: translates pgwire messages into session calls and
 //! results back into wire responses. No execution logic lives here.
 
+mod auth;
+mod cancel;
 pub mod error;
+mod params;
+pub mod tls;
 
 use std::collections::HashMap;
 use std::fmt::Debug;
@@ -16,10 +20,7 @@ use cohortdb_sql::pgtext;
 use cohortdb_sql::{CohortStatement, Engine, Outcome, Prepared, Session};
 use datafusion::arrow::datatypes::DataType;
 use futures::{stream, Sink, SinkExt, StreamExt};
-use pgwire::api::auth::{
-    finish_authentication, protocol_negotiation, save_startup_parameters_to_metadata,
-    ServerParameterProvider, StartupHandler,
-};
+use pgwire::api::auth::{ServerParameterProvider, StartupHandler};
 use pgwire::api::copy::CopyHandler;
 use pgwire::api::portal::{Format, Portal};
 use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
@@ -29,14 +30,14 @@ use pgwire::api::results::{
 use pgwire::api::stmt::QueryParser;
 use pgwire::api::store::PortalStore;
 use pgwire::api::{
-    ClientInfo, ClientPortalStore, ErrorHandler, PgWireConnectionState, PgWireServerHandlers, Type,
+    ClientInfo, ClientPortalStore, ErrorHandler, PgWireServerHandlers, Type,
 };
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::copy::{CopyData, CopyDone, CopyFail};
 use pgwire::messages::data::DataRow;
 use pgwire::messages::response::NoticeResponse;
 use pgwire::messages::startup::ParameterStatus;
-use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
+use pgwire::messages::PgWireBackendMessage;
 use pgwire::types::format::FormatOptions;
 use tokio::sync::Mutex;
 
@@ -46,6 +47,16 @@ use self::error::to_pg;
 pub struct ConnState {
     session: Session,
     copy: Mutex<Option<ActiveCopy>>,
+    /// Backend key under which the session can be cancelled.
+    registration: std::sync::Mutex<Option<(i32, Arc<cancel::Registry>)>>,
+}
+
+impl Drop for ConnState {
+    fn drop(&mut self) {
+        if let Some((pid, registry)) = self.registration.lock().expect("registration").take() {
+            registry.unregister(pid);
+        }
+    }
 }
 
 struct ActiveCopy {
@@ -53,19 +64,22 @@ struct ActiveCopy {
     failed: Option<PgWireError>,
 }
 
-fn conn<C: ClientInfo + ?Sized>(client: &C, engine: &Arc<Engine>) -> Arc<ConnState> {
+pub(crate) fn conn<C: ClientInfo + ?Sized>(client: &C, engine: &Arc<Engine>) -> Arc<ConnState> {
     client
         .session_extensions()
         .get_or_insert_with(|| ConnState {
             session: engine.session(),
             copy: Mutex::new(None),
+            registration: std::sync::Mutex::new(None),
         })
 }
 
 /// All protocol handlers of one server.
 pub struct Handlers {
     query: Arc<QueryHandler>,
-    startup: Arc<Startup>,
+    engine: Arc<Engine>,
+    registry: Arc<cancel::Registry>,
+    cancel: Arc<cancel::Canceller>,
 }
 
 impl Handlers {
@@ -77,9 +91,12 @@ impl Handlers {
                 engine: engine.clone(),
             }),
         });
+        let registry = Arc::new(cancel::Registry::default());
         Handlers {
             query,
-            startup: Arc::new(Startup { engine }),
+            engine,
+            registry: registry.clone(),
+            cancel: Arc::new(cancel::Canceller { registry }),
         }
     }
 }
@@ -92,13 +109,20 @@ impl PgWireServerHandlers for Handlers {
         self.query.clone()
     }
     fn startup_handler(&self) -> Arc<impl StartupHandler> {
-        self.startup.clone()
+        // one per connection: it holds the connection's SASL state
+        Arc::new(auth::Startup::new(
+            self.engine.clone(),
+            self.registry.clone(),
+        ))
     }
     fn copy_handler(&self) -> Arc<impl CopyHandler> {
         self.query.clone()
     }
     fn error_handler(&self) -> Arc<impl ErrorHandler> {
         Arc::new(MapErrors)
+    }
+    fn cancel_handler(&self) -> Arc<impl pgwire::api::cancel::CancelHandler> {
+        self.cancel.clone()
     }
 }
 
@@ -112,7 +136,7 @@ impl ErrorHandler for MapErrors {
 }
 
 /// Parameters reported at startup.
-struct Parameters {
+pub(crate) struct Parameters {
     timezone: String,
 }
 
@@ -148,49 +172,7 @@ impl ServerParameterProvider for Parameters {
     }
 }
 
-/// Startup: loopback trust (no password configured).
-pub struct Startup {
-    engine: Arc<Engine>,
-}
-
-#[async_trait]
-impl StartupHandler for Startup {
-    async fn on_startup<C>(
-        &self,
-        client: &mut C,
-        message: PgWireFrontendMessage,
-    ) -> PgWireResult<()>
-    where
-        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send,
-        C::Error: Debug,
-        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
-    {
-        if let PgWireFrontendMessage::Startup(ref startup) = message {
-            protocol_negotiation(client, startup).await?;
-            save_startup_parameters_to_metadata(client, startup);
-            if let Some(db) = client.metadata().get("database") {
-                if db != cohortdb_sql::engine::DATABASE {
-                    return Err(PgWireError::UserError(Box::new(ErrorInfo::new(
-                        "FATAL".into(),
-                        "3D000".into(),
-                        format!("database \"{db}\" does not exist (the database is \"cohortdb\")"),
-                    ))));
-                }
-            }
-            let pid = (rand_u32() & 0x7fff_ffff) as i32;
-            client.set_pid_and_secret_key(
-                pid,
-                pgwire::messages::startup::SecretKey::I32(rand_u32() as i32),
-            );
-            let tz = self.engine.session().timezone().name().to_string();
-            finish_authentication(client, &Parameters { timezone: tz }).await?;
-            client.set_state(PgWireConnectionState::ReadyForQuery);
-        }
-        Ok(())
-    }
-}
-
-fn rand_u32() -> u32 {
+pub(crate) fn rand_u32() -> u32 {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
     h.write_u64(
@@ -203,7 +185,7 @@ fn rand_u32() -> u32 {
 }
 
 /// A statement parsed by Parse.
-#[derive(Clone)]
+#[derive(Clone, Default)]
 pub struct ParsedStatement {
     prepared: Option<Prepared>,
     on_error: Option<cohortdb_sql::ingest::OnError>,
@@ -215,23 +197,10 @@ pub struct Parser {
 }
 
 fn param_types(p: &Prepared) -> PgWireResult<Vec<Option<DataType>>> {
-    let Some(plan) = &p.plan else {
-        return Ok(vec![]);
-    };
-    let types = plan.get_parameter_types().map_err(|e| to_pg(e.into()))?;
-    let mut entries: Vec<(usize, Option<DataType>)> = types
-        .into_iter()
-        .map(|(k, v)| (k.trim_start_matches('$').parse::<usize>().unwrap_or(0), v))
-        .collect();
-    entries.sort_by_key(|(i, _)| *i);
-    let max = entries.last().map(|(i, _)| *i).unwrap_or(0);
-    let mut out = vec![None; max];
-    for (i, t) in entries {
-        if i >= 1 {
-            out[i - 1] = t;
-        }
+    match &p.plan {
+        Some(plan) => cohortdb_sql::params::parameter_types(plan).map_err(to_pg),
+        None => Ok(vec![]),
     }
-    Ok(out)
 }
 
 fn result_fields(p: &Prepared, format: &Format) -> PgWireResult<Vec<FieldInfo>> {
@@ -314,7 +283,8 @@ impl QueryParser for Parser {
             .into_iter()
             .map(|t| match t {
                 Some(t) => arrow_pg::datatypes::into_pg_type(&t),
-                None => Ok(Type::UNKNOWN),
+                // PostgreSQL resolves a parameter nothing types as text
+                None => Ok(Type::TEXT),
             })
             .collect()
     }
@@ -359,14 +329,18 @@ impl QueryHandler {
                     .fields()
                     .iter()
                     .all(|f| pgtext::supports(f.data_type()));
-                if all_text && supported {
-                    Response::Query(encode_text(df, state.session.timezone()).await?)
+                let mut q = if all_text && supported {
+                    encode_text(df, state.session.timezone()).await?
                 } else {
                     let opts = Arc::new(FormatOptions::from_client_metadata(client.metadata()));
-                    Response::Query(
-                        arrow_pg::datatypes::df::encode_dataframe(df, format, Some(opts)).await?,
-                    )
-                }
+                    arrow_pg::datatypes::df::encode_dataframe(df, format, Some(opts)).await?
+                };
+                let rows = std::mem::replace(&mut q.data_rows, Box::pin(stream::empty()));
+                q.data_rows = Box::pin(cancel::guard_stream(
+                    state.session.interrupt().clone(),
+                    rows,
+                ));
+                Response::Query(q)
             }
             Outcome::Command { tag, rows } => {
                 let t = match (tag.as_str(), rows) {
@@ -390,11 +364,12 @@ impl QueryHandler {
             }
             Outcome::CopyIn(copy) => {
                 let columns = copy.columns;
+                let format = if copy.is_binary() { 1 } else { 0 };
                 *state.copy.lock().await = Some(ActiveCopy {
                     copy: *copy,
                     failed: None,
                 });
-                Response::CopyIn(CopyResponse::new(0, columns, stream::empty()))
+                Response::CopyIn(CopyResponse::new(format, columns, stream::empty()))
             }
             Outcome::CopyOut { df, opts } => {
                 let columns = df.schema().fields().len();
@@ -511,9 +486,15 @@ impl SimpleQueryHandler for QueryHandler {
         }
         let mut out = Vec::new();
         for stmt in stmts {
-            let r = match state.session.execute(stmt, on_error).await {
+            let interrupt = state.session.interrupt().clone();
+            cancel::begin(&interrupt, state.session.statement_timeout());
+            let r = match cancel::guard(&interrupt, async {
+                state.session.execute(stmt, on_error).await.map_err(to_pg)
+            })
+            .await
+            {
                 Ok(o) => self.respond(client, &state, o, &Format::UnifiedText).await,
-                Err(e) => Err(to_pg(e)),
+                Err(e) => Err(e),
             };
             match r {
                 Ok(resp) => {
@@ -569,18 +550,24 @@ impl ExtendedQueryHandler for QueryHandler {
             if refs.is_empty() {
                 None
             } else {
+                let portal = params::normalize_text_parameters(portal, &types);
                 Some(arrow_pg::datatypes::df::deserialize_parameters(
-                    portal, &refs,
+                    &portal, &refs,
                 )?)
             }
         } else {
             None
         };
-        let outcome = state
-            .session
-            .execute_prepared(p, params, parsed.on_error)
-            .await
-            .map_err(to_pg)?;
+        let interrupt = state.session.interrupt().clone();
+        cancel::begin(&interrupt, state.session.statement_timeout());
+        let outcome = cancel::guard(&interrupt, async {
+            state
+                .session
+                .execute_prepared(p, params, parsed.on_error)
+                .await
+                .map_err(to_pg)
+        })
+        .await?;
         self.respond(client, &state, outcome, &portal.result_column_format)
             .await
     }

@@ -1,0 +1,169 @@
+//! Startup and authentication: database check (3D000), SCRAM-SHA-256 against
+//! the users in the catalog when `admin` has a password, loopback trust
+//! otherwise (SPEC §2), then BackendKeyData and ParameterStatus.
+
+use std::fmt::Debug;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use cohortdb_sql::Engine;
+use futures::{Sink, SinkExt};
+use pgwire::api::auth::sasl::scram::ScramAuth;
+use pgwire::api::auth::sasl::{SASLState, SCRAM_SHA_256_METHOD};
+use pgwire::api::auth::{
+    finish_authentication, protocol_negotiation, save_startup_parameters_to_metadata,
+    AuthSource, LoginInfo, Password, StartupHandler,
+};
+use pgwire::api::{ClientInfo, PgWireConnectionState};
+use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
+use pgwire::messages::startup::{Authentication, PasswordMessageFamily};
+use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
+use tokio::sync::Mutex;
+
+use super::cancel::Registry;
+use super::{conn, rand_u32, Parameters};
+
+/// SCRAM secrets of the catalog's users.
+#[derive(Debug)]
+struct Users {
+    store: Arc<cohortdb_storage::Store>,
+}
+
+fn bad_password(user: &str) -> PgWireError {
+    PgWireError::UserError(Box::new(ErrorInfo::new(
+        "FATAL".into(),
+        "28P01".into(),
+        format!("password authentication failed for user \"{user}\""),
+    )))
+}
+
+#[async_trait]
+impl AuthSource for Users {
+    async fn get_password(&self, login: &LoginInfo) -> PgWireResult<Password> {
+        let user = login.user().unwrap_or_default();
+        let secret = cohortdb_sql::users::lookup(&self.store, user)
+            .and_then(|u| u.scram)
+            .ok_or_else(|| bad_password(user))?;
+        Ok(Password::new(Some(secret.salt), secret.salted_password))
+    }
+}
+
+/// The startup handler of one connection.
+pub struct Startup {
+    engine: Arc<Engine>,
+    registry: Arc<Registry>,
+    scram: ScramAuth,
+    state: Mutex<SASLState>,
+}
+
+impl Startup {
+    /// A handler for a new connection.
+    pub fn new(engine: Arc<Engine>, registry: Arc<Registry>) -> Startup {
+        let mut scram = ScramAuth::new(Arc::new(Users {
+            store: engine.store().clone(),
+        }));
+        scram.set_iterations(cohortdb_sql::users::ITERATIONS as usize);
+        Startup {
+            engine,
+            registry,
+            scram,
+            state: Mutex::new(SASLState::Initial),
+        }
+    }
+
+    async fn finish<C>(&self, client: &mut C) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let pid = (rand_u32() & 0x7fff_ffff) as i32;
+        let secret = rand_u32() as i32;
+        client.set_pid_and_secret_key(pid, pgwire::messages::startup::SecretKey::I32(secret));
+        let state = conn(client, &self.engine);
+        if let Some(user) = client.metadata().get("user") {
+            state.session.set_user(user);
+        }
+        self.registry
+            .register(pid, secret, state.session.interrupt().clone());
+        *state.registration.lock().expect("registration") = Some((pid, self.registry.clone()));
+        let tz = state.session.timezone().name().to_string();
+        finish_authentication(client, &Parameters { timezone: tz }).await?;
+        client.set_state(PgWireConnectionState::ReadyForQuery);
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl StartupHandler for Startup {
+    async fn on_startup<C>(
+        &self,
+        client: &mut C,
+        message: PgWireFrontendMessage,
+    ) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        match message {
+            PgWireFrontendMessage::Startup(ref startup) => {
+                protocol_negotiation(client, startup).await?;
+                save_startup_parameters_to_metadata(client, startup);
+                if let Some(db) = client.metadata().get("database") {
+                    if db != cohortdb_sql::engine::DATABASE {
+                        return Err(PgWireError::UserError(Box::new(ErrorInfo::new(
+                            "FATAL".into(),
+                            "3D000".into(),
+                            format!(
+                                "database \"{db}\" does not exist (the database is \"cohortdb\")"
+                            ),
+                        ))));
+                    }
+                }
+                if cohortdb_sql::users::passwords_required(self.engine.store()) {
+                    client.set_state(PgWireConnectionState::AuthenticationInProgress);
+                    client
+                        .send(PgWireBackendMessage::Authentication(Authentication::SASL(
+                            vec![SCRAM_SHA_256_METHOD.to_owned()],
+                        )))
+                        .await?;
+                } else {
+                    self.finish(client).await?;
+                }
+            }
+            PgWireFrontendMessage::PasswordMessageFamily(msg) => {
+                let mut state = self.state.lock().await;
+                let msg = if let SASLState::Initial = *state {
+                    let first = msg.into_sasl_initial_response()?;
+                    if first.auth_method != SCRAM_SHA_256_METHOD {
+                        return Err(PgWireError::UnsupportedSASLAuthMethod(first.auth_method));
+                    }
+                    *state = SASLState::ScramClientFirstReceived;
+                    PasswordMessageFamily::SASLInitialResponse(first)
+                } else {
+                    PasswordMessageFamily::SASLResponse(msg.into_sasl_response()?)
+                };
+                let user = client.metadata().get("user").cloned().unwrap_or_default();
+                let (res, next) = self
+                    .scram
+                    .process_scram_message(client, msg, &state)
+                    .await
+                    .map_err(|e| match e {
+                        PgWireError::InvalidPassword(_) => bad_password(&user),
+                        other => other,
+                    })?;
+                client
+                    .send(PgWireBackendMessage::Authentication(res))
+                    .await?;
+                *state = next;
+                if matches!(*state, SASLState::Finished) {
+                    drop(state);
+                    self.finish(client).await?;
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}

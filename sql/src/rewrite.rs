@@ -1,0 +1,138 @@
+//! Rewrites of parsed statements for client idioms the planner cannot take
+//! as written (applied after `datafusion-pg-catalog`'s own rewrites):
+//! `x::regtype::text` (a type's name from its OID) becomes `pg_regtype_name(x)`;
+//! a correlated scalar subquery that is not aggregated (SQLAlchemy's and
+//! pgjdbc's catalog lookups: one row by construction) gets its value wrapped
+//! in `max(...)`, which DataFusion requires.
+
+use std::ops::ControlFlow;
+
+use datafusion::sql::sqlparser::ast::{
+    DataType, Expr, Function, FunctionArg, FunctionArgExpr, FunctionArgumentList,
+    FunctionArguments, GroupByExpr, Ident, ObjectName, Query, SelectItem, SetExpr, Statement,
+    VisitMut, VisitorMut,
+};
+
+struct RegTypeText;
+
+fn is_named(t: &DataType, name: &str) -> bool {
+    let s = t.to_string().to_ascii_lowercase();
+    s == name || s == format!("pg_catalog.{name}")
+}
+
+fn is_text(t: &DataType) -> bool {
+    matches!(
+        t,
+        DataType::Text | DataType::Varchar(_) | DataType::CharacterVarying(_) | DataType::String(_)
+    ) || is_named(t, "name")
+}
+
+fn call(name: &str, arg: Expr) -> Expr {
+    Expr::Function(Function {
+        name: ObjectName::from(vec![Ident::new(name)]),
+        uses_odbc_syntax: false,
+        parameters: FunctionArguments::None,
+        args: FunctionArguments::List(FunctionArgumentList {
+            duplicate_treatment: None,
+            args: vec![FunctionArg::Unnamed(FunctionArgExpr::Expr(arg))],
+            clauses: vec![],
+        }),
+        filter: None,
+        null_treatment: None,
+        over: None,
+        within_group: vec![],
+    })
+}
+
+const AGGREGATES: &[&str] = &[
+    "count", "max", "min", "sum", "avg", "array_agg", "string_agg", "bool_and", "bool_or",
+    "json_agg", "jsonb_agg", "every",
+];
+
+fn is_aggregate(e: &Expr) -> bool {
+    match e {
+        Expr::Function(f) => {
+            let n = f.name.to_string().to_ascii_lowercase();
+            let n = n.trim_start_matches("pg_catalog.");
+            AGGREGATES.contains(&n)
+        }
+        Expr::Nested(inner) => is_aggregate(inner),
+        _ => false,
+    }
+}
+
+fn aggregate_scalar_subquery(q: &mut Query) {
+    let SetExpr::Select(sel) = q.body.as_mut() else {
+        return;
+    };
+    let grouped = match &sel.group_by {
+        GroupByExpr::Expressions(v, _) => !v.is_empty(),
+        GroupByExpr::All(_) => true,
+    };
+    if grouped || sel.projection.len() != 1 || q.limit_clause.is_some() {
+        return;
+    }
+    let item = &mut sel.projection[0];
+    let target = match item {
+        SelectItem::UnnamedExpr(e) => e,
+        SelectItem::ExprWithAlias { expr, .. } => expr,
+        _ => return,
+    };
+    if is_aggregate(target) || matches!(target, Expr::Subquery(_)) {
+        return;
+    }
+    let inner = std::mem::replace(
+        target,
+        Expr::value(datafusion::sql::sqlparser::ast::Value::Null),
+    );
+    *target = call("max", inner);
+}
+
+impl VisitorMut for RegTypeText {
+    type Break = ();
+    fn post_visit_expr(&mut self, e: &mut Expr) -> ControlFlow<()> {
+        if let Expr::Subquery(q) = e {
+            aggregate_scalar_subquery(q);
+            return ControlFlow::Continue(());
+        }
+        if let Expr::Cast {
+            expr, data_type, ..
+        } = e
+        {
+            // to_regtype(x)::text prints the type's name
+            if is_text(data_type) {
+                if let Expr::Function(f) = expr.as_ref() {
+                    if f.name.to_string().eq_ignore_ascii_case("to_regtype") {
+                        let inner = std::mem::replace(
+                            expr.as_mut(),
+                            Expr::value(datafusion::sql::sqlparser::ast::Value::Null),
+                        );
+                        *e = call("pg_regtype_name", inner);
+                        return ControlFlow::Continue(());
+                    }
+                }
+            }
+            if is_text(data_type) {
+                if let Expr::Cast {
+                    expr: inner,
+                    data_type: t2,
+                    ..
+                } = expr.as_mut()
+                {
+                    if is_named(t2, "regtype") {
+                        let arg = std::mem::replace(inner.as_mut(), Expr::value(
+                            datafusion::sql::sqlparser::ast::Value::Null,
+                        ));
+                        *e = call("pg_regtype_name", arg);
+                    }
+                }
+            }
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+/// Applies cohortdb's rewrites to `stmt` in place.
+pub fn rewrite(stmt: &mut Statement) {
+    let _ = stmt.visit(&mut RegTypeText);
+}

@@ -1,0 +1,9 @@
+\dt
+\d
+\d contacts
+\d contact_view
+\l
+\dn
+\df
+\dv
+SELECT version();

@@ -1,0 +1,41 @@
+"""psycopg 3 against cohortdb: extended protocol, binary parameters and results, type info."""
+import os, datetime
+import psycopg
+from psycopg.types import TypeInfo
+
+port = int(os.environ["COHORTDB_PORT"])
+with psycopg.connect(host="127.0.0.1", port=port, user="admin", dbname="cohortdb",
+                     autocommit=True) as conn:
+    conn.execute("INSERT INTO contacts (name, email) VALUES (%s, %s)", ("Bob", "bob@example.com"))
+    row = conn.execute("SELECT name, email FROM contacts WHERE name = %s", ("Bob",)).fetchone()
+    assert row == ("Bob", "bob@example.com"), row
+    for binary in (False, True):
+        cur = conn.cursor(binary=binary)
+        r = cur.execute("SELECT %s::bigint, %s::double precision, %s::boolean, %s::text, %s::date",
+                        (7, 2.5, True, "héllo", datetime.date(2025, 6, 1))).fetchone()
+        assert r == (7, 2.5, True, "héllo", datetime.date(2025, 6, 1)), r
+        r = cur.execute("SELECT id, name, created_at FROM contacts WHERE name = %s", ("Bob",)).fetchone()
+        assert r[1] == "Bob" and isinstance(r[2], datetime.datetime), r
+    r = conn.execute("SELECT %s + 1", (41,)).fetchone()
+    assert r[0] == 42, r
+    t = TypeInfo.fetch(conn, "text")
+    assert t is not None and t.oid == 25, t
+    t = TypeInfo.fetch(conn, "int8")
+    assert t is not None and t.oid == 20, t
+    assert conn.execute("SELECT to_regtype('integer')::text").fetchone()[0] == "integer"
+    assert conn.execute("SELECT 'int4'::regtype::oid").fetchone()[0] == 23
+    try:
+        conn.execute("SELECT nosuchcol FROM contacts")
+        raise SystemExit("expected an error")
+    except psycopg.Error as e:
+        assert e.sqlstate == "42703", e.sqlstate
+    try:
+        conn.execute("SELEC 1")
+        raise SystemExit("expected an error")
+    except psycopg.Error as e:
+        assert e.sqlstate == "42601", e.sqlstate
+    # pipelines: an error skips the rest until Sync
+    assert conn.execute("SELECT 1").fetchone() == (1,)
+    with conn.transaction():
+        conn.execute("SELECT 1")
+print("psycopg3 ok")
