@@ -37,12 +37,38 @@ pub async fn load_if_empty(engine: &Arc<Engine>) -> Result<(), SqlError> {
     cohortdb_datagen::write_events_csv(&spec, &mut events)
         .map_err(|e| SqlError::BadCopyFile(e.to_string()))?;
     let n_events = copy(engine, &session, "events", EVENT_COLUMNS, &events).await?;
+    for sql in DEMO_GROUPS_AND_TAGS {
+        let (stmts, _) = engine.parse(sql)?;
+        for s in stmts {
+            session.execute(s, None).await?;
+        }
+    }
     tracing::info!(
-        "--demo: loaded {n_contacts} contacts and {n_events} events in {:.1} s",
+        "--demo: loaded {n_contacts} contacts and {n_events} events (and {} groups and tags) in {:.1} s",
+        DEMO_GROUPS_AND_TAGS.len(),
         started.elapsed().as_secs_f64()
     );
     Ok(())
 }
+
+/// Groups and tags of the demo shop (docs/sql/groups-and-tags.md).
+const DEMO_GROUPS_AND_TAGS: &[&str] = &[
+    "CREATE GROUP group_buyers COMMENT '购买过商品' REFRESH DAILY AS \
+     SELECT DISTINCT contact_id FROM event_view WHERE event = 'custom_order'",
+    "CREATE GROUP group_cart_no_order COMMENT '加购未购买' AS \
+     SELECT contact_id FROM event_view WHERE event = 'add_to_cart' \
+     EXCEPT SELECT contact_id FROM event_view WHERE event = 'custom_order'",
+    "CREATE STATIC GROUP group_vip_manual COMMENT '手工VIP'",
+    "ALTER GROUP group_vip_manual ADD CONTACTS VALUES (1), (2), (3)",
+    "CREATE TAG tag_order_total TYPE DOUBLE COMMENT '订单总金额' REFRESH DAILY AS \
+     SELECT contact_id, sum(p_amount) AS value FROM event_view \
+     WHERE event = 'custom_order' GROUP BY contact_id",
+    "CREATE TAG tag_level TYPE VARCHAR COMMENT '会员等级' REFRESH DAILY AS \
+     SELECT c.id AS contact_id, CASE WHEN coalesce(o.total, 0) > 500 THEN 'diamond' \
+     WHEN coalesce(o.total, 0) > 100 THEN 'platinum' WHEN coalesce(o.total, 0) > 0 THEN 'gold' \
+     ELSE 'normal' END AS value FROM contact_view c LEFT JOIN (SELECT contact_id, sum(p_amount) AS total \
+     FROM event_view WHERE event = 'custom_order' GROUP BY contact_id) o ON o.contact_id = c.id",
+];
 
 async fn copy(
     engine: &Arc<Engine>,

@@ -9,7 +9,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use cohortdb_storage::keys::BITMAP_GROUP;
-use cohortdb_storage::{GroupDef, GroupKind, Store, TagDef};
+use cohortdb_storage::{GroupDef, Store, TagDef};
 use datafusion::arrow::array::{
     new_null_array, Array, ArrayRef, BooleanArray, Date32Builder, Int64Array, Int64Builder,
     RecordBatch, RecordBatchOptions, StringBuilder, TimestampMillisecondBuilder,
@@ -76,11 +76,9 @@ impl GroupsTable {
                 let gs = &cat.data().groups;
                 let mut members = Int64Builder::new();
                 for g in gs {
-                    let n = if g.kind == GroupKind::Static {
-                        self.store.read_bitmap(BITMAP_GROUP, g.id, g.version)?.len()
-                    } else {
-                        g.members
-                    };
+                    // the current complete membership (static edits and
+                    // deleted contacts included)
+                    let n = self.store.read_bitmap(BITMAP_GROUP, g.id, g.version)?.len();
                     members.append_value(n as i64);
                 }
                 let mut at = TimestampMillisecondBuilder::new().with_timezone(tz);
