@@ -198,46 +198,41 @@ FROM clicks AS c LEFT JOIN eff AS e ON c.touch = e.touch
 ORDER BY c.touch
 SETTINGS join_use_nulls = 1"""
 
+    # One pass over each contact's app_launch and custom_order events (the
+    # table is ordered by contact): its initial time and its paid orders as
+    # (period, amount) pairs; then per-cohort sums of 8-element arrays, WITH
+    # ROLLUP for the whole-group rows, cumulated with arrayCumSum.
+    n = PERIODS
     ltv = f"""
 WITH
-init AS (
-  SELECT contact_id, min(event_date) AS t0, toDate(min(event_date)) AS cohort
+per_contact AS (
+  SELECT minIf(event_date, event = '{LTV_INITIAL}' AND event_date < {end}) AS t0,
+         groupArrayIf((event_date, assumeNotNull({AMOUNT})),
+                      event = '{LTV_REVENUE}' AND {AMOUNT} IS NOT NULL) AS orders
   FROM events
-  WHERE event = '{LTV_INITIAL}' AND event_date >= {frm} AND event_date < {end}
-  GROUP BY contact_id),
-rev AS (
-  SELECT i.cohort AS cohort, e.contact_id AS contact_id,
-         toDate(e.event_date) - i.cohort AS p, e.{AMOUNT} AS v
-  FROM events AS e INNER JOIN init AS i ON e.contact_id = i.contact_id
-  WHERE e.event = '{LTV_REVENUE}' AND e.{AMOUNT} IS NOT NULL
-    AND e.event_date >= {frm} AND e.event_date < {ch_ts(r.plus(r.end, PERIODS))}
-    AND e.event_date >= i.t0 AND toDate(e.event_date) - i.cohort <= {PERIODS}),
-cohorts AS (SELECT cohort, count() AS n FROM init GROUP BY cohort),
-per_p AS (SELECT cohort, p, sum(v) AS revenue FROM rev GROUP BY cohort, p),
-first_pay AS (SELECT cohort, contact_id, min(p) AS fp FROM rev GROUP BY cohort, contact_id),
-new_p AS (SELECT cohort, fp AS p, count() AS new_payers FROM first_pay GROUP BY cohort, fp),
-grid AS (SELECT cohort, n, arrayJoin(range({PERIODS + 1})) AS p FROM cohorts),
-dense AS (
-  SELECT g.cohort AS cohort, g.n AS n, g.p AS p,
-         coalesce(r.revenue, 0) AS revenue, coalesce(np.new_payers, 0) AS new_payers
-  FROM grid AS g
-  LEFT JOIN per_p AS r ON g.cohort = r.cohort AND g.p = r.p
-  LEFT JOIN new_p AS np ON g.cohort = np.cohort AND g.p = np.p),
-cum AS (
-  SELECT cohort, n, p, new_payers,
-         sum(revenue) OVER (PARTITION BY cohort ORDER BY p) AS revenue,
-         sum(new_payers) OVER (PARTITION BY cohort ORDER BY p) AS payers_by_p,
-         sum(new_payers) OVER (PARTITION BY cohort) AS paying
-  FROM dense),
-rows AS (
-  SELECT toNullable(cohort) AS cohort, n, paying, p, revenue, new_payers, payers_by_p FROM cum
-  UNION ALL
-  SELECT NULL, sum(n), sum(paying), p, sum(revenue), sum(new_payers), sum(payers_by_p)
-  FROM cum GROUP BY p)
+  WHERE event IN ('{LTV_INITIAL}', '{LTV_REVENUE}')
+    AND event_date >= {frm} AND event_date < {ch_ts(r.plus(r.end, n))}
+  GROUP BY contact_id
+  HAVING countIf(event = '{LTV_INITIAL}' AND event_date < {end}) > 0),
+paid AS (
+  SELECT toDate(t0) AS cohort,
+         arrayMap(o -> (toDate(o.1) - toDate(t0), o.2),
+                  arrayFilter(o -> o.1 >= t0 AND toDate(o.1) - toDate(t0) <= {n}, orders)) AS pv
+  FROM per_contact),
+cohort_rows AS (
+  SELECT cohort, count() AS n, countIf(notEmpty(pv)) AS paying,
+         sumForEach(arrayMap(i -> arraySum(arrayMap(x -> if(x.1 = i, x.2, 0), pv)),
+                             range({n + 1}))) AS rev,
+         sumForEach(arrayMap(i -> toUInt64(notEmpty(pv) AND arrayMin(arrayMap(x -> x.1, pv)) = i),
+                             range({n + 1}))) AS newp
+  FROM paid GROUP BY cohort WITH ROLLUP)
 SELECT cohort, n, paying, p, revenue, revenue / n AS arpu,
-       if(payers_by_p = 0, NULL, revenue / payers_by_p) AS arppu, new_payers
-FROM rows ORDER BY cohort NULLS LAST, p
-SETTINGS join_use_nulls = 1"""
+       if(payers = 0, NULL, revenue / payers) AS arppu, new_payers
+FROM cohort_rows
+ARRAY JOIN range({n + 1}) AS p, arrayCumSum(rev) AS revenue, newp AS new_payers,
+           arrayCumSum(newp) AS payers
+ORDER BY cohort NULLS LAST, p
+SETTINGS group_by_use_nulls = 1"""
     return {"funnel": funnel, "retention": retention, "attribute": attribute, "ltv": ltv}
 
 
