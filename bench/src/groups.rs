@@ -118,6 +118,9 @@ pub async fn run(args: GroupsArgs) -> Result<()> {
         c = (&a & &b).len();
         best = best.min(t.elapsed());
     }
-    println!("roaring intersection count in process: {} (count {c})", ms(best));
+    println!(
+        "roaring intersection count in process: {} (count {c})",
+        ms(best)
+    );
     Ok(())
 }

@@ -112,7 +112,11 @@ impl CohortSchema {
                     "tags" => GroupsKind::Tags,
                     _ => GroupsKind::TagHistory,
                 };
-                Arc::new(GroupsTable::new(e.store.clone(), kind, e.session_tz.clone()))
+                Arc::new(GroupsTable::new(
+                    e.store.clone(),
+                    kind,
+                    e.session_tz.clone(),
+                ))
             }
             other => {
                 let def = e.store.catalog().table(other)?.clone();

@@ -5,14 +5,14 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::{
-    Array, ArrayRef, BooleanArray, Int64Array, ListArray, UInt32Array,
-};
+use datafusion::arrow::array::{Array, ArrayRef, BooleanArray, Int64Array, ListArray, UInt32Array};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType as A, Field, FieldRef, TimeUnit};
 use datafusion::common::{plan_err, Result as DfResult, ScalarValue};
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
-use datafusion::logical_expr::{Accumulator, AggregateUDF, AggregateUDFImpl, Signature, Volatility};
+use datafusion::logical_expr::{
+    Accumulator, AggregateUDF, AggregateUDFImpl, Signature, Volatility,
+};
 
 /// Most conditions either aggregate takes (one bit each).
 const MAX_CONDS: usize = 32;
@@ -62,10 +62,19 @@ impl AggregateUDFImpl for WindowFunnel {
             );
         }
         if !args[0].is_integer() {
-            return plan_err!("window_funnel: window_seconds must be an integer, got {}", args[0]);
+            return plan_err!(
+                "window_funnel: window_seconds must be an integer, got {}",
+                args[0]
+            );
         }
-        if !matches!(args[1], A::Timestamp(_, _) | A::Date32 | A::Int64 | A::Int32) {
-            return plan_err!("window_funnel: the second argument must be a timestamp, got {}", args[1]);
+        if !matches!(
+            args[1],
+            A::Timestamp(_, _) | A::Date32 | A::Int64 | A::Int32
+        ) {
+            return plan_err!(
+                "window_funnel: the second argument must be a timestamp, got {}",
+                args[1]
+            );
         }
         Ok(A::Int32)
     }
@@ -80,8 +89,16 @@ impl AggregateUDFImpl for WindowFunnel {
         let item = |t: A| Arc::new(Field::new_list_field(t, true));
         Ok(vec![
             Arc::new(Field::new(format!("{}_window", args.name), A::Int64, true)),
-            Arc::new(Field::new(format!("{}_ts", args.name), A::List(item(A::Int64)), true)),
-            Arc::new(Field::new(format!("{}_mask", args.name), A::List(item(A::UInt32)), true)),
+            Arc::new(Field::new(
+                format!("{}_ts", args.name),
+                A::List(item(A::Int64)),
+                true,
+            )),
+            Arc::new(Field::new(
+                format!("{}_mask", args.name),
+                A::List(item(A::UInt32)),
+                true,
+            )),
         ])
     }
 }
@@ -151,8 +168,16 @@ impl Accumulator for WindowFunnelAcc {
     }
 
     fn state(&mut self) -> DfResult<Vec<ScalarValue>> {
-        let ts: Vec<ScalarValue> = self.rows.iter().map(|r| ScalarValue::Int64(Some(r.0))).collect();
-        let ms: Vec<ScalarValue> = self.rows.iter().map(|r| ScalarValue::UInt32(Some(r.1))).collect();
+        let ts: Vec<ScalarValue> = self
+            .rows
+            .iter()
+            .map(|r| ScalarValue::Int64(Some(r.0)))
+            .collect();
+        let ms: Vec<ScalarValue> = self
+            .rows
+            .iter()
+            .map(|r| ScalarValue::UInt32(Some(r.1)))
+            .collect();
         Ok(vec![
             ScalarValue::Int64(self.window_ms),
             ScalarValue::List(ScalarValue::new_list_nullable(&ts, &A::Int64)),
@@ -161,9 +186,18 @@ impl Accumulator for WindowFunnelAcc {
     }
 
     fn merge_batch(&mut self, states: &[ArrayRef]) -> DfResult<()> {
-        let w = states[0].as_any().downcast_ref::<Int64Array>().expect("int64");
-        let ts = states[1].as_any().downcast_ref::<ListArray>().expect("list");
-        let ms = states[2].as_any().downcast_ref::<ListArray>().expect("list");
+        let w = states[0]
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .expect("int64");
+        let ts = states[1]
+            .as_any()
+            .downcast_ref::<ListArray>()
+            .expect("list");
+        let ms = states[2]
+            .as_any()
+            .downcast_ref::<ListArray>()
+            .expect("list");
         for i in 0..w.len() {
             if self.window_ms.is_none() && w.is_valid(i) {
                 self.window_ms = Some(w.value(i));
@@ -233,8 +267,14 @@ impl Accumulator for RetentionAcc {
     }
     fn evaluate(&mut self) -> DfResult<ScalarValue> {
         let flags = cohortdb_analytics::composable::retention(self.conds, self.any);
-        let vals: Vec<ScalarValue> = flags.into_iter().map(|b| ScalarValue::Boolean(Some(b))).collect();
-        Ok(ScalarValue::List(ScalarValue::new_list_nullable(&vals, &A::Boolean)))
+        let vals: Vec<ScalarValue> = flags
+            .into_iter()
+            .map(|b| ScalarValue::Boolean(Some(b)))
+            .collect();
+        Ok(ScalarValue::List(ScalarValue::new_list_nullable(
+            &vals,
+            &A::Boolean,
+        )))
     }
     fn size(&self) -> usize {
         std::mem::size_of_val(self)
@@ -243,7 +283,10 @@ impl Accumulator for RetentionAcc {
         Ok(vec![ScalarValue::UInt32(Some(self.any))])
     }
     fn merge_batch(&mut self, states: &[ArrayRef]) -> DfResult<()> {
-        let m = states[0].as_any().downcast_ref::<UInt32Array>().expect("uint32");
+        let m = states[0]
+            .as_any()
+            .downcast_ref::<UInt32Array>()
+            .expect("uint32");
         for i in 0..m.len() {
             if m.is_valid(i) {
                 self.any |= m.value(i);

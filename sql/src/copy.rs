@@ -14,10 +14,10 @@ use cohortdb_storage::ValueRef;
 
 use crate::convert::{fast_timestamp_ms, parse_text};
 use crate::error::{Result, SqlError};
+use crate::identity::IdentifiedContacts;
 use crate::ingest::{
     contact_col_type, event_col_type, ContactIngest, EventIngest, OnError, RowRef, UserRowIngest,
 };
-use crate::identity::IdentifiedContacts;
 use crate::layout::EventCol;
 use crate::pgtext::format_cell;
 

@@ -72,7 +72,11 @@ impl BinaryDecoder {
                         if let Some((s, e)) = f {
                             let t = self.types[i];
                             let v = decode(t, &self.buf[pos + s..pos + e]).map_err(|m| {
-                                bad(format!("COPY binary tuple {}, field {}: {m}", self.tuple, i + 1))
+                                bad(format!(
+                                    "COPY binary tuple {}, field {}: {m}",
+                                    self.tuple,
+                                    i + 1
+                                ))
                             })?;
                             csv_field(&v, out);
                         }
@@ -211,6 +215,9 @@ mod tests {
             d.feed(chunk, &mut out).expect("feed");
         }
         d.finish().expect("finish");
-        assert_eq!(String::from_utf8(out).expect("utf8"), "\"42\",\"a\"\"b\",\n");
+        assert_eq!(
+            String::from_utf8(out).expect("utf8"),
+            "\"42\",\"a\"\"b\",\n"
+        );
     }
 }

@@ -24,9 +24,9 @@ use crate::catalog::{CohortCatalog, TableEnv, BUILTIN_RELATIONS};
 use crate::copy::{CopyFormat, CopyIn, CopyOptions};
 use crate::error::{Result, SqlError};
 use crate::functions;
+use crate::ingest::OnError;
 use crate::interrupt::Interrupt;
 use crate::settings::SettingsMap;
-use crate::ingest::OnError;
 use crate::tables::meta::{define_property, is_identifier};
 
 /// Name of the one database.
@@ -702,7 +702,9 @@ impl Session {
                 SqlError::InvalidValue(format!("invalid value for parameter \"TimeZone\": \"{v}\" (use an IANA name such as Asia/Shanghai or UTC)"))
             })?;
             *self.tz.lock().expect("tz") = tz;
-            *self.ctx.write().expect("context lock") = self.engine.session_context(tz, &self.settings, &self.interrupt);
+            *self.ctx.write().expect("context lock") =
+                self.engine
+                    .session_context(tz, &self.settings, &self.interrupt);
             return Ok(Outcome::ParameterChanged {
                 tag: "SET".into(),
                 name: "TimeZone".into(),

@@ -33,7 +33,7 @@ pub fn register(ctx: &SessionContext) {
 }
 
 /// Registers the functions over groups: `in_group(contact_id, 'group_x')`
-/// (membership from the group's bitmap) and `pg_sleep(seconds)`.
+/// (membership from the group's bitmap).
 pub fn register_groups(ctx: &SessionContext, store: Arc<cohortdb_storage::Store>) {
     use datafusion::arrow::array::{Array, AsArray, BooleanArray};
     use datafusion::arrow::datatypes::Int64Type;
@@ -79,33 +79,6 @@ pub fn register_groups(ctx: &SessionContext, store: Arc<cohortdb_storage::Store>
             } else {
                 Ok(ColumnarValue::Array(Arc::new(arr)))
             }
-        }),
-    ));
-    ctx.register_udf(create_udf(
-        "pg_sleep",
-        vec![A::Float64],
-        A::Boolean,
-        Volatility::Volatile,
-        Arc::new(|args: &[ColumnarValue]| {
-            let secs = match &args[0] {
-                ColumnarValue::Scalar(ScalarValue::Float64(Some(s))) => *s,
-                ColumnarValue::Array(a) => datafusion::arrow::compute::max(
-                    a.as_any()
-                        .downcast_ref::<datafusion::arrow::array::Float64Array>()
-                        .expect("float64 argument"),
-                )
-                .unwrap_or(0.0),
-                _ => 0.0,
-            };
-            if secs > 0.0 {
-                std::thread::sleep(std::time::Duration::from_secs_f64(secs.min(3600.0)));
-            }
-            Ok(match &args[0] {
-                ColumnarValue::Array(a) => ColumnarValue::Array(
-                    datafusion::arrow::array::new_null_array(&A::Boolean, a.len()),
-                ),
-                _ => ColumnarValue::Scalar(ScalarValue::Boolean(None)),
-            })
         }),
     ));
 }

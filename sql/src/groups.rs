@@ -460,9 +460,7 @@ pub fn validate_id(name: &str, prefix: &str) -> Result<()> {
     let ok = name.len() > prefix.len()
         && name.len() <= 63
         && name.starts_with(prefix)
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_');
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
     if ok {
         Ok(())
     } else {
@@ -590,7 +588,11 @@ fn command(tag: &str) -> Outcome {
 }
 
 fn check_new_id(data: &cohortdb_storage::catalog::CatalogData, name: &str) -> Result<()> {
-    let kind = if name.starts_with("group_") { "group" } else { "tag" };
+    let kind = if name.starts_with("group_") {
+        "group"
+    } else {
+        "tag"
+    };
     if data.groups.iter().any(|g| g.name == name) || data.tags.iter().any(|t| t.name == name) {
         return Err(SqlError::DuplicateObject(format!(
             "{kind} \"{name}\" already exists"
@@ -750,7 +752,11 @@ pub async fn execute(session: &Session, stmt: GroupStatement) -> Result<Outcome>
             let dropped = store
                 .update_catalog(|data, batch| -> Result<bool> {
                     let Some(pos) = data.groups.iter().position(|g| g.name == name) else {
-                        return if if_exists { Ok(false) } else { Err(no_group(&name)) };
+                        return if if_exists {
+                            Ok(false)
+                        } else {
+                            Err(no_group(&name))
+                        };
                     };
                     let g = data.groups.remove(pos);
                     for v in 0..=g.last_version {
@@ -796,7 +802,11 @@ pub async fn execute(session: &Session, stmt: GroupStatement) -> Result<Outcome>
                         definition,
                         external_id_type: external,
                         refresh,
-                        status: if is_query { JobStatus::Pending } else { JobStatus::Done },
+                        status: if is_query {
+                            JobStatus::Pending
+                        } else {
+                            JobStatus::Done
+                        },
                         members: 0,
                         computed_at_ms: None,
                         error: None,
@@ -833,7 +843,11 @@ pub async fn execute(session: &Session, stmt: GroupStatement) -> Result<Outcome>
             store
                 .update_catalog(|data, batch| -> Result<()> {
                     let Some(pos) = data.tags.iter().position(|t| t.name == name) else {
-                        return if if_exists { Ok(()) } else { Err(no_tag(&name)) };
+                        return if if_exists {
+                            Ok(())
+                        } else {
+                            Err(no_tag(&name))
+                        };
                     };
                     let t = data.tags.remove(pos);
                     for v in 0..=t.last_version {
@@ -858,6 +872,39 @@ pub fn forget_contacts(store: &Arc<Store>, batch: &mut cohortdb_storage::Batch, 
     let empty = RoaringTreemap::new();
     for g in &store.catalog().data().groups {
         batch.edit_bitmap(BITMAP_GROUP, g.id, g.version, &empty, &set);
+    }
+    note_edit();
+}
+
+/// Moves `source`'s group memberships to `target` (merge_contacts, inside its batch).
+pub fn move_memberships(
+    store: &Store,
+    batch: &mut cohortdb_storage::Batch,
+    target: u64,
+    source: u64,
+) -> Result<()> {
+    let (mut add, mut remove) = (RoaringTreemap::new(), RoaringTreemap::new());
+    add.insert(target);
+    remove.insert(source);
+    for g in &store.catalog().data().groups {
+        if store
+            .read_bitmap(BITMAP_GROUP, g.id, g.version)?
+            .contains(source)
+        {
+            batch.edit_bitmap(BITMAP_GROUP, g.id, g.version, &add, &remove);
+        }
+    }
+    note_edit();
+    Ok(())
+}
+
+/// Removes one contact from every group (delete_contact_data, inside its batch).
+pub fn leave_all_groups(store: &Store, batch: &mut cohortdb_storage::Batch, contact: u64) {
+    let mut remove = RoaringTreemap::new();
+    remove.insert(contact);
+    let empty = RoaringTreemap::new();
+    for g in &store.catalog().data().groups {
+        batch.edit_bitmap(BITMAP_GROUP, g.id, g.version, &empty, &remove);
     }
     note_edit();
 }
@@ -894,8 +941,10 @@ mod tests {
                 source: ContactSource::Ids(vec![1, 2])
             }
         );
-        match parse_statement("CREATE TAG tag_sports TYPE VARCHAR[] EXTERNAL ID TYPE 'wechat.openid'")
-            .unwrap()
+        match parse_statement(
+            "CREATE TAG tag_sports TYPE VARCHAR[] EXTERNAL ID TYPE 'wechat.openid'",
+        )
+        .unwrap()
         {
             GroupStatement::CreateTag {
                 data_type, source, ..
@@ -906,7 +955,9 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert!(parse_statement("CREATE GROUP group_x AS").is_err());
-        let s = parse_script("CREATE STATIC GROUP group_a; SELECT 1").unwrap().unwrap();
+        let s = parse_script("CREATE STATIC GROUP group_a; SELECT 1")
+            .unwrap()
+            .unwrap();
         assert_eq!(s.len(), 2);
         assert!(s[0].starts_with("CALL cohortdb_group_statement('CREATE STATIC GROUP group_a')"));
         assert!(parse_script("SELECT 1; SELECT 2").is_none());
@@ -915,8 +966,7 @@ mod tests {
             .unwrap();
         assert_eq!(s[0], "SELECT ';'");
         let stmt = Parser::parse_sql(&dialect(), &s[1]).unwrap().remove(0);
-        match carried(&stmt).unwrap().unwrap()
-        {
+        match carried(&stmt).unwrap().unwrap() {
             GroupStatement::CreateStaticGroup { comment, .. } => {
                 assert_eq!(comment.as_deref(), Some("it's; here"))
             }

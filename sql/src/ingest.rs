@@ -337,7 +337,8 @@ impl EventIngest {
             return Ok(None);
         }
         self.ident_key.clear();
-        self.ident_key.extend_from_slice(channel.unwrap_or("").as_bytes());
+        self.ident_key
+            .extend_from_slice(channel.unwrap_or("").as_bytes());
         for v in ids {
             self.ident_key.push(0);
             if let Some(v) = v {
@@ -370,7 +371,12 @@ impl EventIngest {
 
     /// Like [`EventIngest::push`], for `contact` when the row has no
     /// `contact_id` (identity-keyed rows: see [`EventIngest::identity_contact`]).
-    pub fn push_for(&mut self, row: &[Value], contact_if_none: Option<u64>, at: RowRef) -> Result<()> {
+    pub fn push_for(
+        &mut self,
+        row: &[Value],
+        contact_if_none: Option<u64>,
+        at: RowRef,
+    ) -> Result<()> {
         let mut contact = None;
         let mut event_type = None;
         let mut ts = None;

@@ -84,15 +84,13 @@ impl Interrupt {
     /// Sleeps `d` (for `pg_sleep`), returning early with an error when interrupted.
     pub fn sleep(&self, d: Duration) -> Result<(), SqlError> {
         let end = std::time::Instant::now() + d;
-        let step = || {
-            loop {
-                self.check()?;
-                let now = std::time::Instant::now();
-                if now >= end {
-                    return Ok(());
-                }
-                std::thread::sleep((end - now).min(Duration::from_millis(10)));
+        let step = || loop {
+            self.check()?;
+            let now = std::time::Instant::now();
+            if now >= end {
+                return Ok(());
             }
+            std::thread::sleep((end - now).min(Duration::from_millis(10)));
         };
         match tokio::runtime::Handle::try_current() {
             Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {

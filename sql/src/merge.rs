@@ -32,25 +32,22 @@ use crate::error::{Result, SqlError};
 use crate::ingest::{contact_is_identified, decode_contact, encode_contact, now_ms};
 use crate::layout::ContactLayout;
 
-/// Called for every merge, inside the merge's write batch: group memberships
-/// and tag values of `source` must move to `target` here.
-///
-/// Groups and tags (roaring bitmaps) are built on another branch; this hook
-/// is where they plug in. It does nothing yet.
+/// Called for every merge, inside the merge's write batch: `source`'s group
+/// memberships move to `target` (tag values are recomputed by their next
+/// refresh).
 pub fn on_contacts_merged(
-    _store: &Store,
-    _batch: &mut Batch,
-    _target: u64,
-    _source: u64,
+    store: &Store,
+    batch: &mut Batch,
+    target: u64,
+    source: u64,
 ) -> Result<()> {
-    Ok(())
+    crate::groups::move_memberships(store, batch, target, source)
 }
 
-/// Called by `delete_contact_data`, inside its write batch: the contact must
-/// leave every group (static memberships and dynamic results) here.
-///
-/// Groups are built on another branch; this hook does nothing yet.
-pub fn on_contact_data_deleted(_store: &Store, _batch: &mut Batch, _contact: u64) -> Result<()> {
+/// Called by `delete_contact_data`, inside its write batch: the contact
+/// leaves every group (static memberships and dynamic results).
+pub fn on_contact_data_deleted(store: &Store, batch: &mut Batch, contact: u64) -> Result<()> {
+    crate::groups::leave_all_groups(store, batch, contact);
     Ok(())
 }
 

@@ -36,25 +36,90 @@ pub fn constraint_def(oid: i32) -> Option<String> {
 const CONTACTS: &str = "relname = 'contacts' AND relkind = 'r'";
 
 const PG_CLASS_COLS: &[&str] = &[
-    "oid", "relname", "relnamespace", "reltype", "reloftype", "relowner", "relam", "relfilenode",
-    "reltablespace", "relpages", "reltuples", "relallvisible", "reltoastrelid", "relhasindex",
-    "relisshared", "relpersistence", "relkind", "relnatts", "relchecks", "relhasrules",
-    "relhastriggers", "relhassubclass", "relrowsecurity", "relforcerowsecurity", "relispopulated",
-    "relreplident", "relispartition", "relrewrite", "relfrozenxid", "relminmxid", "relpartbound",
+    "oid",
+    "relname",
+    "relnamespace",
+    "reltype",
+    "reloftype",
+    "relowner",
+    "relam",
+    "relfilenode",
+    "reltablespace",
+    "relpages",
+    "reltuples",
+    "relallvisible",
+    "reltoastrelid",
+    "relhasindex",
+    "relisshared",
+    "relpersistence",
+    "relkind",
+    "relnatts",
+    "relchecks",
+    "relhasrules",
+    "relhastriggers",
+    "relhassubclass",
+    "relrowsecurity",
+    "relforcerowsecurity",
+    "relispopulated",
+    "relreplident",
+    "relispartition",
+    "relrewrite",
+    "relfrozenxid",
+    "relminmxid",
+    "relpartbound",
 ];
 
 const PG_INDEX_COLS: &[&str] = &[
-    "indexrelid", "indrelid", "indnatts", "indnkeyatts", "indisunique", "indnullsnotdistinct",
-    "indisprimary", "indisexclusion", "indimmediate", "indisclustered", "indisvalid",
-    "indcheckxmin", "indisready", "indislive", "indisreplident", "indkey", "indcollation",
-    "indclass", "indoption", "indexprs", "indpred",
+    "indexrelid",
+    "indrelid",
+    "indnatts",
+    "indnkeyatts",
+    "indisunique",
+    "indnullsnotdistinct",
+    "indisprimary",
+    "indisexclusion",
+    "indimmediate",
+    "indisclustered",
+    "indisvalid",
+    "indcheckxmin",
+    "indisready",
+    "indislive",
+    "indisreplident",
+    "indkey",
+    "indcollation",
+    "indclass",
+    "indoption",
+    "indexprs",
+    "indpred",
 ];
 
 const PG_CONSTRAINT_COLS: &[&str] = &[
-    "oid", "conname", "connamespace", "contype", "condeferrable", "condeferred", "convalidated",
-    "conrelid", "contypid", "conindid", "conparentid", "confrelid", "confupdtype", "confdeltype",
-    "confmatchtype", "conislocal", "coninhcount", "connoinherit", "conkey", "confkey",
-    "conpfeqop", "conppeqop", "conffeqop", "confdelsetcols", "conexclop", "conbin",
+    "oid",
+    "conname",
+    "connamespace",
+    "contype",
+    "condeferrable",
+    "condeferred",
+    "convalidated",
+    "conrelid",
+    "contypid",
+    "conindid",
+    "conparentid",
+    "confrelid",
+    "confupdtype",
+    "confdeltype",
+    "confmatchtype",
+    "conislocal",
+    "coninhcount",
+    "connoinherit",
+    "conkey",
+    "confkey",
+    "conpfeqop",
+    "conppeqop",
+    "conffeqop",
+    "confdelsetcols",
+    "conexclop",
+    "conbin",
 ];
 
 /// `SELECT * FROM (<table's rows> UNION ALL <one row built from contacts' pg_class row>)`:
@@ -70,7 +135,11 @@ fn union_view(
     let a: Vec<String> = cols
         .iter()
         .map(|c| {
-            let e = first.iter().find(|(n, _)| n == c).map(|(_, e)| *e).unwrap_or(c);
+            let e = first
+                .iter()
+                .find(|(n, _)| n == c)
+                .map(|(_, e)| *e)
+                .unwrap_or(c);
             format!("{e} AS {c}")
         })
         .collect();
@@ -106,10 +175,37 @@ fn pg_class_sql(types: &HashMap<String, String>) -> String {
         PG_CLASS_COLS,
         &[("relhasindex", &has_index)],
         &[
-            &idx, "'contacts_pkey'", "relnamespace", "0", "reloftype", "relowner", "403", &idx,
-            "reltablespace", "1", "0", "0", "0", "false", "false", "'p'", "'i'", "1", "0",
-            "false", "false", "false", "false", "false", "true", "'n'", "false", "relrewrite",
-            "relfrozenxid", "relminmxid", "relpartbound",
+            &idx,
+            "'contacts_pkey'",
+            "relnamespace",
+            "0",
+            "reloftype",
+            "relowner",
+            "403",
+            &idx,
+            "reltablespace",
+            "1",
+            "0",
+            "0",
+            "0",
+            "false",
+            "false",
+            "'p'",
+            "'i'",
+            "1",
+            "0",
+            "false",
+            "false",
+            "false",
+            "false",
+            "false",
+            "true",
+            "'n'",
+            "false",
+            "relrewrite",
+            "relfrozenxid",
+            "relminmxid",
+            "relpartbound",
         ],
     )
 }
@@ -137,9 +233,32 @@ fn pg_constraint_sql(types: &HashMap<String, String>) -> String {
         PG_CONSTRAINT_COLS,
         &[],
         &[
-            &con, "'contacts_pkey'", "relnamespace", "'p'", "false", "false", "true", "oid", "0",
-            &idx, "0", "0", "' '", "' '", "' '", "true", "0", "true", "'{1}'", "NULL", "NULL",
-            "NULL", "NULL", "NULL", "NULL", "NULL",
+            &con,
+            "'contacts_pkey'",
+            "relnamespace",
+            "'p'",
+            "false",
+            "false",
+            "true",
+            "oid",
+            "0",
+            &idx,
+            "0",
+            "0",
+            "' '",
+            "' '",
+            "' '",
+            "true",
+            "0",
+            "true",
+            "'{1}'",
+            "NULL",
+            "NULL",
+            "NULL",
+            "NULL",
+            "NULL",
+            "NULL",
+            "NULL",
         ],
     )
 }
@@ -373,10 +492,7 @@ pub async fn install(ctx: &SessionContext, catalog: &str) -> Result<()> {
             Err(e) => tracing::warn!("pg_catalog.{name} keeps its base rows: {e}"),
         }
     }
-    cat.register_schema(
-        "pg_catalog",
-        Arc::new(PgCatalogExt { inner, overrides }),
-    )?;
+    cat.register_schema("pg_catalog", Arc::new(PgCatalogExt { inner, overrides }))?;
     // information_schema views read the overridden pg_catalog
     let mut views: HashMap<&'static str, Arc<dyn TableProvider>> = HashMap::new();
     let schema = Arc::new(InformationSchema {

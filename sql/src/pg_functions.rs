@@ -6,9 +6,7 @@
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
-use datafusion::arrow::array::{
-    Array, ArrayRef, BooleanArray, Int32Array, StringArray,
-};
+use datafusion::arrow::array::{Array, ArrayRef, BooleanArray, Int32Array, StringArray};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::DataType as A;
 use datafusion::common::{Result as DfResult, ScalarValue};
@@ -213,7 +211,10 @@ const ALIASES: &[(&str, i32)] = &[
 
 /// OID of a type named as `to_regtype` / `'name'::regtype` accept it.
 pub fn type_oid(name: &str) -> Option<i32> {
-    let n = name.trim().trim_start_matches("pg_catalog.").trim_matches('"');
+    let n = name
+        .trim()
+        .trim_start_matches("pg_catalog.")
+        .trim_matches('"');
     let n = n.to_ascii_lowercase();
     if let Some(elem) = n.strip_suffix("[]") {
         let e = type_oid(elem)?;
@@ -245,16 +246,22 @@ fn err(e: SqlError) -> datafusion::error::DataFusionError {
 
 /// Registers the engine-wide functions on `ctx`.
 pub fn register(ctx: &SessionContext) {
-    use A::*;
     use Volatility::*;
-    ctx.register_udf(udf("to_regtype", vec![vec![Utf8]], Int32, Stable, |a, _| {
-        let s = text(&a[0])?;
-        Ok(Arc::new(
-            s.iter()
-                .map(|v| v.and_then(type_oid))
-                .collect::<Int32Array>(),
-        ))
-    }));
+    use A::*;
+    ctx.register_udf(udf(
+        "to_regtype",
+        vec![vec![Utf8]],
+        Int32,
+        Stable,
+        |a, _| {
+            let s = text(&a[0])?;
+            Ok(Arc::new(
+                s.iter()
+                    .map(|v| v.and_then(type_oid))
+                    .collect::<Int32Array>(),
+            ))
+        },
+    ));
     ctx.register_udf(udf(
         "pg_regtype_name",
         vec![vec![Int32]],
@@ -277,9 +284,13 @@ pub fn register(ctx: &SessionContext) {
         |_, rows| Ok(Arc::new(StringArray::from(vec![Some(""); rows]))),
     ));
     for name in ["col_description"] {
-        ctx.register_udf(udf(name, vec![vec![Int32, Int32]], Utf8, Stable, |_, rows| {
-            Ok(nulls_text(rows))
-        }));
+        ctx.register_udf(udf(
+            name,
+            vec![vec![Int32, Int32]],
+            Utf8,
+            Stable,
+            |_, rows| Ok(nulls_text(rows)),
+        ));
     }
     ctx.register_udf(udf(
         "obj_description",
@@ -357,14 +368,24 @@ pub fn register(ctx: &SessionContext) {
             let o = int(&a[0])?;
             Ok(Arc::new(
                 o.iter()
-                    .map(|v| Some(v.and_then(crate::pg_catalog_ext::constraint_def).unwrap_or_default()))
+                    .map(|v| {
+                        Some(
+                            v.and_then(crate::pg_catalog_ext::constraint_def)
+                                .unwrap_or_default(),
+                        )
+                    })
                     .collect::<StringArray>(),
             ))
         },
     ));
     ctx.register_udf(udf(
         "pg_get_viewdef",
-        vec![vec![Int32], vec![Int32, Boolean], vec![Utf8], vec![Utf8, Boolean]],
+        vec![
+            vec![Int32],
+            vec![Int32, Boolean],
+            vec![Utf8],
+            vec![Utf8, Boolean],
+        ],
         Utf8,
         Stable,
         |a, _| {
@@ -399,20 +420,23 @@ pub fn register(ctx: &SessionContext) {
         Stable,
         |_, rows| Ok(Arc::new(StringArray::from(vec![Some(""); rows]))),
     ));
-    ctx.register_udf(udf("quote_literal", vec![vec![Utf8]], Utf8, Immutable, |a, _| {
-        let s = text(&a[0])?;
-        Ok(Arc::new(
-            s.iter()
-                .map(|v| v.map(|v| format!("'{}'", v.replace('\'', "''"))))
-                .collect::<StringArray>(),
-        ))
-    }));
+    ctx.register_udf(udf(
+        "quote_literal",
+        vec![vec![Utf8]],
+        Utf8,
+        Immutable,
+        |a, _| {
+            let s = text(&a[0])?;
+            Ok(Arc::new(
+                s.iter()
+                    .map(|v| v.map(|v| format!("'{}'", v.replace('\'', "''"))))
+                    .collect::<StringArray>(),
+            ))
+        },
+    ));
     ctx.register_udf(udf(
         "json_build_object",
-        (0..=32usize)
-            .step_by(2)
-            .map(|n| vec![Utf8; n])
-            .collect(),
+        (0..=32usize).step_by(2).map(|n| vec![Utf8; n]).collect(),
         Utf8,
         Immutable,
         |a, rows| {
@@ -449,22 +473,29 @@ pub fn register_session(
     tz: String,
     interrupt: Arc<Interrupt>,
 ) {
-    use A::*;
     use Volatility::*;
-    ctx.register_udf(udf("pg_sleep", vec![vec![Float64]], Utf8, Volatile, move |a, rows| {
-        let secs = cast(&a[0], &Float64)?;
-        let secs = secs
-            .as_any()
-            .downcast_ref::<datafusion::arrow::array::Float64Array>()
-            .map(|x| x.iter().flatten().sum::<f64>())
-            .unwrap_or(0.0);
-        if secs > 0.0 {
-            interrupt
-                .sleep(std::time::Duration::from_secs_f64(secs.min(86_400.0)))
-                .map_err(err)?;
-        }
-        Ok(Arc::new(StringArray::from(vec![Some(""); rows])))
-    }));
+    use A::*;
+    ctx.register_udf(udf(
+        "pg_sleep",
+        vec![vec![Float64]],
+        Utf8,
+        Volatile,
+        move |a, rows| {
+            let secs = cast(&a[0], &Float64)?;
+            let secs = secs
+                .as_any()
+                .downcast_ref::<datafusion::arrow::array::Float64Array>()
+                // One sleep per batch (the longest asked for), as for a single-row SELECT.
+                .map(|x| x.iter().flatten().fold(0.0, f64::max))
+                .unwrap_or(0.0);
+            if secs > 0.0 {
+                interrupt
+                    .sleep(std::time::Duration::from_secs_f64(secs.min(86_400.0)))
+                    .map_err(err)?;
+            }
+            Ok(Arc::new(StringArray::from(vec![None::<&str>; rows])))
+        },
+    ));
     let s1 = settings.clone();
     let tz1 = tz.clone();
     ctx.register_udf(udf(

@@ -45,8 +45,18 @@ fn call(name: &str, arg: Expr) -> Expr {
 }
 
 const AGGREGATES: &[&str] = &[
-    "count", "max", "min", "sum", "avg", "array_agg", "string_agg", "bool_and", "bool_or",
-    "json_agg", "jsonb_agg", "every",
+    "count",
+    "max",
+    "min",
+    "sum",
+    "avg",
+    "array_agg",
+    "string_agg",
+    "bool_and",
+    "bool_or",
+    "json_agg",
+    "jsonb_agg",
+    "every",
 ];
 
 fn is_aggregate(e: &Expr) -> bool {
@@ -120,9 +130,10 @@ impl VisitorMut for RegTypeText {
                 } = expr.as_mut()
                 {
                     if is_named(t2, "regtype") {
-                        let arg = std::mem::replace(inner.as_mut(), Expr::value(
-                            datafusion::sql::sqlparser::ast::Value::Null,
-                        ));
+                        let arg = std::mem::replace(
+                            inner.as_mut(),
+                            Expr::value(datafusion::sql::sqlparser::ast::Value::Null),
+                        );
                         *e = call("pg_regtype_name", arg);
                     }
                 }

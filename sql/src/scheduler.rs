@@ -104,10 +104,7 @@ impl Scheduler {
         }
     }
 
-    async fn submit(
-        &self,
-        target: Target,
-    ) -> Result<oneshot::Receiver<JobResult>> {
+    async fn submit(&self, target: Target) -> Result<oneshot::Receiver<JobResult>> {
         let (tx, rx) = oneshot::channel();
         {
             let mut jobs = self.jobs.lock().expect("jobs lock");
@@ -217,7 +214,9 @@ async fn run_group(engine: &Arc<Engine>, name: &str) -> Result<()> {
         .cloned()
         .ok_or_else(|| no_group(name))?;
     let Some(query) = g.definition.clone() else {
-        return Err(SqlError::Unsupported(format!("\"{name}\" is a static group")));
+        return Err(SqlError::Unsupported(format!(
+            "\"{name}\" is a static group"
+        )));
     };
     set_status(engine, &target, JobStatus::Computing, None).await?;
     let session = engine.session();
@@ -340,6 +339,9 @@ mod tests {
         assert_eq!(until_next_daily(now, tz), Duration::from_secs(3600));
         // 18:30 UTC = 02:30 Shanghai -> next day 02:00 = 23.5 hours
         let now = chrono::Utc.with_ymd_and_hms(2025, 6, 1, 18, 30, 0).unwrap();
-        assert_eq!(until_next_daily(now, tz), Duration::from_secs(23 * 3600 + 1800));
+        assert_eq!(
+            until_next_daily(now, tz),
+            Duration::from_secs(23 * 3600 + 1800)
+        );
     }
 }

@@ -45,7 +45,9 @@ pub fn default_value(name: &str, tz: &str) -> Option<String> {
         "search_path" => "\"$user\", public".into(),
         "application_name" => String::new(),
         "extra_float_digits" => "1".into(),
-        "statement_timeout" | "lock_timeout" | "idle_in_transaction_session_timeout"
+        "statement_timeout"
+        | "lock_timeout"
+        | "idle_in_transaction_session_timeout"
         | "idle_session_timeout" => "0".into(),
         "max_identifier_length" => "63".into(),
         "max_index_keys" => "32".into(),
@@ -137,10 +139,19 @@ mod tests {
             Some("read committed")
         );
         store(&m, "extra_float_digits", "3");
-        assert_eq!(lookup(&m, "Extra_Float_Digits", "UTC").as_deref(), Some("3"));
+        assert_eq!(
+            lookup(&m, "Extra_Float_Digits", "UTC").as_deref(),
+            Some("3")
+        );
         reset_all(&m);
-        assert_eq!(lookup(&m, "extra_float_digits", "UTC").as_deref(), Some("1"));
-        assert_eq!(lookup(&m, "TimeZone", "Asia/Shanghai").as_deref(), Some("Asia/Shanghai"));
+        assert_eq!(
+            lookup(&m, "extra_float_digits", "UTC").as_deref(),
+            Some("1")
+        );
+        assert_eq!(
+            lookup(&m, "TimeZone", "Asia/Shanghai").as_deref(),
+            Some("Asia/Shanghai")
+        );
         assert!(lookup(&m, "no_such_thing", "UTC").is_none());
     }
 }

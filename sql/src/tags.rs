@@ -133,9 +133,10 @@ pub fn arrow_type(t: TagType, tz: &str) -> A {
 /// Builds a tag's column for the given contacts (NULL where no value).
 pub fn tag_column(store: &Store, tag: &TagDef, ids: &[u64], tz: &str) -> Result<ArrayRef> {
     let values = store.get_tag_values(tag.id, tag.version, ids)?;
-    let decoded = values
-        .iter()
-        .map(|v| v.as_deref().and_then(|b| TagValue::decode(b, tag.data_type)));
+    let decoded = values.iter().map(|v| {
+        v.as_deref()
+            .and_then(|b| TagValue::decode(b, tag.data_type))
+    });
     Ok(match tag.data_type {
         TagType::VarcharArray => {
             let mut b = ListBuilder::new(StringBuilder::new());
@@ -273,14 +274,21 @@ pub fn values_of(batches: &[RecordBatch], t: TagType) -> Result<Vec<(u64, TagVal
                 }
             }
             TagType::Varchar => {
-                if !matches!(src.data_type(), A::Utf8 | A::LargeUtf8 | A::Utf8View | A::Dictionary(..)) {
+                if !matches!(
+                    src.data_type(),
+                    A::Utf8 | A::LargeUtf8 | A::Utf8View | A::Dictionary(..)
+                ) {
                     return Err(mismatch(t, src.data_type()));
                 }
                 let col = cast(src, &A::Utf8).map_err(|_| mismatch(t, src.data_type()))?;
                 let col = col.as_string::<i32>();
                 for i in 0..col.len() {
                     if col.is_valid(i) {
-                        push(&mut out, i, TagValue::Scalar(Value::Str(col.value(i).into())));
+                        push(
+                            &mut out,
+                            i,
+                            TagValue::Scalar(Value::Str(col.value(i).into())),
+                        );
                     }
                 }
             }
@@ -438,14 +446,29 @@ pub async fn run_tag(engine: &Arc<Engine>, name: &str) -> Result<()> {
         .cloned()
         .ok_or_else(|| no_tag(name))?;
     let Some(query) = tag.definition.clone() else {
-        return Err(SqlError::Unsupported(format!("\"{name}\" is an external tag")));
+        return Err(SqlError::Unsupported(format!(
+            "\"{name}\" is an external tag"
+        )));
     };
     set_status(engine, &target, JobStatus::Computing, None).await?;
-    let batches = engine.session().context().sql(&query).await?.collect().await?;
+    let batches = engine
+        .session()
+        .context()
+        .sql(&query)
+        .await?
+        .collect()
+        .await?;
     let values = values_of(&batches, tag.data_type)?;
     set_status(engine, &target, JobStatus::Computed, None).await?;
     set_status(engine, &target, JobStatus::Materializing, None).await?;
-    materialize(engine.store(), engine.session().timezone(), name, values, false).await?;
+    materialize(
+        engine.store(),
+        engine.session().timezone(),
+        name,
+        values,
+        false,
+    )
+    .await?;
     Ok(())
 }
 
@@ -558,7 +581,10 @@ impl TagImport {
                     found.insert(id);
                     true
                 })?;
-                return Ok(rows.into_iter().filter(|(i, _)| found.contains(i)).collect());
+                return Ok(rows
+                    .into_iter()
+                    .filter(|(i, _)| found.contains(i))
+                    .collect());
             }
             let mut map: HashMap<String, u64> = HashMap::new();
             store.scan_identities(&mut |t, _chan, val, contact, _| {
@@ -589,10 +615,16 @@ mod tests {
     #[test]
     fn values_round_trip() {
         for (t, v) in [
-            (TagType::VarcharArray, TagValue::Array(vec!["足球".into(), "篮球".into()])),
+            (
+                TagType::VarcharArray,
+                TagValue::Array(vec!["足球".into(), "篮球".into()]),
+            ),
             (TagType::VarcharArray, TagValue::Array(vec![])),
             (TagType::Double, TagValue::Scalar(Value::Float(356.2))),
-            (TagType::Varchar, TagValue::Scalar(Value::Str("钻石".into()))),
+            (
+                TagType::Varchar,
+                TagValue::Scalar(Value::Str("钻石".into())),
+            ),
         ] {
             assert_eq!(TagValue::decode(&v.encode(), t), Some(v));
         }
@@ -636,8 +668,13 @@ mod tests {
             .unwrap();
         let tag = store.catalog().tag("tag_sports").cloned().unwrap();
         let mut imp = TagImport::begin(store.clone(), tag, Tz::UTC).unwrap();
-        for (k, v) in [("o-alice", "football,basketball"), ("o-bob", "tennis"), ("o-carol", "golf")] {
-            imp.push(&[Value::Str(k.into()), Value::Str(v.into())]).unwrap();
+        for (k, v) in [
+            ("o-alice", "football,basketball"),
+            ("o-bob", "tennis"),
+            ("o-carol", "golf"),
+        ] {
+            imp.push(&[Value::Str(k.into()), Value::Str(v.into())])
+                .unwrap();
         }
         assert_eq!(imp.commit().await.unwrap(), 2);
         let tag = store.catalog().tag("tag_sports").cloned().unwrap();

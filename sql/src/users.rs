@@ -185,8 +185,8 @@ pub fn rewrite_sql(sql: &str) -> Option<String> {
     while i < t.len() {
         let w = t[i].to_ascii_uppercase();
         match w.as_str() {
-            "WITH" | "LOGIN" | "NOLOGIN" | "INHERIT" | "NOINHERIT" | "CREATEDB"
-            | "NOCREATEDB" | "CREATEROLE" | "NOCREATEROLE" | "ENCRYPTED" => {}
+            "WITH" | "LOGIN" | "NOLOGIN" | "INHERIT" | "NOINHERIT" | "CREATEDB" | "NOCREATEDB"
+            | "CREATEROLE" | "NOCREATEROLE" | "ENCRYPTED" => {}
             "SUPERUSER" => superuser = "true",
             "NOSUPERUSER" => superuser = "false",
             "PASSWORD" => {
@@ -258,7 +258,9 @@ pub async fn call(store: &Arc<Store>, f: &Function, current_user: &str) -> Resul
                         )));
                     }
                     if name.is_empty() || name.len() > 63 {
-                        return Err(SqlError::InvalidName(format!("invalid user name \"{name}\"")));
+                        return Err(SqlError::InvalidName(format!(
+                            "invalid user name \"{name}\""
+                        )));
                     }
                     data.users.push(UserDef {
                         name: name.clone(),

@@ -359,7 +359,12 @@ impl Store {
     }
 
     /// The values of one tag version for the given contacts.
-    pub fn get_tag_values(&self, tag: u32, version: u32, ids: &[u64]) -> Result<Vec<Option<Vec<u8>>>> {
+    pub fn get_tag_values(
+        &self,
+        tag: u32,
+        version: u32,
+        ids: &[u64],
+    ) -> Result<Vec<Option<Vec<u8>>>> {
         let keys: Vec<[u8; 17]> = ids
             .iter()
             .map(|i| keys::tag_value_key(tag, version, *i))
@@ -461,8 +466,11 @@ impl Batch {
 
     /// Writes (replaces) a tag's per-value counts of one day.
     pub fn put_tag_history(&mut self, tag: u32, day: i32, counts: &[u8]) {
-        self.wb
-            .put_cf(cfh(&self.db, cf::TAGS), keys::tag_history_key(tag, day), counts);
+        self.wb.put_cf(
+            cfh(&self.db, cf::TAGS),
+            keys::tag_history_key(tag, day),
+            counts,
+        );
     }
 
     /// Deletes a tag's history days in `[from_day, to_day)`.

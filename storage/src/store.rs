@@ -596,7 +596,8 @@ impl Store {
         for _ in 0..64 {
             match self.db.get_pinned_cf(meta, keys::alias_key(cur))? {
                 Some(v) => {
-                    cur = read_u64(&v).ok_or_else(|| StorageError::Corrupt("alias value".into()))?;
+                    cur =
+                        read_u64(&v).ok_or_else(|| StorageError::Corrupt("alias value".into()))?;
                     found = Some(cur);
                 }
                 None => break,

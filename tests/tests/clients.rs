@@ -80,7 +80,10 @@ fn psql_meta_commands() {
         "List of functions",
         "PostgreSQL 16.",
     ] {
-        assert!(out.contains(expected), "psql output lacks {expected:?}:\n{out}");
+        assert!(
+            out.contains(expected),
+            "psql output lacks {expected:?}:\n{out}"
+        );
     }
 }
 
@@ -168,18 +171,28 @@ async fn tokio_postgres() {
     assert_eq!(name, "Fay");
     let _: chrono::DateTime<chrono::Utc> = row.get(2);
     let row = c
-        .query_one("SELECT $1::bigint + 1, $2::float8, $3::bool", &[&41i64, &2.5f64, &true])
+        .query_one(
+            "SELECT $1::bigint + 1, $2::float8, $3::bool",
+            &[&41i64, &2.5f64, &true],
+        )
         .await
         .expect("typed params");
     assert_eq!(row.get::<_, i64>(0), 42);
     assert_eq!(row.get::<_, f64>(1), 2.5);
     assert!(row.get::<_, bool>(2));
     // a statement prepared once, executed with several values
-    let st = c.prepare("SELECT count(*) FROM contacts WHERE id >= $1").await.expect("prepare");
+    let st = c
+        .prepare("SELECT count(*) FROM contacts WHERE id >= $1")
+        .await
+        .expect("prepare");
     for v in [0i64, 1, 1000] {
         c.query_one(&st, &[&v]).await.expect("execute");
     }
-    let err = c.query("SELECT * FROM nowhere", &[]).await.err().expect("42P01");
+    let err = c
+        .query("SELECT * FROM nowhere", &[])
+        .await
+        .err()
+        .expect("42P01");
     assert_eq!(err.code().map(|c| c.code()), Some("42P01"), "{err}");
     let rows = simple_rows(&c, "SELECT current_setting('server_version_num')").await;
     assert_eq!(rows[0][0].as_deref(), Some(cohortdb_sql_version_num()));

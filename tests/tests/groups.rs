@@ -22,7 +22,10 @@ async fn contacts(client: &Client, n: usize, in_a: usize) {
         .collect();
     exec(
         client,
-        &format!("INSERT INTO contacts (name, city) VALUES {}", values.join(",")),
+        &format!(
+            "INSERT INTO contacts (name, city) VALUES {}",
+            values.join(",")
+        ),
     )
     .await;
 }
@@ -41,7 +44,11 @@ async fn slow_group(client: &Client) {
 
 async fn set_delay(client: &Client, secs: f64) {
     exec(client, "DELETE FROM knobs").await;
-    exec(client, &format!("INSERT INTO knobs (delay) VALUES ({secs})")).await;
+    exec(
+        client,
+        &format!("INSERT INTO knobs (delay) VALUES ({secs})"),
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -50,7 +57,14 @@ async fn readers_see_the_old_membership_until_a_refresh_is_done() {
     let client = server.client().await;
     contacts(&client, 40, 10).await;
     slow_group(&client).await;
-    assert_eq!(one(&client, "SELECT members FROM groups WHERE id = 'group_slow'").await, "10");
+    assert_eq!(
+        one(
+            &client,
+            "SELECT members FROM groups WHERE id = 'group_slow'"
+        )
+        .await,
+        "10"
+    );
 
     exec(&client, "UPDATE contacts SET city = 'A' WHERE id <= 30").await;
     set_delay(&client, 3.0).await;
@@ -74,11 +88,19 @@ async fn readers_see_the_old_membership_until_a_refresh_is_done() {
     }
     job.await.unwrap();
     assert_eq!(
-        one(&reader, "SELECT count(*) FROM contact_view WHERE group_slow").await,
+        one(
+            &reader,
+            "SELECT count(*) FROM contact_view WHERE group_slow"
+        )
+        .await,
         "30"
     );
     assert_eq!(
-        one(&reader, "SELECT status || ' ' || members FROM groups WHERE id = 'group_slow'").await,
+        one(
+            &reader,
+            "SELECT status || ' ' || members FROM groups WHERE id = 'group_slow'"
+        )
+        .await,
         "done 30"
     );
 }
@@ -98,24 +120,53 @@ async fn static_edits_from_many_connections_all_apply() {
                 let ids: Vec<String> = (0..10)
                     .map(|k| format!("({})", w * 100 + chunk * 10 + k + 1))
                     .collect();
-                exec(&c, &format!("ALTER GROUP group_many ADD CONTACTS VALUES {}", ids.join(",")))
-                    .await;
-            }
-            let ids: Vec<String> = (0..10).map(|k| format!("({})", w * 100 + k * 10 + 1)).collect();
-            exec(&c, &format!("ALTER GROUP group_many REMOVE CONTACTS VALUES {}", ids.join(",")))
+                exec(
+                    &c,
+                    &format!(
+                        "ALTER GROUP group_many ADD CONTACTS VALUES {}",
+                        ids.join(",")
+                    ),
+                )
                 .await;
+            }
+            let ids: Vec<String> = (0..10)
+                .map(|k| format!("({})", w * 100 + k * 10 + 1))
+                .collect();
+            exec(
+                &c,
+                &format!(
+                    "ALTER GROUP group_many REMOVE CONTACTS VALUES {}",
+                    ids.join(",")
+                ),
+            )
+            .await;
         }));
     }
     for j in jobs {
         j.await.unwrap();
     }
     assert_eq!(
-        one(&client, "SELECT count(*) FROM contact_view WHERE group_many").await,
+        one(
+            &client,
+            "SELECT count(*) FROM contact_view WHERE group_many"
+        )
+        .await,
         "720"
     );
-    assert_eq!(one(&client, "SELECT members FROM groups WHERE id = 'group_many'").await, "720");
     assert_eq!(
-        one(&client, "SELECT count(*) FROM contact_view WHERE group_many AND id % 10 = 1").await,
+        one(
+            &client,
+            "SELECT members FROM groups WHERE id = 'group_many'"
+        )
+        .await,
+        "720"
+    );
+    assert_eq!(
+        one(
+            &client,
+            "SELECT count(*) FROM contact_view WHERE group_many AND id % 10 = 1"
+        )
+        .await,
         "0"
     );
 }
@@ -128,7 +179,11 @@ async fn a_restart_during_a_refresh_keeps_the_old_membership() {
     contacts(&client, 20, 5).await;
     slow_group(&client).await;
     exec(&client, "CREATE STATIC GROUP group_kept").await;
-    exec(&client, "ALTER GROUP group_kept ADD CONTACTS VALUES (1), (2), (3)").await;
+    exec(
+        &client,
+        "ALTER GROUP group_kept ADD CONTACTS VALUES (1), (2), (3)",
+    )
+    .await;
     exec(&client, "UPDATE contacts SET city = 'A'").await;
     set_delay(&client, 30.0).await;
     let refresher = server.client().await;
@@ -152,20 +207,35 @@ async fn a_restart_during_a_refresh_keeps_the_old_membership() {
     .await[0];
     assert_eq!(row[0].as_deref(), Some("failed"));
     assert_eq!(row[1].as_deref(), Some("5"));
-    assert!(row[2].as_deref().unwrap_or("").contains("restart"), "{row:?}");
+    assert!(
+        row[2].as_deref().unwrap_or("").contains("restart"),
+        "{row:?}"
+    );
     assert_eq!(
-        one(&client, "SELECT count(*) FROM contact_view WHERE group_slow").await,
+        one(
+            &client,
+            "SELECT count(*) FROM contact_view WHERE group_slow"
+        )
+        .await,
         "5"
     );
     assert_eq!(
-        one(&client, "SELECT count(*) FROM contact_view WHERE group_kept").await,
+        one(
+            &client,
+            "SELECT count(*) FROM contact_view WHERE group_kept"
+        )
+        .await,
         "3"
     );
     // it runs again
     set_delay(&client, 0.0).await;
     exec(&client, "REFRESH GROUP group_slow").await;
     assert_eq!(
-        one(&client, "SELECT status || ' ' || members FROM groups WHERE id = 'group_slow'").await,
+        one(
+            &client,
+            "SELECT status || ' ' || members FROM groups WHERE id = 'group_slow'"
+        )
+        .await,
         "done 20"
     );
 }
@@ -188,7 +258,11 @@ async fn external_tags_are_loaded_with_copy() {
     )
     .await;
     assert_eq!(
-        one(&client, "SELECT kind || ' ' || type || ' ' || id_type FROM tags").await,
+        one(
+            &client,
+            "SELECT kind || ' ' || type || ' ' || id_type FROM tags"
+        )
+        .await,
         "external VARCHAR[] contact_id"
     );
     let n = copy_in(
@@ -199,12 +273,24 @@ async fn external_tags_are_loaded_with_copy() {
     .await;
     // contact 99 does not exist: skipped
     assert_eq!(n, 2);
-    let rows = simple_rows(&client, "SELECT id, tag_sports FROM contact_view ORDER BY id").await;
-    assert_eq!(rows[0][1].as_deref(), Some("{football,basketball,pingpong}"));
+    let rows = simple_rows(
+        &client,
+        "SELECT id, tag_sports FROM contact_view ORDER BY id",
+    )
+    .await;
+    assert_eq!(
+        rows[0][1].as_deref(),
+        Some("{football,basketball,pingpong}")
+    );
     assert_eq!(rows[1][1].as_deref(), Some("{tennis}"));
     assert_eq!(rows[2][1], None);
     // a second file adds to (and overrides) the first
-    copy_in(&client, "COPY tag_sports FROM STDIN (FORMAT csv)", "3,golf\n2,\"tennis,golf\"\n").await;
+    copy_in(
+        &client,
+        "COPY tag_sports FROM STDIN (FORMAT csv)",
+        "3,golf\n2,\"tennis,golf\"\n",
+    )
+    .await;
     assert_eq!(
         one(
             &client,
@@ -250,7 +336,11 @@ async fn external_tags_resolve_openids() {
     .await;
     assert_eq!(n, 2);
     assert_eq!(
-        one(&client, "SELECT count(*) FROM contact_view WHERE tag_sports IS NOT NULL").await,
+        one(
+            &client,
+            "SELECT count(*) FROM contact_view WHERE tag_sports IS NOT NULL"
+        )
+        .await,
         "2"
     );
 }
@@ -260,9 +350,17 @@ async fn explain_shows_the_bitmap_filter() {
     let server = TestServer::start();
     let client = server.client().await;
     contacts(&client, 10, 4).await;
-    exec(&client, "CREATE GROUP group_a AS SELECT id FROM contact_view WHERE city = 'A'").await;
+    exec(
+        &client,
+        "CREATE GROUP group_a AS SELECT id FROM contact_view WHERE city = 'A'",
+    )
+    .await;
     exec(&client, "CREATE STATIC GROUP group_b").await;
-    exec(&client, "ALTER GROUP group_b ADD CONTACTS VALUES (1), (2), (9)").await;
+    exec(
+        &client,
+        "ALTER GROUP group_b ADD CONTACTS VALUES (1), (2), (9)",
+    )
+    .await;
     let plan: String = simple_rows(
         &client,
         "EXPLAIN SELECT count(*) FROM contact_view WHERE group_a AND NOT group_b",
@@ -277,7 +375,11 @@ async fn explain_shows_the_bitmap_filter() {
     assert!(plan.contains("contacts=2"), "{plan}");
     assert!(!plan.contains("FilterExec"), "{plan}");
     assert_eq!(
-        one(&client, "SELECT count(*) FROM contact_view WHERE group_a AND NOT group_b").await,
+        one(
+            &client,
+            "SELECT count(*) FROM contact_view WHERE group_a AND NOT group_b"
+        )
+        .await,
         "2"
     );
     let plan: String = simple_rows(

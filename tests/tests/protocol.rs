@@ -68,7 +68,10 @@ async fn errors_until_sync_and_sqlstates() {
         Some("42P01".to_string())
     );
     let _ = b;
-    let row = c.query_one("SELECT 2::bigint", &[]).await.expect("after sync");
+    let row = c
+        .query_one("SELECT 2::bigint", &[])
+        .await
+        .expect("after sync");
     assert_eq!(row.get::<_, i64>(0), 2);
 
     for (sql, code) in [
@@ -110,13 +113,18 @@ async fn errors_until_sync_and_sqlstates() {
     assert_eq!(rows[0][0].as_deref(), Some("x"));
     let rows = simple_rows(&c, "SELECT version()").await;
     let v = rows[0][0].clone().unwrap_or_default();
-    assert!(v.starts_with("PostgreSQL 16.") && v.contains("cohortdb"), "{v}");
+    assert!(
+        v.starts_with("PostgreSQL 16.") && v.contains("cohortdb"),
+        "{v}"
+    );
 
     // a malformed message ends only that connection
     let mut raw = tokio::net::TcpStream::connect(("127.0.0.1", server.port()))
         .await
         .expect("connect");
-    raw.write_all(&[0, 0, 0, 3, 1, 2, 3, 4]).await.expect("write");
+    raw.write_all(&[0, 0, 0, 3, 1, 2, 3, 4])
+        .await
+        .expect("write");
     let mut buf = [0u8; 256];
     let _ = tokio::time::timeout(Duration::from_secs(5), raw.read(&mut buf)).await;
     let rows = simple_rows(&c, "SELECT 1").await;
@@ -197,7 +205,9 @@ async fn scram_users() {
     let rows = simple_rows(&analyst, "SELECT count(*) FROM contacts").await;
     assert_eq!(rows[0][0].as_deref(), Some("0"));
     exec(&admin, "ALTER USER analyst PASSWORD 'pw2'").await;
-    assert!(connect(format!("{base} user=analyst password=pw1")).await.is_err());
+    assert!(connect(format!("{base} user=analyst password=pw1"))
+        .await
+        .is_err());
     connect(format!("{base} user=analyst password=pw2"))
         .await
         .expect("new password");
@@ -218,7 +228,18 @@ async fn scram_users() {
     assert_eq!(err.code().map(|c| c.code()), Some("3D000"), "{err}");
     // psql with PGPASSWORD
     let out = std::process::Command::new("psql")
-        .args(["-X", "-At", "-h", "127.0.0.1", "-U", "admin", "-d", "cohortdb", "-c", "SELECT 42"])
+        .args([
+            "-X",
+            "-At",
+            "-h",
+            "127.0.0.1",
+            "-U",
+            "admin",
+            "-d",
+            "cohortdb",
+            "-c",
+            "SELECT 42",
+        ])
         .arg("-p")
         .arg(server.port().to_string())
         .env("PGPASSWORD", "s3cret")
@@ -238,18 +259,36 @@ fn tls_sslmode_require() {
     let cert = dir.path().join("server.crt");
     let key = dir.path().join("server.key");
     let status = std::process::Command::new("openssl")
-        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=localhost"])
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=localhost",
+        ])
         .arg("-keyout")
         .arg(&key)
         .arg("-out")
         .arg(&cert)
         .output()
         .expect("openssl (part of Debian's base system)");
-    assert!(status.status.success(), "{}", String::from_utf8_lossy(&status.stderr));
+    assert!(
+        status.status.success(),
+        "{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
     let config = dir.path().join("cohortdb.toml");
     std::fs::write(
         &config,
-        format!("tls_cert = {:?}\ntls_key = {:?}\n", cert.display().to_string(), key.display().to_string()),
+        format!(
+            "tls_cert = {:?}\ntls_key = {:?}\n",
+            cert.display().to_string(),
+            key.display().to_string()
+        ),
     )
     .expect("config");
     let server = TestServer::start_with(

@@ -56,7 +56,9 @@ impl CancelHandler for Canceller {
         // 4-byte key of protocol 3.0 may arrive as bytes
         let key = match &req.secret_key {
             SecretKey::I32(k) => Some(*k),
-            SecretKey::Bytes(b) if b.len() == 4 => Some(i32::from_be_bytes([b[0], b[1], b[2], b[3]])),
+            SecretKey::Bytes(b) if b.len() == 4 => {
+                Some(i32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+            }
             SecretKey::Bytes(_) => None,
         };
         match (target, key) {

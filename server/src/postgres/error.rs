@@ -80,9 +80,7 @@ fn datafusion_code(e: &DataFusionError) -> (&'static str, String) {
 
 fn classify_plan(msg: &str) -> &'static str {
     let m = msg.to_ascii_lowercase();
-    if m.contains("no function matches")
-        || m.contains("function") && m.contains("does not exist")
-    {
+    if m.contains("no function matches") || m.contains("function") && m.contains("does not exist") {
         "42883"
     } else if m.contains("table")
         && (m.contains("not found") || m.contains("doesn't exist") || m.contains("does not exist"))

@@ -19,12 +19,7 @@ pub fn normalize_text_parameters<S: Clone + Default>(
     p.result_column_format = portal.result_column_format.clone();
     for (i, v) in p.parameters.iter_mut().enumerate() {
         let is_date = matches!(types.get(i), Some(Some(DataType::Date32)));
-        let hinted = portal
-            .statement
-            .parameter_types
-            .get(i)
-            .cloned()
-            .flatten();
+        let hinted = portal.statement.parameter_types.get(i).cloned().flatten();
         let text = portal.parameter_format.format_for(i) == FieldFormat::Text;
         if !(is_date && text && (hinted.is_none() || hinted == Some(pgwire::api::Type::DATE))) {
             continue;

@@ -19,8 +19,12 @@ pub fn acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor, String> {
     if certs.is_empty() {
         return Err(format!("no certificate in tls_cert {}", cert.display()));
     }
-    let key = PrivateKeyDer::from_pem_file(key)
-        .map_err(|e| format!("cannot read tls_key {} (PKCS#8, RSA or SEC1 PEM): {e}", key.display()))?;
+    let key = PrivateKeyDer::from_pem_file(key).map_err(|e| {
+        format!(
+            "cannot read tls_key {} (PKCS#8, RSA or SEC1 PEM): {e}",
+            key.display()
+        )
+    })?;
     let config = rustls::ServerConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
     ))

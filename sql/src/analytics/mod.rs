@@ -304,7 +304,8 @@ fn frame(stmt: &AnalyticsStatement, tz: &chrono_tz::Tz) -> Result<Frame> {
         None => chrono::Utc::now().timestamp_millis(),
     };
     let as_of_day = local_day_of(as_of_ms, tz);
-    let periods_end = |unit: Unit, n: u32| period_start(unit, period_index(unit, to) + n as i32 + 1) - 1;
+    let periods_end =
+        |unit: Unit, n: u32| period_start(unit, period_index(unit, to) + n as i32 + 1) - 1;
     let scan = match &stmt.body {
         Body::Funnel { window, strict, .. } => {
             if *strict {
@@ -676,10 +677,7 @@ pub async fn execute(
     }
 
     // Projection of the needed columns, and physical expressions over it.
-    let mut projection: Vec<usize> = needed
-        .iter()
-        .filter_map(|n| layout.index_of(n))
-        .collect();
+    let mut projection: Vec<usize> = needed.iter().filter_map(|n| layout.index_of(n)).collect();
     projection.sort_unstable();
     let proj_schema = Arc::new(layout.schema.project(&projection)?);
     let proj_df = DFSchema::try_from(proj_schema.as_ref().clone())?;
@@ -922,18 +920,12 @@ fn key_order(keys: &mut Vec<u32>, dict: &Dictionary) {
             (true, true) => std::cmp::Ordering::Equal,
             (true, false) => std::cmp::Ordering::Greater,
             (false, true) => std::cmp::Ordering::Less,
-            _ => va
-                .partial_cmp(&vb)
-                .unwrap_or(std::cmp::Ordering::Equal),
+            _ => va.partial_cmp(&vb).unwrap_or(std::cmp::Ordering::Equal),
         }
     });
 }
 
-fn key_columns(
-    by: &[ByResolved],
-    row_keys: &[u32],
-    dict: &Dictionary,
-) -> Result<Vec<ArrayRef>> {
+fn key_columns(by: &[ByResolved], row_keys: &[u32], dict: &Dictionary) -> Result<Vec<ArrayRef>> {
     let mut cols = Vec::new();
     for (i, b) in by.iter().enumerate() {
         let vals: Vec<ScalarValue> = row_keys
@@ -993,36 +985,73 @@ fn build_output(
             rows.sort_by_key(|r| (pos.get(&r.key).copied().unwrap_or(0), r.step));
             let row_keys: Vec<u32> = rows.iter().map(|r| r.key).collect();
             cols.extend(key_columns(by, &row_keys, dict)?);
-            cols.push(Arc::new(Int32Array::from_iter_values(rows.iter().map(|r| r.step as i32))));
-            cols.push(Arc::new(StringArray::from_iter_values(
-                rows.iter().map(|r| label_of(&steps[r.step - 1], "step", r.step)),
+            cols.push(Arc::new(Int32Array::from_iter_values(
+                rows.iter().map(|r| r.step as i32),
             )));
-            cols.push(Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.contacts as i64))));
-            cols.push(Arc::new(Float64Array::from_iter(rows.iter().map(|r| r.conversion_rate))));
-            cols.push(Arc::new(Float64Array::from_iter(rows.iter().map(|r| r.overall_rate))));
-            cols.push(Arc::new(Float64Array::from_iter(rows.iter().map(|r| r.median_seconds))));
-            cols.push(Arc::new(Float64Array::from_iter(rows.iter().map(|r| r.avg_seconds))));
+            cols.push(Arc::new(StringArray::from_iter_values(
+                rows.iter()
+                    .map(|r| label_of(&steps[r.step - 1], "step", r.step)),
+            )));
+            cols.push(Arc::new(Int64Array::from_iter_values(
+                rows.iter().map(|r| r.contacts as i64),
+            )));
+            cols.push(Arc::new(Float64Array::from_iter(
+                rows.iter().map(|r| r.conversion_rate),
+            )));
+            cols.push(Arc::new(Float64Array::from_iter(
+                rows.iter().map(|r| r.overall_rate),
+            )));
+            cols.push(Arc::new(Float64Array::from_iter(
+                rows.iter().map(|r| r.median_seconds),
+            )));
+            cols.push(Arc::new(Float64Array::from_iter(
+                rows.iter().map(|r| r.avg_seconds),
+            )));
         }
         (Acc::Retention(a), _) => {
             let rows = a.rows();
-            cols.push(Arc::new(Date32Array::from_iter_values(rows.iter().map(|r| r.cohort))));
-            cols.push(Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.cohort_contacts as i64))));
-            cols.push(Arc::new(Int32Array::from_iter_values(rows.iter().map(|r| r.period as i32))));
-            cols.push(Arc::new(Int64Array::from_iter(rows.iter().map(|r| r.contacts.map(|c| c as i64)))));
-            cols.push(Arc::new(Float64Array::from_iter(rows.iter().map(|r| r.rate))));
+            cols.push(Arc::new(Date32Array::from_iter_values(
+                rows.iter().map(|r| r.cohort),
+            )));
+            cols.push(Arc::new(Int64Array::from_iter_values(
+                rows.iter().map(|r| r.cohort_contacts as i64),
+            )));
+            cols.push(Arc::new(Int32Array::from_iter_values(
+                rows.iter().map(|r| r.period as i32),
+            )));
+            cols.push(Arc::new(Int64Array::from_iter(
+                rows.iter().map(|r| r.contacts.map(|c| c as i64)),
+            )));
+            cols.push(Arc::new(Float64Array::from_iter(
+                rows.iter().map(|r| r.rate),
+            )));
         }
         (Acc::Attribute(a), Body::Attribute { touches, .. }) => {
             let rows = a.rows();
-            cols.push(Arc::new(StringArray::from_iter_values(rows.iter().map(|r| match r.touch {
-                Some(i) => label_of(&touches[i], "touch", i + 1),
-                None => "direct".to_string(),
-            }))));
-            cols.push(Arc::new(Int64Array::from_iter(rows.iter().map(|r| r.clicks.map(|c| c as i64)))));
-            cols.push(Arc::new(Int64Array::from_iter(rows.iter().map(|r| r.effective_clicks.map(|c| c as i64)))));
-            cols.push(Arc::new(Float64Array::from_iter(rows.iter().map(|r| r.effective_rate))));
-            cols.push(Arc::new(Float64Array::from_iter_values(rows.iter().map(|r| r.conversions))));
-            cols.push(Arc::new(Float64Array::from_iter(rows.iter().map(|r| r.value))));
-            cols.push(Arc::new(Float64Array::from_iter(rows.iter().map(|r| r.contribution))));
+            cols.push(Arc::new(StringArray::from_iter_values(rows.iter().map(
+                |r| match r.touch {
+                    Some(i) => label_of(&touches[i], "touch", i + 1),
+                    None => "direct".to_string(),
+                },
+            ))));
+            cols.push(Arc::new(Int64Array::from_iter(
+                rows.iter().map(|r| r.clicks.map(|c| c as i64)),
+            )));
+            cols.push(Arc::new(Int64Array::from_iter(
+                rows.iter().map(|r| r.effective_clicks.map(|c| c as i64)),
+            )));
+            cols.push(Arc::new(Float64Array::from_iter(
+                rows.iter().map(|r| r.effective_rate),
+            )));
+            cols.push(Arc::new(Float64Array::from_iter_values(
+                rows.iter().map(|r| r.conversions),
+            )));
+            cols.push(Arc::new(Float64Array::from_iter(
+                rows.iter().map(|r| r.value),
+            )));
+            cols.push(Arc::new(Float64Array::from_iter(
+                rows.iter().map(|r| r.contribution),
+            )));
         }
         (Acc::Ltv(a), _) => {
             let mut rows = a.rows();
@@ -1041,14 +1070,30 @@ fn build_output(
             });
             let row_keys: Vec<u32> = rows.iter().map(|r| r.key).collect();
             cols.extend(key_columns(by, &row_keys, dict)?);
-            cols.push(Arc::new(Date32Array::from_iter(rows.iter().map(|r| r.cohort))));
-            cols.push(Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.initial_contacts as i64))));
-            cols.push(Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.paying_contacts as i64))));
-            cols.push(Arc::new(Int32Array::from_iter_values(rows.iter().map(|r| r.period as i32))));
-            cols.push(Arc::new(Float64Array::from_iter(rows.iter().map(|r| r.revenue))));
-            cols.push(Arc::new(Float64Array::from_iter(rows.iter().map(|r| r.arpu))));
-            cols.push(Arc::new(Float64Array::from_iter(rows.iter().map(|r| r.arppu))));
-            cols.push(Arc::new(Int64Array::from_iter(rows.iter().map(|r| r.new_payers.map(|c| c as i64)))));
+            cols.push(Arc::new(Date32Array::from_iter(
+                rows.iter().map(|r| r.cohort),
+            )));
+            cols.push(Arc::new(Int64Array::from_iter_values(
+                rows.iter().map(|r| r.initial_contacts as i64),
+            )));
+            cols.push(Arc::new(Int64Array::from_iter_values(
+                rows.iter().map(|r| r.paying_contacts as i64),
+            )));
+            cols.push(Arc::new(Int32Array::from_iter_values(
+                rows.iter().map(|r| r.period as i32),
+            )));
+            cols.push(Arc::new(Float64Array::from_iter(
+                rows.iter().map(|r| r.revenue),
+            )));
+            cols.push(Arc::new(Float64Array::from_iter(
+                rows.iter().map(|r| r.arpu),
+            )));
+            cols.push(Arc::new(Float64Array::from_iter(
+                rows.iter().map(|r| r.arppu),
+            )));
+            cols.push(Arc::new(Int64Array::from_iter(
+                rows.iter().map(|r| r.new_payers.map(|c| c as i64)),
+            )));
         }
         (Acc::Paths(a), Body::Paths { by: pb, .. }) => {
             let rows = a.rows();
@@ -1094,10 +1139,18 @@ fn build_output(
                         (Some(x), Some(y)) => x.cmp(y),
                     })
             });
-            cols.push(Arc::new(Int32Array::from_iter_values(named.iter().map(|r| r.0 as i32))));
-            cols.push(Arc::new(StringArray::from_iter(named.iter().map(|r| Some(r.1.clone())))));
-            cols.push(Arc::new(StringArray::from_iter(named.iter().map(|r| r.2.clone()))));
-            cols.push(Arc::new(Int64Array::from_iter_values(named.iter().map(|r| r.3 as i64))));
+            cols.push(Arc::new(Int32Array::from_iter_values(
+                named.iter().map(|r| r.0 as i32),
+            )));
+            cols.push(Arc::new(StringArray::from_iter(
+                named.iter().map(|r| Some(r.1.clone())),
+            )));
+            cols.push(Arc::new(StringArray::from_iter(
+                named.iter().map(|r| r.2.clone()),
+            )));
+            cols.push(Arc::new(Int64Array::from_iter_values(
+                named.iter().map(|r| r.3 as i64),
+            )));
         }
         _ => unreachable!("accumulator matches statement"),
     }

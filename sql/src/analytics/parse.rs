@@ -308,8 +308,7 @@ fn clauses(kind: Kind, tokens: &[Token]) -> Result<Vec<(String, Vec<Token>)>> {
             let mut matched = None;
             for m in kind.clauses().iter().chain(COMMON_CLAUSES.iter()) {
                 if m.len() + i <= tokens.len()
-                    && m
-                        .iter()
+                    && m.iter()
                         .enumerate()
                         .all(|(j, w)| word(&tokens[i + j]).as_deref() == Some(*w))
                 {
@@ -381,7 +380,11 @@ fn labeled(mut tokens: Vec<Token>, what: &str) -> Result<Labeled> {
         match &tokens[n - 1] {
             Token::SingleQuotedString(s) => label = Some(s.clone()),
             Token::Word(w) => label = Some(w.value.clone()),
-            other => return Err(syntax(format!("{what} label must be a string, got {other}"))),
+            other => {
+                return Err(syntax(format!(
+                    "{what} label must be a string, got {other}"
+                )))
+            }
         }
         tokens.truncate(n - 2);
     }
@@ -396,7 +399,9 @@ fn number(t: Option<&Token>, what: &str) -> Result<u64> {
         Some(Token::Number(n, _)) => n
             .parse::<u64>()
             .map_err(|_| SqlError::InvalidValue(format!("{what} must be a whole number, got {n}"))),
-        Some(other) => Err(syntax(format!("{what} must be a whole number, got {other}"))),
+        Some(other) => Err(syntax(format!(
+            "{what} must be a whole number, got {other}"
+        ))),
         None => Err(syntax(format!("{what} needs a number"))),
     }
 }
@@ -404,7 +409,9 @@ fn number(t: Option<&Token>, what: &str) -> Result<u64> {
 fn string_lit(t: Option<&Token>, what: &str) -> Result<String> {
     match t {
         Some(Token::SingleQuotedString(s)) => Ok(s.clone()),
-        Some(other) => Err(syntax(format!("{what} must be a quoted literal, got {other}"))),
+        Some(other) => Err(syntax(format!(
+            "{what} must be a quoted literal, got {other}"
+        ))),
         None => Err(syntax(format!("{what} needs a quoted literal"))),
     }
 }
@@ -421,7 +428,9 @@ fn date_lit(t: Option<&Token>, what: &str) -> Result<chrono::NaiveDate> {
 fn expect_end(tokens: &[Token], used: usize, what: &str) -> Result<()> {
     match tokens.get(used) {
         None => Ok(()),
-        Some(t) => Err(syntax(format!("syntax error at or near \"{t}\" after {what}"))),
+        Some(t) => Err(syntax(format!(
+            "syntax error at or near \"{t}\" after {what}"
+        ))),
     }
 }
 
@@ -555,13 +564,20 @@ pub fn parse_statement(kind: Kind, tokens: Vec<Token>, text: String) -> Result<A
                 let g = match toks.as_slice() {
                     [Token::Word(w)] => w.value.clone(),
                     [Token::SingleQuotedString(s)] => s.clone(),
-                    _ => return Err(syntax("IN GROUP expects a group id, e.g. IN GROUP group_vip")),
+                    _ => {
+                        return Err(syntax(
+                            "IN GROUP expects a group id, e.g. IN GROUP group_vip",
+                        ))
+                    }
                 };
                 group = Some(g);
             }
             "AS OF" => {
                 let mut i = 0;
-                if matches!(toks.first().and_then(word).as_deref(), Some("TIMESTAMP") | Some("TIMESTAMPTZ") | Some("DATE")) {
+                if matches!(
+                    toks.first().and_then(word).as_deref(),
+                    Some("TIMESTAMP") | Some("TIMESTAMPTZ") | Some("DATE")
+                ) {
                     i = 1;
                 }
                 as_of = Some(string_lit(toks.get(i), "AS OF")?);
@@ -595,7 +611,11 @@ pub fn parse_statement(kind: Kind, tokens: Vec<Token>, text: String) -> Result<A
                 if anchor.is_some() {
                     return Err(syntax("PATHS takes START AT or END AT, not both"));
                 }
-                let a = if name == "START AT" { Anchor::Start } else { Anchor::End };
+                let a = if name == "START AT" {
+                    Anchor::Start
+                } else {
+                    Anchor::End
+                };
                 anchor = Some((a, toks));
             }
             "SESSION GAP" => gap = Some(toks),
@@ -676,12 +696,12 @@ pub fn parse_statement(kind: Kind, tokens: Vec<Token>, text: String) -> Result<A
                 return Err(syntax("ATTRIBUTE needs at least one TOUCH <predicate>"));
             }
             if touches.len() > 30 {
-                return Err(SqlError::InvalidValue("ATTRIBUTE takes at most 30 touches".into()));
+                return Err(SqlError::InvalidValue(
+                    "ATTRIBUTE takes at most 30 touches".into(),
+                ));
             }
             let target = parse_expr_tokens(&need(target, "TARGET <predicate>")?, "TARGET")?;
-            let value = value
-                .map(|v| parse_expr_tokens(&v, "VALUE"))
-                .transpose()?;
+            let value = value.map(|v| parse_expr_tokens(&v, "VALUE")).transpose()?;
             let w = need(within, "WITHIN SAME DAY | WITHIN <n> DAYS")?;
             let window = if w.first().and_then(word).as_deref() == Some("SAME") {
                 if w.get(1).and_then(word).as_deref() != Some("DAY") {
@@ -691,8 +711,13 @@ pub fn parse_statement(kind: Kind, tokens: Vec<Token>, text: String) -> Result<A
                 AttrWindow::SameDay
             } else {
                 let n = number(w.first(), "WITHIN")?;
-                if !matches!(w.get(1).and_then(word).as_deref(), Some("DAY") | Some("DAYS")) {
-                    return Err(syntax("ATTRIBUTE expects WITHIN SAME DAY or WITHIN <n> DAYS"));
+                if !matches!(
+                    w.get(1).and_then(word).as_deref(),
+                    Some("DAY") | Some("DAYS")
+                ) {
+                    return Err(syntax(
+                        "ATTRIBUTE expects WITHIN SAME DAY or WITHIN <n> DAYS",
+                    ));
                 }
                 expect_end(&w, 2, "WITHIN")?;
                 if n < 1 || n > 30 {
@@ -724,7 +749,10 @@ pub fn parse_statement(kind: Kind, tokens: Vec<Token>, text: String) -> Result<A
             }
         }
         Kind::Ltv => {
-            let init = need(initial, "INITIAL EVENT <predicate> | INITIAL ATTRIBUTE <column>")?;
+            let init = need(
+                initial,
+                "INITIAL EVENT <predicate> | INITIAL ATTRIBUTE <column>",
+            )?;
             let is_op_next = |i: usize| {
                 matches!(
                     init.get(i),
@@ -738,7 +766,12 @@ pub fn parse_statement(kind: Kind, tokens: Vec<Token>, text: String) -> Result<A
                         | Some(Token::Period)
                 ) || matches!(
                     init.get(i).and_then(word).as_deref(),
-                    Some("IN") | Some("IS") | Some("LIKE") | Some("NOT") | Some("BETWEEN") | Some("ILIKE")
+                    Some("IN")
+                        | Some("IS")
+                        | Some("LIKE")
+                        | Some("NOT")
+                        | Some("BETWEEN")
+                        | Some("ILIKE")
                 )
             };
             let initial = match init.first().and_then(word).as_deref() {
@@ -751,7 +784,10 @@ pub fn parse_statement(kind: Kind, tokens: Vec<Token>, text: String) -> Result<A
                 }
                 _ => LtvInitial::Event(parse_expr_tokens(&init, "INITIAL")?),
             };
-            let revenue = parse_expr_tokens(&need(revenue, "REVENUE <predicate> VALUE <column>")?, "REVENUE")?;
+            let revenue = parse_expr_tokens(
+                &need(revenue, "REVENUE <predicate> VALUE <column>")?,
+                "REVENUE",
+            )?;
             let value = parse_expr_tokens(&need(value, "VALUE <numeric column>")?, "VALUE")?;
             let (unit, periods) = unit_periods(&need(by, "BY DAY|WEEK|MONTH PERIODS <n>")?)?;
             let group_by = match group_by {
@@ -759,7 +795,9 @@ pub fn parse_statement(kind: Kind, tokens: Vec<Token>, text: String) -> Result<A
                 None => vec![],
             };
             if group_by.len() > 2 {
-                return Err(SqlError::InvalidValue("LTV takes at most two GROUP BY columns".into()));
+                return Err(SqlError::InvalidValue(
+                    "LTV takes at most two GROUP BY columns".into(),
+                ));
             }
             Body::Ltv {
                 initial,
@@ -773,7 +811,17 @@ pub fn parse_statement(kind: Kind, tokens: Vec<Token>, text: String) -> Result<A
         Kind::Paths => {
             let events = parse_expr_tokens(&need(events, "EVENTS <predicate>")?, "EVENTS")?;
             let (anchor, anchor_expr) = match anchor {
-                Some((a, t)) => (a, Some(parse_expr_tokens(&t, if a == Anchor::Start { "START AT" } else { "END AT" })?)),
+                Some((a, t)) => (
+                    a,
+                    Some(parse_expr_tokens(
+                        &t,
+                        if a == Anchor::Start {
+                            "START AT"
+                        } else {
+                            "END AT"
+                        },
+                    )?),
+                ),
                 None => (Anchor::None, None),
             };
             let g = need(gap, "SESSION GAP <n> SECONDS|MINUTES|HOURS")?;
@@ -854,12 +902,23 @@ mod tests {
     fn funnel_parses() {
         let s = one("FUNNEL STEP event = 'a' AS 'A', STEP event IN ('b','c') WITHIN 7 DAYS FROM '2025-06-01' TO '2025-06-30' STRICT WHERE city = 'x' AND age > 3 IN GROUP group_v BY contact.city");
         match s.body {
-            Body::Funnel { steps, window, strict, by } => {
+            Body::Funnel {
+                steps,
+                window,
+                strict,
+                by,
+            } => {
                 assert_eq!(steps.len(), 2);
                 assert_eq!(steps[0].label.as_deref(), Some("A"));
                 assert_eq!(window, Window::Days(7));
                 assert!(strict);
-                assert_eq!(by, Some(ByColumn { name: "city".into(), contact: true }));
+                assert_eq!(
+                    by,
+                    Some(ByColumn {
+                        name: "city".into(),
+                        contact: true
+                    })
+                );
             }
             _ => panic!(),
         }
@@ -869,7 +928,8 @@ mod tests {
 
     #[test]
     fn errors_say_what_is_allowed() {
-        let e = split("FUNNEL STEP event='a' WITHIN 7 DAYS FROM '2025-06-01' TO '2025-06-02'").unwrap_err();
+        let e = split("FUNNEL STEP event='a' WITHIN 7 DAYS FROM '2025-06-01' TO '2025-06-02'")
+            .unwrap_err();
         assert!(e.to_string().contains("2 to 8"), "{e}");
         let e = split("FUNNEL STEP event='a', STEP event='b' WITHIN 40 DAYS FROM '2025-06-01' TO '2025-06-02'").unwrap_err();
         assert!(e.to_string().contains("30 days"), "{e}");
@@ -883,7 +943,9 @@ mod tests {
         assert!(matches!(&p[0], Piece::Sql(s) if s.trim() == "SELECT 1"));
         match &p[1] {
             Piece::Analytics { stmt, .. } => match &stmt.body {
-                Body::Ltv { initial, group_by, .. } => {
+                Body::Ltv {
+                    initial, group_by, ..
+                } => {
                     assert!(matches!(initial, LtvInitial::Event(_)));
                     assert_eq!(group_by.len(), 1);
                 }
@@ -897,8 +959,25 @@ mod tests {
     #[test]
     fn paths_and_attribute_parse() {
         let s = one("PATHS EVENTS event IN ('a','b') START AT event = 'a' SESSION GAP 30 MINUTES FROM '2025-06-01' TO '2025-06-02' BY p_page MERGE REPEATS DEPTH 4");
-        assert!(matches!(s.body, Body::Paths { anchor: Anchor::Start, gap_ms: 1_800_000, depth: 4, merge_repeats: true, .. }));
+        assert!(matches!(
+            s.body,
+            Body::Paths {
+                anchor: Anchor::Start,
+                gap_ms: 1_800_000,
+                depth: 4,
+                merge_repeats: true,
+                ..
+            }
+        ));
         let s = one("ATTRIBUTE TARGET event = 'order' VALUE p_amount TOUCH event = 'a' AS 'ad', TOUCH event = 'b' WITHIN SAME DAY MODEL LINEAR FROM '2025-06-01' TO '2025-06-02' INCLUDE DIRECT");
-        assert!(matches!(s.body, Body::Attribute { window: AttrWindow::SameDay, model: Model::Linear, include_direct: true, .. }));
+        assert!(matches!(
+            s.body,
+            Body::Attribute {
+                window: AttrWindow::SameDay,
+                model: Model::Linear,
+                include_direct: true,
+                ..
+            }
+        ));
     }
 }

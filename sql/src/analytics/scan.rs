@@ -195,10 +195,9 @@ struct Worker<'a> {
 
 fn eval_bool(e: &Arc<dyn PhysicalExpr>, b: &RecordBatch) -> Result<BooleanArray> {
     let v = e.evaluate(b)?.into_array(b.num_rows())?;
-    let a = v
-        .as_any()
-        .downcast_ref::<BooleanArray>()
-        .ok_or_else(|| SqlError::DatatypeMismatch("a predicate must be a boolean expression".into()))?;
+    let a = v.as_any().downcast_ref::<BooleanArray>().ok_or_else(|| {
+        SqlError::DatatypeMismatch("a predicate must be a boolean expression".into())
+    })?;
     Ok(a.clone())
 }
 
@@ -286,7 +285,9 @@ impl<'a> Worker<'a> {
             Some(KeySource::TypeAndExpr(e)) => Some(vec![eval_array(e, &batch)?]),
             _ => None,
         };
-        let mut dict = key_arrays.as_ref().map(|_| self.spec.dict.lock().expect("dict"));
+        let mut dict = key_arrays
+            .as_ref()
+            .map(|_| self.spec.dict.lock().expect("dict"));
         for (i, (contact, mut ev, _)) in self.pending.drain(..).enumerate().take(n) {
             let m = masks[i];
             if m == 0 {
@@ -345,11 +346,8 @@ impl<'a> Worker<'a> {
         };
         let key_is_type = matches!(spec.key, Some(KeySource::EventType));
         let (dlo, dhi) = spec.local_days;
-        spec.store.scan_event_runs(
-            spec.utc_days,
-            &spec.types,
-            (lo, hi),
-            &mut |key, val| {
+        spec.store
+            .scan_event_runs(spec.utc_days, &spec.types, (lo, hi), &mut |key, val| {
                 if key.ts_ms > spec.as_of_ms {
                     return true;
                 }
@@ -400,8 +398,7 @@ impl<'a> Worker<'a> {
                     self.recs.push((key.contact, ev));
                 }
                 true
-            },
-        )?;
+            })?;
         if let Some(e) = err {
             return Err(e);
         }
@@ -437,7 +434,9 @@ impl<'a> Worker<'a> {
         }
         let filter = spec.contacts.as_deref();
         let visit_all = spec.visit_all.as_deref();
-        let mut visit_i = visit_all.map(|v| v.partition_point(|x| *x < lo)).unwrap_or(0);
+        let mut visit_i = visit_all
+            .map(|v| v.partition_point(|x| *x < lo))
+            .unwrap_or(0);
         for i in 0..width {
             let (a, b) = (self.counts[i] as usize, self.counts[i + 1] as usize);
             let contact = lo + i as u64;
@@ -506,7 +505,11 @@ pub fn run<T: Send>(
             .collect();
         handles
             .into_iter()
-            .map(|h| h.join().unwrap_or_else(|_| Err(SqlError::Unsupported("analytics worker panicked".into()))))
+            .map(|h| {
+                h.join().unwrap_or_else(|_| {
+                    Err(SqlError::Unsupported("analytics worker panicked".into()))
+                })
+            })
             .collect()
     });
     results.into_iter().collect()

@@ -87,7 +87,10 @@ impl GroupsTable {
                 }
                 vec![
                     strings(gs.iter().map(|g| Some(g.name.clone()))),
-                    strings(gs.iter().map(|g| Some(g.comment.clone().unwrap_or(g.name.clone())))),
+                    strings(
+                        gs.iter()
+                            .map(|g| Some(g.comment.clone().unwrap_or(g.name.clone()))),
+                    ),
                     strings(gs.iter().map(|g| Some(g.kind.as_str().to_string()))),
                     strings(gs.iter().map(|g| g.definition.clone())),
                     strings(gs.iter().map(|g| Some(g.refresh.as_str().to_string()))),
@@ -105,15 +108,27 @@ impl GroupsTable {
                 }
                 vec![
                     strings(ts.iter().map(|t| Some(t.name.clone()))),
-                    strings(ts.iter().map(|t| Some(t.comment.clone().unwrap_or(t.name.clone())))),
+                    strings(
+                        ts.iter()
+                            .map(|t| Some(t.comment.clone().unwrap_or(t.name.clone()))),
+                    ),
                     strings(ts.iter().map(|t| {
-                        Some(if t.external_id_type.is_some() { "external" } else { "sql" }.into())
+                        Some(
+                            if t.external_id_type.is_some() {
+                                "external"
+                            } else {
+                                "sql"
+                            }
+                            .into(),
+                        )
                     })),
                     strings(ts.iter().map(|t| Some(t.data_type.sql_name().to_string()))),
                     strings(ts.iter().map(|t| t.definition.clone())),
                     strings(ts.iter().map(|t| Some(t.refresh.as_str().to_string()))),
                     strings(ts.iter().map(|t| Some(t.status.as_str().to_string()))),
-                    Arc::new(Int64Array::from_iter_values(ts.iter().map(|t| t.members as i64))),
+                    Arc::new(Int64Array::from_iter_values(
+                        ts.iter().map(|t| t.members as i64),
+                    )),
                     Arc::new(at.finish()),
                     strings(ts.iter().map(|t| t.error.clone())),
                     strings(ts.iter().map(|t| t.external_id_type.clone())),
@@ -334,9 +349,15 @@ pub fn pushable(e: &Expr, extras: &ViewExtras) -> bool {
             Operator::And | Operator::Or => pushable(left, extras) && pushable(right, extras),
             Operator::Eq | Operator::NotEq => {
                 (leaf_group(left, extras).is_some()
-                    && matches!(right.as_ref(), Expr::Literal(ScalarValue::Boolean(Some(_)), _)))
+                    && matches!(
+                        right.as_ref(),
+                        Expr::Literal(ScalarValue::Boolean(Some(_)), _)
+                    ))
                     || (leaf_group(right, extras).is_some()
-                        && matches!(left.as_ref(), Expr::Literal(ScalarValue::Boolean(Some(_)), _)))
+                        && matches!(
+                            left.as_ref(),
+                            Expr::Literal(ScalarValue::Boolean(Some(_)), _)
+                        ))
             }
             _ => false,
         },
@@ -421,98 +442,101 @@ pub async fn scan_view(
     let schema = extras.schema.clone();
     let view_schema = extras.schema.clone();
     let base_width = layout.schema.fields().len();
-    let out = tokio::task::spawn_blocking(move || -> Result<(Vec<RecordBatch>, Option<u64>, Option<u64>)> {
-        let mut members = Members {
-            store: &store,
-            loaded: HashMap::new(),
-        };
-        let mut bits: Option<Bits> = None;
-        for f in &bit_filters {
-            let b = eval(f, &extras, &mut |g| members.get(g))?;
-            bits = Some(match bits {
-                None => b,
-                Some(prev) => prev.and(b),
-            });
-        }
-        let bitmap_count = match &bits {
-            Some(Bits::Pos(s)) => Some(s.len()),
-            _ => None,
-        };
-        // count(*) and friends: no column is read, the bitmap is the answer.
-        if let (Some(p), Some(Bits::Pos(s)), None) = (&projection, &bits, &ids) {
-            if p.is_empty() {
-                let b = RecordBatch::try_new_with_options(
-                    Arc::new(Schema::empty()),
-                    vec![],
-                    &RecordBatchOptions::new().with_row_count(Some(s.len() as usize)),
-                )?;
-                return Ok((vec![b], bitmap_count, Some(s.len())));
-            }
-        }
-        let (fetch, except): (Option<Vec<u64>>, Option<RoaringTreemap>) = match (bits, ids) {
-            (None, ids) => (ids, None),
-            (Some(Bits::Pos(s)), None) => (Some(s.iter().collect()), None),
-            (Some(Bits::Pos(s)), Some(ids)) => {
-                (Some(ids.into_iter().filter(|i| s.contains(*i)).collect()), None)
-            }
-            (Some(Bits::Comp(s)), ids) => (ids, Some(s)),
-        };
-        let wanted = |i: usize| projection.as_ref().map_or(true, |p| p.contains(&i));
-        let mut out = Vec::new();
-        for batch in contact_batches(&store, &layout, fetch.as_deref())? {
-            let idcol = batch
-                .column(0)
-                .as_any()
-                .downcast_ref::<Int64Array>()
-                .expect("id column")
-                .clone();
-            let batch = match &except {
-                Some(x) => {
-                    let mask: BooleanArray = idcol
-                        .iter()
-                        .map(|v| Some(!v.is_some_and(|i| x.contains(i as u64))))
-                        .collect();
-                    filter_record_batch(&batch, &mask)?
-                }
-                None => batch,
+    let out = tokio::task::spawn_blocking(
+        move || -> Result<(Vec<RecordBatch>, Option<u64>, Option<u64>)> {
+            let mut members = Members {
+                store: &store,
+                loaded: HashMap::new(),
             };
-            if batch.num_rows() == 0 {
-                continue;
+            let mut bits: Option<Bits> = None;
+            for f in &bit_filters {
+                let b = eval(f, &extras, &mut |g| members.get(g))?;
+                bits = Some(match bits {
+                    None => b,
+                    Some(prev) => prev.and(b),
+                });
             }
-            let ids: Vec<u64> = batch
-                .column(0)
-                .as_any()
-                .downcast_ref::<Int64Array>()
-                .expect("id column")
-                .values()
-                .iter()
-                .map(|i| *i as u64)
-                .collect();
-            let mut cols: Vec<ArrayRef> = batch.columns().to_vec();
-            let mut idx = base_width;
-            for g in &extras.groups {
-                if wanted(idx) {
-                    let m = members.get(&g.name)?;
-                    let arr: BooleanArray = ids.iter().map(|i| Some(m.contains(*i))).collect();
-                    cols.push(Arc::new(arr));
-                } else {
-                    cols.push(new_null_array(&A::Boolean, ids.len()));
+            let bitmap_count = match &bits {
+                Some(Bits::Pos(s)) => Some(s.len()),
+                _ => None,
+            };
+            // count(*) and friends: no column is read, the bitmap is the answer.
+            if let (Some(p), Some(Bits::Pos(s)), None) = (&projection, &bits, &ids) {
+                if p.is_empty() {
+                    let b = RecordBatch::try_new_with_options(
+                        Arc::new(Schema::empty()),
+                        vec![],
+                        &RecordBatchOptions::new().with_row_count(Some(s.len() as usize)),
+                    )?;
+                    return Ok((vec![b], bitmap_count, Some(s.len())));
                 }
-                idx += 1;
             }
-            for t in &extras.tags {
-                let ty = schema.field(idx).data_type().clone();
-                if wanted(idx) {
-                    cols.push(crate::tags::tag_column(&store, t, &ids, &layout.tz)?);
-                } else {
-                    cols.push(new_null_array(&ty, ids.len()));
+            let (fetch, except): (Option<Vec<u64>>, Option<RoaringTreemap>) = match (bits, ids) {
+                (None, ids) => (ids, None),
+                (Some(Bits::Pos(s)), None) => (Some(s.iter().collect()), None),
+                (Some(Bits::Pos(s)), Some(ids)) => (
+                    Some(ids.into_iter().filter(|i| s.contains(*i)).collect()),
+                    None,
+                ),
+                (Some(Bits::Comp(s)), ids) => (ids, Some(s)),
+            };
+            let wanted = |i: usize| projection.as_ref().map_or(true, |p| p.contains(&i));
+            let mut out = Vec::new();
+            for batch in contact_batches(&store, &layout, fetch.as_deref())? {
+                let idcol = batch
+                    .column(0)
+                    .as_any()
+                    .downcast_ref::<Int64Array>()
+                    .expect("id column")
+                    .clone();
+                let batch = match &except {
+                    Some(x) => {
+                        let mask: BooleanArray = idcol
+                            .iter()
+                            .map(|v| Some(!v.is_some_and(|i| x.contains(i as u64))))
+                            .collect();
+                        filter_record_batch(&batch, &mask)?
+                    }
+                    None => batch,
+                };
+                if batch.num_rows() == 0 {
+                    continue;
                 }
-                idx += 1;
+                let ids: Vec<u64> = batch
+                    .column(0)
+                    .as_any()
+                    .downcast_ref::<Int64Array>()
+                    .expect("id column")
+                    .values()
+                    .iter()
+                    .map(|i| *i as u64)
+                    .collect();
+                let mut cols: Vec<ArrayRef> = batch.columns().to_vec();
+                let mut idx = base_width;
+                for g in &extras.groups {
+                    if wanted(idx) {
+                        let m = members.get(&g.name)?;
+                        let arr: BooleanArray = ids.iter().map(|i| Some(m.contains(*i))).collect();
+                        cols.push(Arc::new(arr));
+                    } else {
+                        cols.push(new_null_array(&A::Boolean, ids.len()));
+                    }
+                    idx += 1;
+                }
+                for t in &extras.tags {
+                    let ty = schema.field(idx).data_type().clone();
+                    if wanted(idx) {
+                        cols.push(crate::tags::tag_column(&store, t, &ids, &layout.tz)?);
+                    } else {
+                        cols.push(new_null_array(&ty, ids.len()));
+                    }
+                    idx += 1;
+                }
+                out.push(RecordBatch::try_new(schema.clone(), cols)?);
             }
-            out.push(RecordBatch::try_new(schema.clone(), cols)?);
-        }
-        Ok((out, bitmap_count, None))
-    })
+            Ok((out, bitmap_count, None))
+        },
+    )
     .await
     .map_err(ext)?
     .map_err(DataFusionError::from)?;
@@ -583,4 +607,3 @@ impl ExecutionPlan for BitmapScanExec {
         self.input.execute(partition, ctx)
     }
 }
-
