@@ -10,7 +10,6 @@ pub mod scan;
 
 use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
-use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 
 use cohortdb_analytics::attribute::{AttrWindow, AttributeAcc, AttributeSpec};
@@ -866,12 +865,12 @@ pub async fn execute(
         }
     );
     let tz2 = tz;
+    let interrupt = session.interrupt().clone();
     let accs = tokio::task::spawn_blocking(move || -> Result<Vec<Acc>> {
-        let cancel = AtomicBool::new(false);
         scan::run(
             &spec,
             2,
-            &cancel,
+            &|| interrupt.check(),
             &make_acc,
             &|acc: &mut Acc, contact: u64, evs: &[Event]| {
                 let ck = side2.keys.get(&contact).copied();

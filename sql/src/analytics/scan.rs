@@ -4,7 +4,7 @@
 //! time order to a per-contact callback. Memory is bounded by one shard.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use chrono::{Offset, TimeZone};
@@ -472,7 +472,7 @@ impl<'a> Worker<'a> {
 pub fn run<T: Send>(
     spec: &ScanSpec,
     threads: usize,
-    cancel: &AtomicBool,
+    check: &(dyn Fn() -> Result<()> + Sync),
     make: &(dyn Fn() -> T + Sync),
     add: &(dyn Fn(&mut T, u64, &[Event]) -> Result<()> + Sync),
 ) -> Result<Vec<T>> {
@@ -486,11 +486,8 @@ pub fn run<T: Send>(
                     let mut acc = make();
                     let mut w = Worker::new(spec);
                     loop {
-                        if cancel.load(Ordering::Relaxed) {
-                            return Err(SqlError::Cancelled(
-                                "canceling statement due to user request".into(),
-                            ));
-                        }
+                        // Cancel requests and statement_timeout, between shards.
+                        check()?;
                         let i = next.fetch_add(1, Ordering::Relaxed) as u64;
                         if i >= shards {
                             break;
