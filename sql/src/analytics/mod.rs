@@ -776,6 +776,11 @@ pub async fn execute(
         tz,
         predicates,
         value: value_src,
+        value_mask: match stmt.kind {
+            Kind::Attribute => 1,
+            Kind::Ltv => 2,
+            _ => u32::MAX,
+        },
         key,
         utc_days: utc,
         local_days: fr.scan,

@@ -101,6 +101,9 @@ pub struct ScanSpec {
     pub predicates: Vec<Predicate>,
     /// VALUE column.
     pub value: Option<ValueSource>,
+    /// Mask bits of the predicates whose events need VALUE (ATTRIBUTE's
+    /// target, LTV's revenue).
+    pub value_mask: u32,
     /// Event key.
     pub key: Option<KeySource>,
     /// UTC storage days to read.
@@ -181,7 +184,7 @@ struct Worker<'a> {
     reader: Option<BatchReader>,
     local: LocalDay,
     /// Type id → mask of the type-only predicates.
-    type_masks: HashMap<u32, u32>,
+    type_masks: Vec<u32>,
     /// Bits decided by expressions.
     expr_bits: u32,
     /// Events of the shard as read: (contact, event).
@@ -216,13 +219,16 @@ impl<'a> Worker<'a> {
                 spec.tz,
             )
         });
-        let mut type_masks: HashMap<u32, u32> = HashMap::new();
+        let max_type = spec.types.iter().copied().max().unwrap_or(0) as usize;
+        let mut type_masks: Vec<u32> = vec![0; max_type + 1];
         let mut expr_bits = 0u32;
         for (bit, p) in spec.predicates.iter().enumerate() {
             match p {
                 Predicate::Types(ts) => {
                     for t in ts {
-                        *type_masks.entry(*t).or_default() |= 1 << bit;
+                        if let Some(m) = type_masks.get_mut(*t as usize) {
+                            *m |= 1 << bit;
+                        }
                     }
                 }
                 Predicate::Expr(_) => expr_bits |= 1 << bit,
@@ -355,7 +361,11 @@ impl<'a> Worker<'a> {
                 if day < dlo || day > dhi {
                     return true;
                 }
-                let tmask = self.type_masks.get(&key.event_type).copied().unwrap_or(0);
+                let tmask = self
+                    .type_masks
+                    .get(key.event_type as usize)
+                    .copied()
+                    .unwrap_or(0);
                 if tmask == 0 && !needs_exprs {
                     return true;
                 }
@@ -366,7 +376,9 @@ impl<'a> Worker<'a> {
                     value: None,
                     key: 0,
                 };
-                if let Some(fid) = field_value {
+                // VALUE is decoded only for events whose predicates use it.
+                let wants_value = (tmask | self.expr_bits) & spec.value_mask != 0;
+                if let (Some(fid), true) = (field_value, wants_value) {
                     for (id, v) in RowReader::new(val) {
                         if id == fid {
                             ev.value = match v {
