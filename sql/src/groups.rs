@@ -587,6 +587,37 @@ fn command(tag: &str) -> Outcome {
     }
 }
 
+/// Adds a group definition with a fresh internal id: a dynamic group starts
+/// `pending` (its first refresh is queued next), a static one `done` and empty.
+fn add_group(
+    data: &mut cohortdb_storage::catalog::CatalogData,
+    name: &str,
+    comment: Option<String>,
+    kind: GroupKind,
+    definition: Option<String>,
+    refresh: RefreshPolicy,
+) -> Result<()> {
+    check_new_id(data, name)?;
+    let id = data.next_object_id.max(1);
+    data.next_object_id = id + 1;
+    let dynamic = kind == GroupKind::Dynamic;
+    data.groups.push(GroupDef {
+        id,
+        name: name.to_string(),
+        comment,
+        kind,
+        definition,
+        refresh,
+        status: if dynamic { JobStatus::Pending } else { JobStatus::Done },
+        members: 0,
+        computed_at_ms: (!dynamic).then(crate::ingest::now_ms),
+        error: None,
+        version: 0,
+        last_version: 0,
+    });
+    Ok(())
+}
+
 fn check_new_id(data: &cohortdb_storage::catalog::CatalogData, name: &str) -> Result<()> {
     let kind = if name.starts_with("group_") {
         "group"
@@ -626,25 +657,8 @@ pub async fn execute(session: &Session, stmt: GroupStatement) -> Result<Outcome>
             check_new_id(store.catalog().data(), &name)?;
             check_query(session, &query, None).await?;
             store
-                .update_catalog(|data, _| -> Result<()> {
-                    check_new_id(data, &name)?;
-                    let id = data.next_object_id.max(1);
-                    data.next_object_id = id + 1;
-                    data.groups.push(GroupDef {
-                        id,
-                        name: name.clone(),
-                        comment,
-                        kind: GroupKind::Dynamic,
-                        definition: Some(query),
-                        refresh,
-                        status: JobStatus::Pending,
-                        members: 0,
-                        computed_at_ms: None,
-                        error: None,
-                        version: 0,
-                        last_version: 0,
-                    });
-                    Ok(())
+                .update_catalog(|data, _| {
+                    add_group(data, &name, comment, GroupKind::Dynamic, Some(query), refresh)
                 })
                 .await?;
             crate::scheduler::of(&engine)
@@ -655,25 +669,8 @@ pub async fn execute(session: &Session, stmt: GroupStatement) -> Result<Outcome>
         GroupStatement::CreateStaticGroup { name, comment } => {
             validate_id(&name, "group_")?;
             store
-                .update_catalog(|data, _| -> Result<()> {
-                    check_new_id(data, &name)?;
-                    let id = data.next_object_id.max(1);
-                    data.next_object_id = id + 1;
-                    data.groups.push(GroupDef {
-                        id,
-                        name: name.clone(),
-                        comment,
-                        kind: GroupKind::Static,
-                        definition: None,
-                        refresh: RefreshPolicy::Manual,
-                        status: JobStatus::Done,
-                        members: 0,
-                        computed_at_ms: Some(crate::ingest::now_ms()),
-                        error: None,
-                        version: 0,
-                        last_version: 0,
-                    });
-                    Ok(())
+                .update_catalog(|data, _| {
+                    add_group(data, &name, comment, GroupKind::Static, None, RefreshPolicy::Manual)
                 })
                 .await?;
             Ok(command("CREATE GROUP"))
