@@ -308,19 +308,18 @@ async fn external_tags_are_loaded_with_copy() {
     .await;
 }
 
-/// Identities keyed by `wechat.openid` map imported rows to contacts. Needs
-/// identities to be writable over SQL (`INSERT INTO identities`), which the
-/// identity work adds.
+/// Identities keyed by `wechat.openid` (created by an identity-keyed insert)
+/// map imported rows to contacts; unknown openids are skipped.
 #[tokio::test(flavor = "multi_thread")]
-#[ignore = "needs INSERT INTO identities (identity branch)"]
 async fn external_tags_resolve_openids() {
     let server = TestServer::start();
     let client = server.client().await;
     contacts(&client, 3, 0).await;
+    // Two more contacts known by their WeChat openid (identity-keyed insert).
     exec(
         &client,
-        "INSERT INTO identities (contact_id, id_type, channel_id, id_value) VALUES \
-         (1, 'wechat.openid', 'wx_oa', 'o-alice'), (2, 'wechat.openid', 'wx_oa', 'o-bob')",
+        "INSERT INTO contacts (name, openid, channel_id) VALUES \
+         ('Alice', 'o-alice', 'wx_oa'), ('Bob', 'o-bob', 'wx_oa')",
     )
     .await;
     exec(
