@@ -608,7 +608,11 @@ fn add_group(
         kind,
         definition,
         refresh,
-        status: if dynamic { JobStatus::Pending } else { JobStatus::Done },
+        status: if dynamic {
+            JobStatus::Pending
+        } else {
+            JobStatus::Done
+        },
         members: 0,
         computed_at_ms: (!dynamic).then(crate::ingest::now_ms),
         error: None,
@@ -658,7 +662,14 @@ pub async fn execute(session: &Session, stmt: GroupStatement) -> Result<Outcome>
             check_query(session, &query, None).await?;
             store
                 .update_catalog(|data, _| {
-                    add_group(data, &name, comment, GroupKind::Dynamic, Some(query), refresh)
+                    add_group(
+                        data,
+                        &name,
+                        comment,
+                        GroupKind::Dynamic,
+                        Some(query),
+                        refresh,
+                    )
                 })
                 .await?;
             crate::scheduler::of(&engine)
@@ -670,7 +681,14 @@ pub async fn execute(session: &Session, stmt: GroupStatement) -> Result<Outcome>
             validate_id(&name, "group_")?;
             store
                 .update_catalog(|data, _| {
-                    add_group(data, &name, comment, GroupKind::Static, None, RefreshPolicy::Manual)
+                    add_group(
+                        data,
+                        &name,
+                        comment,
+                        GroupKind::Static,
+                        None,
+                        RefreshPolicy::Manual,
+                    )
                 })
                 .await?;
             Ok(command("CREATE GROUP"))
