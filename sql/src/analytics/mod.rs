@@ -40,7 +40,7 @@ use crate::convert::{date_from_days, days_from_date, parse_timestamp_ms};
 use crate::engine::Session;
 use crate::error::{Result, SqlError};
 use crate::layout::{EventCol, EventLayout};
-use crate::tables::events::plan_event_scan;
+use crate::tables::events::{lit_str, plan_event_scan};
 
 /// Where a BY column comes from.
 #[derive(Debug, Clone)]
@@ -206,19 +206,6 @@ impl Compiler {
     }
 }
 
-fn lit_text(e: &Expr) -> Option<String> {
-    match e {
-        Expr::Literal(
-            ScalarValue::Utf8(Some(s))
-            | ScalarValue::Utf8View(Some(s))
-            | ScalarValue::LargeUtf8(Some(s)),
-            _,
-        ) => Some(s.clone()),
-        Expr::Cast(c) => lit_text(&c.expr),
-        _ => None,
-    }
-}
-
 fn is_event_col(e: &Expr) -> bool {
     matches!(e, Expr::Column(c) if c.name == "event")
 }
@@ -233,9 +220,9 @@ fn type_only(e: &Expr, catalog: &Catalog) -> Option<Vec<u32>> {
             right,
         }) => {
             let code = if is_event_col(left) {
-                lit_text(right)?
+                lit_str(right)?
             } else if is_event_col(right) {
-                lit_text(left)?
+                lit_str(left)?
             } else {
                 return None;
             };
@@ -255,7 +242,7 @@ fn type_only(e: &Expr, catalog: &Catalog) -> Option<Vec<u32>> {
         Expr::InList(l) if !l.negated && is_event_col(&l.expr) => {
             let mut v = Vec::new();
             for x in &l.list {
-                if let Some(i) = id(&lit_text(x)?) {
+                if let Some(i) = id(&lit_str(x)?) {
                     v.push(i);
                 }
             }

@@ -76,7 +76,8 @@ struct Pushdown {
     day_hi: Option<i32>,
 }
 
-fn lit_str(e: &Expr) -> Option<String> {
+/// A text literal (possibly under a cast).
+pub(crate) fn lit_str(e: &Expr) -> Option<String> {
     match e {
         Expr::Literal(
             ScalarValue::Utf8(Some(s))
