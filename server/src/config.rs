@@ -26,6 +26,11 @@ pub struct Config {
     pub block_cache_mb: usize,
     /// Most memory (MiB) one INSERT/COPY may stage before commit (SQLSTATE 54000 beyond).
     pub max_statement_mb: usize,
+    /// Most memory (MiB) one query may use (SQLSTATE 53200 beyond; sorts and
+    /// aggregations spill to disk first). Sessions may `SET max_query_memory`. 0 = no limit.
+    pub max_query_memory_mb: usize,
+    /// Deepest nesting of expressions in a statement (SQLSTATE 54001 beyond).
+    pub max_expression_depth: usize,
     /// TLS certificate chain (PEM); with `tls_key`, clients may use `sslmode=require`.
     pub tls_cert: Option<PathBuf>,
     /// TLS private key (PEM: PKCS#8, RSA or SEC1).
@@ -43,6 +48,8 @@ impl Default for Config {
             writer_queue: 256,
             block_cache_mb: 256,
             max_statement_mb: 4096,
+            max_query_memory_mb: cohortdb_sql::limits::DEFAULT_MAX_QUERY_MEMORY_MB,
+            max_expression_depth: cohortdb_sql::limits::DEFAULT_MAX_EXPRESSION_DEPTH,
             tls_cert: None,
             tls_key: None,
         }

@@ -36,8 +36,15 @@ pub async fn run(cfg: Config, demo: bool) -> Result<(), String> {
         },
     )
     .map_err(|e| format!("cannot open data directory {}: {e}", cfg.data_dir.display()))?;
-    let engine =
-        Engine::new(store.clone(), EngineConfig { timezone: tz }).map_err(|e| e.to_string())?;
+    let engine = Engine::new(
+        store.clone(),
+        EngineConfig {
+            timezone: tz,
+            max_expression_depth: cfg.max_expression_depth,
+            max_query_memory: cfg.max_query_memory_mb << 20,
+        },
+    )
+    .map_err(|e| e.to_string())?;
     let admin_password = std::env::var("COHORTDB_ADMIN_PASSWORD")
         .ok()
         .filter(|p| !p.is_empty());

@@ -69,8 +69,11 @@ fn main() {
             if let Some(l) = listen {
                 cfg.listen = l;
             }
+            // Statements up to max_expression_depth recurse in planning;
+            // generous stacks keep that far from the guard page.
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
+                .thread_stack_size(64 << 20)
                 .build()
                 .expect("tokio runtime");
             match rt.block_on(cohortdb_server::run(cfg, demo)) {

@@ -41,11 +41,20 @@ pub const PG_VERSION_NUM: &str = "160004";
 pub struct EngineConfig {
     /// Server time zone: defines `event_day` and the default session time zone.
     pub timezone: Tz,
+    /// Deepest expression nesting a statement may have (SQLSTATE 54001 beyond).
+    pub max_expression_depth: usize,
+    /// Memory one query may use, in bytes, unless the session sets
+    /// `max_query_memory` (0 = no limit; SQLSTATE 53200 beyond).
+    pub max_query_memory: usize,
 }
 
 impl Default for EngineConfig {
     fn default() -> Self {
-        EngineConfig { timezone: Tz::UTC }
+        EngineConfig {
+            timezone: Tz::UTC,
+            max_expression_depth: crate::limits::DEFAULT_MAX_EXPRESSION_DEPTH,
+            max_query_memory: crate::limits::DEFAULT_MAX_QUERY_MEMORY_MB << 20,
+        }
     }
 }
 
@@ -54,6 +63,7 @@ pub struct Engine {
     store: Arc<Store>,
     base: SessionContext,
     env: TableEnv,
+    limits: EngineConfig,
     parser: PostgresCompatibilityParser,
     scheduler: crate::scheduler::Scheduler,
 }
@@ -143,6 +153,7 @@ impl Engine {
             store,
             base,
             env,
+            limits: config,
             parser: PostgresCompatibilityParser::new(),
             scheduler: Default::default(),
         });
@@ -222,6 +233,7 @@ impl Engine {
     /// Parses SQL text into statements (Postgres dialect with catalog
     /// rewrites; the analytics statements by their own grammar).
     pub fn parse(&self, sql: &str) -> Result<(Vec<CohortStatement>, Option<OnError>)> {
+        crate::limits::check_expression_depth(sql, self.limits.max_expression_depth)?;
         let (sql, on_error) = extract_on_error(sql);
         // Group and tag statements travel as carrier CALLs (crate::groups).
         if let Some(parts) = crate::groups::parse_script(&sql) {
@@ -257,9 +269,42 @@ impl Engine {
         let mut stmts = self
             .parser
             .parse(rewritten.as_deref().unwrap_or(sql))
-            .map_err(|e| SqlError::Syntax(e.to_string()))?;
+            .map_err(|e| {
+                let msg = e.to_string();
+                if msg.contains("recursion limit exceeded") {
+                    SqlError::TooComplex(format!(
+                        "the statement nests more than {} levels deep (parentheses, subqueries, function calls); simplify it",
+                        crate::limits::PARSER_NESTING_LIMIT
+                    ))
+                } else {
+                    SqlError::Syntax(msg)
+                }
+            })?;
         stmts.iter_mut().for_each(crate::rewrite::rewrite);
         Ok(stmts.into_iter().map(CohortStatement::Sql).collect())
+    }
+}
+
+/// Refuses a value cohortdb cannot apply for a setting it interprets (22023).
+fn validate_setting(name: &str, value: &str) -> Result<()> {
+    let ok = match name {
+        "statement_timeout" => {
+            value.trim_matches('\'').trim() == "0"
+                || crate::interrupt::parse_timeout(value).is_some()
+        }
+        "max_query_memory" => crate::limits::parse_memory(value).is_some(),
+        _ => true,
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(SqlError::InvalidValue(format!(
+            "invalid value for parameter \"{name}\": \"{value}\" ({})",
+            match name {
+                "statement_timeout" => "use milliseconds or a number with ms, s, min, h or d",
+                _ => "use MB, or a number with kB, MB, GB or TB; 0 means no limit",
+            }
+        )))
     }
 }
 
@@ -358,7 +403,15 @@ impl Session {
 
     /// Value of a setting as `SHOW` reports it.
     pub fn setting(&self, name: &str) -> Option<String> {
-        crate::settings::lookup(&self.settings, name, self.timezone().name())
+        crate::settings::lookup(&self.settings, name, self.timezone().name()).or_else(|| {
+            match crate::settings::normalize(name).as_str() {
+                "max_query_memory" => {
+                    Some(format!("{}MB", self.engine.limits.max_query_memory >> 20))
+                }
+                "max_expression_depth" => Some(self.engine.limits.max_expression_depth.to_string()),
+                _ => None,
+            }
+        })
     }
 
     /// Plans a statement for Parse/Describe (no side effects).
@@ -415,8 +468,39 @@ impl Session {
         }
     }
 
+    /// Memory one query of this session may use, in bytes (0 = no limit).
+    pub fn max_query_memory(&self) -> usize {
+        self.settings
+            .lock()
+            .expect("settings")
+            .get("max_query_memory")
+            .and_then(|v| crate::limits::parse_memory(v))
+            .unwrap_or(self.engine.limits.max_query_memory)
+    }
+
+    /// A context for one query: the session's, with a memory pool of the
+    /// query's own when `max_query_memory` limits it.
+    fn query_context(&self) -> Result<SessionContext> {
+        let ctx = self.context();
+        let limit = self.max_query_memory();
+        if limit == 0 {
+            return Ok(ctx);
+        }
+        let state = ctx.state();
+        let runtime = datafusion::execution::runtime_env::RuntimeEnvBuilder::from_runtime_env(
+            state.runtime_env(),
+        )
+        .with_memory_pool(crate::limits::query_memory_pool(limit))
+        .build_arc()?;
+        let state =
+            datafusion::execution::session_state::SessionStateBuilder::new_from_existing(state)
+                .with_runtime_env(runtime)
+                .build();
+        Ok(SessionContext::new_with_state(state))
+    }
+
     async fn run_plan(&self, stmt: &Statement, plan: LogicalPlan) -> Result<Outcome> {
-        let df = self.context().execute_logical_plan(plan).await?;
+        let df = self.query_context()?.execute_logical_plan(plan).await?;
         let tag = match stmt {
             Statement::Insert(_) => "INSERT",
             Statement::Update { .. } => "UPDATE",
@@ -711,6 +795,7 @@ impl Session {
                 value: tz.name().to_string(),
             });
         }
+        validate_setting(&name, &value)?;
         self.settings
             .lock()
             .expect("settings")

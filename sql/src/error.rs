@@ -66,6 +66,9 @@ pub enum SqlError {
     /// 54000: a statement exceeds a configured limit.
     #[error("{0}")]
     ProgramLimit(String),
+    /// 54001: a statement too complex to run (expressions nested too deeply).
+    #[error("{0}")]
+    TooComplex(String),
     /// 22P04: bad COPY data.
     #[error("{0}")]
     BadCopyFile(String),

@@ -20,6 +20,7 @@ pub mod identity_procs;
 pub mod ingest;
 pub mod interrupt;
 pub mod layout;
+pub mod limits;
 pub mod merge;
 pub mod params;
 pub mod pg_catalog_ext;

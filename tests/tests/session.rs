@@ -3,7 +3,7 @@
 //! ParameterStatus, SHOW, and a server that keeps serving after a client
 //! sends garbage.
 
-use cohortdb_tests::{exec, simple_rows, TestServer};
+use cohortdb_tests::{exec, expect_sqlstate, simple_rows, TestServer};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 #[tokio::test]
@@ -93,5 +93,71 @@ async fn limits_databases_and_time_zones() {
     let _ = tokio::time::timeout(std::time::Duration::from_secs(5), raw.read(&mut buf)).await;
     drop(raw);
     let rows = simple_rows(&a, "SELECT 1").await;
+    assert_eq!(rows[0][0].as_deref(), Some("1"));
+}
+
+/// Query limits: deep expressions are refused (54001) without harming the
+/// server, `max_query_memory` stops a query that needs more (53200) while a
+/// spilling sort under the same limit completes, and bad values are refused.
+#[tokio::test]
+async fn expression_depth_and_query_memory_limits() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("cohortdb.toml");
+    std::fs::write(&config, "max_expression_depth = 200\n").expect("write config");
+    let server = TestServer::start_with(
+        &dir.path().join("data"),
+        &["--config", config.to_str().expect("utf-8")],
+    );
+    let c = server.client().await;
+
+    let chain = |n: usize| format!("SELECT {}", vec!["1"; n].join(" + "));
+    let rows = simple_rows(&c, &chain(150)).await;
+    assert_eq!(rows[0][0].as_deref(), Some("150"));
+    // far deeper than any thread stack would survive if it were recursed over
+    for n in [250, 400_000] {
+        let err = expect_sqlstate(&c, &chain(n), "54001").await;
+        assert!(err.to_string().contains("max_expression_depth"), "{err}");
+        let err = c.prepare(&chain(n)).await.err().expect("54001 on Parse");
+        assert_eq!(err.code().map(|s| s.code()), Some("54001"), "{err}");
+    }
+    let ors = format!(
+        "SELECT count(*) FROM contacts WHERE {}",
+        (0..300)
+            .map(|i| format!("id = {i}"))
+            .collect::<Vec<_>>()
+            .join(" OR ")
+    );
+    expect_sqlstate(&c, &ors, "54001").await;
+    let nested = format!("SELECT {}1{}", "(".repeat(80), ")".repeat(80));
+    expect_sqlstate(&c, &nested, "54001").await;
+    let rows = simple_rows(&c, "SHOW max_expression_depth").await;
+    assert_eq!(rows[0][0].as_deref(), Some("200"));
+
+    // memory
+    let rows = simple_rows(&c, "SHOW max_query_memory").await;
+    assert_eq!(rows[0][0].as_deref(), Some("4096MB"));
+    expect_sqlstate(&c, "SET max_query_memory = 'plenty'", "22023").await;
+    expect_sqlstate(&c, "SET statement_timeout = 'soon'", "22023").await;
+    exec(&c, "SET max_query_memory = '1MB'").await;
+    let group_all = "SELECT count(*) FROM (SELECT g, count(*) FROM generate_series(1, 2000000) AS t(g) GROUP BY g) x";
+    let err = expect_sqlstate(&c, group_all, "53200").await;
+    assert!(err.to_string().contains("max_query_memory"), "{err}");
+    // the extended protocol runs under the same limit
+    let err = c.query(group_all, &[]).await.err().expect("53200");
+    assert_eq!(err.code().map(|s| s.code()), Some("53200"), "{err}");
+    // a sort spills to disk instead of failing
+    exec(&c, "SET max_query_memory = '16MB'").await;
+    let rows = simple_rows(
+        &c,
+        "SELECT max(rn) FROM (SELECT row_number() OVER (ORDER BY g % 1000, g DESC) AS rn FROM generate_series(1, 1000000) AS t(g)) x",
+    )
+    .await;
+    assert_eq!(rows[0][0].as_deref(), Some("1000000"));
+    exec(&c, "RESET max_query_memory").await;
+    let rows = simple_rows(&c, group_all).await;
+    assert_eq!(rows[0][0].as_deref(), Some("2000000"));
+    // other sessions were never limited
+    let other = server.client().await;
+    let rows = simple_rows(&other, "SELECT 1").await;
     assert_eq!(rows[0][0].as_deref(), Some("1"));
 }

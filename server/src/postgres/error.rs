@@ -37,6 +37,7 @@ fn sql_code(e: &SqlError) -> &'static str {
         SqlError::Cancelled(_) => "57014",
         SqlError::BadCopyFile(_) => "22P04",
         SqlError::ProgramLimit(_) => "54000",
+        SqlError::TooComplex(_) => "54001",
         SqlError::Storage(_) => "58030",
         SqlError::DataFusion(_) => "XX000",
     }
@@ -60,7 +61,12 @@ fn datafusion_code(e: &DataFusionError) -> (&'static str, String) {
             }
         }
         DataFusionError::NotImplemented(_) => "0A000",
-        DataFusionError::ResourcesExhausted(_) => "53200",
+        DataFusionError::ResourcesExhausted(_) => {
+            return (
+                "53200",
+                format!("the query needs more memory than max_query_memory allows; raise it (e.g. SET max_query_memory = '8GB', 0 = no limit) or narrow the query. {msg}"),
+            )
+        }
         DataFusionError::ArrowError(a, _) => match a.as_ref() {
             ArrowError::CastError(_) | ArrowError::ParseError(_) => "22P02",
             ArrowError::DivideByZero => "22012",
