@@ -29,6 +29,9 @@ pub struct Config {
     /// Most memory (MiB) one query may use (SQLSTATE 53200 beyond; sorts and
     /// aggregations spill to disk first). Sessions may `SET max_query_memory`. 0 = no limit.
     pub max_query_memory_mb: usize,
+    /// Longest statement text (Query/Parse message) in MiB (SQLSTATE 54000
+    /// beyond); the protocol itself ends a connection sending a frame over 1 GiB.
+    pub max_message_mb: usize,
     /// Deepest nesting of expressions in a statement (SQLSTATE 54001 beyond).
     pub max_expression_depth: usize,
     /// TLS certificate chain (PEM); with `tls_key`, clients may use `sslmode=require`.
@@ -50,6 +53,7 @@ impl Default for Config {
             max_statement_mb: 4096,
             max_query_memory_mb: cohortdb_sql::limits::DEFAULT_MAX_QUERY_MEMORY_MB,
             max_expression_depth: cohortdb_sql::limits::DEFAULT_MAX_EXPRESSION_DEPTH,
+            max_message_mb: cohortdb_sql::limits::DEFAULT_MAX_MESSAGE_MB,
             tls_cert: None,
             tls_key: None,
         }

@@ -41,6 +41,7 @@ pub async fn run(cfg: Config, demo: bool) -> Result<(), String> {
         EngineConfig {
             timezone: tz,
             max_expression_depth: cfg.max_expression_depth,
+            max_message: cfg.max_message_mb << 20,
             max_query_memory: cfg.max_query_memory_mb << 20,
         },
     )

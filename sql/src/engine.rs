@@ -43,6 +43,8 @@ pub struct EngineConfig {
     pub timezone: Tz,
     /// Deepest expression nesting a statement may have (SQLSTATE 54001 beyond).
     pub max_expression_depth: usize,
+    /// Longest statement text (a Query or Parse message) in bytes (SQLSTATE 54000 beyond).
+    pub max_message: usize,
     /// Memory one query may use, in bytes, unless the session sets
     /// `max_query_memory` (0 = no limit; SQLSTATE 53200 beyond).
     pub max_query_memory: usize,
@@ -53,6 +55,7 @@ impl Default for EngineConfig {
         EngineConfig {
             timezone: Tz::UTC,
             max_expression_depth: crate::limits::DEFAULT_MAX_EXPRESSION_DEPTH,
+            max_message: crate::limits::DEFAULT_MAX_MESSAGE_MB << 20,
             max_query_memory: crate::limits::DEFAULT_MAX_QUERY_MEMORY_MB << 20,
         }
     }
@@ -233,6 +236,13 @@ impl Engine {
     /// Parses SQL text into statements (Postgres dialect with catalog
     /// rewrites; the analytics statements by their own grammar).
     pub fn parse(&self, sql: &str) -> Result<(Vec<CohortStatement>, Option<OnError>)> {
+        if sql.len() > self.limits.max_message {
+            return Err(SqlError::ProgramLimit(format!(
+                "statement text of {} bytes exceeds max_message_mb ({} MiB); send large data with COPY, or raise max_message_mb in the server configuration",
+                sql.len(),
+                self.limits.max_message >> 20
+            )));
+        }
         crate::limits::check_expression_depth(sql, self.limits.max_expression_depth)?;
         let (sql, on_error) = extract_on_error(sql);
         // Group and tag statements travel as carrier CALLs (crate::groups).

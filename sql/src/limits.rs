@@ -1,4 +1,4 @@
-//! Per-statement resource limits: the nesting depth of expressions (checked
+//! Per-statement resource limits: the length of a statement's text, the nesting depth of expressions (checked
 //! on the statement text before anything recurses over its syntax tree) and
 //! the memory one query may use (a DataFusion memory pool of its own).
 //!
@@ -20,6 +20,9 @@ use crate::error::{Result, SqlError};
 
 /// Default of `max_expression_depth`: how deeply expressions may nest.
 pub const DEFAULT_MAX_EXPRESSION_DEPTH: usize = 1000;
+
+/// Default of `max_message_mb`: the longest statement text, in MiB.
+pub const DEFAULT_MAX_MESSAGE_MB: usize = 256;
 
 /// Default of `max_query_memory` in MiB (0 = no limit).
 pub const DEFAULT_MAX_QUERY_MEMORY_MB: usize = 4096;

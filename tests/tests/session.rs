@@ -30,8 +30,18 @@ async fn limits_databases_and_time_zones() {
     assert_eq!(err.code().map(|c| c.code()), Some("3D000"), "{err}");
 
     // connection limit: two connections fit, the third is refused with 53300
-    let a = server.client().await;
-    let b = server.client().await;
+    // (the start-up probe's connection frees its slot asynchronously: retry)
+    let connect = || async {
+        for _ in 0..50 {
+            if let Ok(c) = server.try_client().await {
+                return c;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        server.client().await
+    };
+    let a = connect().await;
+    let b = connect().await;
     let err = server.try_client().await.err().expect("53300");
     assert_eq!(err.code().map(|c| c.code()), Some("53300"), "{err}");
     drop(b);
@@ -103,7 +113,8 @@ async fn limits_databases_and_time_zones() {
 async fn expression_depth_and_query_memory_limits() {
     let dir = tempfile::tempdir().expect("tempdir");
     let config = dir.path().join("cohortdb.toml");
-    std::fs::write(&config, "max_expression_depth = 200\n").expect("write config");
+    std::fs::write(&config, "max_expression_depth = 200\nmax_message_mb = 2\n")
+        .expect("write config");
     let server = TestServer::start_with(
         &dir.path().join("data"),
         &["--config", config.to_str().expect("utf-8")],
@@ -130,6 +141,10 @@ async fn expression_depth_and_query_memory_limits() {
     expect_sqlstate(&c, &ors, "54001").await;
     let nested = format!("SELECT {}1{}", "(".repeat(80), ")".repeat(80));
     expect_sqlstate(&c, &nested, "54001").await;
+    // statement text over max_message_mb
+    let long = format!("SELECT '{}'", "x".repeat(2_200_000));
+    let err = expect_sqlstate(&c, &long, "54000").await;
+    assert!(err.to_string().contains("max_message_mb"), "{err}");
     let rows = simple_rows(&c, "SHOW max_expression_depth").await;
     assert_eq!(rows[0][0].as_deref(), Some("200"));
 
