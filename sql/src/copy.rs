@@ -47,6 +47,8 @@ pub struct CopyOptions {
     pub escape: u8,
     /// What to do with bad rows.
     pub on_error: OnError,
+    /// PostgreSQL's binary format (COPY TO; COPY FROM decodes it in [`CopyIn`]).
+    pub binary: bool,
 }
 
 impl CopyOptions {
@@ -61,6 +63,7 @@ impl CopyOptions {
                 quote: b'"',
                 escape: b'"',
                 on_error: OnError::Stop,
+                binary: false,
             },
             CopyFormat::Csv => CopyOptions {
                 format,
@@ -70,6 +73,7 @@ impl CopyOptions {
                 quote: b'"',
                 escape: b'"',
                 on_error: OnError::Stop,
+                binary: false,
             },
         }
     }

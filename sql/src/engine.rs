@@ -926,18 +926,13 @@ impl Session {
                 fmt = match f.value.to_ascii_lowercase().as_str() {
                     "csv" => CopyFormat::Csv,
                     "text" => CopyFormat::Text,
-                    "binary" if !to => {
+                    "binary" => {
                         binary = true;
                         CopyFormat::Csv
                     }
-                    "binary" => {
-                        return Err(SqlError::Unsupported(
-                            "COPY TO in binary format is not supported; use text or csv".into(),
-                        ))
-                    }
                     other => {
                         return Err(SqlError::InvalidValue(format!(
-                            "COPY format \"{other}\" not recognized (use text or csv)"
+                            "COPY format \"{other}\" not recognized (use text, csv or binary)"
                         )))
                     }
                 };
@@ -968,6 +963,7 @@ impl Session {
         if let Some(m) = on_error {
             opts.on_error = m;
         }
+        opts.binary = binary && to;
         match (to, target) {
             (false, CopyTarget::Stdin) => {
                 let CopySource::Table { table_name, columns } = source else {
@@ -997,7 +993,10 @@ impl Session {
                     }
                     CopySource::Query(q) => q.to_string(),
                 };
-                let df = self.context().sql(&sql).await?;
+                let df = self.query_context()?.sql(&sql).await?;
+                if opts.binary {
+                    crate::copy_binary_out::check_schema(df.schema().as_arrow())?;
+                }
                 Ok(Outcome::CopyOut { df, opts })
             }
             _ => Err(SqlError::Unsupported("COPY supports FROM STDIN and TO STDOUT only (files are read by the client, e.g. psql \\copy)".into())),

@@ -8,6 +8,7 @@ pub mod composable;
 pub mod convert;
 pub mod copy;
 pub mod copy_binary;
+pub mod copy_binary_out;
 pub mod dedupe;
 pub mod deletion;
 pub mod engine;

@@ -378,8 +378,15 @@ impl QueryHandler {
                     .map(|f| f.name().clone())
                     .collect();
                 let batches = df.execute_stream().await.map_err(|e| to_pg(e.into()))?;
-                let data = copy_out_stream(batches, opts, header, state.session.timezone());
-                Response::CopyOut(CopyResponse::new(0, columns, data))
+                if opts.binary {
+                    // format 0 keeps pgwire from appending a trailer of its own
+                    let mut copy = CopyResponse::new(0, columns, binary_copy_out_stream(batches));
+                    copy.format = 1;
+                    Response::CopyOut(copy)
+                } else {
+                    let data = copy_out_stream(batches, opts, header, state.session.timezone());
+                    Response::CopyOut(CopyResponse::new(0, columns, data.boxed()))
+                }
             }
         })
     }
@@ -409,6 +416,45 @@ fn copy_out_stream(
         };
         stream::iter(rows)
     })
+}
+
+/// COPY TO in PostgreSQL's binary format, framed as PostgreSQL frames it
+/// (clients such as psycopg rely on it): the header travels with the first
+/// row, then one CopyData per row, then the trailer (with the header when
+/// there were no rows).
+fn binary_copy_out_stream(
+    batches: datafusion::execution::SendableRecordBatchStream,
+) -> futures::stream::BoxStream<'static, PgWireResult<CopyData>> {
+    use cohortdb_sql::copy_binary_out as bin;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let pending = Arc::new(AtomicBool::new(true));
+    let header = move |pending: &AtomicBool| {
+        if pending.swap(false, Ordering::Relaxed) {
+            bin::header()
+        } else {
+            Vec::new()
+        }
+    };
+    let in_rows = pending.clone();
+    let rows = batches.flat_map(move |b| {
+        let messages: Vec<PgWireResult<CopyData>> = match b {
+            Ok(batch) => (0..batch.num_rows())
+                .map(|r| {
+                    let mut out = header(&in_rows);
+                    bin::encode_row(&batch, r, &mut out).map_err(to_pg)?;
+                    Ok(CopyData::new(Bytes::from(out)))
+                })
+                .collect(),
+            Err(e) => vec![Err(to_pg(e.into()))],
+        };
+        stream::iter(messages)
+    });
+    let tail = stream::once(async move {
+        let mut out = header(&pending);
+        out.extend(bin::trailer());
+        Ok(CopyData::new(Bytes::from(out)))
+    });
+    rows.chain(tail).boxed()
 }
 
 /// Field descriptions with the column names Postgres would show.

@@ -34,6 +34,29 @@ with psycopg.connect(host="127.0.0.1", port=port, user="admin", dbname="cohortdb
         raise SystemExit("expected an error")
     except psycopg.Error as e:
         assert e.sqlstate == "42601", e.sqlstate
+    # binary COPY both ways: psycopg decodes what cohortdb encodes
+    with conn.cursor() as cur:
+        with cur.copy("COPY contacts (name, email, birthday) FROM STDIN (FORMAT BINARY)") as copy:
+            copy.set_types(["text", "text", "date"])
+            copy.write_row(("Cleo", "cleo@example.com", datetime.date(1990, 3, 4)))
+            copy.write_row(("Dan", None, None))
+        query = ("COPY (SELECT id, name, email, birthday, created_at, true AS ok, 2.5::double precision AS x, "
+                 "ARRAY['a', NULL, 'c'] AS tags FROM contacts WHERE name IN ('Cleo', 'Dan') ORDER BY name) "
+                 "TO STDOUT (FORMAT BINARY)")
+        with cur.copy(query) as copy:
+            copy.set_types(["int8", "text", "text", "date", "timestamptz", "bool", "float8", "text[]"])
+            rows = list(copy.rows())
+        assert [r[1:4] for r in rows] == [("Cleo", "cleo@example.com", datetime.date(1990, 3, 4)),
+                                          ("Dan", None, None)], rows
+        assert all(isinstance(r[0], int) and isinstance(r[4], datetime.datetime) for r in rows), rows
+        assert rows[0][4].tzinfo is not None, rows
+        assert rows[0][5:] == (True, 2.5, ["a", None, "c"]), rows
+        try:
+            with cur.copy("COPY (SELECT 1.5::decimal(10,2) AS amount) TO STDOUT (FORMAT BINARY)") as copy:
+                list(copy.rows())
+            raise SystemExit("expected 0A000")
+        except psycopg.Error as e:
+            assert e.sqlstate == "0A000" and "amount" in str(e), (e.sqlstate, str(e))
     # pipelines: an error skips the rest until Sync
     assert conn.execute("SELECT 1").fetchone() == (1,)
     with conn.transaction():
