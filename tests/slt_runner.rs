@@ -20,7 +20,7 @@ use libtest_mimic::{Arguments, Failed, Trial};
 
 fn main() {
     let args = Arguments::from_args();
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("slt");
+    let root = cohortdb_tests::tests_dir().join("slt");
     let mut files = Vec::new();
     collect_slt_files(&root, &mut files);
     files.sort();

@@ -52,6 +52,19 @@ const LOG_TAIL_LINES: usize = 200;
 ///
 /// If the binary does not exist, with a message saying how to build it.
 pub fn cohortdb_bin() -> PathBuf {
+    cohortdb_bin_path()
+}
+
+/// The `tests/` directory of the checkout being tested. Read from the
+/// environment cargo sets when it runs a test (a build reused from a checkout
+/// at another path would otherwise carry that path in `env!`).
+pub fn tests_dir() -> PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
+}
+
+fn cohortdb_bin_path() -> PathBuf {
     if let Some(path) = std::env::var_os("COHORTDB_BIN") {
         let path = PathBuf::from(path);
         if !path.is_file() {

@@ -11,7 +11,7 @@ use std::process::Command;
 use cohortdb_tests::{simple_rows, TestServer};
 
 fn clients_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("clients")
+    cohortdb_tests::tests_dir().join("clients")
 }
 
 /// Runs `cmd` with `COHORTDB_PORT` set; panics with its output (and the
