@@ -426,6 +426,17 @@ impl Session {
 
     /// Plans a statement for Parse/Describe (no side effects).
     pub async fn prepare(&self, stmt: CohortStatement) -> Result<Prepared> {
+        self.prepare_typed(stmt, &[]).await
+    }
+
+    /// Plans a statement for Parse/Describe, typing the `$n` parameters
+    /// nothing in the statement types with `client_types` (the Parse
+    /// message's OIDs; `None` = unspecified, then text).
+    pub async fn prepare_typed(
+        &self,
+        stmt: CohortStatement,
+        client_types: &[Option<datafusion::arrow::datatypes::DataType>],
+    ) -> Result<Prepared> {
         let stmt = match stmt {
             CohortStatement::Sql(s) => s,
             CohortStatement::Analytics { explain, stmt } => {
@@ -448,6 +459,12 @@ impl Session {
             )
         } else {
             None
+        };
+        let plan = match plan {
+            Some(p) if matches!(stmt, Statement::Query(_)) => {
+                Some(crate::params::apply_client_types(p, client_types)?)
+            }
+            other => other,
         };
         Ok(Prepared {
             stmt: CohortStatement::Sql(stmt),

@@ -1,11 +1,15 @@
 //! Types of `$n` parameters of a planned statement, as the extended protocol
 //! describes them: DataFusion's inferred type, else the type of a cast the
-//! parameter is the operand of (`$1::bigint`), else unknown.
+//! parameter is the operand of (`$1::bigint`), else the type the client
+//! declared in its Parse message, else text (as PostgreSQL resolves them).
 
 use std::collections::HashMap;
 
 use datafusion::arrow::datatypes::DataType;
-use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::Field;
+use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::logical_expr::expr::{Cast, Placeholder, TryCast};
 use datafusion::logical_expr::{Expr, LogicalPlan};
 
@@ -46,4 +50,51 @@ pub fn parameter_types(plan: &LogicalPlan) -> Result<Vec<Option<DataType>>> {
 
 fn index(id: &str) -> usize {
     id.trim_start_matches('$').parse::<usize>().unwrap_or(0)
+}
+
+/// Types the parameters nothing in the statement types (`SELECT $1`): with
+/// the type the client declared for them (`client[i]` for `$i+1`), else text.
+/// Values bound later are decoded with the client's type, so the described
+/// result columns then match the rows sent. `Some(DataType::Null)` marks a
+/// declared type with no Arrow counterpart here: such a parameter is left as
+/// DataFusion planned it.
+pub fn apply_client_types(plan: LogicalPlan, client: &[Option<DataType>]) -> Result<LogicalPlan> {
+    let known = parameter_types(&plan)?;
+    let mut fill: HashMap<String, DataType> = HashMap::new();
+    for (i, t) in known.iter().enumerate() {
+        if t.is_none() {
+            match client.get(i).cloned().flatten() {
+                Some(DataType::Null) => {}
+                Some(ty) => {
+                    fill.insert(format!("${}", i + 1), ty);
+                }
+                None => {
+                    fill.insert(format!("${}", i + 1), DataType::Utf8);
+                }
+            }
+        }
+    }
+    if fill.is_empty() {
+        return Ok(plan);
+    }
+    let typed = plan.transform_up_with_subqueries(|p| {
+        let p = p.map_expressions(|e| {
+            e.transform_up(|e| match e {
+                Expr::Placeholder(Placeholder { id, field: None }) if fill.contains_key(&id) => {
+                    let field = Arc::new(Field::new(id.clone(), fill[&id].clone(), true));
+                    Ok(Transformed::yes(Expr::Placeholder(Placeholder {
+                        id,
+                        field: Some(field),
+                    })))
+                }
+                other => Ok(Transformed::no(other)),
+            })
+        })?;
+        if p.transformed {
+            Ok(Transformed::yes(p.data.recompute_schema()?))
+        } else {
+            Ok(p)
+        }
+    })?;
+    Ok(typed.data)
 }

@@ -247,7 +247,7 @@ impl QueryParser for Parser {
         &self,
         client: &C,
         sql: &str,
-        _types: &[Option<Type>],
+        types: &[Option<Type>],
     ) -> PgWireResult<Option<ParsedStatement>>
     where
         C: ClientInfo + Unpin + Send + Sync,
@@ -264,7 +264,16 @@ impl QueryParser for Parser {
         }
         let prepared = state
             .session
-            .prepare(stmts.remove(0))
+            .prepare_typed(
+                stmts.remove(0),
+                &types
+                    .iter()
+                    .map(|t| {
+                        t.as_ref()
+                            .map(|t| params::arrow_type(t).unwrap_or(DataType::Null))
+                    })
+                    .collect::<Vec<_>>(),
+            )
             .await
             .map_err(to_pg)?;
         Ok(Some(ParsedStatement {

@@ -1,6 +1,7 @@
-//! Bound parameter values as clients send them, normalised before arrow-pg
-//! decodes them: pgjdbc sends `setDate` values as text with a zone suffix
-//! (`2025-06-01 +00`) and type 0, which PostgreSQL reads as a date.
+//! Bound parameter values and types as clients send them: the Arrow type of
+//! a parameter type OID from a Parse message, and values normalised before
+//! arrow-pg decodes them (pgjdbc sends `setDate` values as text with a zone
+//! suffix, `2025-06-01 +00`, and type 0, which PostgreSQL reads as a date).
 
 use datafusion::arrow::datatypes::DataType;
 use pgwire::api::portal::Portal;
@@ -31,4 +32,25 @@ pub fn normalize_text_parameters<S: Clone + Default>(
         }
     }
     p
+}
+
+/// The Arrow type a parameter declared with PostgreSQL type `t` is decoded to
+/// (arrow-pg's decoding); `None` for types left to inference.
+pub fn arrow_type(t: &pgwire::api::Type) -> Option<DataType> {
+    use datafusion::arrow::datatypes::TimeUnit;
+    use pgwire::api::Type;
+    Some(match *t {
+        Type::BOOL => DataType::Boolean,
+        Type::INT2 => DataType::Int16,
+        Type::INT4 => DataType::Int32,
+        Type::INT8 => DataType::Int64,
+        Type::FLOAT4 => DataType::Float32,
+        Type::FLOAT8 => DataType::Float64,
+        Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME => DataType::Utf8,
+        Type::DATE => DataType::Date32,
+        Type::TIMESTAMP => DataType::Timestamp(TimeUnit::Microsecond, None),
+        Type::TIMESTAMPTZ => DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+        Type::BYTEA => DataType::Binary,
+        _ => return None,
+    })
 }

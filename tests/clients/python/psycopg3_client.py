@@ -16,6 +16,13 @@ with psycopg.connect(host="127.0.0.1", port=port, user="admin", dbname="cohortdb
         assert r == (7, 2.5, True, "héllo", datetime.date(2025, 6, 1)), r
         r = cur.execute("SELECT id, name, created_at FROM contacts WHERE name = %s", ("Bob",)).fetchone()
         assert r[1] == "Bob" and isinstance(r[2], datetime.datetime), r
+    # parameters nothing in the statement types take the type the client declared
+    for binary in (False, True):
+        cur = conn.cursor(binary=binary)
+        vals = (7, 2.5, True, "txt", datetime.date(2025, 6, 1),
+                datetime.datetime(2025, 6, 1, 8, 0, tzinfo=datetime.timezone.utc))
+        r = cur.execute("SELECT %s, %s, %s, %s, %s, %s", vals).fetchone()
+        assert r == vals, (binary, r)
     r = conn.execute("SELECT %s + 1", (41,)).fetchone()
     assert r[0] == 42, r
     t = TypeInfo.fetch(conn, "text")
