@@ -95,7 +95,7 @@ impl ScalarUDFImpl for PgFn {
     }
 }
 
-fn udf(
+pub(crate) fn udf(
     name: &'static str,
     sigs: Vec<Vec<A>>,
     ret: A,
@@ -116,7 +116,7 @@ fn udf(
     })
 }
 
-fn text(a: &ArrayRef) -> DfResult<StringArray> {
+pub(crate) fn text(a: &ArrayRef) -> DfResult<StringArray> {
     let c = cast(a, &A::Utf8)?;
     Ok(c.as_any()
         .downcast_ref::<StringArray>()
