@@ -596,6 +596,10 @@ impl VisitorMut for ClientIdioms {
                         let x = take(inner);
                         *e = regclass_name(x);
                     }
+                } else if is_regclass_lookup(expr) {
+                    // 'name'::regclass, already resolved to its OID lookup
+                    let x = take(expr);
+                    *e = regclass_name(x);
                 }
             }
             Expr::Like {
@@ -792,4 +796,15 @@ impl VisitorMut for KeepOrderByRegclass {
         }
         ControlFlow::Continue(())
     }
+}
+
+/// `datafusion-pg-catalog`'s form of `'name'::regclass`: a `pg_class` OID
+/// lookup by `parse_ident` of the name.
+fn is_regclass_lookup(e: &Expr) -> bool {
+    let Expr::Subquery(q) = e else {
+        return false;
+    };
+    let s = q.to_string();
+    s.starts_with("SELECT c.oid FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n")
+        && s.contains("parse_ident(")
 }
