@@ -158,9 +158,10 @@ impl ScalarUDFImpl for ExpandArray {
             Some(A::Null) => A::Int32,
             Some(t) => match list_element(t) {
                 Some(e) => e,
-                None => return plan_err!("_pg_expandarray() takes an array, not {t}"),
+                // 42883, as PostgreSQL: no _pg_expandarray for a non-array type
+                None => return plan_err!("function _pg_expandarray({t}) does not exist"),
             },
-            None => return plan_err!("_pg_expandarray() takes one array"),
+            None => return plan_err!("function _pg_expandarray() does not exist"),
         };
         Ok(A::List(Arc::new(Field::new(
             "item",

@@ -400,6 +400,10 @@ fn hoist_outer_predicates(e: &mut Expr) {
     let SetExpr::Select(sel) = q.body.as_mut() else {
         return;
     };
+    // count(...) is 0, not NULL, over no rows: the subquery must run
+    if sel.projection.iter().any(projects_count) {
+        return;
+    }
     let Some(w) = sel.selection.take() else {
         return;
     };
@@ -720,12 +724,18 @@ fn split_outer_arguments(e: &mut Expr, inner: &HashSet<String>) {
     let Expr::Function(f) = value else {
         return;
     };
-    if f.over.is_some() || !reads_outer(value, inner) {
+    if f.over.is_some()
+        || AGGREGATES.contains(&bare_name(&f.name).as_str())
+        || !reads_outer(value, inner)
+    {
         return;
     }
     let Some(args) = plain_args(f) else {
         return;
     };
+    if !args.iter().any(|a| reads_inner(a, inner)) {
+        return;
+    }
     // every argument reads either only outer columns (or none) or only inner ones
     if args
         .iter()
@@ -807,4 +817,38 @@ fn is_regclass_lookup(e: &Expr) -> bool {
     let s = q.to_string();
     s.starts_with("SELECT c.oid FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n")
         && s.contains("parse_ident(")
+}
+
+/// Aggregate functions (a subquery projecting one is not split).
+const AGGREGATES: &[&str] = &[
+    "count",
+    "max",
+    "min",
+    "sum",
+    "avg",
+    "array_agg",
+    "string_agg",
+    "bool_and",
+    "bool_or",
+    "json_agg",
+    "jsonb_agg",
+    "json_object_agg",
+    "every",
+];
+
+fn projects_count(item: &SelectItem) -> bool {
+    let e = match item {
+        SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } => e,
+        _ => return false,
+    };
+    let mut found = false;
+    let _ = datafusion::sql::sqlparser::ast::visit_expressions(e, |x| {
+        if let Expr::Function(f) = x {
+            if bare_name(&f.name) == "count" {
+                found = true;
+            }
+        }
+        ControlFlow::<()>::Continue(())
+    });
+    found
 }
