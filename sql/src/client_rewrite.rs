@@ -2,7 +2,7 @@
 //! `DatabaseMetaData`, SQLAlchemy reflection) that DataFusion cannot plan as
 //! written, applied to any statement before `rewrite.rs`'s own:
 //!
-//! - `ARRAY(SELECT e FROM ...)` → `(SELECT array_agg(e ORDER BY ...) FROM ...)`;
+//! - `ARRAY(SELECT e FROM ...)` → `coalesce((SELECT array_agg(e ORDER BY ...) FROM ...), [])`;
 //!   over `unnest(arr) x` alone it becomes `array_transform`/`array_filter`
 //!   of `arr` (DataFusion cannot correlate a table function's argument).
 //! - `generate_subscripts(a, d)` → `unnest(generate_series(1, array_length(a, d)))`.
@@ -246,7 +246,8 @@ fn array_of_subquery(q: &Query) -> Option<Expr> {
     ))];
     let mut e = Expr::Subquery(Box::new(q));
     hoist_outer_predicates(&mut e);
-    Some(e)
+    // array_agg over no rows is NULL; ARRAY() of no rows is '{}'
+    Some(func("coalesce", vec![e, func("make_array", vec![])]))
 }
 
 /// Names a query's `FROM` items can be referred to by (aliases, table names

@@ -174,7 +174,11 @@ fn pg_class_sql(types: &HashMap<String, String>) -> String {
         "pg_class",
         types,
         PG_CLASS_COLS,
-        &[("relhasindex", &has_index), ("reloptions", NO_OPTIONS)],
+        &[
+            ("relhasindex", &has_index),
+            ("relam", TABLE_AM),
+            ("reloptions", NO_OPTIONS),
+        ],
         &[
             &idx,
             "'contacts_pkey'",
@@ -557,6 +561,9 @@ pub async fn install(ctx: &SessionContext, catalog: &str) -> Result<()> {
     }
     Ok(())
 }
+
+/// `pg_class.relam`: tables report `heap` (`pg_am` OID 2), as in PostgreSQL.
+const TABLE_AM: &str = "CASE WHEN relkind = 'r' THEN 2 ELSE relam END";
 
 /// `pg_class.reloptions` (no relation has storage options).
 const NO_OPTIONS: &str = "CAST(NULL AS VARCHAR[])";

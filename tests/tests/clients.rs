@@ -83,6 +83,7 @@ fn psql_meta_commands() {
         "| Storage  |",
         "View definition:",
         "| Compression |",
+        "Access method: heap",
         "| Persistence | Access method |",
         "List of roles",
         "admin     | Superuser",
