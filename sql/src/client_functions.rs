@@ -353,3 +353,38 @@ mod tests {
         assert!(role_oid("alice") >= 1_000_000);
     }
 }
+
+/// Registers the functions that read cohortdb's users on `ctx`:
+/// `pg_get_userbyid(oid)` names the user with that OID ([`role_oid`]),
+/// `unknown (OID=n)` otherwise, as PostgreSQL does.
+pub fn register_users(ctx: &SessionContext, store: Arc<Store>) {
+    ctx.register_udf(udf(
+        "pg_get_userbyid",
+        vec![vec![A::Int32]],
+        A::Utf8,
+        Volatility::Stable,
+        move |a, _| {
+            let o = crate::pg_functions::int(&a[0])?;
+            let names: Vec<String> = store
+                .catalog()
+                .data()
+                .users
+                .iter()
+                .map(|u| u.name.clone())
+                .collect();
+            Ok(Arc::new(
+                o.iter()
+                    .map(|v| {
+                        v.map(|oid| {
+                            names
+                                .iter()
+                                .find(|n| role_oid(n) == oid)
+                                .cloned()
+                                .unwrap_or_else(|| format!("unknown (OID={oid})"))
+                        })
+                    })
+                    .collect::<StringArray>(),
+            ))
+        },
+    ));
+}

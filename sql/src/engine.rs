@@ -142,6 +142,7 @@ impl Engine {
         functions::register_groups(&base, store.clone());
         crate::pg_functions::register(&base);
         crate::client_functions::register(&base);
+        crate::client_functions::register_users(&base, store.clone());
         futures::executor::block_on(crate::pg_catalog_ext::install(&base, DATABASE))?;
         let engine = Arc::new(Engine {
             store,

@@ -177,6 +177,7 @@ fn pg_class_sql(types: &HashMap<String, String>) -> String {
         &[
             ("relhasindex", &has_index),
             ("relam", TABLE_AM),
+            ("relowner", "CAST(10 AS INT)"),
             ("reloptions", NO_OPTIONS),
         ],
         &[

@@ -124,7 +124,7 @@ pub(crate) fn text(a: &ArrayRef) -> DfResult<StringArray> {
         .unwrap_or_else(|| StringArray::from(Vec::<Option<&str>>::new())))
 }
 
-fn int(a: &ArrayRef) -> DfResult<Int32Array> {
+pub(crate) fn int(a: &ArrayRef) -> DfResult<Int32Array> {
     let c = cast(a, &A::Int32)?;
     Ok(c.as_any()
         .downcast_ref::<Int32Array>()
