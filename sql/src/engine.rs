@@ -16,7 +16,6 @@ use datafusion::sql::sqlparser::ast::{
     AlterTableOperation, CopyOption, CopySource, CopyTarget, Expr as SqlExpr, ObjectName,
     ObjectType, Set, Statement, Value as SqlValue,
 };
-use datafusion_pg_catalog::pg_catalog::context::EmptyContextProvider;
 use datafusion_pg_catalog::pg_catalog::setup_pg_catalog;
 use datafusion_pg_catalog::sql::PostgresCompatibilityParser;
 
@@ -146,11 +145,17 @@ impl Engine {
             session_tz: config.timezone.name().into(),
         };
         base.register_catalog(DATABASE, Arc::new(CohortCatalog::new(env.clone())));
-        setup_pg_catalog(&base, DATABASE, EmptyContextProvider)
-            .map_err(|e| SqlError::DataFusion(*e))?;
+        setup_pg_catalog(
+            &base,
+            DATABASE,
+            crate::client_functions::CohortRoles::new(store.clone()),
+        )
+        .map_err(|e| SqlError::DataFusion(*e))?;
         functions::register(&base);
         functions::register_groups(&base, store.clone());
         crate::pg_functions::register(&base);
+        crate::client_functions::register(&base);
+        crate::client_functions::register_users(&base, store.clone());
         futures::executor::block_on(crate::pg_catalog_ext::install(&base, DATABASE))?;
         let engine = Arc::new(Engine {
             store,

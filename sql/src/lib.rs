@@ -4,6 +4,8 @@
 
 pub mod analytics;
 pub mod catalog;
+pub mod client_functions;
+pub mod client_rewrite;
 pub mod composable;
 pub mod convert;
 pub mod copy;

@@ -67,6 +67,7 @@ const PG_CLASS_COLS: &[&str] = &[
     "relfrozenxid",
     "relminmxid",
     "relpartbound",
+    "reloptions",
 ];
 
 const PG_INDEX_COLS: &[&str] = &[
@@ -173,7 +174,12 @@ fn pg_class_sql(types: &HashMap<String, String>) -> String {
         "pg_class",
         types,
         PG_CLASS_COLS,
-        &[("relhasindex", &has_index)],
+        &[
+            ("relhasindex", &has_index),
+            ("relam", TABLE_AM),
+            ("relowner", "CAST(10 AS INT)"),
+            ("reloptions", NO_OPTIONS),
+        ],
         &[
             &idx,
             "'contacts_pkey'",
@@ -206,20 +212,46 @@ fn pg_class_sql(types: &HashMap<String, String>) -> String {
             "relfrozenxid",
             "relminmxid",
             "relpartbound",
+            NO_OPTIONS,
         ],
     )
 }
 
 fn pg_index_sql(types: &HashMap<String, String>) -> String {
     let idx = CONTACTS_PKEY_OID.to_string();
+    let types = without_vectors(types);
     union_view(
         "pg_index",
-        types,
+        &types,
         PG_INDEX_COLS,
-        &[],
         &[
-            &idx, "oid", "1", "1", "true", "false", "true", "false", "true", "false", "true",
-            "false", "true", "true", "false", "'1'", "'0'", "'3124'", "'0'", "NULL", "NULL",
+            ("indkey", "pg_int2vector(indkey)"),
+            ("indcollation", "pg_oidvector(indcollation)"),
+            ("indclass", "pg_oidvector(indclass)"),
+            ("indoption", "pg_int2vector(indoption)"),
+        ],
+        &[
+            &idx,
+            "oid",
+            "1",
+            "1",
+            "true",
+            "false",
+            "true",
+            "false",
+            "true",
+            "false",
+            "true",
+            "false",
+            "true",
+            "true",
+            "false",
+            "pg_int2vector('1')",
+            "pg_oidvector('0')",
+            "pg_oidvector('3124')",
+            "pg_int2vector('0')",
+            "NULL",
+            "NULL",
         ],
     )
 }
@@ -227,11 +259,15 @@ fn pg_index_sql(types: &HashMap<String, String>) -> String {
 fn pg_constraint_sql(types: &HashMap<String, String>) -> String {
     let idx = CONTACTS_PKEY_OID.to_string();
     let con = CONTACTS_PKEY_CON_OID.to_string();
+    let types = without_vectors(types);
     union_view(
         "pg_constraint",
-        types,
+        &types,
         PG_CONSTRAINT_COLS,
-        &[],
+        &[
+            ("conkey", "pg_int2vector(conkey)"),
+            ("confkey", "pg_int2vector(confkey)"),
+        ],
         &[
             &con,
             "'contacts_pkey'",
@@ -251,8 +287,8 @@ fn pg_constraint_sql(types: &HashMap<String, String>) -> String {
             "true",
             "0",
             "true",
-            "'{1}'",
-            "NULL",
+            "pg_int2vector('{1}')",
+            "pg_int2vector(NULL)",
             "NULL",
             "NULL",
             "NULL",
@@ -492,6 +528,14 @@ pub async fn install(ctx: &SessionContext, catalog: &str) -> Result<()> {
             Err(e) => tracing::warn!("pg_catalog.{name} keeps its base rows: {e}"),
         }
     }
+    if inner.table("pg_roles").await?.is_some() {
+        match view(ctx, &pg_roles_sql()).await {
+            Ok(v) => {
+                overrides.insert("pg_roles", v);
+            }
+            Err(e) => tracing::warn!("pg_catalog.pg_roles keeps its base rows: {e}"),
+        }
+    }
     cat.register_schema("pg_catalog", Arc::new(PgCatalogExt { inner, overrides }))?;
     // information_schema views read the overridden pg_catalog
     let mut views: HashMap<&'static str, Arc<dyn TableProvider>> = HashMap::new();
@@ -517,4 +561,39 @@ pub async fn install(ctx: &SessionContext, catalog: &str) -> Result<()> {
         )?;
     }
     Ok(())
+}
+
+/// `pg_class.relam`: tables report `heap` (`pg_am` OID 2), as in PostgreSQL.
+const TABLE_AM: &str = "CASE WHEN relkind = 'r' THEN 2 ELSE relam END";
+
+/// `pg_class.reloptions` (no relation has storage options).
+const NO_OPTIONS: &str = "CAST(NULL AS VARCHAR[])";
+
+/// Columns of `pg_index`/`pg_constraint` that are `int2vector`/`oidvector`/
+/// `int2[]` in PostgreSQL: served as arrays (`unnest`, `= ANY`, subscripts
+/// work), not as the text `datafusion-pg-catalog` stores.
+const VECTOR_COLS: &[&str] = &[
+    "indkey",
+    "indcollation",
+    "indclass",
+    "indoption",
+    "conkey",
+    "confkey",
+];
+
+fn without_vectors(types: &HashMap<String, String>) -> HashMap<String, String> {
+    types
+        .iter()
+        .filter(|(k, _)| !VECTOR_COLS.contains(&k.as_str()))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
+/// `pg_roles` with an OID per user (`datafusion-pg-catalog` gives every role 0):
+/// 10 for `admin`, a stable hash of the name for the others.
+fn pg_roles_sql() -> String {
+    "SELECT rolname, rolsuper, rolinherit, rolcreaterole, rolcreatedb, rolcanlogin, \
+     rolreplication, rolconnlimit, rolpassword, rolvaliduntil, rolbypassrls, rolconfig, \
+     pg_role_oid(rolname) AS oid FROM pg_catalog.pg_roles"
+        .to_string()
 }

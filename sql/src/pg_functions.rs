@@ -95,7 +95,7 @@ impl ScalarUDFImpl for PgFn {
     }
 }
 
-fn udf(
+pub(crate) fn udf(
     name: &'static str,
     sigs: Vec<Vec<A>>,
     ret: A,
@@ -116,7 +116,7 @@ fn udf(
     })
 }
 
-fn text(a: &ArrayRef) -> DfResult<StringArray> {
+pub(crate) fn text(a: &ArrayRef) -> DfResult<StringArray> {
     let c = cast(a, &A::Utf8)?;
     Ok(c.as_any()
         .downcast_ref::<StringArray>()
@@ -124,7 +124,7 @@ fn text(a: &ArrayRef) -> DfResult<StringArray> {
         .unwrap_or_else(|| StringArray::from(Vec::<Option<&str>>::new())))
 }
 
-fn int(a: &ArrayRef) -> DfResult<Int32Array> {
+pub(crate) fn int(a: &ArrayRef) -> DfResult<Int32Array> {
     let c = cast(a, &A::Int32)?;
     Ok(c.as_any()
         .downcast_ref::<Int32Array>()

@@ -145,5 +145,6 @@ impl VisitorMut for RegTypeText {
 
 /// Applies cohortdb's rewrites to `stmt` in place.
 pub fn rewrite(stmt: &mut Statement) {
+    crate::client_rewrite::rewrite(stmt);
     let _ = stmt.visit(&mut RegTypeText);
 }

@@ -67,6 +67,7 @@ pub fn default_value(name: &str, tz: &str) -> Option<String> {
         "default_tablespace" | "temp_tablespaces" => String::new(),
         "synchronous_commit" => "on".into(),
         "enable_seqscan" => "on".into(),
+        "default_table_access_method" => "heap".into(),
         _ => return None,
     })
 }

@@ -7,3 +7,7 @@
 \df
 \dv
 SELECT version();
+\d+ contacts
+\d+ contact_view
+\dt+
+\du

@@ -79,6 +79,14 @@ fn psql_meta_commands() {
         "List of schemas",
         "List of functions",
         "PostgreSQL 16.",
+        // \d+ contacts / \d+ contact_view / \dt+ / \du
+        "| Storage  |",
+        "View definition:",
+        "| Compression |",
+        "Access method: heap",
+        "| Persistence | Access method |",
+        "List of roles",
+        "admin     | Superuser",
     ] {
         assert!(
             out.contains(expected),

@@ -64,19 +64,22 @@ public class JdbcClient {
                 while (rs.next()) schemas.add(rs.getString(1));
             }
             check(schemas.contains("public"), "schemas " + schemas);
-            // getPrimaryKeys needs information_schema._pg_expandarray (a set-returning
-            // function of a composite type), which cohortdb does not have; the key is
-            // visible through pg_index / pg_constraint instead.
-            try (PreparedStatement ps = c.prepareStatement(
-                    "SELECT a.attname FROM pg_catalog.pg_index i JOIN pg_catalog.pg_attribute a "
-                    + "ON a.attrelid = i.indrelid AND a.attnum = 1 WHERE i.indisprimary "
-                    + "AND i.indrelid = 'contacts'::regclass")) {
-                try (ResultSet rs = ps.executeQuery()) {
-                    check(rs.next() && rs.getString(1).equals("id"), "primary key");
+            // getPrimaryKeys: information_schema._pg_expandarray(i.indkey) and (keys).x / .n
+            List<String> pk = new ArrayList<>();
+            try (ResultSet rs = md.getPrimaryKeys(null, "public", "contacts")) {
+                while (rs.next()) {
+                    pk.add(rs.getString("COLUMN_NAME") + "/" + rs.getInt("KEY_SEQ") + "/" + rs.getString("PK_NAME"));
                 }
             }
-            // getTypeInfo reads pg_type.typinput as regproc, which cohortdb's
-            // pg_type does not carry (docs/postgres-compatibility.md).
+            check(pk.equals(List.of("id/1/contacts_pkey")), "primary key " + pk);
+            // getTypeInfo: typinput = 'pg_catalog.array_in'::regproc
+            Set<String> types = new HashSet<>();
+            try (ResultSet rs = md.getTypeInfo()) {
+                while (rs.next()) types.add(rs.getString("TYPE_NAME"));
+            }
+            for (String t : List.of("int4", "int8", "text", "timestamptz", "bool")) {
+                check(types.contains(t), "type info lacks " + t + ": " + types);
+            }
             try (Statement s = c.createStatement()) {
                 s.executeQuery("SELECT * FROM nowhere");
                 check(false, "expected error");

@@ -1,7 +1,6 @@
-"""SQLAlchemy 2 reflection against cohortdb (psycopg2 dialect).
-
-What works is asserted; get_columns, get_pk_constraint, get_indexes and
-get_schema_names do not yet (see docs/postgres-compatibility.md)."""
+"""SQLAlchemy 2 reflection against cohortdb (psycopg2 dialect): table and
+view names, columns with their types, the primary key, indexes, schemas,
+foreign keys, and a Table reflected with autoload_with used in a Core select."""
 import os
 import sqlalchemy as sa
 
@@ -16,7 +15,24 @@ with engine.connect() as conn:
     assert sorted(views) == ["contact_view", "event_view"], views
     assert insp.has_table("contacts") and not insp.has_table("nope")
     assert insp.get_foreign_keys("contacts") == []
-    t = sa.table("contacts", sa.column("id"), sa.column("name"))
-    rows = conn.execute(sa.select(t.c.id, t.c.name).where(t.c.id > 0).limit(3)).fetchall()
+    assert "public" in insp.get_schema_names(), insp.get_schema_names()
+
+    cols = {c["name"]: c for c in insp.get_columns("contacts")}
+    assert isinstance(cols["id"]["type"], sa.BigInteger), cols["id"]
+    assert isinstance(cols["name"]["type"], (sa.String, sa.Text)), cols["name"]
+    created = cols["created_at"]["type"]
+    assert isinstance(created, sa.TIMESTAMP) and created.timezone, created
+    assert list(cols)[0] == "id", list(cols)
+
+    vcols = [c["name"] for c in insp.get_columns("contact_view")]
+    assert "id" in vcols and "name" in vcols, vcols
+
+    pk = insp.get_pk_constraint("contacts")
+    assert pk["constrained_columns"] == ["id"] and pk["name"] == "contacts_pkey", pk
+    assert insp.get_indexes("contacts") == [], insp.get_indexes("contacts")
+
+    t = sa.Table("contacts", sa.MetaData(), autoload_with=conn)
+    assert t.c.id.primary_key and isinstance(t.c.created_at.type, sa.TIMESTAMP), t.c
+    rows = conn.execute(sa.select(t.c.id, t.c.name).where(t.c.id > 0).order_by(t.c.id).limit(3)).fetchall()
     assert isinstance(rows, list)
 print("sqlalchemy ok")
