@@ -3,7 +3,8 @@
 //! `x::regtype::text` (a type's name from its OID) becomes `pg_regtype_name(x)`;
 //! a correlated scalar subquery that is not aggregated (SQLAlchemy's and
 //! pgjdbc's catalog lookups: one row by construction) gets its value wrapped
-//! in `max(...)`, which DataFusion requires.
+//! in `max(...)`, which DataFusion requires; casts to `json`/`jsonb`/`uuid`
+//! are casts to text, and `'\x…'::bytea` literals are hex-decoded.
 
 use std::ops::ControlFlow;
 
@@ -98,9 +99,57 @@ fn aggregate_scalar_subquery(q: &mut Query) {
     *target = call("max", inner);
 }
 
+/// Casts to types cohortdb stores as text: `json`, `jsonb`, `uuid` values
+/// are their text (as they print in PostgreSQL); a `'\x…'::bytea` literal is
+/// hex-decoded as PostgreSQL reads it.
+fn text_backed_cast(e: &mut Expr) {
+    let Expr::Cast {
+        expr, data_type, ..
+    } = e
+    else {
+        return;
+    };
+    match data_type {
+        DataType::JSON | DataType::JSONB | DataType::Uuid => *data_type = DataType::Text,
+        DataType::Bytea => {
+            use datafusion::sql::sqlparser::ast::Value;
+            let hex = match expr.as_ref() {
+                Expr::Value(v) => match &v.value {
+                    Value::SingleQuotedString(s) | Value::EscapedStringLiteral(s) => {
+                        s.strip_prefix("\\x").map(str::to_string)
+                    }
+                    _ => None,
+                },
+                _ => None,
+            };
+            if let Some(hex) = hex {
+                let bytes = Expr::Cast {
+                    kind: datafusion::sql::sqlparser::ast::CastKind::DoubleColon,
+                    expr: Box::new(Expr::value(Value::SingleQuotedString(hex))),
+                    data_type: DataType::Bytea,
+                    array: false,
+                    format: None,
+                };
+                let mut f = call("decode", bytes);
+                if let Expr::Function(func) = &mut f {
+                    if let FunctionArguments::List(l) = &mut func.args {
+                        l.args
+                            .push(FunctionArg::Unnamed(FunctionArgExpr::Expr(Expr::value(
+                                Value::SingleQuotedString("hex".into()),
+                            ))));
+                    }
+                }
+                *e = f;
+            }
+        }
+        _ => {}
+    }
+}
+
 impl VisitorMut for RegTypeText {
     type Break = ();
     fn post_visit_expr(&mut self, e: &mut Expr) -> ControlFlow<()> {
+        text_backed_cast(e);
         if let Expr::Subquery(q) = e {
             aggregate_scalar_subquery(q);
             return ControlFlow::Continue(());
