@@ -2,8 +2,8 @@
 //! (57014), errors in the extended protocol skip messages until Sync, binary
 //! `COPY FROM STDIN`, users with SCRAM-SHA-256 (28P01 on a wrong password),
 //! TLS with `sslmode=require`, session statements drivers send on reset,
-//! SQLSTATEs of common mistakes, and a malformed message ending only its
-//! own connection.
+//! SQLSTATEs of common mistakes, portal row limits and suspension, and a
+//! malformed message ending only its own connection.
 
 use std::time::{Duration, Instant};
 
@@ -322,4 +322,36 @@ fn tls_sslmode_require() {
         .expect("psql");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("SSL connection"), "{stdout}");
+}
+
+/// Execute with a row limit suspends the portal (PortalSuspended) and the
+/// next Execute continues where it stopped; binary parameters and results
+/// round-trip through a portal.
+#[tokio::test]
+async fn portal_row_limits_and_suspension() {
+    let server = TestServer::start();
+    let mut c = server.client().await;
+    let tx = c.transaction().await.expect("begin");
+    let stmt = tx
+        .prepare("SELECT g, g * $1::bigint AS x FROM generate_series(1, 7) AS t(g) ORDER BY g")
+        .await
+        .expect("prepare");
+    let portal = tx.bind(&stmt, &[&10i64]).await.expect("bind");
+    let mut seen = Vec::new();
+    let mut fetches = 0;
+    loop {
+        let rows = tx.query_portal(&portal, 3).await.expect("execute 3 rows");
+        fetches += 1;
+        if rows.is_empty() {
+            break;
+        }
+        assert!(rows.len() <= 3, "{} rows for a limit of 3", rows.len());
+        seen.extend(
+            rows.iter()
+                .map(|r| (r.get::<_, i64>(0), r.get::<_, i64>(1))),
+        );
+    }
+    assert_eq!(seen, (1..=7).map(|g| (g, g * 10)).collect::<Vec<_>>());
+    assert_eq!(fetches, 4, "3 + 3 + 1 rows, then an empty fetch");
+    tx.commit().await.expect("commit");
 }
