@@ -292,7 +292,15 @@ impl Engine {
                         crate::limits::PARSER_NESTING_LIMIT
                     ))
                 } else {
-                    SqlError::Syntax(msg)
+                    // The compatibility parser's tokens carry no locations:
+                    // the plain parser finds where the error is.
+                    match datafusion::sql::sqlparser::parser::Parser::parse_sql(
+                        &datafusion::sql::sqlparser::dialect::PostgreSqlDialect {},
+                        sql,
+                    ) {
+                        Err(located) => crate::error::syntax_error_at(sql, &located.to_string()),
+                        Ok(_) => crate::error::syntax_error_at(sql, &msg),
+                    }
                 }
             })?;
         stmts.iter_mut().for_each(crate::rewrite::rewrite);

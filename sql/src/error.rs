@@ -9,6 +9,14 @@ pub enum SqlError {
     /// 42601: the statement does not parse.
     #[error("{0}")]
     Syntax(String),
+    /// 42601 with the 1-based character position of the error in the statement text.
+    #[error("{message}")]
+    SyntaxAt {
+        /// What is wrong.
+        message: String,
+        /// 1-based character offset into the statement text.
+        position: usize,
+    },
     /// 22023: a value is not valid for its column (email, phone, gender, event code, ...).
     #[error("{0}")]
     InvalidValue(String),
@@ -116,5 +124,81 @@ pub fn find_sql_error(e: &DataFusionError) -> Option<&SqlError> {
         DataFusionError::Shared(inner) => find_sql_error(inner),
         DataFusionError::Diagnostic(_, inner) => find_sql_error(inner),
         _ => None,
+    }
+}
+
+/// A syntax error with its position in `sql`, from a parser message that
+/// ends in `at Line: L, Column: C` (sqlparser's form); the message is
+/// reworded as PostgreSQL words it (`syntax error at or near "x"`).
+pub fn syntax_error_at(sql: &str, parser_message: &str) -> SqlError {
+    let msg = parser_message
+        .trim_start_matches("sql parser error: ")
+        .to_string();
+    let (text, position) = match msg.rfind(" at Line: ") {
+        Some(i) => {
+            let loc = &msg[i + " at Line: ".len()..];
+            let mut parts = loc.split(", Column: ");
+            let line: Option<usize> = parts.next().and_then(|l| l.trim().parse().ok());
+            let col: Option<usize> = parts.next().and_then(|c| c.trim().parse().ok());
+            let pos = match (line, col) {
+                (Some(l), Some(c)) if l >= 1 && c >= 1 => {
+                    let before: usize = sql
+                        .split_inclusive('\n')
+                        .take(l - 1)
+                        .map(|s| s.chars().count())
+                        .sum();
+                    Some(before + c)
+                }
+                _ => None,
+            };
+            (msg[..i].to_string(), pos)
+        }
+        None => (msg.clone(), None),
+    };
+    let worded = match text.rsplit_once(", found: ") {
+        Some((expected, found)) => format!(
+            "syntax error at or near \"{}\" ({})",
+            found.trim(),
+            expected
+                .trim()
+                .trim_end_matches(',')
+                .to_ascii_lowercase()
+                .replacen("expected: ", "expected ", 1)
+        ),
+        None => format!("syntax error: {text}"),
+    };
+    match position {
+        Some(position) => SqlError::SyntaxAt {
+            message: worded,
+            position,
+        },
+        None => SqlError::Syntax(worded),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn syntax_positions_count_characters_across_lines() {
+        let sql = "SELECT 1\nFROM contacts WHERE id = = 3";
+        match syntax_error_at(
+            sql,
+            "sql parser error: Expected: an expression, found: = at Line: 2, Column: 26",
+        ) {
+            SqlError::SyntaxAt { message, position } => {
+                assert_eq!(
+                    message,
+                    "syntax error at or near \"=\" (expected an expression)"
+                );
+                assert_eq!(sql.chars().nth(position - 1), Some('='));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            syntax_error_at("x", "something odd"),
+            SqlError::Syntax(_)
+        ));
     }
 }

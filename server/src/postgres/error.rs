@@ -16,7 +16,7 @@ fn info(code: &str, msg: String) -> PgWireError {
 /// SQLSTATE of a cohortdb SQL error.
 fn sql_code(e: &SqlError) -> &'static str {
     match e {
-        SqlError::Syntax(_) => "42601",
+        SqlError::Syntax(_) | SqlError::SyntaxAt { .. } => "42601",
         SqlError::InvalidValue(_) => "22023",
         SqlError::InvalidText(_) => "22P02",
         SqlError::InvalidDatetime(_) => "22007",
@@ -118,10 +118,65 @@ pub fn to_pg(e: SqlError) -> PgWireError {
     match e {
         SqlError::DataFusion(d) => {
             let (code, msg) = datafusion_code(&d);
-            info(code, strip_prefixes(msg))
+            worded(code, strip_prefixes(msg))
+        }
+        SqlError::SyntaxAt { message, position } => {
+            let mut e = ErrorInfo::new("ERROR".to_owned(), "42601".to_owned(), message);
+            e.position = Some(position.to_string());
+            PgWireError::UserError(Box::new(e))
         }
         other => info(sql_code(&other), other.to_string()),
     }
+}
+
+/// The error as PostgreSQL words the common ones (`column "x" does not
+/// exist`, `relation "x" does not exist`), with DataFusion's suggestions
+/// moved to the hint.
+fn worded(code: &str, msg: String) -> PgWireError {
+    let (message, hint) = pg_wording(code, &msg);
+    let mut e = ErrorInfo::new("ERROR".to_owned(), code.to_owned(), message);
+    e.hint = hint;
+    PgWireError::UserError(Box::new(e))
+}
+
+fn pg_wording(code: &str, msg: &str) -> (String, Option<String>) {
+    let msg = msg.trim_start_matches("Schema error: ");
+    match code {
+        "42703" => {
+            if let Some(rest) = msg.strip_prefix("No field named ") {
+                let (name, valid) = match rest.split_once("Valid fields are ") {
+                    Some((n, v)) => (n, Some(v.trim().trim_end_matches('.'))),
+                    None => (rest, None),
+                };
+                let name = name.trim().trim_end_matches('.').trim_matches('"');
+                return (
+                    format!("column \"{name}\" does not exist"),
+                    valid.map(|v| format!("available columns: {v}")),
+                );
+            }
+        }
+        "42P01" => {
+            if let Some(rest) = msg.strip_prefix("table '") {
+                if let Some(name) = rest.strip_suffix("' not found") {
+                    let short = name.rsplit('.').next().unwrap_or(name);
+                    return (format!("relation \"{short}\" does not exist"), None);
+                }
+            }
+        }
+        "42883" => {
+            if let Some(rest) = msg.strip_prefix("Invalid function '") {
+                if let Some((name, after)) = rest.split_once("'.") {
+                    let hint = after.trim();
+                    return (
+                        format!("function {name} does not exist"),
+                        (!hint.is_empty()).then(|| hint.to_string()),
+                    );
+                }
+            }
+        }
+        _ => {}
+    }
+    (msg.to_string(), None)
 }
 
 fn strip_prefixes(msg: String) -> String {
@@ -146,7 +201,7 @@ pub fn remap(error: &mut PgWireError) {
     if let PgWireError::ApiError(inner) = error {
         let mapped = if let Some(d) = inner.downcast_ref::<DataFusionError>() {
             let (code, msg) = datafusion_code(d);
-            Some(info(code, strip_prefixes(msg)))
+            Some(worded(code, strip_prefixes(msg)))
         } else {
             inner
                 .downcast_ref::<SqlError>()
