@@ -146,4 +146,5 @@ impl VisitorMut for RegTypeText {
 /// Applies cohortdb's rewrites to `stmt` in place.
 pub fn rewrite(stmt: &mut Statement) {
     let _ = stmt.visit(&mut RegTypeText);
+    crate::bi_rewrite::rewrite(stmt);
 }
