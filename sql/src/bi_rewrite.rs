@@ -467,19 +467,16 @@ mod tests {
         assert_eq!(
             rw("SELECT s[i] FROM generate_series(1, 2) AS i, string_to_array('a,b', ',') s"),
             "SELECT s[i] FROM generate_series(1, 2) AS i (i), \
-             (SELECT string_to_array('a,b', ',') AS s) AS s"
+             (SELECT string_to_array('a,b', ',') AS s) s"
         );
         assert_eq!(
             rw("SELECT * FROM generate_series(1, 2) AS s(r)"),
             "SELECT * FROM generate_series(1, 2) AS s (r)"
         );
-        assert_eq!(
-            rw("SELECT * FROM contacts c"),
-            "SELECT * FROM contacts AS c"
-        );
+        assert_eq!(rw("SELECT * FROM contacts c"), "SELECT * FROM contacts c");
         assert_eq!(
             rw("SELECT * FROM pg_get_keywords() k"),
-            "SELECT * FROM pg_get_keywords() AS k"
+            "SELECT * FROM pg_get_keywords() k"
         );
     }
 
