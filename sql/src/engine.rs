@@ -157,6 +157,8 @@ impl Engine {
         crate::client_functions::register(&base);
         crate::client_functions::register_users(&base, store.clone());
         futures::executor::block_on(crate::pg_catalog_ext::install(&base, DATABASE))?;
+        crate::bi_functions::register(&base);
+        futures::executor::block_on(crate::bi_functions::install(&base, DATABASE))?;
         let engine = Arc::new(Engine {
             store,
             base,
@@ -228,6 +230,7 @@ impl Engine {
         let settings = SettingsMap::default();
         let interrupt = Arc::new(Interrupt::default());
         let ctx = self.session_context(self.env.tz, &settings, &interrupt);
+        crate::bi_functions::register_user(&ctx, "admin");
         Session {
             engine: self.clone(),
             ctx: std::sync::RwLock::new(ctx),
@@ -281,28 +284,31 @@ impl Engine {
     fn parse_sql(&self, sql: &str) -> Result<Vec<CohortStatement>> {
         // CREATE/ALTER/DROP USER travel as carrier CALLs (crate::users).
         let rewritten = crate::users::rewrite_sql(sql);
-        let mut stmts = self
-            .parser
-            .parse(rewritten.as_deref().unwrap_or(sql))
-            .map_err(|e| {
-                let msg = e.to_string();
-                if msg.contains("recursion limit exceeded") {
-                    SqlError::TooComplex(format!(
-                        "the statement nests more than {} levels deep (parentheses, subqueries, function calls); simplify it",
-                        crate::limits::PARSER_NESTING_LIMIT
-                    ))
-                } else {
-                    // The compatibility parser's tokens carry no locations:
-                    // the plain parser finds where the error is.
-                    match datafusion::sql::sqlparser::parser::Parser::parse_sql(
-                        &datafusion::sql::sqlparser::dialect::PostgreSqlDialect {},
-                        sql,
-                    ) {
-                        Err(located) => crate::error::syntax_error_at(sql, &located.to_string()),
-                        Ok(_) => crate::error::syntax_error_at(sql, &msg),
-                    }
+        let text = rewritten.as_deref().unwrap_or(sql);
+        let parsed = if crate::bi_rewrite::needs_unblacklisted_parse(text) {
+            crate::bi_rewrite::parse_unblacklisted(&self.parser, text)
+        } else {
+            self.parser.parse(text)
+        };
+        let mut stmts = parsed.map_err(|e| {
+            let msg = e.to_string();
+            if msg.contains("recursion limit exceeded") {
+                SqlError::TooComplex(format!(
+                    "the statement nests more than {} levels deep (parentheses, subqueries, function calls); simplify it",
+                    crate::limits::PARSER_NESTING_LIMIT
+                ))
+            } else {
+                // The compatibility parser's tokens carry no locations:
+                // the plain parser finds where the error is.
+                match datafusion::sql::sqlparser::parser::Parser::parse_sql(
+                    &datafusion::sql::sqlparser::dialect::PostgreSqlDialect {},
+                    sql,
+                ) {
+                    Err(located) => crate::error::syntax_error_at(sql, &located.to_string()),
+                    Ok(_) => crate::error::syntax_error_at(sql, &msg),
                 }
-            })?;
+            }
+        })?;
         stmts.iter_mut().for_each(crate::rewrite::rewrite);
         Ok(stmts.into_iter().map(CohortStatement::Sql).collect())
     }
@@ -412,6 +418,7 @@ impl Session {
     /// Sets the user this session is logged in as (at startup).
     pub fn set_user(&self, name: &str) {
         *self.user.lock().expect("user") = name.to_string();
+        crate::bi_functions::register_user(&self.context(), name);
     }
 
     /// The interrupt flag of this session's running statement.
@@ -829,6 +836,7 @@ impl Session {
             *self.ctx.write().expect("context lock") =
                 self.engine
                     .session_context(tz, &self.settings, &self.interrupt);
+            crate::bi_functions::register_user(&self.context(), &self.user());
             return Ok(Outcome::ParameterChanged {
                 tag: "SET".into(),
                 name: "TimeZone".into(),

@@ -3,6 +3,8 @@
 //! session API the server drives. Knows nothing of the wire protocol.
 
 pub mod analytics;
+pub mod bi_functions;
+pub mod bi_rewrite;
 pub mod catalog;
 pub mod client_functions;
 pub mod client_rewrite;

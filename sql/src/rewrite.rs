@@ -196,4 +196,5 @@ impl VisitorMut for RegTypeText {
 pub fn rewrite(stmt: &mut Statement) {
     crate::client_rewrite::rewrite(stmt);
     let _ = stmt.visit(&mut RegTypeText);
+    crate::bi_rewrite::rewrite(stmt);
 }

@@ -228,6 +228,9 @@ fn result_fields(p: &Prepared, format: &Format) -> PgWireResult<Vec<FieldInfo>> 
             .map(|i| i.value.to_ascii_lowercase())
             .collect::<Vec<_>>()
             .join(" ");
+        // the column is named as the simple protocol names it
+        // (`SHOW TRANSACTION ISOLATION LEVEL` → `transaction_isolation`)
+        let name = cohortdb_sql::settings::normalize(&name);
         return Ok(vec![FieldInfo::new(
             name,
             None,
