@@ -238,6 +238,7 @@ impl Engine {
             interrupt,
             user: Mutex::new("admin".into()),
             tz: Mutex::new(self.env.tz),
+            prepared: Default::default(),
         }
     }
 
@@ -375,6 +376,7 @@ pub struct Session {
     interrupt: Arc<Interrupt>,
     user: Mutex<String>,
     tz: Mutex<Tz>,
+    prepared: crate::prepared_sql::PreparedStatements,
 }
 
 fn object_name(n: &ObjectName) -> String {
@@ -421,6 +423,11 @@ impl Session {
         crate::bi_functions::register_user(&self.context(), name);
     }
 
+    /// This session's SQL-level prepared statements (`PREPARE`).
+    pub fn prepared_statements(&self) -> &crate::prepared_sql::PreparedStatements {
+        &self.prepared
+    }
+
     /// The interrupt flag of this session's running statement.
     pub fn interrupt(&self) -> &Arc<Interrupt> {
         &self.interrupt
@@ -457,6 +464,14 @@ impl Session {
         stmt: CohortStatement,
         client_types: &[Option<datafusion::arrow::datatypes::DataType>],
     ) -> Result<Prepared> {
+        if let CohortStatement::Sql(Statement::Execute { name, .. }) = &stmt {
+            let schema = crate::prepared_sql::result_schema(self, name);
+            return Ok(Prepared {
+                stmt,
+                plan: None,
+                schema,
+            });
+        }
         let stmt = match stmt {
             CohortStatement::Sql(s) => s,
             CohortStatement::Analytics { explain, stmt } => {
@@ -752,8 +767,18 @@ impl Session {
             Statement::Reset(_) | Statement::Close { .. } | Statement::UNLISTEN { .. } => {
                 crate::settings::session_statement(&self.settings, &stmt)
             }
+            Statement::Prepare {
+                name,
+                data_types,
+                statement,
+            } => crate::prepared_sql::prepare(self, &name, &data_types, &statement).await,
+            Statement::Execute {
+                name, parameters, ..
+            } => Box::pin(crate::prepared_sql::execute(self, name, parameters)).await,
+            Statement::Deallocate { name, .. } => crate::prepared_sql::deallocate(self, &name),
             Statement::Discard { .. } => {
                 crate::settings::reset_all(&self.settings);
+                self.prepared.clear();
                 Ok(Outcome::Command {
                     tag: "DISCARD ALL".into(),
                     rows: None,

@@ -17,6 +17,12 @@ pub enum SqlError {
         /// 1-based character offset into the statement text.
         position: usize,
     },
+    /// 42P05: a prepared statement of that name exists.
+    #[error("{0}")]
+    DuplicatePrepared(String),
+    /// 26000: no prepared statement of that name.
+    #[error("{0}")]
+    UndefinedPrepared(String),
     /// 22023: a value is not valid for its column (email, phone, gender, event code, ...).
     #[error("{0}")]
     InvalidValue(String),

@@ -31,6 +31,7 @@ pub mod params;
 pub mod pg_catalog_ext;
 pub mod pg_functions;
 pub mod pgtext;
+pub mod prepared_sql;
 pub mod procedures;
 pub mod rewrite;
 pub mod scheduler;

@@ -38,6 +38,8 @@ fn sql_code(e: &SqlError) -> &'static str {
         SqlError::BadCopyFile(_) => "22P04",
         SqlError::ProgramLimit(_) => "54000",
         SqlError::TooComplex(_) => "54001",
+        SqlError::DuplicatePrepared(_) => "42P05",
+        SqlError::UndefinedPrepared(_) => "26000",
         SqlError::Storage(_) => "58030",
         SqlError::DataFusion(_) => "XX000",
     }
