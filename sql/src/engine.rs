@@ -66,6 +66,7 @@ pub struct Engine {
     base: SessionContext,
     env: TableEnv,
     limits: EngineConfig,
+    relation_oids: crate::origins::RelationOids,
     parser: PostgresCompatibilityParser,
     scheduler: crate::scheduler::Scheduler,
 }
@@ -125,6 +126,9 @@ pub struct Prepared {
     pub plan: Option<LogicalPlan>,
     /// Result columns of statements DataFusion does not plan (analytics).
     pub schema: Option<datafusion::arrow::datatypes::SchemaRef>,
+    /// Table OID and column number of each result column read from a
+    /// relation (RowDescription); empty when none are known.
+    pub origins: Vec<crate::origins::Origin>,
 }
 
 impl Engine {
@@ -164,6 +168,7 @@ impl Engine {
             base,
             env,
             limits: config,
+            relation_oids: Default::default(),
             parser: PostgresCompatibilityParser::new(),
             scheduler: Default::default(),
         });
@@ -470,6 +475,7 @@ impl Session {
                 stmt,
                 plan: None,
                 schema,
+                origins: vec![],
             });
         }
         let stmt = match stmt {
@@ -480,6 +486,7 @@ impl Session {
                     stmt: CohortStatement::Analytics { explain, stmt },
                     plan: None,
                     schema: Some(schema),
+                    origins: vec![],
                 });
             }
         };
@@ -501,11 +508,25 @@ impl Session {
             }
             other => other,
         };
+        let origins = match &plan {
+            Some(p) if matches!(stmt, Statement::Query(_)) => self.column_origins(p).await,
+            _ => vec![],
+        };
         Ok(Prepared {
             stmt: CohortStatement::Sql(stmt),
             plan,
             schema: None,
+            origins,
         })
+    }
+
+    /// Table OID and column number of each output column of `plan` that is
+    /// read straight from a relation (as RowDescription reports them).
+    pub async fn column_origins(&self, plan: &LogicalPlan) -> Vec<crate::origins::Origin> {
+        self.engine
+            .relation_oids
+            .origins(&self.context(), plan)
+            .await
     }
 
     /// Executes a prepared statement with bound parameters.

@@ -27,6 +27,7 @@ pub mod interrupt;
 pub mod layout;
 pub mod limits;
 pub mod merge;
+pub mod origins;
 pub mod params;
 pub mod pg_catalog_ext;
 pub mod pg_functions;

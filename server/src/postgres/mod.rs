@@ -201,7 +201,35 @@ fn param_types(p: &Prepared) -> PgWireResult<Vec<Option<DataType>>> {
     }
 }
 
+/// `fields` with the table OID and column number of each column read from a relation.
+fn with_origins(
+    fields: Vec<FieldInfo>,
+    origins: &[cohortdb_sql::origins::Origin],
+) -> Vec<FieldInfo> {
+    if origins.iter().all(Option::is_none) {
+        return fields;
+    }
+    fields
+        .into_iter()
+        .enumerate()
+        .map(|(i, f)| match origins.get(i).copied().flatten() {
+            Some((table, column)) => FieldInfo::new(
+                f.name().to_string(),
+                Some(table),
+                Some(column),
+                f.datatype().clone(),
+                f.format(),
+            ),
+            None => f,
+        })
+        .collect()
+}
+
 fn result_fields(p: &Prepared, format: &Format) -> PgWireResult<Vec<FieldInfo>> {
+    Ok(with_origins(result_fields_plain(p, format)?, &p.origins))
+}
+
+fn result_fields_plain(p: &Prepared, format: &Format) -> PgWireResult<Vec<FieldInfo>> {
     use datafusion::sql::sqlparser::ast::Statement;
     if let Some(schema) = &p.schema {
         return pg_fields(schema, format);
@@ -332,6 +360,7 @@ impl QueryHandler {
     {
         Ok(match outcome {
             Outcome::Rows(df) => {
+                let origins = state.session.column_origins(df.logical_plan()).await;
                 let all_text = (0..df.schema().fields().len())
                     .all(|i| format.format_for(i) == FieldFormat::Text);
                 let supported = df
@@ -345,6 +374,7 @@ impl QueryHandler {
                     let opts = Arc::new(FormatOptions::from_client_metadata(client.metadata()));
                     arrow_pg::datatypes::df::encode_dataframe(df, format, Some(opts)).await?
                 };
+                q.row_schema = Arc::new(with_origins(q.row_schema.to_vec(), &origins));
                 let rows = std::mem::replace(&mut q.data_rows, Box::pin(stream::empty()));
                 q.data_rows = Box::pin(cancel::guard_stream(
                     state.session.interrupt().clone(),

@@ -29,4 +29,12 @@ conn.rollback()
 conn.autocommit = True
 cur.execute("SELECT current_setting('server_version_num')")
 assert cur.fetchone()[0].startswith("16")
+# RowDescription: table OID and column number of columns read from a relation
+cur.execute("SELECT oid FROM pg_class WHERE relname = 'contacts'")
+contacts_oid = cur.fetchone()[0]
+cur.execute("SELECT c.name, c.id, 1 AS x FROM contacts c")
+d = cur.description
+assert (d[0].table_oid, d[0].table_column) == (contacts_oid, 2), d
+assert (d[1].table_oid, d[1].table_column) == (contacts_oid, 1), d
+assert d[2].table_oid in (None, 0), d
 print("psycopg2 ok")

@@ -64,6 +64,16 @@ with psycopg.connect(host="127.0.0.1", port=port, user="admin", dbname="cohortdb
             raise SystemExit("expected 0A000")
         except psycopg.Error as e:
             assert e.sqlstate == "0A000" and "amount" in str(e), (e.sqlstate, str(e))
+    # RowDescription from Describe: table OID and column number per column
+    contacts_oid = conn.execute("SELECT oid FROM pg_class WHERE relname = 'contacts'").fetchone()[0]
+    view_oid = conn.execute("SELECT oid FROM pg_class WHERE relname = 'contact_view'").fetchone()[0]
+    city_num = conn.execute("SELECT attnum FROM pg_attribute WHERE attrelid = %s AND attname = 'city'",
+                            (view_oid,)).fetchone()[0]
+    cur = conn.execute("SELECT c.id, v.city, count(*) AS n FROM contacts c JOIN contact_view v ON v.id = c.id "
+                       "GROUP BY c.id, v.city")
+    res = cur.pgresult
+    origins = [(res.ftable(i), res.ftablecol(i)) for i in range(res.nfields)]
+    assert origins == [(contacts_oid, 1), (view_oid, city_num), (0, 0)], origins
     # pipelines: an error skips the rest until Sync
     assert conn.execute("SELECT 1").fetchone() == (1,)
     with conn.transaction():
