@@ -8,14 +8,12 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use async_trait::async_trait;
 use datafusion::arrow::array::{Array, ArrayRef, ListBuilder, StringArray, StringBuilder};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType as A, Field};
-use datafusion::catalog::{SchemaProvider, TableProvider};
+use datafusion::catalog::TableProvider;
 use datafusion::common::{Result as DfResult, ScalarValue};
 use datafusion::datasource::ViewTable;
-use datafusion::error::Result as DfResultE;
 use datafusion::logical_expr::{
     ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
 };
@@ -598,30 +596,6 @@ pub fn register_user(ctx: &SessionContext, user: &str) {
     }));
 }
 
-/// A schema whose tables are `inner`'s, some replaced by views.
-#[derive(Debug)]
-struct Overridden {
-    inner: Arc<dyn SchemaProvider>,
-    overrides: HashMap<&'static str, Arc<dyn TableProvider>>,
-}
-
-#[async_trait]
-impl SchemaProvider for Overridden {
-    fn table_names(&self) -> Vec<String> {
-        self.inner.table_names()
-    }
-    async fn table(&self, name: &str) -> DfResultE<Option<Arc<dyn TableProvider>>> {
-        if let Some(t) = self.overrides.get(name) {
-            return Ok(Some(t.clone()));
-        }
-        self.inner.table(name).await
-    }
-    fn table_exist(&self, name: &str) -> bool {
-        self.inner.table_exist(name)
-    }
-}
-
-/// Puts the `pg_catalog` overrides BI tools need in front of catalog
 /// `catalog`'s `pg_catalog` (after `pg_catalog_ext::install`): `pg_database`
 /// lists only `catalog` (`datafusion-pg-catalog` adds a `postgres` database,
 /// which cannot be connected to; Superset and DBeaver offer every row).
@@ -649,7 +623,10 @@ pub async fn install(ctx: &SessionContext, catalog: &str) -> Result<()> {
         }
     }
     if !overrides.is_empty() {
-        cat.register_schema("pg_catalog", Arc::new(Overridden { inner, overrides }))?;
+        cat.register_schema(
+            "pg_catalog",
+            Arc::new(crate::pg_catalog_ext::PgCatalogExt::new(inner, overrides)),
+        )?;
     }
     Ok(())
 }

@@ -726,7 +726,7 @@ fn split_outer_arguments(e: &mut Expr, inner: &HashSet<String>) {
         return;
     };
     if f.over.is_some()
-        || AGGREGATES.contains(&bare_name(&f.name).as_str())
+        || crate::rewrite::AGGREGATES.contains(&bare_name(&f.name).as_str())
         || !reads_outer(value, inner)
     {
         return;
@@ -819,23 +819,6 @@ fn is_regclass_lookup(e: &Expr) -> bool {
     s.starts_with("SELECT c.oid FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n")
         && s.contains("parse_ident(")
 }
-
-/// Aggregate functions (a subquery projecting one is not split).
-const AGGREGATES: &[&str] = &[
-    "count",
-    "max",
-    "min",
-    "sum",
-    "avg",
-    "array_agg",
-    "string_agg",
-    "bool_and",
-    "bool_or",
-    "json_agg",
-    "jsonb_agg",
-    "json_object_agg",
-    "every",
-];
 
 fn projects_count(item: &SelectItem) -> bool {
     let e = match item {

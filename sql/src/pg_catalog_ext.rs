@@ -306,6 +306,16 @@ pub struct PgCatalogExt {
     overrides: HashMap<&'static str, Arc<dyn TableProvider>>,
 }
 
+impl PgCatalogExt {
+    /// `inner` with the tables in `overrides` replaced.
+    pub(crate) fn new(
+        inner: Arc<dyn SchemaProvider>,
+        overrides: HashMap<&'static str, Arc<dyn TableProvider>>,
+    ) -> PgCatalogExt {
+        PgCatalogExt { inner, overrides }
+    }
+}
+
 #[async_trait]
 impl SchemaProvider for PgCatalogExt {
     fn table_names(&self) -> Vec<String> {
