@@ -221,6 +221,7 @@ impl Engine {
             .build();
         state.config_mut().options_mut().execution.time_zone = Some(tz.name().to_string());
         let ctx = SessionContext::new_with_state(state);
+        crate::text_cast::register(&ctx, tz.name());
         crate::pg_functions::register_session(
             &ctx,
             settings.clone(),

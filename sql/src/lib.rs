@@ -39,6 +39,7 @@ pub mod scheduler;
 pub mod settings;
 pub mod tables;
 pub mod tags;
+pub mod text_cast;
 pub mod users;
 
 pub use engine::{CohortStatement, Engine, EngineConfig, Outcome, Prepared, Session};

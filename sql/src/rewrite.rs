@@ -200,4 +200,5 @@ pub fn rewrite(stmt: &mut Statement) {
     crate::client_rewrite::rewrite(stmt);
     let _ = stmt.visit(&mut RegTypeText);
     crate::bi_rewrite::rewrite(stmt);
+    crate::text_cast::rewrite(stmt);
 }
