@@ -73,8 +73,14 @@ fn datafusion_code(e: &DataFusionError) -> (&'static str, String) {
             ArrowError::CastError(_) | ArrowError::ParseError(_) => "22P02",
             ArrowError::DivideByZero => "22012",
             ArrowError::ArithmeticOverflow(_) => "22003",
+            // values a function cannot take (e.g. bytes that are not UTF-8)
+            ArrowError::InvalidArgumentError(_) => "22023",
+            ArrowError::ComputeError(_) => "22000",
+            ArrowError::IoError(..) => "58030",
             _ => "XX000",
         },
+        DataFusionError::Configuration(_) => "22023",
+        DataFusionError::IoError(_) => "58030",
         DataFusionError::Context(_, inner) | DataFusionError::Diagnostic(_, inner) => {
             return datafusion_code(inner)
         }
