@@ -505,7 +505,9 @@ impl Session {
         };
         let plan = match plan {
             Some(p) if matches!(stmt, Statement::Query(_)) => {
-                Some(crate::params::apply_client_types(p, client_types)?)
+                Some(crate::literals::type_output_literals(
+                    crate::params::apply_client_types(p, client_types)?,
+                )?)
             }
             other => other,
         };
@@ -822,6 +824,11 @@ impl Session {
                         stmt.clone(),
                     )))
                     .await?;
+                let plan = if matches!(stmt, Statement::Query(_)) {
+                    crate::literals::type_output_literals(plan)?
+                } else {
+                    plan
+                };
                 self.run_plan(&stmt, plan).await
             }
             other => Err(SqlError::Unsupported(format!(

@@ -26,6 +26,7 @@ pub mod ingest;
 pub mod interrupt;
 pub mod layout;
 pub mod limits;
+pub mod literals;
 pub mod merge;
 pub mod origins;
 pub mod params;

@@ -227,9 +227,33 @@ pub fn pg_column_name(name: &str) -> String {
                     _ => {}
                 }
             }
-            return func.to_ascii_lowercase();
+            // DataFusion names a literal after its Arrow type: `Int64(1)`
+            return match func {
+                "Boolean" => "bool".into(),
+                "Int8"
+                | "Int16"
+                | "Int32"
+                | "Int64"
+                | "UInt8"
+                | "UInt16"
+                | "UInt32"
+                | "UInt64"
+                | "Float16"
+                | "Float32"
+                | "Float64"
+                | "Utf8"
+                | "LargeUtf8"
+                | "Utf8View"
+                | "Decimal128"
+                | "Date32"
+                | "IntervalMonthDayNano" => "?column?".into(),
+                _ => func.to_ascii_lowercase(),
+            };
         }
         return name.to_string();
+    }
+    if name == "NULL" {
+        return "?column?".into();
     }
     match name.rsplit_once('.') {
         Some((q, col)) if ident(col) && q.split('.').all(ident) => col.to_string(),
@@ -248,6 +272,10 @@ mod tests {
         assert_eq!(n("max(x) + min(y)"), "max(x) + min(y)");
         assert_eq!(n("e.city"), "city");
         assert_eq!(n("revenue"), "revenue");
+        assert_eq!(n("Int64(1)"), "?column?");
+        assert_eq!(n("Utf8(\"x\")"), "?column?");
+        assert_eq!(n("Boolean(true)"), "bool");
+        assert_eq!(n("NULL"), "?column?");
     }
 
     use super::*;

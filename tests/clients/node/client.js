@@ -24,8 +24,13 @@ async function main() {
     if (e.code !== '42P01') throw e;
   }
   r = await c.query('SELECT 1 AS one');
-  // integer literals are bigint in cohortdb (int8 arrives as a string in node-postgres)
-  if (Number(r.rows[0].one) !== 1) throw new Error('after error');
+  // an integer literal selected as a column is integer, as in PostgreSQL
+  // (node-postgres returns int8 as a string, int4 as a number)
+  if (r.rows[0].one !== 1) throw new Error(`SELECT 1 gave ${JSON.stringify(r.rows[0].one)}`);
+  r = await c.query('SELECT 1');
+  if (r.fields[0].name !== '?column?' || r.rows[0]['?column?'] !== 1) {
+    throw new Error(`SELECT 1 gave ${JSON.stringify(r.fields)} ${JSON.stringify(r.rows)}`);
+  }
   await c.end();
   console.log('node-postgres ok');
 }
