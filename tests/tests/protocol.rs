@@ -2,8 +2,9 @@
 //! (57014), errors in the extended protocol skip messages until Sync, binary
 //! `COPY FROM STDIN`, users with SCRAM-SHA-256 (28P01 on a wrong password),
 //! TLS with `sslmode=require`, session statements drivers send on reset,
-//! SQLSTATEs of common mistakes, portal row limits and suspension, and a
-//! malformed message ending only its own connection.
+//! SQLSTATEs of common mistakes, portal row limits and suspension, failed
+//! transaction blocks (25P02), and a malformed message ending only its own
+//! connection.
 
 use std::time::{Duration, Instant};
 
@@ -354,4 +355,47 @@ async fn portal_row_limits_and_suspension() {
     assert_eq!(seen, (1..=7).map(|g| (g, g * 10)).collect::<Vec<_>>());
     assert_eq!(fetches, 4, "3 + 3 + 1 rows, then an empty fetch");
     tx.commit().await.expect("commit");
+}
+
+/// After an error inside `BEGIN ... `, statements are refused with 25P02
+/// until ROLLBACK (or COMMIT, which reports ROLLBACK), in both protocols;
+/// ReadyForQuery's status follows the block.
+#[tokio::test]
+async fn failed_transaction_blocks() {
+    let server = TestServer::start();
+    let c = server.client().await;
+    exec(&c, "BEGIN").await;
+    expect_sqlstate(&c, "SELECT nosuch FROM contacts", "42703").await;
+    expect_sqlstate(&c, "SELECT 1", "25P02").await;
+    let err = c
+        .query("SELECT 1", &[])
+        .await
+        .err()
+        .expect("25P02 over Parse/Bind/Execute");
+    assert_eq!(err.code().map(|s| s.code()), Some("25P02"), "{err}");
+    let msgs = c
+        .simple_query("COMMIT")
+        .await
+        .expect("COMMIT ends the block");
+    let tag = msgs.iter().find_map(|m| match m {
+        tokio_postgres::SimpleQueryMessage::CommandComplete(n) => Some(*n),
+        _ => None,
+    });
+    assert_eq!(
+        tag,
+        Some(0),
+        "COMMIT of a failed block completes (as ROLLBACK)"
+    );
+    let rows = simple_rows(&c, "SELECT 1").await;
+    assert_eq!(rows[0][0].as_deref(), Some("1"));
+    // ROLLBACK in the same query string ends the block for what follows it
+    exec(&c, "BEGIN").await;
+    expect_sqlstate(&c, "SELECT 1/0", "22012").await;
+    let msgs = c
+        .simple_query("ROLLBACK; SELECT 2")
+        .await
+        .expect("rollback then select");
+    assert!(msgs
+        .iter()
+        .any(|m| matches!(m, tokio_postgres::SimpleQueryMessage::Row(r) if r.get(0) == Some("2"))));
 }

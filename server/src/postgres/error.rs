@@ -220,3 +220,15 @@ pub fn remap(error: &mut PgWireError) {
         }
     }
 }
+
+/// 25P02: a statement sent in a transaction block that already failed.
+pub fn in_failed_transaction() -> PgWireError {
+    let mut e = ErrorInfo::new(
+        "ERROR".to_owned(),
+        "25P02".to_owned(),
+        "current transaction is aborted, commands ignored until end of transaction block"
+            .to_owned(),
+    );
+    e.hint = Some("send ROLLBACK (statements before the error stay applied: each statement is atomic on its own)".to_owned());
+    PgWireError::UserError(Box::new(e))
+}

@@ -33,7 +33,7 @@ use pgwire::api::{ClientInfo, ClientPortalStore, ErrorHandler, PgWireServerHandl
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::copy::{CopyData, CopyDone, CopyFail};
 use pgwire::messages::data::DataRow;
-use pgwire::messages::response::NoticeResponse;
+use pgwire::messages::response::{NoticeResponse, TransactionStatus};
 use pgwire::messages::startup::ParameterStatus;
 use pgwire::messages::PgWireBackendMessage;
 use pgwire::types::format::FormatOptions;
@@ -499,6 +499,32 @@ fn binary_copy_out_stream(
     rows.chain(tail).boxed()
 }
 
+fn ends_transaction(stmt: &CohortStatement) -> bool {
+    use datafusion::sql::sqlparser::ast::Statement;
+    matches!(
+        stmt,
+        CohortStatement::Sql(Statement::Commit { .. } | Statement::Rollback { .. })
+    )
+}
+
+/// In a failed transaction block (an error after `BEGIN`) statements are
+/// refused with 25P02 until the block ends, as in PostgreSQL: `ROLLBACK`
+/// runs, `COMMIT` ends the block reporting `ROLLBACK`. Statements that ran
+/// before the error stay applied (each statement is atomic on its own).
+fn failed_transaction_gate(failed: bool, stmt: &CohortStatement) -> Option<PgWireResult<Response>> {
+    use datafusion::sql::sqlparser::ast::Statement;
+    if !failed {
+        return None;
+    }
+    match stmt {
+        CohortStatement::Sql(Statement::Rollback { .. }) => None,
+        CohortStatement::Sql(Statement::Commit { .. }) => {
+            Some(Ok(Response::TransactionEnd(Tag::new("ROLLBACK"))))
+        }
+        _ => Some(Err(error::in_failed_transaction())),
+    }
+}
+
 /// Field descriptions with the column names Postgres would show.
 fn pg_fields(
     schema: &datafusion::arrow::datatypes::Schema,
@@ -571,7 +597,25 @@ impl SimpleQueryHandler for QueryHandler {
             return Ok(vec![Response::EmptyQuery]);
         }
         let mut out = Vec::new();
+        let mut failed = client.transaction_status() == TransactionStatus::Error;
         for stmt in stmts {
+            if let Some(r) = failed_transaction_gate(failed, &stmt) {
+                match r {
+                    Ok(resp) => {
+                        out.push(resp);
+                        failed = false;
+                        continue;
+                    }
+                    Err(e) if out.is_empty() => return Err(e),
+                    Err(e) => {
+                        out.push(Response::Error(Box::new(ErrorInfo::from(e))));
+                        break;
+                    }
+                }
+            }
+            if ends_transaction(&stmt) {
+                failed = false;
+            }
             let interrupt = state.session.interrupt().clone();
             cancel::begin(&interrupt, state.session.statement_timeout());
             let r = match cancel::guard(&interrupt, async {
@@ -630,6 +674,10 @@ impl ExtendedQueryHandler for QueryHandler {
         let Some(p) = &parsed.prepared else {
             return Ok(Response::EmptyQuery);
         };
+        let failed = client.transaction_status() == TransactionStatus::Error;
+        if let Some(r) = failed_transaction_gate(failed, &p.stmt) {
+            return r;
+        }
         let params = if p.plan.is_some() {
             let types = param_types(p)?;
             let refs: Vec<Option<&DataType>> = types.iter().map(|t| t.as_ref()).collect();
