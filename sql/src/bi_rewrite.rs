@@ -28,6 +28,8 @@ use datafusion::sql::sqlparser::ast::{
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::Parser;
 
+use crate::rewrite::call;
+
 /// Table functions (set-returning) DataFusion and `datafusion-pg-catalog`
 /// provide; any other function in `FROM` is scalar.
 const TABLE_FUNCTIONS: &[&str] = &["generate_series", "range", "pg_get_keywords", "unnest"];
@@ -86,25 +88,6 @@ fn is_computed(e: &Expr) -> bool {
         }
         _ => false,
     }
-}
-
-fn call(name: &str, arg: Expr) -> Expr {
-    Expr::Function(Function {
-        name: ObjectName::from(vec![Ident::new(name)]),
-        uses_odbc_syntax: false,
-        parameters: FunctionArguments::None,
-        args: FunctionArguments::List(datafusion::sql::sqlparser::ast::FunctionArgumentList {
-            duplicate_treatment: None,
-            args: vec![datafusion::sql::sqlparser::ast::FunctionArg::Unnamed(
-                datafusion::sql::sqlparser::ast::FunctionArgExpr::Expr(arg),
-            )],
-            clauses: vec![],
-        }),
-        filter: None,
-        null_treatment: None,
-        over: None,
-        within_group: vec![],
-    })
 }
 
 /// Whether `e` contains a subquery (`IN (SELECT ...)`, `EXISTS`, scalar).

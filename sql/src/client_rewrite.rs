@@ -104,19 +104,6 @@ fn plain_args(f: &Function) -> Option<Vec<&Expr>> {
         .collect()
 }
 
-fn type_is(t: &DataType, name: &str) -> bool {
-    let s = t.to_string().to_ascii_lowercase();
-    s == name || s == format!("pg_catalog.{name}")
-}
-
-fn is_text_type(t: &DataType) -> bool {
-    matches!(
-        t,
-        DataType::Text | DataType::Varchar(_) | DataType::CharacterVarying(_) | DataType::String(_)
-    ) || type_is(t, "text")
-        || type_is(t, "name")
-}
-
 fn lambda(param: &Ident, body: Expr) -> Expr {
     Expr::Lambda(LambdaFunction {
         params: OneOrManyWithParens::One(LambdaFunctionParameter {
@@ -590,14 +577,14 @@ impl VisitorMut for ClientIdioms {
             }
             Expr::Cast {
                 expr, data_type, ..
-            } if is_text_type(data_type) => {
+            } if crate::rewrite::is_text(data_type) => {
                 if let Expr::Cast {
                     expr: inner,
                     data_type: t2,
                     ..
                 } = expr.as_mut()
                 {
-                    if type_is(t2, "regclass") {
+                    if crate::rewrite::is_named(t2, "regclass") {
                         let x = take(inner);
                         *e = regclass_name(x);
                     }
@@ -796,8 +783,8 @@ impl VisitorMut for KeepOrderByRegclass {
                         expr, data_type, ..
                     } = &mut o.expr
                     {
-                        if is_text_type(data_type)
-                            && matches!(expr.as_ref(), Expr::Cast { data_type: t, .. } if type_is(t, "regclass"))
+                        if crate::rewrite::is_text(data_type)
+                            && matches!(expr.as_ref(), Expr::Cast { data_type: t, .. } if crate::rewrite::is_named(t, "regclass"))
                         {
                             *data_type = DataType::Char(None);
                         }

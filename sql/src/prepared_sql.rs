@@ -31,10 +31,27 @@ impl PreparedStatements {
             .expect("prepared")
             .get(name)
             .cloned()
-            .ok_or_else(|| {
-                SqlError::UndefinedPrepared(format!("prepared statement \"{name}\" does not exist"))
-            })
+            .ok_or_else(|| unknown(name))
     }
+
+    fn contains(&self, name: &str) -> bool {
+        self.by_name.lock().expect("prepared").contains_key(name)
+    }
+
+    fn insert(&self, name: String, p: Prepared) {
+        self.by_name.lock().expect("prepared").insert(name, p);
+    }
+
+    fn remove(&self, name: &str) -> Result<()> {
+        match self.by_name.lock().expect("prepared").remove(name) {
+            Some(_) => Ok(()),
+            None => Err(unknown(name)),
+        }
+    }
+}
+
+fn unknown(name: &str) -> SqlError {
+    SqlError::UndefinedPrepared(format!("prepared statement \"{name}\" does not exist"))
 }
 
 /// A name as PostgreSQL folds it: unquoted names are lower-cased.
@@ -79,13 +96,7 @@ pub async fn prepare(
     statement: &Statement,
 ) -> Result<Outcome> {
     let key = folded(name);
-    if session
-        .prepared_statements()
-        .by_name
-        .lock()
-        .expect("prepared")
-        .contains_key(&key)
-    {
+    if session.prepared_statements().contains(&key) {
         return Err(SqlError::DuplicatePrepared(format!(
             "prepared statement \"{key}\" already exists (DEALLOCATE it first)"
         )));
@@ -105,12 +116,7 @@ pub async fn prepare(
     let prepared = session
         .prepare_typed(CohortStatement::Sql(statement.clone()), &types)
         .await?;
-    session
-        .prepared_statements()
-        .by_name
-        .lock()
-        .expect("prepared")
-        .insert(key, prepared);
+    session.prepared_statements().insert(key, prepared);
     Ok(Outcome::Command {
         tag: "PREPARE".into(),
         rows: None,
@@ -203,19 +209,7 @@ pub fn deallocate(session: &Session, name: &Ident) -> Result<Outcome> {
     if name.quote_style.is_none() && name.value.eq_ignore_ascii_case("all") {
         session.prepared_statements().clear();
     } else {
-        let key = folded(name);
-        if session
-            .prepared_statements()
-            .by_name
-            .lock()
-            .expect("prepared")
-            .remove(&key)
-            .is_none()
-        {
-            return Err(SqlError::UndefinedPrepared(format!(
-                "prepared statement \"{key}\" does not exist"
-            )));
-        }
+        session.prepared_statements().remove(&folded(name))?;
     }
     Ok(Outcome::Command {
         tag: if name.value.eq_ignore_ascii_case("all") {

@@ -16,19 +16,23 @@ use datafusion::sql::sqlparser::ast::{
 
 struct RegTypeText;
 
-fn is_named(t: &DataType, name: &str) -> bool {
+/// True when `t` is the type `name`, also spelled `pg_catalog.name`.
+pub(crate) fn is_named(t: &DataType, name: &str) -> bool {
     let s = t.to_string().to_ascii_lowercase();
     s == name || s == format!("pg_catalog.{name}")
 }
 
-fn is_text(t: &DataType) -> bool {
+/// True for the text types (`text`, `varchar`, `name`, ...).
+pub(crate) fn is_text(t: &DataType) -> bool {
     matches!(
         t,
         DataType::Text | DataType::Varchar(_) | DataType::CharacterVarying(_) | DataType::String(_)
-    ) || is_named(t, "name")
+    ) || is_named(t, "text")
+        || is_named(t, "name")
 }
 
-fn call(name: &str, arg: Expr) -> Expr {
+/// The call `name(arg)`.
+pub(crate) fn call(name: &str, arg: Expr) -> Expr {
     Expr::Function(Function {
         name: ObjectName::from(vec![Ident::new(name)]),
         uses_odbc_syntax: false,

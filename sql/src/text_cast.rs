@@ -15,10 +15,7 @@ use datafusion::logical_expr::{
     ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
 };
 use datafusion::prelude::SessionContext;
-use datafusion::sql::sqlparser::ast::{
-    DataType, Expr, Function, FunctionArg, FunctionArgExpr, FunctionArgumentList,
-    FunctionArguments, Ident, ObjectName, Statement, Value, VisitMut, VisitorMut,
-};
+use datafusion::sql::sqlparser::ast::{DataType, Expr, Statement, Value, VisitMut, VisitorMut};
 
 /// The session's `text(x)`: PostgreSQL's text form of `x`.
 #[derive(Debug, PartialEq, Eq, Hash)]
@@ -125,20 +122,7 @@ impl VisitorMut for CastsToText {
                 }
             }
             let arg = std::mem::replace(expr.as_mut(), Expr::value(Value::Null));
-            *e = Expr::Function(Function {
-                name: ObjectName::from(vec![Ident::new("text")]),
-                uses_odbc_syntax: false,
-                parameters: FunctionArguments::None,
-                args: FunctionArguments::List(FunctionArgumentList {
-                    duplicate_treatment: None,
-                    args: vec![FunctionArg::Unnamed(FunctionArgExpr::Expr(arg))],
-                    clauses: vec![],
-                }),
-                filter: None,
-                null_treatment: None,
-                over: None,
-                within_group: vec![],
-            });
+            *e = crate::rewrite::call("text", arg);
         }
         ControlFlow::Continue(())
     }
