@@ -105,8 +105,8 @@ fn cf_options(name: &str, cache: Option<&Cache>) -> Options {
         cf::BITMAPS => {
             o.set_merge_operator(
                 "bitmap_ops",
-                crate::groups::bitmap_full_merge,
-                crate::groups::bitmap_partial_merge,
+                crate::bitmap::bitmap_full_merge,
+                crate::bitmap::bitmap_partial_merge,
             );
             o.set_block_based_table_factory(&table_opts(true, true));
         }

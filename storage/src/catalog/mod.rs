@@ -9,6 +9,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::types::DataType;
 
+pub mod segments;
+
 /// A contact field (fixed or custom `p_*`); its id is its position.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct FieldDef {
@@ -116,10 +118,10 @@ pub struct CatalogData {
     pub next_table_id: u32,
     /// Groups (`CREATE GROUP`).
     #[serde(default)]
-    pub groups: Vec<crate::groups::GroupDef>,
+    pub groups: Vec<segments::GroupDef>,
     /// Tags (`CREATE TAG`).
     #[serde(default)]
-    pub tags: Vec<crate::groups::TagDef>,
+    pub tags: Vec<segments::TagDef>,
     /// Group and tag ids that were dropped: never reused.
     #[serde(default)]
     pub retired_ids: Vec<String>,
@@ -356,6 +358,11 @@ impl Catalog {
     /// The underlying document.
     pub fn data(&self) -> &CatalogData {
         &self.data
+    }
+
+    /// The user `name`, if it exists.
+    pub fn user(&self, name: &str) -> Option<&UserDef> {
+        self.data.users.iter().find(|u| u.name == name)
     }
 
     /// Event type by code.
