@@ -51,9 +51,9 @@ impl Default for Config {
             writer_queue: 256,
             block_cache_mb: 256,
             max_statement_mb: 4096,
-            max_query_memory_mb: cohortdb_sql::limits::DEFAULT_MAX_QUERY_MEMORY_MB,
-            max_expression_depth: cohortdb_sql::limits::DEFAULT_MAX_EXPRESSION_DEPTH,
-            max_message_mb: cohortdb_sql::limits::DEFAULT_MAX_MESSAGE_MB,
+            max_query_memory_mb: cohortdb_sql::runtime::limits::DEFAULT_MAX_QUERY_MEMORY_MB,
+            max_expression_depth: cohortdb_sql::runtime::limits::DEFAULT_MAX_EXPRESSION_DEPTH,
+            max_message_mb: cohortdb_sql::runtime::limits::DEFAULT_MAX_MESSAGE_MB,
             tls_cert: None,
             tls_key: None,
         }

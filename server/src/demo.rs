@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use cohortdb_datagen::{DatasetSpec, CONTACT_COLUMNS, EVENT_COLUMNS};
-use cohortdb_sql::copy::{CopyFormat, CopyIn, CopyOptions};
+use cohortdb_sql::ingest::copy::{CopyFormat, CopyIn, CopyOptions};
 use cohortdb_sql::{Engine, SqlError};
 
 /// Loads the demo data unless the database already holds contacts.
@@ -21,9 +21,9 @@ pub async fn load_if_empty(engine: &Arc<Engine>) -> Result<(), SqlError> {
     }
     let session = engine.session();
     if store.catalog().property("p_amount").is_none() {
-        let (stmts, _) = engine.parse("ALTER TABLE events ADD COLUMN p_amount DOUBLE")?;
+        let stmts = engine.parse("ALTER TABLE events ADD COLUMN p_amount DOUBLE")?;
         for s in stmts {
-            session.execute(s, None).await?;
+            session.execute(s).await?;
         }
     }
     let spec = DatasetSpec::demo();
@@ -38,9 +38,9 @@ pub async fn load_if_empty(engine: &Arc<Engine>) -> Result<(), SqlError> {
         .map_err(|e| SqlError::BadCopyFile(e.to_string()))?;
     let n_events = copy(engine, &session, "events", EVENT_COLUMNS, &events).await?;
     for sql in DEMO_GROUPS_AND_TAGS {
-        let (stmts, _) = engine.parse(sql)?;
+        let stmts = engine.parse(sql)?;
         for s in stmts {
-            session.execute(s, None).await?;
+            session.execute(s).await?;
         }
     }
     tracing::info!(

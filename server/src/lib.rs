@@ -49,10 +49,10 @@ pub async fn run(cfg: Config, demo: bool) -> Result<(), String> {
     let admin_password = std::env::var("COHORTDB_ADMIN_PASSWORD")
         .ok()
         .filter(|p| !p.is_empty());
-    cohortdb_sql::users::ensure_admin(&store, admin_password.as_deref())
+    cohortdb_sql::access::users::ensure_admin(&store, admin_password.as_deref())
         .await
         .map_err(|e| format!("cannot create user admin: {e}"))?;
-    let trust = !cohortdb_sql::users::passwords_required(&store);
+    let trust = !cohortdb_sql::access::users::passwords_required(&store);
     if trust {
         tracing::info!(
             "no password for admin (COHORTDB_ADMIN_PASSWORD was not set at first start): accepting loopback connections only, trusted as any user"

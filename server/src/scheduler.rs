@@ -39,7 +39,7 @@ pub fn spawn(engine: Arc<Engine>, tz: Tz) -> tokio::task::JoinHandle<()> {
         loop {
             let wait = millis_until_next(Utc::now().timestamp_millis(), tz, DEDUPE_AT);
             tokio::time::sleep(std::time::Duration::from_millis(wait as u64)).await;
-            match cohortdb_sql::dedupe::run(&engine, false).await {
+            match cohortdb_sql::identity::dedupe::run(&engine.background_context(), false).await {
                 Ok(pairs) => tracing::info!(merged = pairs.len(), "daily dedupe_contacts finished"),
                 Err(e) => tracing::error!("daily dedupe_contacts failed: {e}"),
             }

@@ -41,7 +41,7 @@ fn bad_password(user: &str) -> PgWireError {
 impl AuthSource for Users {
     async fn get_password(&self, login: &LoginInfo) -> PgWireResult<Password> {
         let user = login.user().unwrap_or_default();
-        let secret = cohortdb_sql::users::lookup(&self.store, user)
+        let secret = cohortdb_sql::access::users::lookup(&self.store, user)
             .and_then(|u| u.scram)
             .ok_or_else(|| bad_password(user))?;
         Ok(Password::new(Some(secret.salt), secret.salted_password))
@@ -62,7 +62,7 @@ impl Startup {
         let mut scram = ScramAuth::new(Arc::new(Users {
             store: engine.store().clone(),
         }));
-        scram.set_iterations(cohortdb_sql::users::ITERATIONS as usize);
+        scram.set_iterations(cohortdb_sql::access::users::ITERATIONS as usize);
         Startup {
             engine,
             registry,
@@ -111,7 +111,7 @@ impl StartupHandler for Startup {
                 protocol_negotiation(client, startup).await?;
                 save_startup_parameters_to_metadata(client, startup);
                 if let Some(db) = client.metadata().get("database") {
-                    if db != cohortdb_sql::engine::DATABASE {
+                    if db != cohortdb_sql::runtime::settings::DATABASE {
                         return Err(PgWireError::UserError(Box::new(ErrorInfo::new(
                             "FATAL".into(),
                             "3D000".into(),
@@ -121,7 +121,7 @@ impl StartupHandler for Startup {
                         ))));
                     }
                 }
-                if cohortdb_sql::users::passwords_required(self.engine.store()) {
+                if cohortdb_sql::access::users::passwords_required(self.engine.store()) {
                     client.set_state(PgWireConnectionState::AuthenticationInProgress);
                     client
                         .send(PgWireBackendMessage::Authentication(Authentication::SASL(

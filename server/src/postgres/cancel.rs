@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use cohortdb_sql::interrupt::{Interrupt, Reason};
+use cohortdb_sql::runtime::interrupt::{Interrupt, Reason};
 use futures::{Stream, StreamExt};
 use pgwire::api::cancel::CancelHandler;
 use pgwire::error::PgWireResult;

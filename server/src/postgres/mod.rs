@@ -14,10 +14,10 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use bytes::Bytes;
 use chrono_tz::Tz;
-use cohortdb_sql::copy::{format_header, format_row, CopyIn, CopyOptions};
-use cohortdb_sql::engine::PG_VERSION_NUM;
-use cohortdb_sql::pgtext;
-use cohortdb_sql::{CohortStatement, Engine, Outcome, Prepared, Session};
+use cohortdb_sql::ingest::copy::{format_header, format_row, CopyIn, CopyOptions};
+use cohortdb_sql::model::pgtext;
+use cohortdb_sql::runtime::settings::PG_VERSION_NUM;
+use cohortdb_sql::{Engine, Outcome, Prepared, Session, Statement};
 use datafusion::arrow::datatypes::DataType;
 use futures::{stream, Sink, SinkExt, StreamExt};
 use pgwire::api::auth::{ServerParameterProvider, StartupHandler};
@@ -143,7 +143,7 @@ impl ServerParameterProvider for Parameters {
         let mut p = HashMap::new();
         p.insert(
             "server_version".into(),
-            cohortdb_sql::engine::PG_VERSION.into(),
+            cohortdb_sql::runtime::settings::PG_VERSION.into(),
         );
         p.insert("server_version_num".into(), PG_VERSION_NUM.into());
         p.insert("server_encoding".into(), "UTF8".into());
@@ -186,7 +186,6 @@ pub(crate) fn rand_u32() -> u32 {
 #[derive(Clone, Default)]
 pub struct ParsedStatement {
     prepared: Option<Prepared>,
-    on_error: Option<cohortdb_sql::ingest::OnError>,
 }
 
 /// Parses statements for the extended protocol.
@@ -196,7 +195,7 @@ pub struct Parser {
 
 fn param_types(p: &Prepared) -> PgWireResult<Vec<Option<DataType>>> {
     match &p.plan {
-        Some(plan) => cohortdb_sql::params::parameter_types(plan).map_err(to_pg),
+        Some(plan) => cohortdb_sql::pgcompat::params::parameter_types(plan).map_err(to_pg),
         None => Ok(vec![]),
     }
 }
@@ -204,7 +203,7 @@ fn param_types(p: &Prepared) -> PgWireResult<Vec<Option<DataType>>> {
 /// `fields` with the table OID and column number of each column read from a relation.
 fn with_origins(
     fields: Vec<FieldInfo>,
-    origins: &[cohortdb_sql::origins::Origin],
+    origins: &[cohortdb_sql::pgcompat::origins::Origin],
 ) -> Vec<FieldInfo> {
     if origins.iter().all(Option::is_none) {
         return fields;
@@ -230,35 +229,20 @@ fn result_fields(p: &Prepared, format: &Format) -> PgWireResult<Vec<FieldInfo>> 
 }
 
 fn result_fields_plain(p: &Prepared, format: &Format) -> PgWireResult<Vec<FieldInfo>> {
-    use datafusion::sql::sqlparser::ast::Statement;
     if let Some(schema) = &p.schema {
         return pg_fields(schema, format);
     }
     if let Some(plan) = &p.plan {
-        if matches!(
-            p.stmt,
-            CohortStatement::Sql(
-                Statement::Insert(_) | Statement::Update { .. } | Statement::Delete(_)
-            )
-        ) {
+        if p.stmt.is_dml() {
             return Ok(vec![]);
         }
         return pg_fields(plan.schema().as_arrow(), format);
     }
-    if let CohortStatement::Sql(stmt) = &p.stmt {
-        if let Some(schema) = cohortdb_sql::procedures::result_schema(stmt) {
-            return pg_fields(&schema, format);
-        }
-    }
-    if let CohortStatement::Sql(Statement::ShowVariable { variable }) = &p.stmt {
-        let name = variable
-            .iter()
-            .map(|i| i.value.to_ascii_lowercase())
-            .collect::<Vec<_>>()
-            .join(" ");
+    if let Statement::Show { name } = &p.stmt {
+        let name = name.to_ascii_lowercase();
         // the column is named as the simple protocol names it
         // (`SHOW TRANSACTION ISOLATION LEVEL` → `transaction_isolation`)
-        let name = cohortdb_sql::settings::normalize(&name);
+        let name = cohortdb_sql::runtime::settings::normalize(&name);
         return Ok(vec![FieldInfo::new(
             name,
             None,
@@ -284,7 +268,7 @@ impl QueryParser for Parser {
         C: ClientInfo + Unpin + Send + Sync,
     {
         let state = conn(client, &self.engine);
-        let (mut stmts, on_error) = self.engine.parse(sql).map_err(to_pg)?;
+        let mut stmts = self.engine.parse(sql).map_err(to_pg)?;
         if stmts.is_empty() {
             return Ok(None);
         }
@@ -309,7 +293,6 @@ impl QueryParser for Parser {
             .map_err(to_pg)?;
         Ok(Some(ParsedStatement {
             prepared: Some(prepared),
-            on_error,
         }))
     }
 
@@ -467,7 +450,7 @@ fn copy_out_stream(
 fn binary_copy_out_stream(
     batches: datafusion::execution::SendableRecordBatchStream,
 ) -> futures::stream::BoxStream<'static, PgWireResult<CopyData>> {
-    use cohortdb_sql::copy_binary_out as bin;
+    use cohortdb_sql::ingest::copy_binary_out as bin;
     use std::sync::atomic::{AtomicBool, Ordering};
     let pending = Arc::new(AtomicBool::new(true));
     let header = move |pending: &AtomicBool| {
@@ -499,28 +482,21 @@ fn binary_copy_out_stream(
     rows.chain(tail).boxed()
 }
 
-fn ends_transaction(stmt: &CohortStatement) -> bool {
-    use datafusion::sql::sqlparser::ast::Statement;
-    matches!(
-        stmt,
-        CohortStatement::Sql(Statement::Commit { .. } | Statement::Rollback { .. })
-    )
+fn ends_transaction(stmt: &Statement) -> bool {
+    matches!(stmt, Statement::Commit | Statement::Rollback)
 }
 
 /// In a failed transaction block (an error after `BEGIN`) statements are
 /// refused with 25P02 until the block ends, as in PostgreSQL: `ROLLBACK`
 /// runs, `COMMIT` ends the block reporting `ROLLBACK`. Statements that ran
 /// before the error stay applied (each statement is atomic on its own).
-fn failed_transaction_gate(failed: bool, stmt: &CohortStatement) -> Option<PgWireResult<Response>> {
-    use datafusion::sql::sqlparser::ast::Statement;
+fn failed_transaction_gate(failed: bool, stmt: &Statement) -> Option<PgWireResult<Response>> {
     if !failed {
         return None;
     }
     match stmt {
-        CohortStatement::Sql(Statement::Rollback { .. }) => None,
-        CohortStatement::Sql(Statement::Commit { .. }) => {
-            Some(Ok(Response::TransactionEnd(Tag::new("ROLLBACK"))))
-        }
+        Statement::Rollback => None,
+        Statement::Commit => Some(Ok(Response::TransactionEnd(Tag::new("ROLLBACK")))),
         _ => Some(Err(error::in_failed_transaction())),
     }
 }
@@ -546,7 +522,7 @@ fn pg_fields(
 }
 
 /// Encodes a result in Postgres text format with cohortdb's formatter
-/// (`cohortdb_sql::pgtext`), matching what PostgreSQL prints.
+/// (`cohortdb_sql::model::pgtext`), matching what PostgreSQL prints.
 async fn encode_text(df: datafusion::dataframe::DataFrame, tz: Tz) -> PgWireResult<QueryResponse> {
     let fields = Arc::new(pg_fields(df.schema().as_arrow(), &Format::UnifiedText)?);
     let batches = df.execute_stream().await.map_err(|e| to_pg(e.into()))?;
@@ -592,7 +568,7 @@ impl SimpleQueryHandler for QueryHandler {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         let state = conn(client, &self.engine);
-        let (stmts, on_error) = self.engine.parse(query).map_err(to_pg)?;
+        let stmts = self.engine.parse(query).map_err(to_pg)?;
         if stmts.is_empty() {
             return Ok(vec![Response::EmptyQuery]);
         }
@@ -619,7 +595,7 @@ impl SimpleQueryHandler for QueryHandler {
             let interrupt = state.session.interrupt().clone();
             cancel::begin(&interrupt, state.session.statement_timeout());
             let r = match cancel::guard(&interrupt, async {
-                state.session.execute(stmt, on_error).await.map_err(to_pg)
+                state.session.execute(stmt).await.map_err(to_pg)
             })
             .await
             {
@@ -697,7 +673,7 @@ impl ExtendedQueryHandler for QueryHandler {
         let outcome = cancel::guard(&interrupt, async {
             state
                 .session
-                .execute_prepared(p, params, parsed.on_error)
+                .execute_prepared(p, params)
                 .await
                 .map_err(to_pg)
         })

@@ -3,8 +3,13 @@
 //! planning the event scan (only the event types the predicates can match,
 //! only the days the statement can use), running the per-contact
 //! algorithms of `cohortdb-analytics` over contact shards on two threads,
-//! and shaping the result rows.
+//! and shaping the result rows. `composable.rs` has the ClickHouse-style
+//! aggregates `window_funnel` and `retention` for any query.
+//!
+//! May use: `tables` (the event scan plan), `segments` (IN GROUP),
+//! `runtime`, `model`, `error`.
 
+pub mod composable;
 pub mod parse;
 pub mod scan;
 
@@ -36,10 +41,10 @@ use datafusion::sql::sqlparser::ast::Expr as SqlExpr;
 pub use parse::{split, AnalyticsStatement, Body, Kind, Piece};
 use scan::{Dictionary, KeySource, Predicate, ScanSpec, ValueSource};
 
-use crate::convert::{date_from_days, days_from_date, parse_timestamp_ms};
-use crate::engine::Session;
 use crate::error::{Result, SqlError};
-use crate::layout::{EventCol, EventLayout};
+use crate::model::convert::{date_from_days, days_from_date, parse_timestamp_ms};
+use crate::model::layout::{EventCol, EventLayout};
+use crate::runtime::StatementContext;
 use crate::tables::events::{lit_str, plan_event_scan};
 
 /// Where a BY column comes from.
@@ -101,10 +106,13 @@ fn by_columns(stmt: &AnalyticsStatement) -> Vec<parse::ByColumn> {
     }
 }
 
-async fn resolve_all_by(session: &Session, stmt: &AnalyticsStatement) -> Result<Vec<ByResolved>> {
-    let ctx = session.context();
-    let ev = view_schema(&ctx, "event_view").await?;
-    let ct = view_schema(&ctx, "contact_view").await?;
+async fn resolve_all_by(
+    sctx: &StatementContext,
+    stmt: &AnalyticsStatement,
+) -> Result<Vec<ByResolved>> {
+    let ctx = &sctx.df;
+    let ev = view_schema(ctx, "event_view").await?;
+    let ct = view_schema(ctx, "contact_view").await?;
     let event_allowed = !matches!(
         &stmt.body,
         Body::Ltv {
@@ -175,14 +183,14 @@ fn schema_for(kind: Kind, by: &[ByResolved]) -> SchemaRef {
 
 /// Result columns of an analytics statement (for Describe), `EXPLAIN` ones when `explain`.
 pub async fn output_schema(
-    session: &Session,
+    sctx: &StatementContext,
     stmt: &AnalyticsStatement,
     explain: bool,
 ) -> Result<SchemaRef> {
     if explain {
         return Ok(explain_schema());
     }
-    let by = resolve_all_by(session, stmt).await?;
+    let by = resolve_all_by(sctx, stmt).await?;
     Ok(schema_for(stmt.kind, &by))
 }
 
@@ -368,7 +376,11 @@ async fn contact_side(
     };
     // IN GROUP: the group's current complete membership, as a bitmap.
     let group: Option<Vec<u64>> = match &stmt.group {
-        Some(g) => Some(crate::groups::group_members(store, g)?.iter().collect()),
+        Some(g) => Some(
+            crate::segments::membership::group_members(store, g)?
+                .iter()
+                .collect(),
+        ),
         None => None,
     };
     if stmt.filter.is_none() && by_contact.is_empty() && attr.is_none() {
@@ -495,16 +507,16 @@ enum Want<'a> {
 
 /// Executes an analytics statement (or explains it).
 pub async fn execute(
-    session: &Session,
+    sctx: &StatementContext,
     stmt: &AnalyticsStatement,
     explain: bool,
 ) -> Result<RecordBatch> {
-    let ctx = session.context();
-    let tz = session.timezone();
-    let store = session.engine().store().clone();
+    let ctx = sctx.df.clone();
+    let tz = sctx.tz;
+    let store = sctx.store.clone();
     let catalog = store.catalog();
     let layout = Arc::new(EventLayout::new_in(&catalog, true, tz.name()));
-    let by = resolve_all_by(session, stmt).await?;
+    let by = resolve_all_by(sctx, stmt).await?;
     let out_schema = schema_for(stmt.kind, &by);
     let fr = frame(stmt, &tz)?;
     let full = DFSchema::try_from(layout.schema.as_ref().clone())?;
@@ -857,7 +869,7 @@ pub async fn execute(
         }
     );
     let tz2 = tz;
-    let interrupt = session.interrupt().clone();
+    let interrupt = sctx.interrupt.clone();
     let accs = tokio::task::spawn_blocking(move || -> Result<Vec<Acc>> {
         scan::run(
             &spec,

@@ -20,7 +20,7 @@ use datafusion::common::ScalarValue;
 use datafusion::physical_expr::PhysicalExpr;
 
 use crate::error::{Result, SqlError};
-use crate::layout::EventLayout;
+use crate::model::layout::EventLayout;
 use crate::tables::events::{BatchReader, EVENT_BATCH_ROWS};
 
 /// How one predicate is evaluated.

@@ -1,30 +1,13 @@
-//! `CALL` procedures.
+//! `CALL` procedures: one arm per [`Procedure`]. `drop_events_before` runs
+//! here; the identity procedures run in `identity::procedures`.
 
-use datafusion::sql::sqlparser::ast::{
-    Expr, Function, FunctionArg, FunctionArgExpr, FunctionArguments, Value,
-};
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::sql::sqlparser::ast::{Expr, Value};
 
-use crate::convert::parse_date;
-use crate::engine::{Outcome, Session};
 use crate::error::{Result, SqlError};
-
-fn args(f: &Function) -> Vec<&Expr> {
-    match &f.args {
-        FunctionArguments::List(l) => l
-            .args
-            .iter()
-            .filter_map(|a| match a {
-                FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => Some(e),
-                FunctionArg::Named {
-                    arg: FunctionArgExpr::Expr(e),
-                    ..
-                } => Some(e),
-                _ => None,
-            })
-            .collect(),
-        _ => vec![],
-    }
-}
+use crate::model::convert::parse_date;
+use crate::runtime::{Reply, StatementContext};
+use crate::statement::{Procedure, ProcedureCall};
 
 fn string_arg(e: &Expr, what: &str) -> Result<String> {
     match e {
@@ -42,22 +25,23 @@ fn string_arg(e: &Expr, what: &str) -> Result<String> {
 
 /// The columns `CALL name(args)` will return, when it returns rows (the
 /// server describes them before execution in the extended protocol).
-pub fn result_schema(
-    stmt: &datafusion::sql::sqlparser::ast::Statement,
-) -> Option<datafusion::arrow::datatypes::SchemaRef> {
-    let datafusion::sql::sqlparser::ast::Statement::Call(f) = stmt else {
-        return None;
-    };
-    let name = f.name.to_string().to_ascii_lowercase();
-    crate::identity_procs::result_schema(&name, &args(f))
+pub fn result_schema(call: &ProcedureCall) -> Option<SchemaRef> {
+    match call.procedure {
+        Procedure::DropEventsBefore
+        | Procedure::MergeContacts
+        | Procedure::DeleteContactData
+        | Procedure::SetDedupeRule => None,
+        Procedure::Identify | Procedure::DedupeContacts => {
+            crate::identity::procedures::result_schema(call.procedure.name(), &call.arg_refs())
+        }
+    }
 }
 
 /// Runs `CALL name(args)`.
-pub async fn call(session: &Session, f: &Function) -> Result<Outcome> {
-    let name = f.name.to_string().to_ascii_lowercase();
-    let a = args(f);
-    match name.as_str() {
-        "drop_events_before" => {
+pub async fn call(ctx: &StatementContext, call: &ProcedureCall) -> Result<Reply> {
+    let a = call.arg_refs();
+    match call.procedure {
+        Procedure::DropEventsBefore => {
             if a.len() != 1 {
                 return Err(SqlError::InvalidValue(
                     "drop_events_before takes one date: CALL drop_events_before('YYYY-MM-DD')"
@@ -68,21 +52,17 @@ pub async fn call(session: &Session, f: &Function) -> Result<Outcome> {
             let day = parse_date(s.trim()).ok_or_else(|| {
                 SqlError::InvalidValue(format!("invalid date '{s}' (expected YYYY-MM-DD)"))
             })?;
-            let store = session.engine().store();
-            let mut batch = store.batch();
+            let mut batch = ctx.store.batch();
             batch.drop_events_before(day);
-            store.commit(batch).await?;
-            Ok(Outcome::Command {
-                tag: "CALL".into(),
-                rows: None,
-            })
+            ctx.store.commit(batch).await?;
+            Ok(Reply::command("CALL"))
         }
-        n if crate::identity_procs::PROCEDURES.contains(&n) => {
-            crate::identity_procs::call(session, n, &a).await
+        Procedure::Identify
+        | Procedure::MergeContacts
+        | Procedure::DeleteContactData
+        | Procedure::SetDedupeRule
+        | Procedure::DedupeContacts => {
+            crate::identity::procedures::call(ctx, call.procedure.name(), &a).await
         }
-        other => Err(SqlError::UndefinedObject(format!(
-            "procedure {other} does not exist (available: drop_events_before, {})",
-            crate::identity_procs::PROCEDURES.join(", ")
-        ))),
     }
 }

@@ -8,16 +8,16 @@
 //! `undefined`, `1` by default; compared trimmed and case-insensitively)
 //! never match. Values are compared trimmed; emails case-insensitively.
 //! Duplicates form clusters (transitively); each cluster merges into its
-//! smallest (oldest) contact id with the rules of [`crate::merge`].
+//! smallest (oldest) contact id with the rules of [`crate::identity::merge`].
 
 use std::collections::HashMap;
 
 use cohortdb_storage::{RowReader, Store, ValueRef};
 use serde::{Deserialize, Serialize};
 
-use crate::engine::Engine;
 use crate::error::{Result, SqlError};
-use crate::merge::ContactWork;
+use crate::identity::merge::ContactWork;
+use crate::runtime::StatementContext;
 
 /// Name of the setting holding the rule.
 const SETTING: &str = "dedupe_rule";
@@ -225,10 +225,9 @@ pub fn find_pairs(store: &Store, r: &DedupeRule) -> Result<Vec<(u64, u64)>> {
 /// Runs dedupe with the configured rule: merges every duplicate into its
 /// cluster's target (or, for a dry run, only lists the pairs). Returns the
 /// pairs `(target, source)`; each merge is atomic on its own.
-pub async fn run(engine: &Engine, dry_run: bool) -> Result<Vec<(u64, u64)>> {
-    let lock = engine.contact_lock();
-    let _g = lock.lock().await;
-    let store = engine.store().clone();
+pub async fn run(ctx: &StatementContext, dry_run: bool) -> Result<Vec<(u64, u64)>> {
+    let _g = ctx.contact_lock.lock().await;
+    let store = ctx.store.clone();
     let r = rule(&store)?;
     let pairs = find_pairs(&store, &r)?;
     if dry_run {

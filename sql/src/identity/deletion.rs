@@ -4,7 +4,7 @@
 //! In one atomic batch: the contact's identities on that channel
 //! (`external_id` and `anonymous_id` accounts) and its events whose
 //! `channel_id` is that channel are deleted; the contact leaves every group
-//! ([`crate::merge::on_contact_data_deleted`]); its fields are blanked except
+//! ([`crate::identity::merge::on_contact_data_deleted`]); its fields are blanked except
 //! `created_at`, `updated_at`, `first_seen_at`, `last_active_at`, and its name
 //! becomes `已注销`. Identities and events of other channels stay. There is
 //! no undo. Calling it for an unknown account does nothing.
@@ -13,10 +13,10 @@ use cohortdb_storage::catalog::EVENT_CHANNEL_FIELD;
 use cohortdb_storage::keys::decode_identity_key;
 use cohortdb_storage::{EventScanSpec, RowReader, Value, ValueRef};
 
-use crate::engine::{Outcome, Session};
 use crate::error::Result;
-use crate::identity::{ANONYMOUS_ID, EXTERNAL_ID};
-use crate::merge::{on_contact_data_deleted, ContactWork};
+use crate::identity::merge::{on_contact_data_deleted, ContactWork};
+use crate::identity::resolve::{ANONYMOUS_ID, EXTERNAL_ID};
+use crate::runtime::{Reply, StatementContext};
 
 /// Name given to a contact whose data was deleted.
 pub const DELETED_NAME: &str = "已注销";
@@ -32,14 +32,12 @@ const KEPT_FIELDS: &[&str] = &[
 /// Deletes the data of the contact owning `(external_id, channel, external_id)`.
 /// Returns the contact id, or `None` when no such account exists.
 pub async fn delete_contact_data(
-    session: &Session,
+    ctx: &StatementContext,
     channel: &str,
     external_id: &str,
 ) -> Result<Option<u64>> {
-    let engine = session.engine();
-    let lock = engine.contact_lock();
-    let _g = lock.lock().await;
-    let store = engine.store().clone();
+    let _g = ctx.contact_lock.lock().await;
+    let store = ctx.store.clone();
     let mut work = ContactWork::new(store.clone());
     let Some(contact) = work.lookup(EXTERNAL_ID, channel, external_id)? else {
         return Ok(None);
@@ -92,9 +90,6 @@ pub async fn delete_contact_data(
 }
 
 /// The `CALL` outcome of a deletion.
-pub fn outcome() -> Outcome {
-    Outcome::Command {
-        tag: "CALL".into(),
-        rows: None,
-    }
+pub fn outcome() -> Reply {
+    Reply::command("CALL")
 }

@@ -27,10 +27,10 @@ use cohortdb_storage::catalog::Catalog;
 use cohortdb_storage::keys::{decode_identity_key, identity_key};
 use cohortdb_storage::{Batch, EventKey, EventScanSpec, Store, Value};
 
-use crate::engine::{Outcome, Session};
 use crate::error::{Result, SqlError};
-use crate::ingest::{contact_is_identified, decode_contact, encode_contact, now_ms};
-use crate::layout::ContactLayout;
+use crate::model::layout::ContactLayout;
+use crate::model::rows::{contact_is_identified, decode_contact, encode_contact, now_ms};
+use crate::runtime::{Reply, StatementContext};
 
 /// Called for every merge, inside the merge's write batch: `source`'s group
 /// memberships move to `target` (tag values are recomputed by their next
@@ -41,13 +41,13 @@ pub fn on_contacts_merged(
     target: u64,
     source: u64,
 ) -> Result<()> {
-    crate::groups::move_memberships(store, batch, target, source)
+    crate::segments::membership::move_memberships(store, batch, target, source)
 }
 
 /// Called by `delete_contact_data`, inside its write batch: the contact
 /// leaves every group (static memberships and dynamic results).
 pub fn on_contact_data_deleted(store: &Store, batch: &mut Batch, contact: u64) -> Result<()> {
-    crate::groups::leave_all_groups(store, batch, contact);
+    crate::segments::membership::leave_all_groups(store, batch, contact);
     Ok(())
 }
 
@@ -364,11 +364,9 @@ pub fn check_identity_value(id_type: &str, channel: &str, value: &str) -> Result
 }
 
 /// `CALL merge_contacts(target_id, source_id)`.
-pub async fn merge_contacts(session: &Session, target: u64, source: u64) -> Result<Outcome> {
-    let engine = session.engine();
-    let lock = engine.contact_lock();
-    let _g = lock.lock().await;
-    let mut work = ContactWork::new(engine.store().clone());
+pub async fn merge_contacts(ctx: &StatementContext, target: u64, source: u64) -> Result<Reply> {
+    let _g = ctx.contact_lock.lock().await;
+    let mut work = ContactWork::new(ctx.store.clone());
     let t = work
         .current_id(target)?
         .ok_or_else(|| SqlError::UndefinedObject(format!("contact {target} does not exist")))?;
@@ -382,8 +380,5 @@ pub async fn merge_contacts(session: &Session, target: u64, source: u64) -> Resu
     }
     work.merge(t, s)?;
     work.commit().await?;
-    Ok(Outcome::Command {
-        tag: "CALL".into(),
-        rows: None,
-    })
+    Ok(Reply::command("CALL"))
 }

@@ -8,17 +8,8 @@ use datafusion::arrow::array::{Int64Array, RecordBatch};
 use datafusion::arrow::datatypes::{DataType as A, Field, Schema, SchemaRef};
 use datafusion::sql::sqlparser::ast::{Expr, UnaryOperator, Value};
 
-use crate::engine::{Outcome, Session};
 use crate::error::{Result, SqlError};
-
-/// Procedures handled here.
-pub const PROCEDURES: &[&str] = &[
-    "identify",
-    "merge_contacts",
-    "delete_contact_data",
-    "set_dedupe_rule",
-    "dedupe_contacts",
-];
+use crate::runtime::{Reply, StatementContext};
 
 /// A literal argument.
 #[derive(Debug, Clone, PartialEq)]
@@ -110,14 +101,11 @@ fn usage(name: &str, n: usize, range: std::ops::RangeInclusive<usize>, sig: &str
     }
 }
 
-fn done() -> Outcome {
-    Outcome::Command {
-        tag: "CALL".into(),
-        rows: None,
-    }
+fn done() -> Reply {
+    Reply::command("CALL")
 }
 
-fn int_rows(session: &Session, cols: &[&str], rows: Vec<Vec<i64>>) -> Result<Outcome> {
+fn int_rows(ctx: &StatementContext, cols: &[&str], rows: Vec<Vec<i64>>) -> Result<Reply> {
     let schema = int_schema(cols);
     let arrays = (0..cols.len())
         .map(|i| {
@@ -127,7 +115,7 @@ fn int_rows(session: &Session, cols: &[&str], rows: Vec<Vec<i64>>) -> Result<Out
         })
         .collect();
     let batch = RecordBatch::try_new(schema, arrays)?;
-    Ok(Outcome::Rows(session.context().read_batch(batch)?))
+    Ok(Reply::Rows(ctx.df.read_batch(batch)?))
 }
 
 fn dry_run_arg(a: &[Arg]) -> Result<bool> {
@@ -156,7 +144,7 @@ fn int_schema(cols: &[&str]) -> SchemaRef {
 /// the extended protocol); `None` for procedures that return no rows.
 pub fn result_schema(name: &str, args: &[&Expr]) -> Option<SchemaRef> {
     match name {
-        "identify" => Some(crate::identity::identify_schema()),
+        "identify" => Some(crate::identity::resolve::identify_schema()),
         "dedupe_contacts" => {
             let a: Vec<Arg> = args.iter().filter_map(|e| literal(e).ok()).collect();
             Some(if dry_run_arg(&a).unwrap_or(false) {
@@ -169,8 +157,9 @@ pub fn result_schema(name: &str, args: &[&Expr]) -> Option<SchemaRef> {
     }
 }
 
-/// Runs one of [`PROCEDURES`].
-pub async fn call(session: &Session, name: &str, args: &[&Expr]) -> Result<Outcome> {
+/// Runs the identity procedure `name` (`identify`, `merge_contacts`,
+/// `delete_contact_data`, `set_dedupe_rule`, `dedupe_contacts`).
+pub async fn call(ctx: &StatementContext, name: &str, args: &[&Expr]) -> Result<Reply> {
     let a: Vec<Arg> = args.iter().map(|e| literal(e)).collect::<Result<_>>()?;
     match name {
         "identify" => {
@@ -181,20 +170,20 @@ pub async fn call(session: &Session, name: &str, args: &[&Expr]) -> Result<Outco
                 Some(Arg::Text(s)) => Some(s.clone()),
                 _ => None,
             };
-            crate::identity::identify(session, &channel, &ext, props.as_deref()).await
+            crate::identity::resolve::identify(ctx, &channel, &ext, props.as_deref()).await
         }
         "merge_contacts" => {
             usage(name, a.len(), 2..=2, "target_id, source_id")?;
             let t = id(&a[0], "target_id")?;
             let s = id(&a[1], "source_id")?;
-            crate::merge::merge_contacts(session, t, s).await
+            crate::identity::merge::merge_contacts(ctx, t, s).await
         }
         "delete_contact_data" => {
             usage(name, a.len(), 2..=2, "channel_id, external_id")?;
             let channel = text(&a[0], "channel_id")?;
             let ext = text(&a[1], "external_id")?;
-            crate::deletion::delete_contact_data(session, &channel, &ext).await?;
-            Ok(crate::deletion::outcome())
+            crate::identity::deletion::delete_contact_data(ctx, &channel, &ext).await?;
+            Ok(crate::identity::deletion::outcome())
         }
         "set_dedupe_rule" => {
             usage(
@@ -206,26 +195,26 @@ pub async fn call(session: &Session, name: &str, args: &[&Expr]) -> Result<Outco
             let mode = text(&a[0], "the match mode")?;
             let fields = match a.get(1) {
                 Some(x) => list(x, "fields")?,
-                None => crate::dedupe::DEDUPE_FIELDS
+                None => crate::identity::dedupe::DEDUPE_FIELDS
                     .iter()
                     .map(|s| s.to_string())
                     .collect(),
             };
             let placeholders = match a.get(2) {
                 Some(x) => list(x, "placeholders")?,
-                None => crate::dedupe::DedupeRule::default().placeholders,
+                None => crate::identity::dedupe::DedupeRule::default().placeholders,
             };
-            let r = crate::dedupe::DedupeRule::new(&mode, fields, placeholders)?;
-            crate::dedupe::set_rule(session.engine().store(), &r).await?;
+            let r = crate::identity::dedupe::DedupeRule::new(&mode, fields, placeholders)?;
+            crate::identity::dedupe::set_rule(&ctx.store, &r).await?;
             Ok(done())
         }
         "dedupe_contacts" => {
             usage(name, a.len(), 0..=1, "[dry_run BOOLEAN]")?;
             let dry = dry_run_arg(&a)?;
-            let pairs = crate::dedupe::run(session.engine(), dry).await?;
+            let pairs = crate::identity::dedupe::run(ctx, dry).await?;
             if dry {
                 int_rows(
-                    session,
+                    ctx,
                     &["target_id", "source_id"],
                     pairs
                         .iter()
@@ -233,7 +222,7 @@ pub async fn call(session: &Session, name: &str, args: &[&Expr]) -> Result<Outco
                         .collect(),
                 )
             } else {
-                int_rows(session, &["merged"], vec![vec![pairs.len() as i64]])
+                int_rows(ctx, &["merged"], vec![vec![pairs.len() as i64]])
             }
         }
         other => Err(SqlError::UndefinedObject(format!(

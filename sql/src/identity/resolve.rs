@@ -24,11 +24,11 @@ use datafusion::arrow::array::{BooleanArray, Int64Array, RecordBatch};
 use datafusion::arrow::datatypes::{DataType as A, Field, Schema};
 use serde_json::Value as Json;
 
-use crate::convert::{parse_date, parse_text};
-use crate::engine::{Outcome, Session};
 use crate::error::{Result, SqlError};
-use crate::ingest::{contact_is_identified, validate_contact_value, RowRef};
-use crate::merge::ContactWork;
+use crate::identity::merge::ContactWork;
+use crate::model::convert::{parse_date, parse_text};
+use crate::model::rows::{contact_is_identified, validate_contact_value, RowRef};
+use crate::runtime::{Reply, StatementContext};
 
 /// `id_type` of a custom channel's user id.
 pub const EXTERNAL_ID: &str = "external_id";
@@ -115,7 +115,7 @@ pub fn row_identities(
         });
     }
     for i in &out {
-        crate::merge::check_identity_value(i.id_type, &i.channel, &i.value)?;
+        crate::identity::merge::check_identity_value(i.id_type, &i.channel, &i.value)?;
     }
     Ok(out)
 }
@@ -167,7 +167,7 @@ pub struct IdentifyRequest {
 pub fn identify_in(work: &mut ContactWork, req: &IdentifyRequest) -> Result<(u64, bool)> {
     let ext = match &req.external_id {
         Some(e) => {
-            crate::merge::check_identity_value(EXTERNAL_ID, &req.channel, e)?;
+            crate::identity::merge::check_identity_value(EXTERNAL_ID, &req.channel, e)?;
             work.lookup(EXTERNAL_ID, &req.channel, e)?
         }
         None => None,
@@ -187,7 +187,7 @@ pub fn identify_in(work: &mut ContactWork, req: &IdentifyRequest) -> Result<(u64
     }
     let mut fans = Vec::new();
     for (t, c, v) in &wechat_ids {
-        crate::merge::check_identity_value(t, c, v)?;
+        crate::identity::merge::check_identity_value(t, c, v)?;
         if let Some(f) = work.lookup(t, c, v)? {
             if !fans.contains(&f) {
                 fans.push(f);
@@ -229,7 +229,7 @@ pub fn identify_in(work: &mut ContactWork, req: &IdentifyRequest) -> Result<(u64
         }
     }
     if let Some(a) = req.anonymous_id.as_deref().filter(|s| !s.is_empty()) {
-        crate::merge::check_identity_value(ANONYMOUS_ID, &req.channel, a)?;
+        crate::identity::merge::check_identity_value(ANONYMOUS_ID, &req.channel, a)?;
         match work.lookup(ANONYMOUS_ID, &req.channel, a)? {
             Some(anon) if anon != id => work.merge(id, anon)?,
             Some(_) => {}
@@ -447,11 +447,11 @@ pub fn identify_schema() -> datafusion::arrow::datatypes::SchemaRef {
 
 /// `CALL identify(channel_id, external_id, props_json)` → `contact_id, created`.
 pub async fn identify(
-    session: &Session,
+    ctx: &StatementContext,
     channel: &str,
     external_id: &str,
     props_json: Option<&str>,
-) -> Result<Outcome> {
+) -> Result<Reply> {
     if channel.trim().is_empty() {
         return Err(SqlError::NotNull("identify: channel_id is required".into()));
     }
@@ -466,11 +466,9 @@ pub async fn identify(
         })?,
         _ => Json::Null,
     };
-    let engine = session.engine();
-    let lock = engine.contact_lock();
     let (id, created) = {
-        let _g = lock.lock().await;
-        let mut work = ContactWork::new(engine.store().clone());
+        let _g = ctx.contact_lock.lock().await;
+        let mut work = ContactWork::new(ctx.store.clone());
         let req = parse_props(&work, channel, external_id, &props)?;
         let out = identify_in(&mut work, &req)?;
         work.commit().await?;
@@ -483,7 +481,7 @@ pub async fn identify(
             Arc::new(BooleanArray::from(vec![created])),
         ],
     )?;
-    Ok(Outcome::Rows(session.context().read_batch(batch)?))
+    Ok(Reply::Rows(ctx.df.read_batch(batch)?))
 }
 
 /// Identity-keyed contact rows (`COPY/INSERT contacts` with `external_id`,

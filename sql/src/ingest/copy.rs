@@ -12,14 +12,13 @@ use cohortdb_storage::catalog::EVENT_CHANNEL_FIELD;
 use cohortdb_storage::codec::put_field;
 use cohortdb_storage::ValueRef;
 
-use crate::convert::{fast_timestamp_ms, parse_text};
 use crate::error::{Result, SqlError};
-use crate::identity::IdentifiedContacts;
-use crate::ingest::{
-    contact_col_type, event_col_type, ContactIngest, EventIngest, OnError, RowRef, UserRowIngest,
-};
-use crate::layout::EventCol;
-use crate::pgtext::format_cell;
+use crate::identity::resolve::IdentifiedContacts;
+use crate::ingest::batch::{ContactIngest, EventIngest, UserRowIngest};
+use crate::model::convert::{fast_timestamp_ms, parse_text};
+use crate::model::layout::EventCol;
+use crate::model::pgtext::format_cell;
+use crate::model::rows::{contact_col_type, event_col_type, OnError, RowRef};
 
 /// COPY data format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,7 +84,7 @@ enum Target {
     Identified(IdentifiedContacts),
     Events(EventIngest),
     User(UserRowIngest),
-    Tag(crate::tags::TagImport),
+    Tag(crate::segments::tags::TagImport),
 }
 
 /// An active `COPY ... FROM STDIN`: fed with data chunks, committed at the end.
@@ -115,7 +114,7 @@ pub struct CopyIn {
     /// Index of the first identity column in `all_names`.
     base_len: usize,
     /// Binary COPY: decodes tuples into CSV records first.
-    binary: Option<crate::copy_binary::BinaryDecoder>,
+    binary: Option<crate::ingest::copy_binary::BinaryDecoder>,
     /// Number of columns the client sends.
     pub columns: usize,
 }
@@ -176,8 +175,8 @@ impl CopyIn {
             }
             t if store.catalog().tag(t).is_some() => {
                 let def = store.catalog().tag(t).cloned().expect("checked");
-                let imp = crate::tags::TagImport::begin(store, def, tz)?;
-                (Target::Tag(imp), crate::tags::TagImport::columns())
+                let imp = crate::segments::tags::TagImport::begin(store, def, tz)?;
+                (Target::Tag(imp), crate::segments::tags::TagImport::columns())
             }
             other => {
                 let def = store
@@ -247,7 +246,9 @@ impl CopyIn {
 
     /// Makes this COPY read PostgreSQL's binary format (begin it with CSV options).
     pub fn into_binary(mut self) -> CopyIn {
-        self.binary = Some(crate::copy_binary::BinaryDecoder::new(self.types.clone()));
+        self.binary = Some(crate::ingest::copy_binary::BinaryDecoder::new(
+            self.types.clone(),
+        ));
         self
     }
 

@@ -10,12 +10,13 @@
 
 use datafusion::sql::sqlparser::ast::{Insert, Statement, TableObject};
 
-use crate::convert::value_at;
-use crate::engine::{Outcome, Session};
 use crate::error::{Result, SqlError};
-use crate::identity::IdentifiedContacts;
-use crate::ingest::{contact_col_type, event_col_type, EventIngest, RowRef};
-use crate::layout::EventCol;
+use crate::identity::resolve::IdentifiedContacts;
+use crate::ingest::batch::EventIngest;
+use crate::model::convert::value_at;
+use crate::model::layout::EventCol;
+use crate::model::rows::{contact_col_type, event_col_type, RowRef};
+use crate::runtime::{Reply, StatementContext};
 
 /// Identity columns of events rows.
 const EVENT_IDENT: &[&str] = &["external_id", "openid", "unionid", "anonymous_id"];
@@ -62,7 +63,7 @@ pub fn wants(stmt: &Statement) -> bool {
 }
 
 /// Runs an identity-keyed INSERT (see the module documentation).
-pub async fn run(session: &Session, stmt: &Statement) -> Result<Outcome> {
+pub async fn run(sctx: &StatementContext, stmt: &Statement) -> Result<Reply> {
     let Statement::Insert(ins) = stmt else {
         return Err(SqlError::Unsupported("not an INSERT".into()));
     };
@@ -72,7 +73,7 @@ pub async fn run(session: &Session, stmt: &Statement) -> Result<Outcome> {
         .source
         .clone()
         .ok_or_else(|| SqlError::Syntax("INSERT needs VALUES or a query".into()))?;
-    let ctx = session.context();
+    let ctx = &sctx.df;
     let plan = ctx
         .state()
         .statement_to_plan(datafusion::sql::parser::Statement::Statement(Box::new(
@@ -89,9 +90,8 @@ pub async fn run(session: &Session, stmt: &Statement) -> Result<Outcome> {
             )));
         }
     }
-    let engine = session.engine();
-    let store = engine.store().clone();
-    let lock = engine.contact_lock();
+    let store = sctx.store.clone();
+    let lock = sctx.contact_lock.clone();
     let mut n = 0u64;
     let bad_col = |c: &str| {
         SqlError::UndefinedColumn(format!(
@@ -167,13 +167,13 @@ pub async fn run(session: &Session, stmt: &Statement) -> Result<Outcome> {
             }
         }
         let rows = ing.commit(&lock).await?;
-        return Ok(Outcome::Command {
+        return Ok(Reply::Command {
             tag: "INSERT".into(),
             rows: Some(rows),
         });
     }
     // contacts
-    let layout = crate::layout::ContactLayout::new(&store.catalog());
+    let layout = crate::model::layout::ContactLayout::new(&store.catalog());
     let mut ing = IdentifiedContacts::new(store);
     for c in &cols {
         if layout.index_of(c).is_none() && !CONTACT_IDENT.contains(&c.as_str()) {
@@ -213,7 +213,7 @@ pub async fn run(session: &Session, stmt: &Statement) -> Result<Outcome> {
         }
     }
     let rows = ing.commit(&lock).await?;
-    Ok(Outcome::Command {
+    Ok(Reply::Command {
         tag: "INSERT".into(),
         rows: Some(rows),
     })

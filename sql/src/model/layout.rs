@@ -7,7 +7,7 @@ use cohortdb_storage::catalog::Catalog;
 use cohortdb_storage::DataType;
 use datafusion::arrow::datatypes::{Field, Schema, SchemaRef};
 
-use crate::convert::arrow_type_in;
+use crate::model::convert::arrow_type_in;
 
 /// Where a `contacts` column lives.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -36,7 +36,7 @@ pub struct ContactLayout {
 impl ContactLayout {
     /// Builds the layout from the catalog (timestamps tagged UTC).
     pub fn new(cat: &Catalog) -> ContactLayout {
-        Self::new_in(cat, crate::convert::TS_TZ)
+        Self::new_in(cat, crate::model::convert::TS_TZ)
     }
 
     /// Builds the layout; TIMESTAMPTZ columns carry time zone `tz`.
@@ -111,7 +111,7 @@ pub struct EventLayout {
 impl EventLayout {
     /// Builds the layout; `view` adds `event_alias` (timestamps tagged UTC).
     pub fn new(cat: &Catalog, view: bool) -> EventLayout {
-        Self::new_in(cat, view, crate::convert::TS_TZ)
+        Self::new_in(cat, view, crate::model::convert::TS_TZ)
     }
 
     /// Builds the layout; TIMESTAMPTZ columns carry time zone `tz`.

@@ -12,7 +12,7 @@ use datafusion::arrow::datatypes::{
     UInt64Type, UInt8Type,
 };
 
-use crate::convert::date_from_days;
+use crate::model::convert::date_from_days;
 
 /// True when [`format_cell`] renders this type itself (otherwise callers fall back).
 pub fn supports(t: &A) -> bool {
@@ -292,7 +292,8 @@ mod tests {
 
     #[test]
     fn timestamps_print_in_the_session_zone() {
-        let ms = crate::convert::parse_timestamp_ms("2025-06-01 10:00:00+00", &Tz::UTC).unwrap();
+        let ms =
+            crate::model::convert::parse_timestamp_ms("2025-06-01 10:00:00+00", &Tz::UTC).unwrap();
         assert_eq!(
             format_timestamptz(ms * 1000, &Tz::UTC),
             "2025-06-01 10:00:00+00"

@@ -625,7 +625,9 @@ pub async fn install(ctx: &SessionContext, catalog: &str) -> Result<()> {
     if !overrides.is_empty() {
         cat.register_schema(
             "pg_catalog",
-            Arc::new(crate::pg_catalog_ext::PgCatalogExt::new(inner, overrides)),
+            Arc::new(crate::pgcompat::pg_catalog_ext::PgCatalogExt::new(
+                inner, overrides,
+            )),
         )?;
     }
     Ok(())

@@ -28,7 +28,7 @@ use datafusion::sql::sqlparser::ast::{
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::Parser;
 
-use crate::rewrite::call;
+use crate::pgcompat::rewrite::call;
 
 /// Table functions (set-returning) DataFusion and `datafusion-pg-catalog`
 /// provide; any other function in `FROM` is scalar.

@@ -21,7 +21,7 @@ use datafusion::logical_expr::{
 use datafusion::prelude::SessionContext;
 use datafusion_pg_catalog::pg_catalog::context::{PgCatalogContextProvider, Role};
 
-use crate::pg_functions::{text, udf};
+use crate::pgcompat::pg_functions::{text, udf};
 
 /// `pg_roles` rows from the users in cohortdb's catalog.
 #[derive(Clone)]
@@ -55,7 +55,7 @@ impl PgCatalogContextProvider for CohortRoles {
     }
 
     async fn role(&self, name: &str) -> Option<Role> {
-        let u = crate::users::lookup(&self.store, name)?;
+        let u = self.store.catalog().user(name)?.clone();
         Some(Role {
             name: u.name,
             is_superuser: u.superuser,
@@ -364,7 +364,7 @@ pub fn register_users(ctx: &SessionContext, store: Arc<Store>) {
         A::Utf8,
         Volatility::Stable,
         move |a, _| {
-            let o = crate::pg_functions::int(&a[0])?;
+            let o = crate::pgcompat::pg_functions::int(&a[0])?;
             let names: Vec<String> = store
                 .catalog()
                 .data()

@@ -577,14 +577,14 @@ impl VisitorMut for ClientIdioms {
             }
             Expr::Cast {
                 expr, data_type, ..
-            } if crate::rewrite::is_text(data_type) => {
+            } if crate::pgcompat::rewrite::is_text(data_type) => {
                 if let Expr::Cast {
                     expr: inner,
                     data_type: t2,
                     ..
                 } = expr.as_mut()
                 {
-                    if crate::rewrite::is_named(t2, "regclass") {
+                    if crate::pgcompat::rewrite::is_named(t2, "regclass") {
                         let x = take(inner);
                         *e = regclass_name(x);
                     }
@@ -713,7 +713,7 @@ fn split_outer_arguments(e: &mut Expr, inner: &HashSet<String>) {
         return;
     };
     if f.over.is_some()
-        || crate::rewrite::AGGREGATES.contains(&bare_name(&f.name).as_str())
+        || crate::pgcompat::rewrite::AGGREGATES.contains(&bare_name(&f.name).as_str())
         || !reads_outer(value, inner)
     {
         return;
@@ -783,8 +783,8 @@ impl VisitorMut for KeepOrderByRegclass {
                         expr, data_type, ..
                     } = &mut o.expr
                     {
-                        if crate::rewrite::is_text(data_type)
-                            && matches!(expr.as_ref(), Expr::Cast { data_type: t, .. } if crate::rewrite::is_named(t, "regclass"))
+                        if crate::pgcompat::rewrite::is_text(data_type)
+                            && matches!(expr.as_ref(), Expr::Cast { data_type: t, .. } if crate::pgcompat::rewrite::is_named(t, "regclass"))
                         {
                             *data_type = DataType::Char(None);
                         }

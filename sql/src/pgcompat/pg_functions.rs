@@ -16,8 +16,8 @@ use datafusion::logical_expr::{
 use datafusion::prelude::SessionContext;
 
 use crate::error::SqlError;
-use crate::interrupt::Interrupt;
-use crate::settings::SettingsMap;
+use crate::runtime::interrupt::Interrupt;
+use crate::runtime::settings::SettingsMap;
 
 type Body = dyn Fn(&[ArrayRef], usize) -> DfResult<ArrayRef> + Send + Sync;
 
@@ -354,7 +354,7 @@ pub fn register(ctx: &SessionContext) {
             let o = int(&a[0])?;
             Ok(Arc::new(
                 o.iter()
-                    .map(|v| v.and_then(crate::pg_catalog_ext::index_def))
+                    .map(|v| v.and_then(crate::pgcompat::pg_catalog_ext::index_def))
                     .collect::<StringArray>(),
             ))
         },
@@ -370,7 +370,7 @@ pub fn register(ctx: &SessionContext) {
                 o.iter()
                     .map(|v| {
                         Some(
-                            v.and_then(crate::pg_catalog_ext::constraint_def)
+                            v.and_then(crate::pgcompat::pg_catalog_ext::constraint_def)
                                 .unwrap_or_default(),
                         )
                     })
@@ -515,7 +515,7 @@ pub fn register_session(
             for n in names.iter() {
                 match n {
                     None => out.push(None),
-                    Some(n) => match crate::settings::lookup(&s1, n, &tz1) {
+                    Some(n) => match crate::runtime::settings::lookup(&s1, n, &tz1) {
                         Some(v) => out.push(Some(v)),
                         None if missing_ok == Some(true) => out.push(None),
                         None => {
@@ -548,7 +548,7 @@ pub fn register_session(
                 } else {
                     values.value(r).to_string()
                 };
-                crate::settings::store(&settings, names.value(r), &v);
+                crate::runtime::settings::store(&settings, names.value(r), &v);
                 out.push(Some(v));
             }
             Ok(Arc::new(StringArray::from(out)))

@@ -201,8 +201,8 @@ impl VisitorMut for RegTypeText {
 
 /// Applies cohortdb's rewrites to `stmt` in place.
 pub fn rewrite(stmt: &mut Statement) {
-    crate::client_rewrite::rewrite(stmt);
+    crate::pgcompat::client_rewrite::rewrite(stmt);
     let _ = stmt.visit(&mut RegTypeText);
-    crate::bi_rewrite::rewrite(stmt);
-    crate::text_cast::rewrite(stmt);
+    crate::pgcompat::bi_rewrite::rewrite(stmt);
+    crate::pgcompat::text_cast::rewrite(stmt);
 }

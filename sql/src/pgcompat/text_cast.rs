@@ -61,7 +61,7 @@ fn to_text(a: &ArrayRef, tz_name: &str) -> DfResult<ArrayRef> {
             }
             return Ok(Arc::new(out.finish()));
         }
-        t if !crate::pgtext::supports(t) => {
+        t if !crate::model::pgtext::supports(t) => {
             return Ok(datafusion::arrow::compute::cast(a, &A::Utf8)?);
         }
         _ => {}
@@ -69,7 +69,7 @@ fn to_text(a: &ArrayRef, tz_name: &str) -> DfResult<ArrayRef> {
     let tz: Tz = tz_name.parse().unwrap_or(Tz::UTC);
     let mut out = StringBuilder::with_capacity(a.len(), a.len() * 8);
     for i in 0..a.len() {
-        match crate::pgtext::format_cell(a.as_ref(), i, &tz) {
+        match crate::model::pgtext::format_cell(a.as_ref(), i, &tz) {
             Some(s) => out.append_value(s),
             None => out.append_null(),
         }
@@ -122,7 +122,7 @@ impl VisitorMut for CastsToText {
                 }
             }
             let arg = std::mem::replace(expr.as_mut(), Expr::value(Value::Null));
-            *e = crate::rewrite::call("text", arg);
+            *e = crate::pgcompat::rewrite::call("text", arg);
         }
         ControlFlow::Continue(())
     }

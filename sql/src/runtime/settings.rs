@@ -8,8 +8,15 @@ use std::sync::{Arc, Mutex};
 
 use datafusion::sql::sqlparser::ast::{Reset, Statement};
 
-use crate::engine::{Outcome, PG_VERSION, PG_VERSION_NUM};
 use crate::error::{Result, SqlError};
+use crate::runtime::Reply;
+
+/// Name of the one database.
+pub const DATABASE: &str = "cohortdb";
+/// Postgres version reported to clients.
+pub const PG_VERSION: &str = "16.4";
+/// `server_version_num` reported to clients.
+pub const PG_VERSION_NUM: &str = "160004";
 
 /// A session's explicitly set values, shared with the functions that read them.
 pub type SettingsMap = Arc<Mutex<HashMap<String, String>>>;
@@ -105,7 +112,7 @@ pub fn reset(map: &SettingsMap, name: &str) {
 /// Runs a statement that only touches session state: `RESET ALL`,
 /// `RESET name`, `CLOSE ALL` / `CLOSE name` (cursors: none are kept open),
 /// `UNLISTEN` (notifications are not delivered).
-pub fn session_statement(map: &SettingsMap, stmt: &Statement) -> Result<Outcome> {
+pub fn session_statement(map: &SettingsMap, stmt: &Statement) -> Result<Reply> {
     let tag = match stmt {
         Statement::Reset(r) => {
             match &r.reset {
@@ -122,10 +129,7 @@ pub fn session_statement(map: &SettingsMap, stmt: &Statement) -> Result<Outcome>
             )))
         }
     };
-    Ok(Outcome::Command {
-        tag: tag.into(),
-        rows: None,
-    })
+    Ok(Reply::command(tag))
 }
 
 #[cfg(test)]

@@ -5,31 +5,35 @@
 //!
 //! The statements are not SQL the parser knows. [`parse_script`] recognises
 //! them by their leading words (sqlparser's tokenizer, Postgres dialect) and
-//! hands them through the ordinary statement path as a carrier
-//! `CALL cohortdb_group_statement('<text>')`; [`carried`] finds them again in
-//! `Session::execute`. Embedded queries, literals and types are parsed with
-//! sqlparser's own `Parser`.
+//! parses them into [`GroupStatement`]s, which the statement parser
+//! (`crate::statement`) carries as `Statement::Segment`. Embedded queries,
+//! literals and types are parsed with sqlparser's own `Parser`.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use cohortdb_storage::groups::{JobStatus, TagType};
 use cohortdb_storage::keys::BITMAP_GROUP;
-use cohortdb_storage::{GroupDef, GroupKind, RefreshPolicy, Store, TagDef};
-use datafusion::arrow::array::{Array, AsArray};
-use datafusion::arrow::datatypes::DataType as A;
-use datafusion::sql::sqlparser::ast::{Expr as SqlExpr, FunctionArguments, Statement};
+use cohortdb_storage::{GroupDef, GroupKind, RefreshPolicy, TagDef};
+use datafusion::sql::sqlparser::ast::Expr as SqlExpr;
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::keywords::Keyword;
 use datafusion::sql::sqlparser::parser::Parser;
 use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
 use roaring::RoaringTreemap;
 
-use crate::engine::{Outcome, Session};
 use crate::error::{Result, SqlError};
+use crate::runtime::{Reply, StatementContext};
+use crate::segments::membership::{ids_of, no_group, no_tag, note_edit};
+use crate::segments::scheduler::{Scheduler, Target};
 
-/// Name of the carrier procedure (see the module documentation).
-pub const CARRIER: &str = "cohortdb_group_statement";
+/// One statement of a script that holds a group or tag statement.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ScriptPart {
+    /// SQL text for the other parsers.
+    Sql(String),
+    /// A parsed group or tag statement.
+    Segment(GroupStatement),
+}
 
 /// Where contacts of `ALTER GROUP ... ADD|REMOVE CONTACTS` come from.
 #[derive(Debug, Clone, PartialEq)]
@@ -118,6 +122,23 @@ pub enum GroupStatement {
     },
 }
 
+impl GroupStatement {
+    /// The command tag the statement completes with.
+    pub fn tag(&self) -> &'static str {
+        match self {
+            GroupStatement::CreateGroup { .. } | GroupStatement::CreateStaticGroup { .. } => {
+                "CREATE GROUP"
+            }
+            GroupStatement::AlterGroup { .. } => "ALTER GROUP",
+            GroupStatement::RefreshGroup { .. } => "REFRESH GROUP",
+            GroupStatement::DropGroup { .. } => "DROP GROUP",
+            GroupStatement::CreateTag { .. } => "CREATE TAG",
+            GroupStatement::RefreshTag { .. } => "REFRESH TAG",
+            GroupStatement::DropTag { .. } => "DROP TAG",
+        }
+    }
+}
+
 fn dialect() -> PostgreSqlDialect {
     PostgreSqlDialect {}
 }
@@ -161,10 +182,10 @@ fn is_group_statement(toks: &[Token]) -> bool {
 }
 
 /// Splits a script into statements when one of them is a group/tag statement:
-/// returns the statements' texts with group statements replaced by their
-/// carrier `CALL`, or `None` when the script has no group statement (the
-/// caller then parses it as usual).
-pub fn parse_script(sql: &str) -> Option<Result<Vec<String>>> {
+/// returns the other statements' texts and the group statements parsed, or
+/// `None` when the script has no group statement (the caller then parses it
+/// as usual).
+pub fn parse_script(sql: &str) -> Option<Result<Vec<ScriptPart>>> {
     let toks = Tokenizer::new(&dialect(), sql)
         .tokenize_with_location()
         .ok()?;
@@ -204,41 +225,15 @@ pub fn parse_script(sql: &str) -> Option<Result<Vec<String>>> {
             continue;
         }
         if is_group_statement(&toks) {
-            if let Err(e) = parse_statement(&text) {
-                return Some(Err(e));
+            match parse_statement(text.trim()) {
+                Ok(g) => out.push(ScriptPart::Segment(g)),
+                Err(e) => return Some(Err(e)),
             }
-            out.push(format!(
-                "CALL {CARRIER}('{}')",
-                text.trim().replace('\'', "''")
-            ));
         } else {
-            out.push(text);
+            out.push(ScriptPart::Sql(text));
         }
     }
     Some(Ok(out))
-}
-
-/// The group statement carried by `stmt`, if it is a carrier `CALL`.
-pub fn carried(stmt: &Statement) -> Option<Result<GroupStatement>> {
-    let Statement::Call(f) = stmt else {
-        return None;
-    };
-    if !f.name.to_string().eq_ignore_ascii_case(CARRIER) {
-        return None;
-    }
-    let FunctionArguments::List(list) = &f.args else {
-        return Some(Err(SqlError::Syntax("malformed group statement".into())));
-    };
-    let text = list.args.first().and_then(|a| match a {
-        datafusion::sql::sqlparser::ast::FunctionArg::Unnamed(
-            datafusion::sql::sqlparser::ast::FunctionArgExpr::Expr(SqlExpr::Value(v)),
-        ) => v.value.clone().into_string(),
-        _ => None,
-    });
-    Some(match text {
-        Some(t) => parse_statement(&t),
-        None => Err(SqlError::Syntax("malformed group statement".into())),
-    })
 }
 
 fn word_is(p: &Parser, w: &str) -> bool {
@@ -470,82 +465,9 @@ pub fn validate_id(name: &str, prefix: &str) -> Result<()> {
     }
 }
 
-// ---------------------------------------------------------------------------
-// Reads
-
-/// The current complete membership of a group (42704 when there is no such group).
-pub fn group_members(store: &Store, name: &str) -> Result<RoaringTreemap> {
-    let cat = store.catalog();
-    let g = cat.group(name).ok_or_else(|| no_group(name))?;
-    Ok(store.read_bitmap(BITMAP_GROUP, g.id, g.version)?)
-}
-
-/// Bumped by every edit of a static group's bitmap (ALTER GROUP, contact deletion).
-static EDITS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-
-type MemberCache = HashMap<String, (u32, u32, u64, Arc<RoaringTreemap>)>;
-static CACHE: std::sync::LazyLock<std::sync::Mutex<MemberCache>> =
-    std::sync::LazyLock::new(Default::default);
-
-/// [`group_members`], cached while the group's version (and, for static
-/// groups, the edit counter) is unchanged: repeated `in_group` calls over
-/// many batches read the bitmap once.
-pub fn cached_members(store: &Store, name: &str) -> Result<Arc<RoaringTreemap>> {
-    let cat = store.catalog();
-    let g = cat.group(name).ok_or_else(|| no_group(name))?;
-    let edits = EDITS.load(std::sync::atomic::Ordering::SeqCst);
-    if let Some((id, v, e, set)) = CACHE.lock().expect("cache").get(name) {
-        if *id == g.id && *v == g.version && *e == edits {
-            return Ok(set.clone());
-        }
-    }
-    let set = Arc::new(store.read_bitmap(BITMAP_GROUP, g.id, g.version)?);
-    let mut c = CACHE.lock().expect("cache");
-    if c.len() > 256 {
-        c.clear();
-    }
-    c.insert(name.to_string(), (g.id, g.version, edits, set.clone()));
-    Ok(set)
-}
-
-fn note_edit() {
-    EDITS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-}
-
-pub(crate) fn no_group(name: &str) -> SqlError {
-    SqlError::UndefinedObject(format!("group \"{name}\" does not exist"))
-}
-
-pub(crate) fn no_tag(name: &str) -> SqlError {
-    SqlError::UndefinedObject(format!("tag \"{name}\" does not exist"))
-}
-
-/// Contact ids in the first column of query results.
-pub(crate) fn ids_of(batches: &[datafusion::arrow::array::RecordBatch]) -> Result<RoaringTreemap> {
-    let mut set = RoaringTreemap::new();
-    for b in batches {
-        if b.num_columns() == 0 {
-            continue;
-        }
-        let col = datafusion::arrow::compute::cast(b.column(0), &A::Int64).map_err(|_| {
-            SqlError::DatatypeMismatch(format!(
-                "the query must return one column of contact ids (BIGINT), not {}",
-                b.column(0).data_type()
-            ))
-        })?;
-        let col = col.as_primitive::<datafusion::arrow::datatypes::Int64Type>();
-        for i in 0..col.len() {
-            if col.is_valid(i) && col.value(i) > 0 {
-                set.insert(col.value(i) as u64);
-            }
-        }
-    }
-    Ok(set)
-}
-
 /// Checks a query's result shape before a definition is saved.
-async fn check_query(session: &Session, sql: &str, tag: Option<TagType>) -> Result<()> {
-    let df = session.context().sql(sql).await?;
+async fn check_query(ctx: &StatementContext, sql: &str, tag: Option<TagType>) -> Result<()> {
+    let df = ctx.df.sql(sql).await?;
     let fields = df.schema().fields();
     match tag {
         None => {
@@ -563,7 +485,7 @@ async fn check_query(session: &Session, sql: &str, tag: Option<TagType>) -> Resu
                     describe(fields)
                 )));
             }
-            crate::tags::check_type(t, fields[1].data_type())?;
+            crate::segments::tags::check_type(t, fields[1].data_type())?;
         }
     }
     Ok(())
@@ -580,11 +502,8 @@ fn describe(fields: &datafusion::arrow::datatypes::Fields) -> String {
 // ---------------------------------------------------------------------------
 // Execution
 
-fn command(tag: &str) -> Outcome {
-    Outcome::Command {
-        tag: tag.into(),
-        rows: None,
-    }
+fn command(tag: &str) -> Reply {
+    Reply::command(tag)
 }
 
 /// Adds a group definition with a fresh internal id: a dynamic group starts
@@ -614,7 +533,7 @@ fn add_group(
             JobStatus::Done
         },
         members: 0,
-        computed_at_ms: (!dynamic).then(crate::ingest::now_ms),
+        computed_at_ms: (!dynamic).then(crate::model::rows::now_ms),
         error: None,
         version: 0,
         last_version: 0,
@@ -646,10 +565,13 @@ fn check_new_id(data: &cohortdb_storage::catalog::CatalogData, name: &str) -> Re
     Ok(())
 }
 
-/// Executes a group or tag statement in `session`.
-pub async fn execute(session: &Session, stmt: GroupStatement) -> Result<Outcome> {
-    let engine = session.engine().clone();
-    let store = engine.store().clone();
+/// Executes a group or tag statement; refreshes go through `scheduler`.
+pub async fn execute(
+    ctx: &StatementContext,
+    scheduler: &Arc<Scheduler>,
+    stmt: GroupStatement,
+) -> Result<Reply> {
+    let store = ctx.store.clone();
     match stmt {
         GroupStatement::CreateGroup {
             name,
@@ -659,7 +581,7 @@ pub async fn execute(session: &Session, stmt: GroupStatement) -> Result<Outcome>
         } => {
             validate_id(&name, "group_")?;
             check_new_id(store.catalog().data(), &name)?;
-            check_query(session, &query, None).await?;
+            check_query(ctx, &query, None).await?;
             store
                 .update_catalog(|data, _| {
                     add_group(
@@ -672,9 +594,7 @@ pub async fn execute(session: &Session, stmt: GroupStatement) -> Result<Outcome>
                     )
                 })
                 .await?;
-            crate::scheduler::of(&engine)
-                .refresh(crate::scheduler::Target::Group(name))
-                .await?;
+            scheduler.refresh(Target::Group(name)).await?;
             Ok(command("CREATE GROUP"))
         }
         GroupStatement::CreateStaticGroup { name, comment } => {
@@ -707,8 +627,8 @@ pub async fn execute(session: &Session, stmt: GroupStatement) -> Result<Outcome>
             let set = match source {
                 ContactSource::Ids(ids) => ids.into_iter().collect::<RoaringTreemap>(),
                 ContactSource::Query(q) => {
-                    check_query(session, &q, None).await?;
-                    ids_of(&session.context().sql(&q).await?.collect().await?)?
+                    check_query(ctx, &q, None).await?;
+                    ids_of(&ctx.df.sql(&q).await?.collect().await?)?
                 }
             };
             if add {
@@ -742,7 +662,7 @@ pub async fn execute(session: &Session, stmt: GroupStatement) -> Result<Outcome>
             }
             store.commit(batch).await?;
             note_edit();
-            Ok(Outcome::Command {
+            Ok(Reply::Command {
                 tag: "ALTER GROUP".into(),
                 rows: Some(n),
             })
@@ -758,9 +678,7 @@ pub async fn execute(session: &Session, stmt: GroupStatement) -> Result<Outcome>
                     "\"{name}\" is a static group: it has no query to refresh"
                 )));
             }
-            crate::scheduler::of(&engine)
-                .refresh(crate::scheduler::Target::Group(name))
-                .await?;
+            scheduler.refresh(Target::Group(name)).await?;
             Ok(command("REFRESH GROUP"))
         }
         GroupStatement::DropGroup { name, if_exists } => {
@@ -795,11 +713,11 @@ pub async fn execute(session: &Session, stmt: GroupStatement) -> Result<Outcome>
             check_new_id(store.catalog().data(), &name)?;
             let (definition, external) = match &source {
                 TagSource::Query(q) => {
-                    check_query(session, q, Some(data_type)).await?;
+                    check_query(ctx, q, Some(data_type)).await?;
                     (Some(q.clone()), None)
                 }
                 TagSource::External(t) => {
-                    crate::tags::check_id_type(t)?;
+                    crate::segments::tags::check_id_type(t)?;
                     (None, Some(t.clone()))
                 }
             };
@@ -832,9 +750,7 @@ pub async fn execute(session: &Session, stmt: GroupStatement) -> Result<Outcome>
                 })
                 .await?;
             if is_query {
-                crate::scheduler::of(&engine)
-                    .refresh(crate::scheduler::Target::Tag(name))
-                    .await?;
+                scheduler.refresh(Target::Tag(name)).await?;
             }
             Ok(command("CREATE TAG"))
         }
@@ -849,9 +765,7 @@ pub async fn execute(session: &Session, stmt: GroupStatement) -> Result<Outcome>
                     "\"{name}\" is an external tag: its values come from COPY {name} FROM STDIN"
                 )));
             }
-            crate::scheduler::of(&engine)
-                .refresh(crate::scheduler::Target::Tag(name))
-                .await?;
+            scheduler.refresh(Target::Tag(name)).await?;
             Ok(command("REFRESH TAG"))
         }
         GroupStatement::DropTag { name, if_exists } => {
@@ -876,52 +790,6 @@ pub async fn execute(session: &Session, stmt: GroupStatement) -> Result<Outcome>
             Ok(command("DROP TAG"))
         }
     }
-}
-
-/// Removes deleted contacts from every group (called with the DELETE's batch).
-pub fn forget_contacts(store: &Arc<Store>, batch: &mut cohortdb_storage::Batch, ids: &[u64]) {
-    if ids.is_empty() {
-        return;
-    }
-    let set: RoaringTreemap = ids.iter().copied().collect();
-    let empty = RoaringTreemap::new();
-    for g in &store.catalog().data().groups {
-        batch.edit_bitmap(BITMAP_GROUP, g.id, g.version, &empty, &set);
-    }
-    note_edit();
-}
-
-/// Moves `source`'s group memberships to `target` (merge_contacts, inside its batch).
-pub fn move_memberships(
-    store: &Store,
-    batch: &mut cohortdb_storage::Batch,
-    target: u64,
-    source: u64,
-) -> Result<()> {
-    let (mut add, mut remove) = (RoaringTreemap::new(), RoaringTreemap::new());
-    add.insert(target);
-    remove.insert(source);
-    for g in &store.catalog().data().groups {
-        if store
-            .read_bitmap(BITMAP_GROUP, g.id, g.version)?
-            .contains(source)
-        {
-            batch.edit_bitmap(BITMAP_GROUP, g.id, g.version, &add, &remove);
-        }
-    }
-    note_edit();
-    Ok(())
-}
-
-/// Removes one contact from every group (delete_contact_data, inside its batch).
-pub fn leave_all_groups(store: &Store, batch: &mut cohortdb_storage::Batch, contact: u64) {
-    let mut remove = RoaringTreemap::new();
-    remove.insert(contact);
-    let empty = RoaringTreemap::new();
-    for g in &store.catalog().data().groups {
-        batch.edit_bitmap(BITMAP_GROUP, g.id, g.version, &empty, &remove);
-    }
-    note_edit();
 }
 
 #[cfg(test)]
@@ -974,15 +842,20 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(s.len(), 2);
-        assert!(s[0].starts_with("CALL cohortdb_group_statement('CREATE STATIC GROUP group_a')"));
+        assert_eq!(
+            s[0],
+            ScriptPart::Segment(GroupStatement::CreateStaticGroup {
+                name: "group_a".into(),
+                comment: None
+            })
+        );
         assert!(parse_script("SELECT 1; SELECT 2").is_none());
         let s = parse_script("SELECT ';'; CREATE STATIC GROUP group_b COMMENT 'it''s; here'")
             .unwrap()
             .unwrap();
-        assert_eq!(s[0], "SELECT ';'");
-        let stmt = Parser::parse_sql(&dialect(), &s[1]).unwrap().remove(0);
-        match carried(&stmt).unwrap().unwrap() {
-            GroupStatement::CreateStaticGroup { comment, .. } => {
+        assert_eq!(s[0], ScriptPart::Sql("SELECT ';'".into()));
+        match &s[1] {
+            ScriptPart::Segment(GroupStatement::CreateStaticGroup { comment, .. }) => {
                 assert_eq!(comment.as_deref(), Some("it's; here"))
             }
             other => panic!("{other:?}"),

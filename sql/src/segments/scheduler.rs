@@ -16,13 +16,13 @@ use std::time::Duration;
 use chrono::{TimeZone, Timelike};
 use cohortdb_storage::groups::JobStatus;
 use cohortdb_storage::keys::BITMAP_GROUP;
-use cohortdb_storage::{GroupKind, RefreshPolicy};
+use cohortdb_storage::{GroupKind, RefreshPolicy, Store};
 use datafusion::error::DataFusionError;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::engine::Engine;
 use crate::error::{Result, SqlError};
-use crate::groups::{ids_of, no_group, no_tag};
+use crate::runtime::{ContextSource, StatementContext};
+use crate::segments::membership::{ids_of, no_group, no_tag};
 
 /// Jobs that may wait in the queue.
 pub const QUEUE: usize = 64;
@@ -43,10 +43,10 @@ pub enum Target {
 type JobResult = std::result::Result<(), (String, Option<SqlError>)>;
 type Waiter = oneshot::Sender<JobResult>;
 
-/// The scheduler (one per engine).
+/// The scheduler (one per engine, shared as `Arc<Scheduler>`).
 #[derive(Default)]
 pub struct Scheduler {
-    engine: OnceLock<Weak<Engine>>,
+    source: OnceLock<Weak<dyn ContextSource>>,
     tx: OnceLock<mpsc::Sender<Target>>,
     /// Jobs queued or running, with who waits for them.
     jobs: Mutex<HashMap<Target, Vec<Waiter>>>,
@@ -58,41 +58,46 @@ impl std::fmt::Debug for Scheduler {
     }
 }
 
-/// The scheduler of an engine.
-pub fn of(engine: &Engine) -> &Scheduler {
-    engine.scheduler()
-}
-
 impl Scheduler {
-    /// Connects the scheduler to its engine: starts the actor, marks jobs a
-    /// previous process left unfinished as failed, and starts the daily timer.
-    /// Does nothing outside a tokio runtime (the actor then starts on first use).
-    pub fn attach(&self, engine: &Arc<Engine>) {
-        let _ = self.engine.set(Arc::downgrade(engine));
+    /// Connects the scheduler to the engine that makes its statement
+    /// contexts: starts the actor, marks jobs a previous process left
+    /// unfinished as failed, and starts the daily timer. Does nothing more
+    /// outside a tokio runtime (the actor then starts on first use).
+    pub fn attach(self: &Arc<Self>, source: Weak<dyn ContextSource>) {
+        let _ = self.source.set(source);
         if tokio::runtime::Handle::try_current().is_err() {
             return;
         }
         // Before anything can be queued: the writer is a thread of its own,
         // so this completes without the runtime.
-        if let Err(err) = futures::executor::block_on(recover(engine)) {
-            tracing::warn!("could not mark interrupted refreshes as failed: {err}");
+        if let Some(ctx) = self.context() {
+            if let Err(err) = futures::executor::block_on(recover(&ctx.store)) {
+                tracing::warn!("could not mark interrupted refreshes as failed: {err}");
+            }
         }
         self.sender();
-        tokio::spawn(daily_loop(Arc::downgrade(engine)));
+        tokio::spawn(daily_loop(Arc::downgrade(self)));
     }
 
-    fn sender(&self) -> &mpsc::Sender<Target> {
+    /// A fresh statement context, unless the engine is gone.
+    fn context(&self) -> Option<StatementContext> {
+        self.source
+            .get()
+            .and_then(Weak::upgrade)
+            .map(|s| s.statement_context())
+    }
+
+    fn sender(self: &Arc<Self>) -> &mpsc::Sender<Target> {
         self.tx.get_or_init(|| {
             let (tx, rx) = mpsc::channel(QUEUE);
-            let weak = self.engine.get().cloned().unwrap_or_default();
-            tokio::spawn(actor(weak, rx));
+            tokio::spawn(actor(Arc::downgrade(self), rx));
             tx
         })
     }
 
     /// Queues a refresh of `target` (joining one already queued or running)
     /// and waits until it is done or failed.
-    pub async fn refresh(&self, target: Target) -> Result<()> {
+    pub async fn refresh(self: &Arc<Self>, target: Target) -> Result<()> {
         let rx = self.submit(target.clone()).await?;
         match rx.await {
             Ok(Ok(())) => Ok(()),
@@ -104,7 +109,7 @@ impl Scheduler {
         }
     }
 
-    async fn submit(&self, target: Target) -> Result<oneshot::Receiver<JobResult>> {
+    async fn submit(self: &Arc<Self>, target: Target) -> Result<oneshot::Receiver<JobResult>> {
         let (tx, rx) = oneshot::channel();
         {
             let mut jobs = self.jobs.lock().expect("jobs lock");
@@ -114,9 +119,8 @@ impl Scheduler {
             }
             jobs.insert(target.clone(), vec![tx]);
         }
-        let engine = self.engine.get().and_then(Weak::upgrade);
-        let r = match engine {
-            Some(e) => set_status(&e, &target, JobStatus::Pending, None).await,
+        let r = match self.context() {
+            Some(ctx) => set_status(&ctx.store, &target, JobStatus::Pending, None).await,
             None => Err(SqlError::Cancelled("the server is shutting down".into())),
         };
         let r = r.and_then(|_| {
@@ -134,26 +138,28 @@ impl Scheduler {
     }
 }
 
-async fn actor(engine: Weak<Engine>, mut rx: mpsc::Receiver<Target>) {
+async fn actor(scheduler: Weak<Scheduler>, mut rx: mpsc::Receiver<Target>) {
     while let Some(target) = rx.recv().await {
-        let Some(e) = engine.upgrade() else { break };
+        let Some(s) = scheduler.upgrade() else { break };
+        let Some(ctx) = s.context() else { break };
         let r = match &target {
-            Target::Group(n) => run_group(&e, n).await,
-            Target::Tag(n) => crate::tags::run_tag(&e, n).await,
+            Target::Group(n) => run_group(&ctx, n).await,
+            Target::Tag(n) => crate::segments::tags::run_tag(&ctx, n).await,
         };
         let (msg, mut err) = match r {
             Ok(()) => (None, None),
             Err(err) => {
                 let msg = err.to_string();
                 tracing::warn!("refresh of {target:?} failed: {msg}");
-                if let Err(e2) = set_status(&e, &target, JobStatus::Failed, Some(msg.clone())).await
+                if let Err(e2) =
+                    set_status(&ctx.store, &target, JobStatus::Failed, Some(msg.clone())).await
                 {
                     tracing::warn!("could not record the failure of {target:?}: {e2}");
                 }
                 (Some(msg), Some(err))
             }
         };
-        let waiters = of(&e)
+        let waiters = s
             .jobs
             .lock()
             .expect("jobs lock")
@@ -171,13 +177,12 @@ async fn actor(engine: Weak<Engine>, mut rx: mpsc::Receiver<Target>) {
 
 /// Records a status (and error) of a group or tag.
 pub async fn set_status(
-    engine: &Engine,
+    store: &Store,
     target: &Target,
     status: JobStatus,
     error: Option<String>,
 ) -> Result<()> {
-    engine
-        .store()
+    store
         .update_catalog(|data, _| -> Result<()> {
             match target {
                 Target::Group(n) => {
@@ -205,10 +210,10 @@ pub async fn set_status(
 }
 
 /// Runs one refresh of a dynamic group.
-async fn run_group(engine: &Arc<Engine>, name: &str) -> Result<()> {
+async fn run_group(ctx: &StatementContext, name: &str) -> Result<()> {
     let target = Target::Group(name.to_string());
-    let g = engine
-        .store()
+    let g = ctx
+        .store
         .catalog()
         .group(name)
         .cloned()
@@ -218,15 +223,13 @@ async fn run_group(engine: &Arc<Engine>, name: &str) -> Result<()> {
             "\"{name}\" is a static group"
         )));
     };
-    set_status(engine, &target, JobStatus::Computing, None).await?;
-    let session = engine.session();
-    let batches = session.context().sql(&query).await?.collect().await?;
+    set_status(&ctx.store, &target, JobStatus::Computing, None).await?;
+    let batches = ctx.df.sql(&query).await?.collect().await?;
     let set = ids_of(&batches)?;
-    set_status(engine, &target, JobStatus::Computed, None).await?;
-    set_status(engine, &target, JobStatus::Materializing, None).await?;
+    set_status(&ctx.store, &target, JobStatus::Computed, None).await?;
+    set_status(&ctx.store, &target, JobStatus::Materializing, None).await?;
     let members = set.len();
-    engine
-        .store()
+    ctx.store
         .update_catalog(|data, batch| -> Result<()> {
             let g = data
                 .groups
@@ -241,7 +244,7 @@ async fn run_group(engine: &Arc<Engine>, name: &str) -> Result<()> {
             g.version = new;
             g.last_version = new;
             g.members = members;
-            g.computed_at_ms = Some(crate::ingest::now_ms());
+            g.computed_at_ms = Some(crate::model::rows::now_ms());
             g.status = JobStatus::Done;
             g.error = None;
             Ok(())
@@ -251,16 +254,15 @@ async fn run_group(engine: &Arc<Engine>, name: &str) -> Result<()> {
 
 /// Marks jobs left in progress by a previous process as failed: their old
 /// result stands (nothing of an unfinished refresh is ever visible).
-async fn recover(engine: &Engine) -> Result<()> {
-    let cat = engine.store().catalog();
+async fn recover(store: &Store) -> Result<()> {
+    let cat = store.catalog();
     let any = cat.data().groups.iter().any(|g| g.status.in_progress())
         || cat.data().tags.iter().any(|t| t.status.in_progress());
     if !any {
         return Ok(());
     }
     let msg = "interrupted by a server restart; the previous result stands (run REFRESH again)";
-    engine
-        .store()
+    store
         .update_catalog(|data, _| -> Result<()> {
             for g in data.groups.iter_mut().filter(|g| g.status.in_progress()) {
                 g.status = JobStatus::Failed;
@@ -290,15 +292,16 @@ pub fn until_next_daily(now: chrono::DateTime<chrono::Utc>, tz: chrono_tz::Tz) -
     (at - now).to_std().unwrap_or(Duration::from_secs(60))
 }
 
-async fn daily_loop(engine: Weak<Engine>) {
+async fn daily_loop(scheduler: Weak<Scheduler>) {
     loop {
-        let tz = match engine.upgrade() {
-            Some(e) => e.session().timezone(),
+        let tz = match scheduler.upgrade().and_then(|s| s.context()) {
+            Some(ctx) => ctx.tz,
             None => return,
         };
         tokio::time::sleep(until_next_daily(chrono::Utc::now(), tz)).await;
-        let Some(e) = engine.upgrade() else { return };
-        let cat = e.store().catalog();
+        let Some(s) = scheduler.upgrade() else { return };
+        let Some(ctx) = s.context() else { return };
+        let cat = ctx.store.catalog();
         let mut targets: Vec<Target> = cat
             .data()
             .groups
@@ -315,7 +318,7 @@ async fn daily_loop(engine: Weak<Engine>) {
         );
         for t in targets {
             // Failures are recorded in groups/tags; the server keeps serving.
-            match of(&e).submit(t.clone()).await {
+            match s.submit(t.clone()).await {
                 Ok(rx) => {
                     let _ = rx.await;
                 }

@@ -18,10 +18,10 @@ use datafusion::arrow::array::{
 };
 use datafusion::arrow::datatypes::{DataType as A, Field, TimeUnit};
 
-use crate::engine::Engine;
 use crate::error::{Result, SqlError};
-use crate::groups::no_tag;
-use crate::scheduler::{set_status, Target};
+use crate::runtime::StatementContext;
+use crate::segments::membership::no_tag;
+use crate::segments::scheduler::{set_status, Target};
 
 /// Days of history kept per tag.
 pub const HISTORY_DAYS: i32 = 50;
@@ -427,7 +427,7 @@ pub async fn materialize(
             t.version = new;
             t.last_version = new;
             t.members = members;
-            t.computed_at_ms = Some(crate::ingest::now_ms());
+            t.computed_at_ms = Some(crate::model::rows::now_ms());
             t.status = JobStatus::Done;
             t.error = None;
             Ok(())
@@ -437,10 +437,10 @@ pub async fn materialize(
 }
 
 /// Runs one refresh of a SQL tag (called by the scheduler).
-pub async fn run_tag(engine: &Arc<Engine>, name: &str) -> Result<()> {
+pub async fn run_tag(ctx: &StatementContext, name: &str) -> Result<()> {
     let target = Target::Tag(name.to_string());
-    let tag = engine
-        .store()
+    let tag = ctx
+        .store
         .catalog()
         .tag(name)
         .cloned()
@@ -450,25 +450,12 @@ pub async fn run_tag(engine: &Arc<Engine>, name: &str) -> Result<()> {
             "\"{name}\" is an external tag"
         )));
     };
-    set_status(engine, &target, JobStatus::Computing, None).await?;
-    let batches = engine
-        .session()
-        .context()
-        .sql(&query)
-        .await?
-        .collect()
-        .await?;
+    set_status(&ctx.store, &target, JobStatus::Computing, None).await?;
+    let batches = ctx.df.sql(&query).await?.collect().await?;
     let values = values_of(&batches, tag.data_type)?;
-    set_status(engine, &target, JobStatus::Computed, None).await?;
-    set_status(engine, &target, JobStatus::Materializing, None).await?;
-    materialize(
-        engine.store(),
-        engine.session().timezone(),
-        name,
-        values,
-        false,
-    )
-    .await?;
+    set_status(&ctx.store, &target, JobStatus::Computed, None).await?;
+    set_status(&ctx.store, &target, JobStatus::Materializing, None).await?;
+    materialize(&ctx.store, ctx.tz, name, values, false).await?;
     Ok(())
 }
 
@@ -491,22 +478,22 @@ pub fn parse_value(t: TagType, s: &str, tz: &Tz) -> Result<TagValue> {
         }
         TagType::Varchar => TagValue::Scalar(Value::Str(s.to_string())),
         TagType::Bigint => TagValue::Scalar(
-            crate::convert::parse_text(cohortdb_storage::DataType::Bigint, st, tz)
+            crate::model::convert::parse_text(cohortdb_storage::DataType::Bigint, st, tz)
                 .map_err(SqlError::InvalidText)?,
         ),
         TagType::Double => TagValue::Scalar(
-            crate::convert::parse_text(cohortdb_storage::DataType::Double, st, tz)
+            crate::model::convert::parse_text(cohortdb_storage::DataType::Double, st, tz)
                 .map_err(SqlError::InvalidText)?,
         ),
         TagType::Boolean => TagValue::Scalar(
-            crate::convert::parse_text(cohortdb_storage::DataType::Boolean, st, tz)
+            crate::model::convert::parse_text(cohortdb_storage::DataType::Boolean, st, tz)
                 .map_err(SqlError::InvalidText)?,
         ),
         TagType::Timestamptz => match st.parse::<i64>() {
             // the product's files carry millisecond timestamps
             Ok(ms) => TagValue::Scalar(Value::Ts(ms)),
             Err(_) => TagValue::Scalar(
-                crate::convert::parse_text(cohortdb_storage::DataType::Timestamptz, st, tz)
+                crate::model::convert::parse_text(cohortdb_storage::DataType::Timestamptz, st, tz)
                     .map_err(SqlError::InvalidDatetime)?,
             ),
         },

@@ -10,7 +10,7 @@ use datafusion::arrow::datatypes::{DataType as ArrowType, TimeUnit};
 use datafusion::common::{ParamValues, ScalarValue};
 use datafusion::sql::sqlparser::ast::{DataType, Expr, Ident, ObjectName, Statement};
 
-use crate::engine::{CohortStatement, Outcome, Prepared, Session};
+use super::{Outcome, Prepared, Session};
 use crate::error::{Result, SqlError};
 
 /// A session's prepared statements by name.
@@ -114,7 +114,10 @@ pub async fn prepare(
         .map(|t| Some(arrow_type(t).unwrap_or(ArrowType::Null)))
         .collect();
     let prepared = session
-        .prepare_typed(CohortStatement::Sql(statement.clone()), &types)
+        .prepare_typed(
+            crate::statement::parse::classify(statement.clone())?,
+            &types,
+        )
         .await?;
     session.prepared_statements().insert(key, prepared);
     Ok(Outcome::Command {
@@ -145,7 +148,9 @@ pub fn result_schema(
         return Some(s);
     }
     let plan = p.plan?;
-    matches!(p.stmt, CohortStatement::Sql(Statement::Query(_)))
+    p.stmt
+        .planned_by_datafusion()
+        .is_some_and(|s| matches!(s, Statement::Query(_)))
         .then(|| std::sync::Arc::new(plan.schema().as_arrow().clone()))
 }
 
@@ -159,7 +164,7 @@ pub async fn execute(
     let key = statement_name(name)?;
     let prepared = session.prepared_statements().get(&key)?;
     let types = match &prepared.plan {
-        Some(plan) => crate::params::parameter_types(plan)?,
+        Some(plan) => crate::pgcompat::params::parameter_types(plan)?,
         None => vec![],
     };
     if parameters.len() != types.len() {
@@ -201,7 +206,7 @@ pub async fn execute(
     let params = (!values.is_empty())
         .then(|| ParamValues::List(values.into_iter().map(Into::into).collect()));
     // Boxed: EXECUTE is itself a statement execute_prepared may run.
-    Box::pin(session.execute_prepared(&prepared, params, None)).await
+    Box::pin(session.execute_prepared(&prepared, params)).await
 }
 
 /// `DEALLOCATE [PREPARE] name | ALL`.

@@ -18,13 +18,14 @@ use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_plan::ExecutionPlan;
 
 use super::{memory_exec, DmlExec, IngestSink};
-use crate::convert::{value_at, ColumnBuilder};
 use crate::error::{Result, SqlError};
-use crate::ingest::{
+use crate::ingest::batch::ContactIngest;
+use crate::model::convert::{value_at, ColumnBuilder};
+use crate::model::layout::{ContactCol, ContactLayout};
+use crate::model::rows::{
     contact_col_type, contact_is_identified, decode_contact, encode_contact, now_ms,
-    validate_contact_value, ContactIngest, RowRef,
+    validate_contact_value, RowRef,
 };
-use crate::layout::{ContactCol, ContactLayout};
 
 /// Rows per batch built by scans.
 pub const SCAN_BATCH_ROWS: usize = 8192;
@@ -42,7 +43,7 @@ pub struct ContactsTable {
 
 impl ContactsTable {
     /// A provider over the current catalog, for a session in `env.session_tz`.
-    pub fn new(env: &crate::catalog::TableEnv, view: bool) -> Self {
+    pub fn new(env: &crate::tables::catalog::TableEnv, view: bool) -> Self {
         let layout = ContactLayout::new_in(&env.store.catalog(), &env.session_tz);
         let extras = view.then(|| super::groups::ViewExtras::new(&env.store, &layout));
         ContactsTable {
@@ -444,7 +445,7 @@ impl TableProvider for ContactsTable {
                         })?;
                     }
                     // ... and leaves every group.
-                    crate::groups::forget_contacts(&store, &mut batch, &deleted);
+                    crate::segments::membership::forget_contacts(&store, &mut batch, &deleted);
                     store.commit(batch).await?;
                     Ok(deleted.len() as u64)
                 })

@@ -32,10 +32,11 @@ use datafusion::physical_plan::{
 
 use super::contacts::ids_from_filters;
 use super::IngestSink;
-use crate::convert::{date_from_days, days_from_date, value_at, ColumnBuilder};
 use crate::error::SqlError;
-use crate::ingest::{event_col_type, EventIngest, RowRef};
-use crate::layout::{EventCol, EventLayout};
+use crate::ingest::batch::EventIngest;
+use crate::model::convert::{date_from_days, days_from_date, value_at, ColumnBuilder};
+use crate::model::layout::{EventCol, EventLayout};
+use crate::model::rows::{event_col_type, RowRef};
 
 /// Rows per batch produced by event scans.
 pub const EVENT_BATCH_ROWS: usize = 8192;
@@ -51,7 +52,7 @@ pub struct EventsTable {
 
 impl EventsTable {
     /// A provider; `tz` is the server time zone that defines `event_day`.
-    pub fn new(env: &crate::catalog::TableEnv, view: bool) -> Self {
+    pub fn new(env: &crate::tables::catalog::TableEnv, view: bool) -> Self {
         let layout = Arc::new(EventLayout::new_in(
             &env.store.catalog(),
             view,
@@ -125,7 +126,7 @@ fn lit_ts_point(e: &Expr, tz: &Tz) -> Option<i64> {
             ScalarValue::TimestampSecond(Some(x), _) => Some(x * 1000),
             ScalarValue::Date32(Some(d)) => local_midnight_ms(*d, tz),
             ScalarValue::Utf8(Some(s)) | ScalarValue::Utf8View(Some(s)) => {
-                crate::convert::parse_timestamp_ms(s, tz)
+                crate::model::convert::parse_timestamp_ms(s, tz)
             }
             _ => None,
         },
@@ -140,7 +141,7 @@ fn lit_day(e: &Expr) -> Option<i32> {
         Expr::Literal(v, _) => match v {
             ScalarValue::Date32(Some(d)) => Some(*d),
             ScalarValue::Utf8(Some(s)) | ScalarValue::Utf8View(Some(s)) => {
-                crate::convert::parse_date(s.trim())
+                crate::model::convert::parse_date(s.trim())
             }
             _ => None,
         },

@@ -29,9 +29,9 @@ use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, Pla
 use roaring::RoaringTreemap;
 
 use super::memory_exec;
-use crate::convert::arrow_type_in;
 use crate::error::{Result, SqlError};
-use crate::layout::ContactLayout;
+use crate::model::convert::arrow_type_in;
+use crate::model::layout::ContactLayout;
 use crate::tables::contacts::{contact_batches, ids_from_filters};
 
 fn ext<E: std::error::Error + Send + Sync + 'static>(e: E) -> DataFusionError {
@@ -276,7 +276,7 @@ impl ViewExtras {
         for t in &tags {
             fields.push(Field::new(
                 &t.name,
-                crate::tags::arrow_type(t.data_type, &layout.tz),
+                crate::segments::tags::arrow_type(t.data_type, &layout.tz),
                 true,
             ));
         }
@@ -411,7 +411,7 @@ impl Members<'_> {
         if let Some(s) = self.loaded.get(name) {
             return Ok(s.clone());
         }
-        let s = crate::groups::group_members(self.store, name)?;
+        let s = crate::segments::membership::group_members(self.store, name)?;
         self.loaded.insert(name.to_string(), s.clone());
         Ok(s)
     }
@@ -526,7 +526,9 @@ pub async fn scan_view(
                 for t in &extras.tags {
                     let ty = schema.field(idx).data_type().clone();
                     if wanted(idx) {
-                        cols.push(crate::tags::tag_column(&store, t, &ids, &layout.tz)?);
+                        cols.push(crate::segments::tags::tag_column(
+                            &store, t, &ids, &layout.tz,
+                        )?);
                     } else {
                         cols.push(new_null_array(&ty, ids.len()));
                     }

@@ -14,7 +14,7 @@ use datafusion::logical_expr::Expr;
 use datafusion::physical_plan::ExecutionPlan;
 
 use super::memory_exec;
-use crate::convert::arrow_type_in;
+use crate::model::convert::arrow_type_in;
 
 /// The identities table.
 #[derive(Debug)]

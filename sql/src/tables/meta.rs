@@ -17,8 +17,8 @@ use datafusion::physical_plan::ExecutionPlan;
 
 use super::contacts::{apply_predicate, physical_predicate};
 use super::{memory_exec, DmlExec, IngestSink};
-use crate::convert::value_at;
 use crate::error::{Result, SqlError};
+use crate::model::convert::value_at;
 
 /// Which metadata table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

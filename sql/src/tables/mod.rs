@@ -1,6 +1,12 @@
-//! DataFusion table providers over cohortdb storage, and the execution
-//! nodes they share (in-memory scans, DML nodes, ingest sinks).
+//! The `cohortdb` catalog as DataFusion sees it (`catalog.rs`), its table
+//! providers over cohortdb storage, and the execution nodes they share
+//! (in-memory scans, DML nodes, ingest sinks).
+//!
+//! May use: `ingest` (INSERT/UPDATE/DELETE go through its batches),
+//! `segments` (membership columns of `contact_view`, the groups/tags
+//! tables), `pgcompat`, `runtime`, `model`, `error`.
 
+pub mod catalog;
 pub mod contacts;
 pub mod events;
 pub mod groups;

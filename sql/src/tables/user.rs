@@ -16,10 +16,10 @@ use datafusion::physical_plan::ExecutionPlan;
 
 use super::contacts::physical_predicate;
 use super::{memory_exec, DmlExec, IngestSink};
-use crate::convert::{value_at, ColumnBuilder};
 use crate::error::{Result, SqlError};
-use crate::ingest::UserRowIngest;
-use crate::layout::user_table_schema;
+use crate::ingest::batch::UserRowIngest;
+use crate::model::convert::{value_at, ColumnBuilder};
+use crate::model::layout::user_table_schema;
 
 /// A user table provider.
 #[derive(Debug)]

@@ -1,0 +1,72 @@
+//! Statement handlers: what each statement kind does, given the
+//! [`StatementContext`](crate::runtime::StatementContext) of the session
+//! that runs it. The session's dispatch (`session/dispatch.rs`) is the one
+//! exhaustive match that picks a handler; handlers never import `session`.
+//!
+//! - `query.rs`: queries and DML planned by DataFusion;
+//! - `ddl.rs`: `CREATE TABLE`, `DROP TABLE`, `ALTER TABLE … ADD COLUMN`;
+//! - `copy.rs`: `COPY FROM STDIN` / `COPY TO STDOUT` set-up;
+//! - `procedures.rs`: `CALL`.
+//!
+//! May use: `access`, `statement`, `analytics`, `tables`, `ingest`,
+//! `identity`, `segments`, `pgcompat`, `runtime`, `model`, `error`.
+
+pub mod copy;
+pub mod ddl;
+pub mod procedures;
+pub mod query;
+
+use datafusion::dataframe::DataFrame;
+
+use crate::ingest::copy::{CopyIn, CopyOptions};
+use crate::runtime::Reply;
+
+/// What a statement produced, for the protocol layer.
+pub enum Outcome {
+    /// Rows to send.
+    Rows(DataFrame),
+    /// A completed command: tag and affected rows (`INSERT 0 n` is formatted by the server).
+    Command {
+        /// Command tag word(s), e.g. `CREATE TABLE`.
+        tag: String,
+        /// Affected rows, when the tag carries a count.
+        rows: Option<u64>,
+    },
+    /// The client must now send COPY data.
+    CopyIn(Box<CopyIn>),
+    /// Rows to stream as COPY data.
+    CopyOut {
+        /// Rows.
+        df: DataFrame,
+        /// Format.
+        opts: CopyOptions,
+    },
+    /// A setting changed that clients track (ParameterStatus).
+    ParameterChanged {
+        /// Tag (`SET`).
+        tag: String,
+        /// Parameter name as reported.
+        name: String,
+        /// New value.
+        value: String,
+    },
+}
+
+impl Outcome {
+    /// A command with no row count.
+    pub fn command(tag: &str) -> Outcome {
+        Outcome::Command {
+            tag: tag.into(),
+            rows: None,
+        }
+    }
+}
+
+impl From<Reply> for Outcome {
+    fn from(r: Reply) -> Outcome {
+        match r {
+            Reply::Rows(df) => Outcome::Rows(df),
+            Reply::Command { tag, rows } => Outcome::Command { tag, rows },
+        }
+    }
+}

@@ -1,0 +1,155 @@
+//! Sessions: the [`Engine`] shared by all connections, and one [`Session`]
+//! per connection with its settings, time zone, user, prepared statements
+//! and interrupt flag. `dispatch.rs` holds the one exhaustive match that
+//! routes every [`Statement`] kind (to a handler, or to session state);
+//! `describe.rs` plans statements for Parse/Describe without running them.
+//!
+//! May use every other folder of the crate; nothing imports `session`
+//! (the server crate uses it through the crate root).
+
+mod describe;
+mod dispatch;
+pub mod engine;
+pub mod prepared;
+mod vars;
+
+use std::sync::{Arc, Mutex};
+
+use chrono_tz::Tz;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::logical_expr::LogicalPlan;
+use datafusion::prelude::SessionContext;
+
+pub use engine::{Engine, EngineConfig};
+
+pub use crate::handler::Outcome;
+use crate::runtime::interrupt::Interrupt;
+use crate::runtime::settings::SettingsMap;
+use crate::runtime::StatementContext;
+use crate::statement::Statement;
+
+/// A statement parsed (and, where DataFusion plans it, planned) for the
+/// extended protocol.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    /// The statement.
+    pub stmt: Statement,
+    /// Its DataFusion plan, when DataFusion plans it (queries and DML).
+    pub plan: Option<LogicalPlan>,
+    /// Result columns of statements DataFusion does not plan (analytics,
+    /// procedures that return rows, SHOW).
+    pub schema: Option<SchemaRef>,
+    /// Table OID and column number of each result column read from a
+    /// relation (RowDescription); empty when none are known.
+    pub origins: Vec<crate::pgcompat::origins::Origin>,
+}
+
+/// Per-connection state: settings, time zone, its DataFusion context.
+pub struct Session {
+    engine: Arc<Engine>,
+    ctx: std::sync::RwLock<SessionContext>,
+    settings: SettingsMap,
+    interrupt: Arc<Interrupt>,
+    user: Mutex<String>,
+    tz: Mutex<Tz>,
+    prepared: prepared::PreparedStatements,
+}
+
+impl Session {
+    /// The engine.
+    pub fn engine(&self) -> &Arc<Engine> {
+        &self.engine
+    }
+
+    /// This session's DataFusion context.
+    pub fn context(&self) -> SessionContext {
+        self.ctx.read().expect("context lock").clone()
+    }
+
+    /// The session time zone.
+    pub fn timezone(&self) -> Tz {
+        *self.tz.lock().expect("tz lock")
+    }
+
+    /// The user this session is logged in as.
+    pub fn user(&self) -> String {
+        self.user.lock().expect("user").clone()
+    }
+
+    /// Sets the user this session is logged in as (at startup).
+    pub fn set_user(&self, name: &str) {
+        *self.user.lock().expect("user") = name.to_string();
+        crate::pgcompat::bi_functions::register_user(&self.context(), name);
+    }
+
+    /// This session's SQL-level prepared statements (`PREPARE`).
+    pub fn prepared_statements(&self) -> &prepared::PreparedStatements {
+        &self.prepared
+    }
+
+    /// The interrupt flag of this session's running statement.
+    pub fn interrupt(&self) -> &Arc<Interrupt> {
+        &self.interrupt
+    }
+
+    /// What a statement of this session runs with.
+    pub fn statement_context(&self) -> StatementContext {
+        StatementContext {
+            store: self.engine.store().clone(),
+            df: self.context(),
+            tz: self.timezone(),
+            user: self.user(),
+            interrupt: self.interrupt.clone(),
+            contact_lock: self.engine.contact_lock(),
+        }
+    }
+
+    /// `statement_timeout` of this session, if one is set.
+    pub fn statement_timeout(&self) -> Option<std::time::Duration> {
+        crate::runtime::interrupt::parse_timeout(&self.setting("statement_timeout")?)
+    }
+
+    /// Value of a setting as `SHOW` reports it.
+    pub fn setting(&self, name: &str) -> Option<String> {
+        crate::runtime::settings::lookup(&self.settings, name, self.timezone().name()).or_else(
+            || match crate::runtime::settings::normalize(name).as_str() {
+                "max_query_memory" => {
+                    Some(format!("{}MB", self.engine.limits.max_query_memory >> 20))
+                }
+                "max_expression_depth" => Some(self.engine.limits.max_expression_depth.to_string()),
+                _ => None,
+            },
+        )
+    }
+
+    /// Memory one query of this session may use, in bytes (0 = no limit).
+    pub fn max_query_memory(&self) -> usize {
+        self.settings
+            .lock()
+            .expect("settings")
+            .get("max_query_memory")
+            .and_then(|v| crate::runtime::limits::parse_memory(v))
+            .unwrap_or(self.engine.limits.max_query_memory)
+    }
+
+    /// A context for one query: the session's, with a memory pool of the
+    /// query's own when `max_query_memory` limits it.
+    fn query_context(&self) -> crate::error::Result<SessionContext> {
+        let ctx = self.context();
+        let limit = self.max_query_memory();
+        if limit == 0 {
+            return Ok(ctx);
+        }
+        let state = ctx.state();
+        let runtime = datafusion::execution::runtime_env::RuntimeEnvBuilder::from_runtime_env(
+            state.runtime_env(),
+        )
+        .with_memory_pool(crate::runtime::limits::query_memory_pool(limit))
+        .build_arc()?;
+        let state =
+            datafusion::execution::session_state::SessionStateBuilder::new_from_existing(state)
+                .with_runtime_env(runtime)
+                .build();
+        Ok(SessionContext::new_with_state(state))
+    }
+}

@@ -1,0 +1,318 @@
+//! The one parser entry point: SQL text → [`Statement`]s.
+//!
+//! 1. Limits first: statement length (`max_message_mb`, 54000) and
+//!    expression depth (`max_expression_depth`, 54001), on the text, before
+//!    anything recurses over a syntax tree.
+//! 2. The `ON_ERROR` COPY option, which sqlparser does not know, is taken out.
+//! 3. Scripts holding group/tag statements are split, those statements
+//!    parsed by `segments::groups`; analytics statements (FUNNEL …) by
+//!    `analytics::parse`; user statements by [`super::user`].
+//! 4. Everything else goes to `datafusion-pg-catalog`'s PostgreSQL
+//!    compatibility parser, then through the client/BI rewrites
+//!    (`pgcompat::rewrite`), and each statement is typed by [`classify`].
+
+use datafusion::sql::sqlparser::ast::{self, ObjectName, ObjectType};
+use datafusion_pg_catalog::sql::PostgresCompatibilityParser;
+
+use super::{CopyStatement, ProcedureCall, Statement};
+use crate::error::{Result, SqlError};
+use crate::model::rows::OnError;
+use crate::segments::groups::ScriptPart;
+
+/// The limits parsing enforces.
+#[derive(Debug, Clone, Copy)]
+pub struct ParseLimits {
+    /// Longest statement text in bytes (54000 beyond).
+    pub max_message: usize,
+    /// Deepest expression nesting (54001 beyond).
+    pub max_expression_depth: usize,
+}
+
+/// Parses SQL text into statements.
+pub fn parse(
+    parser: &PostgresCompatibilityParser,
+    sql: &str,
+    limits: ParseLimits,
+) -> Result<Vec<Statement>> {
+    if sql.len() > limits.max_message {
+        return Err(SqlError::ProgramLimit(format!(
+            "statement text of {} bytes exceeds max_message_mb ({} MiB); send large data with COPY, or raise max_message_mb in the server configuration",
+            sql.len(),
+            limits.max_message >> 20
+        )));
+    }
+    crate::runtime::limits::check_expression_depth(sql, limits.max_expression_depth)?;
+    let (sql, on_error) = extract_on_error(sql);
+    let mut out = Vec::new();
+    match crate::segments::groups::parse_script(&sql) {
+        Some(parts) => {
+            for part in parts? {
+                match part {
+                    ScriptPart::Sql(text) => parse_script(parser, &text, &mut out)?,
+                    ScriptPart::Segment(g) => out.push(Statement::Segment(Box::new(g))),
+                }
+            }
+        }
+        None => parse_script(parser, &sql, &mut out)?,
+    }
+    if let Some(mode) = on_error {
+        for s in &mut out {
+            if let Statement::Copy(c) = s {
+                c.on_error = Some(mode);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Parses statements, the analytics ones by their own grammar.
+fn parse_script(
+    parser: &PostgresCompatibilityParser,
+    sql: &str,
+    out: &mut Vec<Statement>,
+) -> Result<()> {
+    let Some(pieces) = crate::analytics::split(sql)? else {
+        return parse_sql(parser, sql, out);
+    };
+    for p in pieces {
+        match p {
+            crate::analytics::Piece::Sql(text) => parse_sql(parser, &text, out)?,
+            crate::analytics::Piece::Analytics { explain, stmt } => {
+                out.push(Statement::Analytics { explain, stmt })
+            }
+        }
+    }
+    Ok(())
+}
+
+fn parse_sql(
+    parser: &PostgresCompatibilityParser,
+    sql: &str,
+    out: &mut Vec<Statement>,
+) -> Result<()> {
+    if let Some(users) = super::user::parse(sql) {
+        out.extend(users.into_iter().map(Statement::User));
+        return Ok(());
+    }
+    let parsed = if crate::pgcompat::bi_rewrite::needs_unblacklisted_parse(sql) {
+        crate::pgcompat::bi_rewrite::parse_unblacklisted(parser, sql)
+    } else {
+        parser.parse(sql)
+    };
+    let mut stmts = parsed.map_err(|e| {
+        let msg = e.to_string();
+        if msg.contains("recursion limit exceeded") {
+            SqlError::TooComplex(format!(
+                "the statement nests more than {} levels deep (parentheses, subqueries, function calls); simplify it",
+                crate::runtime::limits::PARSER_NESTING_LIMIT
+            ))
+        } else {
+            // The compatibility parser's tokens carry no locations:
+            // the plain parser finds where the error is.
+            match datafusion::sql::sqlparser::parser::Parser::parse_sql(
+                &datafusion::sql::sqlparser::dialect::PostgreSqlDialect {},
+                sql,
+            ) {
+                Err(located) => crate::error::syntax_error_at(sql, &located.to_string()),
+                Ok(_) => crate::error::syntax_error_at(sql, &msg),
+            }
+        }
+    })?;
+    stmts.iter_mut().for_each(crate::pgcompat::rewrite::rewrite);
+    for s in stmts {
+        out.push(classify(s)?);
+    }
+    Ok(())
+}
+
+/// The last part of a (possibly qualified) name, unquoted.
+pub fn object_name(n: &ObjectName) -> String {
+    n.0.last()
+        .map(|p| p.to_string().trim_matches('"').to_string())
+        .unwrap_or_default()
+}
+
+/// Types one statement sqlparser produced; kinds cohortdb does not run are
+/// refused here (0A000), before anything executes.
+pub fn classify(stmt: ast::Statement) -> Result<Statement> {
+    use ast::Statement as S;
+    Ok(match stmt {
+        S::Query(_) | S::Explain { .. } | S::ShowTables { .. } | S::ShowColumns { .. } => {
+            Statement::Query(Box::new(stmt))
+        }
+        S::Insert(_) if crate::ingest::identity_insert::wants(&stmt) => {
+            Statement::IdentityInsert(Box::new(stmt))
+        }
+        S::Insert(_) => Statement::Insert(Box::new(stmt)),
+        S::Update { .. } => Statement::Update(Box::new(stmt)),
+        S::Delete(_) => Statement::Delete(Box::new(stmt)),
+        S::CreateTable(ct) => Statement::CreateTable(Box::new(ct)),
+        S::Drop {
+            object_type: ObjectType::Table,
+            names,
+            if_exists,
+            ..
+        } => Statement::DropTable {
+            names: names.iter().map(object_name).collect(),
+            if_exists,
+        },
+        S::AlterTable(at) => Statement::AlterTable {
+            table: object_name(&at.name),
+            operations: at.operations,
+        },
+        S::Copy {
+            source,
+            to,
+            target,
+            options,
+            legacy_options,
+            ..
+        } => Statement::Copy(Box::new(CopyStatement {
+            source,
+            to,
+            target,
+            options,
+            legacy: !legacy_options.is_empty(),
+            on_error: None,
+        })),
+        S::Set(set) => Statement::Set(Box::new(set)),
+        S::ShowVariable { variable } => Statement::Show {
+            name: variable
+                .iter()
+                .map(|i| i.value.clone())
+                .collect::<Vec<_>>()
+                .join(" "),
+        },
+        S::Reset(_) | S::Close { .. } | S::UNLISTEN { .. } => {
+            Statement::SessionReset(Box::new(stmt))
+        }
+        S::Discard { .. } => Statement::Discard,
+        S::StartTransaction { .. } => Statement::Begin,
+        S::Commit { .. } => Statement::Commit,
+        S::Rollback { .. } => Statement::Rollback,
+        S::Prepare {
+            name,
+            data_types,
+            statement,
+        } => Statement::Prepare {
+            name,
+            data_types,
+            statement,
+        },
+        S::Execute {
+            name, parameters, ..
+        } => Statement::Execute { name, parameters },
+        S::Deallocate { name, .. } => Statement::Deallocate { name },
+        S::Call(f) => Statement::Call(ProcedureCall::from_function(&f)?),
+        other => {
+            return Err(SqlError::Unsupported(format!(
+                "statement not supported: {}",
+                other
+                    .to_string()
+                    .split_whitespace()
+                    .take(3)
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            )))
+        }
+    })
+}
+
+/// Removes a `ON_ERROR <mode>` COPY option (which the parser does not know) from `sql`.
+fn extract_on_error(sql: &str) -> (String, Option<OnError>) {
+    let upper = sql.to_ascii_uppercase();
+    let Some(pos) = upper.find("ON_ERROR") else {
+        return (sql.to_string(), None);
+    };
+    let rest = &sql[pos + 8..];
+    let word: String = rest
+        .trim_start()
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '\'')
+        .collect();
+    let ws = rest.len() - rest.trim_start().len();
+    let end = pos + 8 + ws + word.len();
+    let mode = match word.trim_matches('\'').to_ascii_lowercase().as_str() {
+        "ignore" => OnError::Ignore,
+        _ => OnError::Stop,
+    };
+    let mut before = sql[..pos].trim_end().to_string();
+    let mut after = sql[end..].to_string();
+    if before.ends_with(',') {
+        before.pop();
+    } else if after.trim_start().starts_with(',') {
+        after = after.trim_start()[1..].to_string();
+    }
+    let mut out = format!("{before} {after}");
+    out = out.replace("( )", "").replace("()", "");
+    (out, Some(mode))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn on_error_option_is_extracted() {
+        let (s, m) = extract_on_error("COPY events (a) FROM STDIN (FORMAT csv, ON_ERROR ignore)");
+        assert_eq!(m, Some(OnError::Ignore));
+        assert!(!s.to_ascii_uppercase().contains("ON_ERROR"));
+        assert!(s.contains("FORMAT csv"));
+        let (s, m) = extract_on_error("COPY events FROM STDIN (ON_ERROR ignore)");
+        assert_eq!(m, Some(OnError::Ignore));
+        assert_eq!(s.trim(), "COPY events FROM STDIN");
+    }
+
+    fn kinds(sql: &str) -> Vec<&'static str> {
+        let limits = ParseLimits {
+            max_message: 1 << 20,
+            max_expression_depth: 1000,
+        };
+        parse(&PostgresCompatibilityParser::new(), sql, limits)
+            .unwrap()
+            .iter()
+            .map(Statement::kind_name)
+            .collect()
+    }
+
+    #[test]
+    fn every_parser_feeds_one_list() {
+        assert_eq!(
+            kinds(
+                "SELECT 1; CREATE STATIC GROUP group_a; FUNNEL STEP event = 'app_launch', \
+                 STEP event = 'custom_order' WITHIN 1 DAYS FROM '2025-06-01' TO '2025-06-02'; \
+                 CREATE USER bob; CALL identify('c', 'e'); BEGIN; COMMIT"
+            ),
+            vec![
+                "SELECT",
+                "CREATE GROUP",
+                "SELECT",
+                "CREATE ROLE",
+                "CALL",
+                "BEGIN",
+                "COMMIT"
+            ]
+        );
+        assert_eq!(
+            kinds("INSERT INTO events (openid, channel_id, event) VALUES ('o', 'c', 'e')"),
+            vec!["INSERT"]
+        );
+    }
+
+    #[test]
+    fn unknown_procedures_and_statements_fail_at_parse() {
+        let limits = ParseLimits {
+            max_message: 1 << 20,
+            max_expression_depth: 1000,
+        };
+        let p = PostgresCompatibilityParser::new();
+        assert!(matches!(
+            parse(&p, "CALL nope()", limits),
+            Err(SqlError::UndefinedObject(_))
+        ));
+        assert!(matches!(
+            parse(&p, "CREATE INDEX i ON contacts (name)", limits),
+            Err(SqlError::Unsupported(_))
+        ));
+    }
+}

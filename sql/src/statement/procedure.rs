@@ -1,0 +1,117 @@
+//! `CALL` procedures by name: the one list of procedures cohortdb has. A
+//! `CALL` naming anything else fails when it is parsed.
+
+use datafusion::sql::sqlparser::ast::{
+    Expr, Function, FunctionArg, FunctionArgExpr, FunctionArguments,
+};
+
+use crate::error::{Result, SqlError};
+
+/// A procedure cohortdb provides.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Procedure {
+    /// `drop_events_before('YYYY-MM-DD')`.
+    DropEventsBefore,
+    /// `identify(channel_id, external_id [, props_json])`.
+    Identify,
+    /// `merge_contacts(target_id, source_id)`.
+    MergeContacts,
+    /// `delete_contact_data(channel_id, external_id)`.
+    DeleteContactData,
+    /// `set_dedupe_rule(mode [, fields [, placeholders]])`.
+    SetDedupeRule,
+    /// `dedupe_contacts([dry_run])`.
+    DedupeContacts,
+}
+
+impl Procedure {
+    /// Every procedure, in the order error messages list them.
+    pub const ALL: &'static [Procedure] = &[
+        Procedure::DropEventsBefore,
+        Procedure::Identify,
+        Procedure::MergeContacts,
+        Procedure::DeleteContactData,
+        Procedure::SetDedupeRule,
+        Procedure::DedupeContacts,
+    ];
+
+    /// The name `CALL` uses.
+    pub fn name(self) -> &'static str {
+        match self {
+            Procedure::DropEventsBefore => "drop_events_before",
+            Procedure::Identify => "identify",
+            Procedure::MergeContacts => "merge_contacts",
+            Procedure::DeleteContactData => "delete_contact_data",
+            Procedure::SetDedupeRule => "set_dedupe_rule",
+            Procedure::DedupeContacts => "dedupe_contacts",
+        }
+    }
+
+    /// The procedure called `name` (case-insensitive).
+    pub fn from_name(name: &str) -> Option<Procedure> {
+        let name = name.to_ascii_lowercase();
+        Procedure::ALL.iter().copied().find(|p| p.name() == name)
+    }
+}
+
+/// A `CALL` of a known procedure with its argument expressions.
+#[derive(Debug, Clone)]
+pub struct ProcedureCall {
+    /// The procedure.
+    pub procedure: Procedure,
+    /// Its arguments as written (named arguments by position).
+    pub args: Vec<Expr>,
+}
+
+impl ProcedureCall {
+    /// Types a parsed `CALL name(args)` (42704 for an unknown procedure).
+    pub fn from_function(f: &Function) -> Result<ProcedureCall> {
+        let name = f.name.to_string();
+        let procedure = Procedure::from_name(&name).ok_or_else(|| {
+            SqlError::UndefinedObject(format!(
+                "procedure {} does not exist (available: {})",
+                name.to_ascii_lowercase(),
+                Procedure::ALL
+                    .iter()
+                    .map(|p| p.name())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))
+        })?;
+        let args = match &f.args {
+            FunctionArguments::List(l) => l
+                .args
+                .iter()
+                .filter_map(|a| match a {
+                    FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => Some(e.clone()),
+                    FunctionArg::Named {
+                        arg: FunctionArgExpr::Expr(e),
+                        ..
+                    } => Some(e.clone()),
+                    _ => None,
+                })
+                .collect(),
+            _ => vec![],
+        };
+        Ok(ProcedureCall { procedure, args })
+    }
+
+    /// The arguments by reference.
+    pub fn arg_refs(&self) -> Vec<&Expr> {
+        self.args.iter().collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip() {
+        for p in Procedure::ALL {
+            assert_eq!(Procedure::from_name(p.name()), Some(*p));
+            assert_eq!(Procedure::from_name(&p.name().to_uppercase()), Some(*p));
+        }
+        assert_eq!(Procedure::from_name("nope"), None);
+    }
+}
