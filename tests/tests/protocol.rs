@@ -399,3 +399,94 @@ async fn failed_transaction_blocks() {
         .iter()
         .any(|m| matches!(m, tokio_postgres::SimpleQueryMessage::Row(r) if r.get(0) == Some("2"))));
 }
+
+/// `$n` in statements DataFusion does not plan: Describe types them from
+/// the procedure's arguments and the INSERT's target columns, answers
+/// ParameterDescription + NoData where no rows come back, and Bind runs
+/// them with the values (tokio-postgres encodes the values in binary, as
+/// Describe said).
+#[tokio::test]
+async fn bound_parameters_in_procedures_and_identity_inserts() {
+    use tokio_postgres::types::Type;
+    let server = TestServer::start();
+    let c = server.client().await;
+    exec(&c, "ALTER TABLE events ADD COLUMN p_amount DOUBLE").await;
+
+    let identify = c
+        .prepare("CALL identify($1, $2, $3)")
+        .await
+        .expect("prepare");
+    assert_eq!(identify.params(), &[Type::TEXT, Type::TEXT, Type::TEXT]);
+    let names: Vec<&str> = identify.columns().iter().map(|c| c.name()).collect();
+    assert_eq!(names, ["contact_id", "created"]);
+    let row = c
+        .query_one(&identify, &[&"wxapp_shop", &"u-1", &r#"{"name": "Li"}"#])
+        .await
+        .expect("identify");
+    let (id, created): (i64, bool) = (row.get(0), row.get(1));
+    assert!(created);
+    let row = c
+        .query_one("CALL identify($1, $2)", &[&"wxapp_shop", &"u-1"])
+        .await
+        .expect("identify again");
+    assert_eq!((row.get::<_, i64>(0), row.get::<_, bool>(1)), (id, false));
+
+    let merge = c
+        .prepare("CALL merge_contacts($1, $2)")
+        .await
+        .expect("prepare");
+    assert_eq!(merge.params(), &[Type::INT8, Type::INT8]);
+    assert!(merge.columns().is_empty());
+    let other: i64 = c
+        .query_one("CALL identify($1, $2)", &[&"wxapp_shop", &"u-2"])
+        .await
+        .expect("identify")
+        .get(0);
+    c.execute(&merge, &[&id, &other]).await.expect("merge");
+    let err = c
+        .execute(&merge, &[&id, &999_999i64])
+        .await
+        .expect_err("no such contact");
+    assert_eq!(err.code().map(|c| c.code()), Some("42704"), "{err}");
+
+    let insert = c
+        .prepare(
+            "INSERT INTO events (external_id, channel_id, event, event_date, p_amount) \
+             VALUES ($1, $2, 'custom_order', $3, $4)",
+        )
+        .await
+        .expect("prepare");
+    assert_eq!(
+        insert.params(),
+        &[Type::TEXT, Type::TEXT, Type::TIMESTAMPTZ, Type::FLOAT8]
+    );
+    assert!(insert.columns().is_empty());
+    let at = chrono::DateTime::parse_from_rfc3339("2025-06-01T10:00:00Z")
+        .expect("time")
+        .with_timezone(&chrono::Utc);
+    let n = c
+        .execute(&insert, &[&"u-2", &"wxapp_shop", &at, &9.5f64])
+        .await
+        .expect("insert");
+    assert_eq!(n, 1);
+    let row = c
+        .query_one(
+            "SELECT contact_id, event_date, p_amount FROM events WHERE event = 'custom_order'",
+            &[],
+        )
+        .await
+        .expect("select");
+    assert_eq!(
+        row.get::<_, i64>(0),
+        id,
+        "u-2 was merged into u-1's contact"
+    );
+    assert_eq!(row.get::<_, chrono::DateTime<chrono::Utc>>(1), at);
+    assert_eq!(row.get::<_, f64>(2), 9.5);
+
+    // SQL-level PREPARE/EXECUTE takes the same path
+    exec(&c, "PREPARE who (text, text) AS CALL identify($1, $2)").await;
+    let rows = simple_rows(&c, "EXECUTE who('wxapp_shop', 'u-1')").await;
+    assert_eq!(rows[0][0].as_deref(), Some(id.to_string().as_str()));
+    assert_eq!(rows[0][1].as_deref(), Some("f"));
+}

@@ -24,15 +24,18 @@ use pgwire::api::auth::{ServerParameterProvider, StartupHandler};
 use pgwire::api::copy::CopyHandler;
 use pgwire::api::portal::{Format, Portal};
 use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
+use pgwire::api::results::DescribeResponse;
 use pgwire::api::results::{
     CopyResponse, DataRowEncoder, FieldFormat, FieldInfo, QueryResponse, Response, Tag,
 };
 use pgwire::api::stmt::QueryParser;
+use pgwire::api::store::Entry;
 use pgwire::api::store::PortalStore;
 use pgwire::api::{ClientInfo, ClientPortalStore, ErrorHandler, PgWireServerHandlers, Type};
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::copy::{CopyData, CopyDone, CopyFail};
-use pgwire::messages::data::DataRow;
+use pgwire::messages::data::{DataRow, NoData, ParameterDescription};
+use pgwire::messages::extendedquery::{Describe, TARGET_TYPE_BYTE_STATEMENT};
 use pgwire::messages::response::{NoticeResponse, TransactionStatus};
 use pgwire::messages::startup::ParameterStatus;
 use pgwire::messages::PgWireBackendMessage;
@@ -194,10 +197,7 @@ pub struct Parser {
 }
 
 fn param_types(p: &Prepared) -> PgWireResult<Vec<Option<DataType>>> {
-    match &p.plan {
-        Some(plan) => cohortdb_sql::pgcompat::params::parameter_types(plan).map_err(to_pg),
-        None => Ok(vec![]),
-    }
+    p.parameter_types().map_err(to_pg)
 }
 
 /// `fields` with the table OID and column number of each column read from a relation.
@@ -633,6 +633,42 @@ impl ExtendedQueryHandler for QueryHandler {
         self.parser.clone()
     }
 
+    /// Describe of a statement that takes parameters and returns no rows
+    /// (`INSERT … VALUES ($1)`, `CALL merge_contacts($1, $2)`) answers
+    /// ParameterDescription + NoData, as PostgreSQL does; pgwire's default
+    /// sends an empty RowDescription there, which pgjdbc's `executeUpdate`
+    /// takes for a result set. Everything else is pgwire's default.
+    async fn on_describe<C>(&self, client: &mut C, message: Describe) -> PgWireResult<()>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Self::Statement>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        if message.target_type == TARGET_TYPE_BYTE_STATEMENT {
+            let name = message.name.as_deref().unwrap_or(pgwire::api::DEFAULT_NAME);
+            if let Some(Entry::Value(stmt)) = client.portal_store().get_statement(name) {
+                let described = self.do_describe_statement(client, &stmt).await?;
+                if described.fields().is_empty() {
+                    let oids = described
+                        .parameters()
+                        .map(|ts| ts.iter().map(|t| t.oid()).collect())
+                        .unwrap_or_default();
+                    client
+                        .send(PgWireBackendMessage::ParameterDescription(
+                            ParameterDescription::new(oids),
+                        ))
+                        .await?;
+                    client
+                        .send(PgWireBackendMessage::NoData(NoData::new()))
+                        .await?;
+                    return Ok(());
+                }
+            }
+        }
+        self._on_describe(client, message).await
+    }
+
     async fn do_query<C>(
         &self,
         client: &mut C,
@@ -654,7 +690,7 @@ impl ExtendedQueryHandler for QueryHandler {
         if let Some(r) = failed_transaction_gate(failed, &p.stmt) {
             return r;
         }
-        let params = if p.plan.is_some() {
+        let params = {
             let types = param_types(p)?;
             let refs: Vec<Option<&DataType>> = types.iter().map(|t| t.as_ref()).collect();
             if refs.is_empty() {
@@ -665,8 +701,6 @@ impl ExtendedQueryHandler for QueryHandler {
                     &portal, &refs,
                 )?)
             }
-        } else {
-            None
         };
         let interrupt = state.session.interrupt().clone();
         cancel::begin(&interrupt, state.session.statement_timeout());

@@ -47,6 +47,35 @@ fn columns(ins: &Insert) -> Vec<String> {
         .collect()
 }
 
+/// The stored type of `column` of an identity-keyed INSERT into `table`
+/// (identity columns are text); `None` for an unknown table or column.
+pub fn column_type(
+    catalog: &cohortdb_storage::Catalog,
+    table: &str,
+    column: &str,
+) -> Option<cohortdb_storage::DataType> {
+    let ident = match table {
+        "events" => EVENT_IDENT,
+        "contacts" => CONTACT_IDENT,
+        _ => return None,
+    };
+    if ident.contains(&column) {
+        return Some(cohortdb_storage::DataType::Varchar);
+    }
+    match table {
+        "events" => {
+            let layout = crate::model::layout::EventLayout::new(catalog, false);
+            let i = layout.index_of(column)?;
+            Some(event_col_type(layout.cols[i].1))
+        }
+        _ => {
+            let layout = crate::model::layout::ContactLayout::new(catalog);
+            let i = layout.index_of(column)?;
+            Some(contact_col_type(layout.cols[i].1))
+        }
+    }
+}
+
 /// True when `ins` is an INSERT into events or contacts naming identity columns.
 pub fn wants(stmt: &Statement) -> bool {
     let Statement::Insert(ins) = stmt else {

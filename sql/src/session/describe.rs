@@ -32,11 +32,18 @@ impl Session {
             _ => None,
         };
         let Some(ast) = stmt.planned_by_datafusion() else {
+            let catalog = self.engine.store().catalog();
+            let bound_types =
+                crate::statement::bind::parameter_types(&stmt, client_types, &|table, column| {
+                    crate::ingest::identity_insert::column_type(&catalog, table, column)
+                        .map(crate::statement::bind::arrow_type)
+                });
             return Ok(Prepared {
                 stmt,
                 plan: None,
                 schema,
                 origins: vec![],
+                bound_types,
             });
         };
         let is_query = matches!(ast, datafusion::sql::sqlparser::ast::Statement::Query(_));
@@ -64,6 +71,7 @@ impl Session {
             plan: Some(plan),
             schema,
             origins,
+            bound_types: vec![],
         })
     }
 

@@ -27,7 +27,14 @@ impl Session {
                 let reply = handler::query::run_plan(&self.query_context()?, ast, plan).await?;
                 Ok(reply.into())
             }
-            _ => self.execute(p.stmt.clone()).await,
+            (None, _) => match params {
+                Some(v) => {
+                    self.execute(crate::statement::bind::bind(p.stmt.clone(), &v)?)
+                        .await
+                }
+                None => self.execute(p.stmt.clone()).await,
+            },
+            (Some(_), None) => self.execute(p.stmt.clone()).await,
         }
     }
 

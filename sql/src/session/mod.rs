@@ -16,7 +16,7 @@ mod vars;
 use std::sync::{Arc, Mutex};
 
 use chrono_tz::Tz;
-use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::SessionContext;
 
@@ -42,6 +42,20 @@ pub struct Prepared {
     /// Table OID and column number of each result column read from a
     /// relation (RowDescription); empty when none are known.
     pub origins: Vec<crate::pgcompat::origins::Origin>,
+    /// Types of the `$n` parameters of statements DataFusion does not plan
+    /// (`CALL`, identity-keyed INSERT; see `statement::bind`).
+    pub bound_types: Vec<Option<DataType>>,
+}
+
+impl Prepared {
+    /// Types of the statement's `$n` parameters, as Describe reports them
+    /// and Bind decodes them (`None`: left to the client's declared type).
+    pub fn parameter_types(&self) -> crate::error::Result<Vec<Option<DataType>>> {
+        match &self.plan {
+            Some(plan) => crate::pgcompat::params::parameter_types(plan),
+            None => Ok(self.bound_types.clone()),
+        }
+    }
 }
 
 /// Per-connection state: settings, time zone, its DataFusion context.

@@ -163,10 +163,7 @@ pub async fn execute(
 ) -> Result<Outcome> {
     let key = statement_name(name)?;
     let prepared = session.prepared_statements().get(&key)?;
-    let types = match &prepared.plan {
-        Some(plan) => crate::pgcompat::params::parameter_types(plan)?,
-        None => vec![],
-    };
+    let types = prepared.parameter_types()?;
     if parameters.len() != types.len() {
         return Err(SqlError::Syntax(format!(
             "wrong number of parameters for prepared statement \"{key}\": expected {}, got {}",

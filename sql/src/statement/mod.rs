@@ -11,6 +11,7 @@
 //! (rewrites applied after parsing), `runtime` (parse limits), `model`,
 //! `error`.
 
+pub mod bind;
 pub mod parse;
 pub mod procedure;
 pub mod user;

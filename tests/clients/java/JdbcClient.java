@@ -80,6 +80,36 @@ public class JdbcClient {
             for (String t : List.of("int4", "int8", "text", "timestamptz", "bool")) {
                 check(types.contains(t), "type info lacks " + t + ": " + types);
             }
+            // bound parameters in CALL and identity-keyed INSERT (server-prepared after 2 runs)
+            long contact = -1;
+            try (PreparedStatement ps = c.prepareStatement("CALL identify(?, ?)")) {
+                for (int i = 0; i < 4; i++) {
+                    ps.setString(1, "wxapp_shop");
+                    ps.setString(2, "jdbc-user");
+                    try (ResultSet rs = ps.executeQuery()) {
+                        check(rs.next(), "identify row");
+                        check(rs.getBoolean(2) == (i == 0), "created on the first call only");
+                        check(contact < 0 || rs.getLong(1) == contact, "same contact");
+                        contact = rs.getLong(1);
+                    }
+                }
+            }
+            try (PreparedStatement ps = c.prepareStatement(
+                    "INSERT INTO events (external_id, channel_id, event, event_date) VALUES (?, ?, ?, ?)")) {
+                for (int i = 0; i < 3; i++) {
+                    ps.setString(1, "jdbc-user");
+                    ps.setString(2, "wxapp_shop");
+                    ps.setString(3, "app_launch");
+                    ps.setTimestamp(4, Timestamp.from(java.time.Instant.parse("2025-06-03T0" + i + ":00:00Z")));
+                    check(ps.executeUpdate() == 1, "one row inserted");
+                }
+            }
+            try (PreparedStatement ps = c.prepareStatement("SELECT count(*) FROM events WHERE contact_id = ?")) {
+                ps.setLong(1, contact);
+                try (ResultSet rs = ps.executeQuery()) {
+                    check(rs.next() && rs.getLong(1) == 3, "three events for the identified contact");
+                }
+            }
             try (Statement s = c.createStatement()) {
                 s.executeQuery("SELECT * FROM nowhere");
                 check(false, "expected error");

@@ -18,6 +18,23 @@ async def main():
     assert list(r) == ["a", "b"], r
     stmt = await conn.prepare("SELECT name FROM contacts WHERE id > $1 ORDER BY id")
     assert len(await stmt.fetch(0)) >= 1
+    # bound parameters in CALL and identity-keyed INSERT: asyncpg sends no
+    # types and encodes each value as Describe says (binary)
+    await conn.execute("ALTER TABLE events ADD COLUMN IF NOT EXISTS p_amount DOUBLE")
+    cid, created = await conn.fetchrow("CALL identify($1, $2, $3)", "wxapp_shop", "apg-user",
+                                       '{"name": "Ann"}')
+    assert created and cid > 0, (cid, created)
+    await conn.execute("INSERT INTO events (external_id, channel_id, event, event_date, p_amount) "
+                       "VALUES ($1, $2, $3, $4, $5)", "apg-user", "wxapp_shop", "custom_order",
+                       datetime.datetime(2025, 6, 2, 8, 30, tzinfo=datetime.timezone.utc), 3.25)
+    r = await conn.fetchrow("SELECT contact_id, event_date, p_amount FROM events WHERE contact_id = $1", cid)
+    assert (r["contact_id"], r["event_date"], r["p_amount"]) == (
+        cid, datetime.datetime(2025, 6, 2, 8, 30, tzinfo=datetime.timezone.utc), 3.25), r
+    other = (await conn.fetchrow("CALL identify($1, $2)", "wxapp_shop", "apg-other"))["contact_id"]
+    await conn.execute("CALL merge_contacts($1, $2)", cid, other)
+    pairs = await conn.fetch("CALL dedupe_contacts($1)", True)
+    assert isinstance(pairs, list), pairs
+    await conn.execute("CALL set_dedupe_rule($1, $2)", "any", ["email"])
     try:
         await conn.fetch("SELECT * FROM nowhere")
         raise SystemExit("expected an error")

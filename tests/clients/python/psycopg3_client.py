@@ -74,6 +74,32 @@ with psycopg.connect(host="127.0.0.1", port=port, user="admin", dbname="cohortdb
     res = cur.pgresult
     origins = [(res.ftable(i), res.ftablecol(i)) for i in range(res.nfields)]
     assert origins == [(contacts_oid, 1), (view_oid, city_num), (0, 0)], origins
+    # bound parameters in CALL procedures and identity-keyed INSERT, text and binary
+    conn.execute("ALTER TABLE events ADD COLUMN IF NOT EXISTS p_amount DOUBLE")
+    for binary in (False, True):
+        cur = conn.cursor(binary=binary)
+        ext = f"p3-user-{int(binary)}"
+        cid, created = cur.execute("CALL identify(%s, %s, %s)",
+                                   ("wxapp_shop", ext, '{"name": "Pat O\'Neil"}')).fetchone()
+        assert created is True and cid > 0, (cid, created)
+        again = cur.execute("CALL identify(%s, %s)", ("wxapp_shop", ext)).fetchone()
+        assert again == (cid, False), again
+        assert cur.execute("SELECT name FROM contacts WHERE id = %s", (cid,)).fetchone() == ("Pat O'Neil",)
+        cur.execute("INSERT INTO events (external_id, channel_id, event, event_date, p_amount) "
+                    "VALUES (%s, %s, %s, %s, %s)",
+                    (ext, "wxapp_shop", "custom_order",
+                     datetime.datetime(2025, 6, 1, 10, 0, tzinfo=datetime.timezone.utc), 12.5))
+        r = cur.execute("SELECT contact_id, event_date, p_amount FROM events WHERE contact_id = %s",
+                        (cid,)).fetchall()
+        assert r == [(cid, datetime.datetime(2025, 6, 1, 10, 0, tzinfo=datetime.timezone.utc), 12.5)], r
+    other = conn.execute("CALL identify(%s, %s)", ("wxapp_shop", "p3-merge-me")).fetchone()[0]
+    conn.execute("CALL merge_contacts(%s, %s)", (cid, other))
+    assert conn.execute("CALL identify(%s, %s)", ("wxapp_shop", "p3-merge-me")).fetchone() == (cid, False)
+    try:
+        conn.execute("CALL merge_contacts(%s, %s)", (cid, 999999))
+        raise SystemExit("expected 42704")
+    except psycopg.Error as e:
+        assert e.sqlstate == "42704", (e.sqlstate, str(e))
     # pipelines: an error skips the rest until Sync
     assert conn.execute("SELECT 1").fetchone() == (1,)
     with conn.transaction():
