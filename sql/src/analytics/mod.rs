@@ -505,8 +505,30 @@ enum Want<'a> {
     Never,
 }
 
-/// Executes an analytics statement (or explains it).
+/// Executes an analytics statement (or explains it); a trailing
+/// `ORDER BY … LIMIT … OFFSET …` is applied to the rows the statement made.
 pub async fn execute(
+    sctx: &StatementContext,
+    stmt: &AnalyticsStatement,
+    explain: bool,
+) -> Result<RecordBatch> {
+    let batch = compute(sctx, stmt, explain).await?;
+    match &stmt.tail {
+        Some(tail) if !explain => {
+            let ctx = SessionContext::new();
+            ctx.register_batch("analytics_result", batch)?;
+            let df = ctx
+                .sql(&format!("SELECT * FROM analytics_result {tail}"))
+                .await?;
+            let schema = Arc::new(df.schema().as_arrow().clone());
+            let rows = df.collect().await?;
+            Ok(datafusion::arrow::compute::concat_batches(&schema, &rows)?)
+        }
+        _ => Ok(batch),
+    }
+}
+
+async fn compute(
     sctx: &StatementContext,
     stmt: &AnalyticsStatement,
     explain: bool,

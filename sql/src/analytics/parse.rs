@@ -210,6 +210,9 @@ pub struct AnalyticsStatement {
     pub as_of: Option<String>,
     /// Original text (for EXPLAIN and logs).
     pub text: String,
+    /// A trailing `ORDER BY … LIMIT … OFFSET …` applied to the result rows
+    /// (SQL text, as BI tools append it).
+    pub tail: Option<String>,
 }
 
 /// One statement of a query string.
@@ -275,13 +278,21 @@ pub fn split(sql: &str) -> Result<Option<Vec<Piece>>> {
         match kind {
             Some(kind) => {
                 found = true;
-                let body: Vec<Token> = sig
+                let mut body: Vec<Token> = sig
                     .iter()
                     .skip(if explain { 2 } else { 1 })
                     .map(|t| (*t).clone())
                     .collect();
+                let tail = tail_start(&body).map(|i| {
+                    body.split_off(i)
+                        .iter()
+                        .map(|t| t.to_string())
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                });
                 let text: String = toks.iter().map(|t| t.to_string()).collect();
-                let stmt = parse_statement(kind, body, text.trim().to_string())?;
+                let mut stmt = parse_statement(kind, body, text.trim().to_string())?;
+                stmt.tail = tail;
                 pieces.push(Piece::Analytics {
                     explain,
                     stmt: Box::new(stmt),
@@ -884,7 +895,31 @@ pub fn parse_statement(kind: Kind, tokens: Vec<Token>, text: String) -> Result<A
         group,
         as_of,
         text,
+        tail: None,
     })
+}
+
+/// Where a trailing `ORDER BY` / `LIMIT` / `OFFSET` starts among a
+/// statement's significant tokens (at parenthesis depth 0), if it has one.
+fn tail_start(tokens: &[Token]) -> Option<usize> {
+    let mut depth = 0i32;
+    for (i, t) in tokens.iter().enumerate() {
+        match t {
+            Token::LParen => depth += 1,
+            Token::RParen => depth -= 1,
+            _ if depth == 0 => {
+                let w = word(t);
+                let next = tokens.get(i + 1).and_then(word);
+                if (w.as_deref() == Some("ORDER") && next.as_deref() == Some("BY"))
+                    || matches!(w.as_deref(), Some("LIMIT") | Some("OFFSET"))
+                {
+                    return Some(i);
+                }
+            }
+            _ => {}
+        }
+    }
+    None
 }
 
 #[cfg(test)]
@@ -896,6 +931,19 @@ mod tests {
             Piece::Analytics { stmt, .. } => *stmt,
             Piece::Sql(s) => panic!("not analytics: {s}"),
         }
+    }
+
+    #[test]
+    fn trailing_order_limit_offset_are_kept_apart() {
+        let s = one("FUNNEL STEP event = 'a', STEP event = 'b' WITHIN 1 DAYS FROM '2025-06-01' TO '2025-06-30' BY contact.city ORDER BY city DESC LIMIT 10 OFFSET 2");
+        assert_eq!(
+            s.tail.as_deref(),
+            Some("ORDER BY city DESC LIMIT 10 OFFSET 2")
+        );
+        let s = one("RETENTION INITIAL event = 'a' RETURN event = 'b' FROM '2025-06-01' TO '2025-06-07' BY DAY PERIODS 3 LIMIT 5");
+        assert_eq!(s.tail.as_deref(), Some("LIMIT 5"));
+        let s = one("FUNNEL STEP event IN (SELECT 'a' LIMIT 1), STEP event = 'b' WITHIN 1 DAYS FROM '2025-06-01' TO '2025-06-30'");
+        assert_eq!(s.tail, None);
     }
 
     #[test]
