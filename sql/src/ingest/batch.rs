@@ -17,6 +17,12 @@ use crate::model::rows::{
     contact_is_identified, encode_fields, now_ms, show, validate_contact_value, RowRef,
 };
 
+tokio::task_local! {
+    /// Set by a statement that returns the contacts it inserts (`INSERT …
+    /// RETURNING`): the ids of the rows committed in its task, in row order.
+    pub static INSERTED_CONTACTS: std::sync::Arc<std::sync::Mutex<Vec<u64>>>;
+}
+
 /// Accumulates new contacts (INSERT / COPY).
 pub struct ContactIngest {
     store: Arc<Store>,
@@ -24,6 +30,7 @@ pub struct ContactIngest {
     layout: ContactLayout,
     batch: Batch,
     ids: HashSet<u64>,
+    order: Vec<u64>,
     max_id: u64,
     rows: u64,
     now: i64,
@@ -41,6 +48,7 @@ impl ContactIngest {
             layout,
             batch,
             ids: HashSet::new(),
+            order: Vec::new(),
             max_id: 0,
             rows: 0,
             now: now_ms(),
@@ -100,6 +108,7 @@ impl ContactIngest {
             }
         };
         self.max_id = self.max_id.max(id);
+        self.order.push(id);
         let set_now = |fields: &mut Vec<Value>, name: &str, cat: &Catalog, now: i64| {
             if let Some((fid, _)) = cat.contact_field(name) {
                 if fields[fid as usize].is_null() {
@@ -122,12 +131,18 @@ impl ContactIngest {
         Ok(())
     }
 
-    /// Writes everything atomically; returns the number of rows.
+    /// Writes everything atomically; returns the number of rows. Inside
+    /// [`INSERTED_CONTACTS`] the committed ids are appended there.
     pub async fn commit(mut self) -> Result<u64> {
         if self.rows > 0 {
             self.batch.note_contact_id(self.max_id);
             self.store.commit(self.batch).await?;
         }
+        let _ = INSERTED_CONTACTS.try_with(|ids| {
+            ids.lock()
+                .expect("inserted ids")
+                .extend_from_slice(&self.order);
+        });
         Ok(self.rows)
     }
 }

@@ -97,6 +97,12 @@ pub async fn run(sctx: &StatementContext, stmt: &Statement) -> Result<Reply> {
         return Err(SqlError::Unsupported("not an INSERT".into()));
     };
     let table = target(ins).unwrap_or_default();
+    if ins.returning.is_some() {
+        return Err(SqlError::Unsupported(
+            "INSERT … RETURNING with identity columns is not supported yet; CALL identify(...) returns the contact id"
+                .into(),
+        ));
+    }
     let cols = columns(ins);
     let source = ins
         .source

@@ -47,13 +47,11 @@ impl Session {
             });
         };
         let is_query = matches!(ast, datafusion::sql::sqlparser::ast::Statement::Query(_));
-        let plan = self
-            .context()
-            .state()
-            .statement_to_plan(datafusion::sql::parser::Statement::Statement(Box::new(
-                ast.clone(),
-            )))
-            .await?;
+        let schema = match crate::handler::query::returning_schema(&self.context(), ast).await? {
+            Some(s) => Some(s),
+            None => schema,
+        };
+        let plan = crate::handler::query::plan_untyped(&self.context(), ast).await?;
         let plan = if is_query {
             crate::pgcompat::literals::type_output_literals(
                 crate::pgcompat::params::apply_client_types(plan, client_types)?,

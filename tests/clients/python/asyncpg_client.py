@@ -35,6 +35,8 @@ async def main():
     pairs = await conn.fetch("CALL dedupe_contacts($1)", True)
     assert isinstance(pairs, list), pairs
     await conn.execute("CALL set_dedupe_rule($1, $2)", "any", ["email"])
+    new_id = await conn.fetchval("INSERT INTO contacts (name) VALUES ($1) RETURNING id", "Ret")
+    assert await conn.fetchval("SELECT name FROM contacts WHERE id = $1", new_id) == "Ret"
     try:
         await conn.fetch("SELECT * FROM nowhere")
         raise SystemExit("expected an error")

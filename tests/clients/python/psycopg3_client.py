@@ -100,6 +100,13 @@ with psycopg.connect(host="127.0.0.1", port=port, user="admin", dbname="cohortdb
         raise SystemExit("expected 42704")
     except psycopg.Error as e:
         assert e.sqlstate == "42704", (e.sqlstate, str(e))
+    # INSERT … RETURNING the id the server assigned, with bound parameters
+    for binary in (False, True):
+        cur = conn.cursor(binary=binary)
+        new_id = cur.execute("INSERT INTO contacts (name, email) VALUES (%s, %s) RETURNING id",
+                             ("Ret", f"ret{int(binary)}@example.com")).fetchone()[0]
+        assert cur.execute("SELECT email FROM contacts WHERE id = %s", (new_id,)).fetchone() == (
+            f"ret{int(binary)}@example.com",)
     # pipelines: an error skips the rest until Sync
     assert conn.execute("SELECT 1").fetchone() == (1,)
     with conn.transaction():
