@@ -104,6 +104,38 @@ pub async fn drop_table(store: &Store, names: &[String], if_exists: bool) -> Res
     Ok(Reply::command("DROP TABLE"))
 }
 
+/// `TRUNCATE [TABLE] names`: every row of the named user tables goes, in
+/// one atomic batch; nothing changes when one name is not a user table.
+/// The built-in relations are refused (0A000): contacts go with `DELETE`
+/// (which also removes their identities, events and memberships), events
+/// with `CALL drop_events_before`.
+pub async fn truncate(store: &Store, names: &[String]) -> Result<Reply> {
+    let catalog = store.catalog();
+    let mut ids = Vec::with_capacity(names.len());
+    for name in names {
+        if BUILTIN_RELATIONS.contains(&name.as_str()) {
+            return Err(SqlError::Unsupported(format!(
+                "TRUNCATE of built-in relation \"{name}\" is not supported; use DELETE FROM contacts, or CALL drop_events_before('YYYY-MM-DD') for events"
+            )));
+        }
+        let t = catalog
+            .data()
+            .tables
+            .iter()
+            .find(|t| &t.name == name)
+            .ok_or_else(|| {
+                SqlError::UndefinedTable(format!("relation \"{name}\" does not exist"))
+            })?;
+        ids.push(t.id);
+    }
+    let mut batch = store.batch();
+    for id in ids {
+        batch.drop_user_table_rows(id);
+    }
+    store.commit(batch).await?;
+    Ok(Reply::command("TRUNCATE TABLE"))
+}
+
 /// `ALTER TABLE contacts|events ADD COLUMN p_<name> <type>`.
 pub async fn alter_table(store: &Store, table: &str, ops: &[AlterTableOperation]) -> Result<Reply> {
     if table != "contacts" && table != "events" {

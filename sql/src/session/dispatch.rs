@@ -61,6 +61,7 @@ impl Session {
                     .await?
                     .into()
             }
+            Statement::Truncate { names } => handler::ddl::truncate(store, &names).await?.into(),
             Statement::AlterTable { table, operations } => {
                 handler::ddl::alter_table(store, &table, &operations)
                     .await?

@@ -49,6 +49,11 @@ pub enum Statement {
         /// IF EXISTS.
         if_exists: bool,
     },
+    /// `TRUNCATE [TABLE] a, b` (user tables).
+    Truncate {
+        /// Table names.
+        names: Vec<String>,
+    },
     /// `ALTER TABLE contacts|events ADD COLUMN p_…`.
     AlterTable {
         /// The table.
@@ -161,6 +166,7 @@ impl Statement {
             Statement::Delete(_) => "DELETE",
             Statement::CreateTable(_) => "CREATE TABLE",
             Statement::DropTable { .. } => "DROP TABLE",
+            Statement::Truncate { .. } => "TRUNCATE TABLE",
             Statement::AlterTable { .. } => "ALTER TABLE",
             Statement::Copy(_) => "COPY",
             Statement::Set(_) => "SET",

@@ -156,6 +156,9 @@ pub fn classify(stmt: ast::Statement) -> Result<Statement> {
             names: names.iter().map(object_name).collect(),
             if_exists,
         },
+        S::Truncate(t) => Statement::Truncate {
+            names: t.table_names.iter().map(|n| object_name(&n.name)).collect(),
+        },
         S::AlterTable(at) => Statement::AlterTable {
             table: object_name(&at.name),
             operations: at.operations,

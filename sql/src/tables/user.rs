@@ -2,11 +2,12 @@
 
 use std::sync::Arc;
 
-use cohortdb_storage::codec::decode_row;
+use cohortdb_storage::codec::{decode_row, encode_row};
 use cohortdb_storage::{Store, UserTableDef};
 use datafusion::arrow::array::{Int64Array, RecordBatch};
 use datafusion::arrow::datatypes::{DataType as A, Field, Schema, SchemaRef};
 use datafusion::catalog::Session;
+use datafusion::common::DFSchema;
 use datafusion::datasource::sink::DataSinkExec;
 use datafusion::datasource::{TableProvider, TableType};
 use datafusion::error::Result as DfResult;
@@ -14,12 +15,17 @@ use datafusion::logical_expr::dml::InsertOp;
 use datafusion::logical_expr::Expr;
 use datafusion::physical_plan::ExecutionPlan;
 
-use super::contacts::physical_predicate;
+use super::contacts::{physical_predicate, unqualify};
 use super::{memory_exec, DmlExec, IngestSink};
 use crate::error::{Result, SqlError};
 use crate::ingest::batch::UserRowIngest;
 use crate::model::convert::{value_at, ColumnBuilder};
 use crate::model::layout::user_table_schema;
+
+/// Serialises read-modify-write of user-table rows (UPDATE), so two
+/// concurrent `SET x = x + 1` never lose one of the increments.
+static ROW_UPDATES: std::sync::LazyLock<tokio::sync::Mutex<()>> =
+    std::sync::LazyLock::new(Default::default);
 
 /// A user table provider.
 #[derive(Debug)]
@@ -75,6 +81,27 @@ fn table_batch(
         schema = Arc::new(Schema::new(fields));
     }
     Ok(RecordBatch::try_new(schema, cols)?)
+}
+
+/// The rows of `full` (visible columns, then the row id) that `pred` keeps.
+fn filter_rows(
+    full: &RecordBatch,
+    visible_columns: usize,
+    pred: Option<&Arc<dyn datafusion::physical_expr::PhysicalExpr>>,
+) -> Result<RecordBatch> {
+    let Some(p) = pred else {
+        return Ok(full.clone());
+    };
+    let visible = full.project(&(0..visible_columns).collect::<Vec<_>>())?;
+    let v = p.evaluate(&visible)?.into_array(visible.num_rows())?;
+    let mask = v
+        .as_any()
+        .downcast_ref::<datafusion::arrow::array::BooleanArray>()
+        .ok_or_else(|| SqlError::DatatypeMismatch("WHERE must be boolean".into()))?
+        .clone();
+    Ok(datafusion::arrow::compute::filter_record_batch(
+        full, &mask,
+    )?)
 }
 
 #[async_trait::async_trait]
@@ -139,6 +166,85 @@ impl TableProvider for UserTable {
         Ok(Arc::new(DataSinkExec::new(input, sink, None)))
     }
 
+    async fn update(
+        &self,
+        state: &dyn Session,
+        assignments: Vec<(String, Expr)>,
+        filters: Vec<Expr>,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        let df_schema = DFSchema::try_from(self.schema.as_ref().clone())?;
+        let mut sets = Vec::new();
+        for (name, expr) in assignments {
+            let Some(idx) = self.def.columns.iter().position(|c| c.name == name) else {
+                return Err(SqlError::UndefinedColumn(format!(
+                    "column \"{name}\" of relation \"{}\" does not exist",
+                    self.def.name
+                ))
+                .into());
+            };
+            sets.push((
+                idx,
+                state.create_physical_expr(unqualify(expr)?, &df_schema)?,
+            ));
+        }
+        let pred = physical_predicate(state, &self.schema, filters)?;
+        let (store, def, schema) = (self.store.clone(), self.def.clone(), self.schema.clone());
+        let tz = self.tz.clone();
+        let sets = Arc::new(sets);
+        Ok(DmlExec::new(
+            format!("CohortUpdate: table={}", self.def.name),
+            Arc::new(move || {
+                let (store, def, schema, pred, tz, sets) = (
+                    store.clone(),
+                    def.clone(),
+                    schema.clone(),
+                    pred.clone(),
+                    tz.clone(),
+                    sets.clone(),
+                );
+                Box::pin(async move {
+                    let _g = ROW_UPDATES.lock().await;
+                    let full = table_batch(&store, &def, &schema, true, &tz)?;
+                    let hit = filter_rows(&full, def.columns.len(), pred.as_ref())?;
+                    let visible = hit.project(&(0..def.columns.len()).collect::<Vec<_>>())?;
+                    let mut new_cols = Vec::with_capacity(sets.len());
+                    for (idx, e) in sets.iter() {
+                        new_cols
+                            .push((*idx, e.evaluate(&visible)?.into_array(visible.num_rows())?));
+                    }
+                    let ids = hit
+                        .column(def.columns.len())
+                        .as_any()
+                        .downcast_ref::<Int64Array>()
+                        .cloned()
+                        .unwrap_or_else(|| Int64Array::from(Vec::<i64>::new()));
+                    let mut batch = store.batch();
+                    for r in 0..visible.num_rows() {
+                        let mut row = Vec::with_capacity(def.columns.len());
+                        for (c, col) in def.columns.iter().enumerate() {
+                            let arr = new_cols
+                                .iter()
+                                .find(|(i, _)| *i == c)
+                                .map(|(_, a)| a.clone())
+                                .unwrap_or_else(|| visible.column(c).clone());
+                            row.push(value_at(arr.as_ref(), r, col.data_type).map_err(|e| {
+                                SqlError::InvalidText(format!(
+                                    "invalid value for column {} in row {}: {e}",
+                                    col.name,
+                                    r + 1
+                                ))
+                            })?);
+                        }
+                        let bytes = encode_row(row.iter().enumerate().map(|(i, v)| (i as u32, v)));
+                        batch.put_user_row(def.id, ids.value(r) as u64, &bytes);
+                    }
+                    store.commit(batch).await?;
+                    Ok(visible.num_rows() as u64)
+                })
+            }),
+        ))
+    }
+
     async fn delete_from(
         &self,
         state: &dyn Session,
@@ -159,21 +265,7 @@ impl TableProvider for UserTable {
                 );
                 Box::pin(async move {
                     let full = table_batch(&store, &def, &schema, true, &tz)?;
-                    let visible = full.project(&(0..def.columns.len()).collect::<Vec<_>>())?;
-                    let hit = match &pred {
-                        None => full.clone(),
-                        Some(p) => {
-                            let v = p.evaluate(&visible)?.into_array(visible.num_rows())?;
-                            let mask = v
-                                .as_any()
-                                .downcast_ref::<datafusion::arrow::array::BooleanArray>()
-                                .ok_or_else(|| {
-                                    SqlError::DatatypeMismatch("WHERE must be boolean".into())
-                                })?
-                                .clone();
-                            datafusion::arrow::compute::filter_record_batch(&full, &mask)?
-                        }
-                    };
+                    let hit = filter_rows(&full, def.columns.len(), pred.as_ref())?;
                     let ids = hit
                         .column(def.columns.len())
                         .as_any()
