@@ -490,3 +490,32 @@ async fn bound_parameters_in_procedures_and_identity_inserts() {
     assert_eq!(rows[0][0].as_deref(), Some(id.to_string().as_str()));
     assert_eq!(rows[0][1].as_deref(), Some("f"));
 }
+
+/// `repeat`/`lpad`/`rpad` results over 1 GB are refused with 54000 before
+/// they are built (several at once), and the server keeps answering.
+#[tokio::test]
+async fn oversize_string_results_are_refused() {
+    let server = TestServer::start();
+    let mut clients = Vec::new();
+    for _ in 0..3 {
+        clients.push(server.client().await);
+    }
+    let sqls = [
+        "SELECT length(repeat('x', 2000000000))",
+        "SELECT length(lpad('x', 1500000000))",
+        "SELECT length(rpad('x', 400000000, '中'))",
+    ];
+    let mut tasks = Vec::new();
+    for (c, sql) in clients.into_iter().zip(sqls) {
+        tasks.push(tokio::spawn(async move {
+            let err = expect_sqlstate(&c, sql, "54000").await;
+            assert!(err.message.contains("requested length too large"), "{err}");
+        }));
+    }
+    for t in tasks {
+        t.await.expect("oversize query");
+    }
+    let c = server.client().await;
+    let rows = simple_rows(&c, "SELECT length(repeat('ab', 1000))").await;
+    assert_eq!(rows[0][0].as_deref(), Some("2000"));
+}

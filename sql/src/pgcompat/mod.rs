@@ -16,5 +16,6 @@ pub mod params;
 pub mod pg_catalog_ext;
 pub mod pg_functions;
 pub mod rewrite;
+pub mod sized_functions;
 pub mod text_cast;
 pub mod version;

@@ -81,6 +81,7 @@ impl Engine {
         )
         .map_err(|e| SqlError::DataFusion(*e))?;
         crate::pgcompat::version::register(&base);
+        crate::pgcompat::sized_functions::register(&base);
         for f in crate::analytics::composable::aggregates() {
             base.register_udaf(f);
         }
