@@ -519,3 +519,22 @@ async fn oversize_string_results_are_refused() {
     let rows = simple_rows(&c, "SELECT length(repeat('ab', 1000))").await;
     assert_eq!(rows[0][0].as_deref(), Some("2000"));
 }
+
+/// A reserved key word where a relation name goes is a syntax error
+/// (42601), in both protocols, as in PostgreSQL; quoted, it is a name.
+#[tokio::test]
+async fn reserved_words_as_relation_names_are_syntax_errors() {
+    let server = TestServer::start();
+    let c = server.client().await;
+    expect_sqlstate(&c, "SELECT FROM WHERE", "42601").await;
+    let err = c
+        .prepare("SELECT * FROM select")
+        .await
+        .expect_err("syntax error");
+    assert_eq!(err.code().map(|c| c.code()), Some("42601"), "{err}");
+    let err = c
+        .simple_query("SELECT * FROM \"where\"")
+        .await
+        .expect_err("no such table");
+    assert_eq!(err.code().map(|c| c.code()), Some("42P01"), "{err}");
+}

@@ -118,11 +118,121 @@ fn parse_sql(
             }
         }
     })?;
+    for s in &stmts {
+        reject_reserved_relation_names(s)?;
+    }
     stmts.iter_mut().for_each(crate::pgcompat::rewrite::rewrite);
     for s in stmts {
         out.push(classify(s)?);
     }
     Ok(())
+}
+
+/// PostgreSQL's reserved key words: never a relation name unless quoted.
+const RESERVED: &[&str] = &[
+    "ALL",
+    "ANALYSE",
+    "ANALYZE",
+    "AND",
+    "ANY",
+    "ARRAY",
+    "AS",
+    "ASC",
+    "ASYMMETRIC",
+    "BOTH",
+    "CASE",
+    "CAST",
+    "CHECK",
+    "COLLATE",
+    "COLUMN",
+    "CONSTRAINT",
+    "CREATE",
+    "CURRENT_CATALOG",
+    "CURRENT_DATE",
+    "CURRENT_ROLE",
+    "CURRENT_TIME",
+    "CURRENT_TIMESTAMP",
+    "CURRENT_USER",
+    "DEFAULT",
+    "DEFERRABLE",
+    "DESC",
+    "DISTINCT",
+    "DO",
+    "ELSE",
+    "END",
+    "EXCEPT",
+    "FALSE",
+    "FETCH",
+    "FOR",
+    "FOREIGN",
+    "FROM",
+    "GRANT",
+    "GROUP",
+    "HAVING",
+    "IN",
+    "INITIALLY",
+    "INTERSECT",
+    "INTO",
+    "LATERAL",
+    "LEADING",
+    "LIMIT",
+    "LOCALTIME",
+    "LOCALTIMESTAMP",
+    "NOT",
+    "NULL",
+    "OFFSET",
+    "ON",
+    "ONLY",
+    "OR",
+    "ORDER",
+    "PLACING",
+    "PRIMARY",
+    "REFERENCES",
+    "RETURNING",
+    "SELECT",
+    "SESSION_USER",
+    "SOME",
+    "SYMMETRIC",
+    "SYSTEM_USER",
+    "TABLE",
+    "THEN",
+    "TO",
+    "TRAILING",
+    "TRUE",
+    "UNION",
+    "UNIQUE",
+    "USER",
+    "USING",
+    "VARIADIC",
+    "WHEN",
+    "WHERE",
+    "WINDOW",
+    "WITH",
+];
+
+/// `SELECT FROM WHERE` parses in sqlparser's PostgreSQL dialect (a table
+/// named `where`); PostgreSQL reads it as a syntax error (42601), and so
+/// do we: an unquoted reserved key word cannot name a relation.
+fn reject_reserved_relation_names(stmt: &ast::Statement) -> Result<()> {
+    let mut bad: Option<String> = None;
+    let _ = ast::visit_relations(stmt, |name| {
+        for part in &name.0 {
+            if let Some(ident) = part.as_ident() {
+                let upper = ident.value.to_ascii_uppercase();
+                if ident.quote_style.is_none() && RESERVED.contains(&upper.as_str()) {
+                    bad = Some(upper);
+                    return std::ops::ControlFlow::Break(());
+                }
+            }
+        }
+        std::ops::ControlFlow::Continue(())
+    });
+    match bad {
+        Some(word) => Err(SqlError::Syntax(format!(
+            "syntax error at or near \"{word}\""
+        ))),
+        None => Ok(()),
+    }
 }
 
 /// The last part of a (possibly qualified) name, unquoted.
@@ -300,6 +410,26 @@ mod tests {
             kinds("INSERT INTO events (openid, channel_id, event) VALUES ('o', 'c', 'e')"),
             vec!["INSERT"]
         );
+    }
+
+    #[test]
+    fn reserved_words_are_not_relation_names() {
+        let limits = ParseLimits {
+            max_message: 1 << 20,
+            max_expression_depth: 1000,
+        };
+        let p = PostgresCompatibilityParser::new();
+        assert!(matches!(
+            parse(&p, "SELECT FROM WHERE", limits),
+            Err(SqlError::Syntax(m)) if m.contains("WHERE")
+        ));
+        assert!(parse(&p, "SELECT * FROM \"where\"", limits).is_ok());
+        assert!(parse(
+            &p,
+            "SELECT * FROM contacts c JOIN events e ON c.id = e.contact_id",
+            limits
+        )
+        .is_ok());
     }
 
     #[test]
