@@ -15,6 +15,9 @@ use cohortdb_storage::ValueRef;
 use crate::error::{Result, SqlError};
 use crate::identity::resolve::IdentifiedContacts;
 use crate::ingest::batch::{ContactIngest, EventIngest, UserRowIngest};
+use crate::ingest::identity_insert::{
+    CONTACT_IDENT as CONTACT_IDENT_COLS, EVENT_IDENT as EVENT_IDENT_COLS,
+};
 use crate::model::convert::{fast_timestamp_ms, parse_text};
 use crate::model::layout::EventCol;
 use crate::model::pgtext::format_cell;
@@ -118,19 +121,6 @@ pub struct CopyIn {
     /// Number of columns the client sends.
     pub columns: usize,
 }
-
-/// Identity columns COPY/INSERT accept in place of `contact_id` (events)
-/// or `id` (contacts). Events: the first five (`channel_id` is a real column).
-const EVENT_IDENT_COLS: &[&str] = &["external_id", "openid", "unionid", "anonymous_id"];
-/// Identity columns of contacts rows.
-const CONTACT_IDENT_COLS: &[&str] = &[
-    "channel_id",
-    "external_id",
-    "openid",
-    "unionid",
-    "anonymous_id",
-    "app_id",
-];
 
 impl CopyIn {
     /// Starts a COPY into `table` with the given column list (empty = all columns).

@@ -18,10 +18,11 @@ use crate::model::layout::EventCol;
 use crate::model::rows::{contact_col_type, event_col_type, RowRef};
 use crate::runtime::{Reply, StatementContext};
 
-/// Identity columns of events rows.
-const EVENT_IDENT: &[&str] = &["external_id", "openid", "unionid", "anonymous_id"];
-/// Identity columns of contacts rows.
-const CONTACT_IDENT: &[&str] = &[
+/// Identity columns events rows may give in place of `contact_id`
+/// (`channel_id` is a real column of events).
+pub const EVENT_IDENT: &[&str] = &["external_id", "openid", "unionid", "anonymous_id"];
+/// Identity columns contacts rows may give in place of `id`.
+pub const CONTACT_IDENT: &[&str] = &[
     "channel_id",
     "external_id",
     "openid",

@@ -83,6 +83,15 @@ fn table_batch(
     Ok(RecordBatch::try_new(schema, cols)?)
 }
 
+/// The row ids (the hidden last column) of rows read with [`table_batch`].
+fn row_ids(rows: &RecordBatch, visible_columns: usize) -> Int64Array {
+    rows.column(visible_columns)
+        .as_any()
+        .downcast_ref::<Int64Array>()
+        .cloned()
+        .unwrap_or_else(|| Int64Array::from(Vec::<i64>::new()))
+}
+
 /// The rows of `full` (visible columns, then the row id) that `pred` keeps.
 fn filter_rows(
     full: &RecordBatch,
@@ -212,12 +221,7 @@ impl TableProvider for UserTable {
                         new_cols
                             .push((*idx, e.evaluate(&visible)?.into_array(visible.num_rows())?));
                     }
-                    let ids = hit
-                        .column(def.columns.len())
-                        .as_any()
-                        .downcast_ref::<Int64Array>()
-                        .cloned()
-                        .unwrap_or_else(|| Int64Array::from(Vec::<i64>::new()));
+                    let ids = row_ids(&hit, def.columns.len());
                     let mut batch = store.batch();
                     for r in 0..visible.num_rows() {
                         let mut row = Vec::with_capacity(def.columns.len());
@@ -266,12 +270,7 @@ impl TableProvider for UserTable {
                 Box::pin(async move {
                     let full = table_batch(&store, &def, &schema, true, &tz)?;
                     let hit = filter_rows(&full, def.columns.len(), pred.as_ref())?;
-                    let ids = hit
-                        .column(def.columns.len())
-                        .as_any()
-                        .downcast_ref::<Int64Array>()
-                        .cloned()
-                        .unwrap_or_else(|| Int64Array::from(Vec::<i64>::new()));
+                    let ids = row_ids(&hit, def.columns.len());
                     let mut batch = store.batch();
                     for id in ids.values() {
                         batch.delete_user_row(def.id, *id as u64);
