@@ -30,7 +30,8 @@ pub struct ContactIngest {
     layout: ContactLayout,
     batch: Batch,
     ids: HashSet<u64>,
-    order: Vec<u64>,
+    /// Ids in row order, kept only inside [`INSERTED_CONTACTS`].
+    order: Option<Vec<u64>>,
     max_id: u64,
     rows: u64,
     now: i64,
@@ -48,7 +49,7 @@ impl ContactIngest {
             layout,
             batch,
             ids: HashSet::new(),
-            order: Vec::new(),
+            order: INSERTED_CONTACTS.try_with(|_| Vec::new()).ok(),
             max_id: 0,
             rows: 0,
             now: now_ms(),
@@ -108,7 +109,9 @@ impl ContactIngest {
             }
         };
         self.max_id = self.max_id.max(id);
-        self.order.push(id);
+        if let Some(order) = &mut self.order {
+            order.push(id);
+        }
         let set_now = |fields: &mut Vec<Value>, name: &str, cat: &Catalog, now: i64| {
             if let Some((fid, _)) = cat.contact_field(name) {
                 if fields[fid as usize].is_null() {
@@ -138,11 +141,11 @@ impl ContactIngest {
             self.batch.note_contact_id(self.max_id);
             self.store.commit(self.batch).await?;
         }
-        let _ = INSERTED_CONTACTS.try_with(|ids| {
-            ids.lock()
-                .expect("inserted ids")
-                .extend_from_slice(&self.order);
-        });
+        if let Some(order) = &self.order {
+            let _ = INSERTED_CONTACTS.try_with(|ids| {
+                ids.lock().expect("inserted ids").extend_from_slice(order);
+            });
+        }
         Ok(self.rows)
     }
 }
