@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what a fresh Debian machine lacks to build and test cohortdb:
 # libclang-dev (bindgen for librocksdb-sys), and the clients the client tests
-# (tests/tests/clients.rs) drive: psql, Python with psycopg2, psycopg 3,
+# (tests/tests/clients.rs) drive: psql, curl (the HTTP collector's tests), Python with psycopg2, psycopg 3,
 # asyncpg and SQLAlchemy (in tests/clients/.venv), node-postgres (npm, in
 # tests/clients/node), pgjdbc (Debian's libpostgresql-jdbc-java) and a JDK.
 set -euo pipefail
@@ -10,6 +10,7 @@ need=()
 dpkg -s libclang-dev >/dev/null 2>&1 || need+=(libclang-dev)
 command -v psql >/dev/null 2>&1 || need+=(postgresql-client)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
+command -v curl >/dev/null 2>&1 || need+=(curl)
 command -v python3 >/dev/null 2>&1 || need+=(python3)
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
 command -v npm >/dev/null 2>&1 || need+=(nodejs npm)

@@ -8,10 +8,13 @@
 //! - `analytics`: FUNNEL, RETENTION, ATTRIBUTE and LTV latency over the wire,
 //!   compared with chdb and DuckDB on the same rows (`bench/peers/`).
 //! - `groups`: refresh of dynamic groups and group intersection counts.
+//! - `collector`: events/s and latency through the HTTP collector, beside
+//!   COPY of the same events.
 //!
 //! See `docs/benchmark.md` for how to run it and what it measures.
 
 mod analytics;
+mod collector;
 mod dataset;
 mod groups;
 mod ingest;
@@ -45,6 +48,8 @@ enum Command {
     Analytics(analytics::AnalyticsArgs),
     /// Dynamic group refresh time and group intersection counts.
     Groups(groups::GroupsArgs),
+    /// Events/s and latency through the HTTP collector, beside COPY.
+    Collector(collector::CollectorArgs),
 }
 
 #[tokio::main]
@@ -54,6 +59,7 @@ async fn main() -> ExitCode {
         Command::Ingest(args) => ingest::run(args).await,
         Command::Analytics(args) => analytics::run(args).await,
         Command::Groups(args) => groups::run(args).await,
+        Command::Collector(args) => collector::run(args).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

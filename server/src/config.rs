@@ -38,6 +38,10 @@ pub struct Config {
     pub tls_cert: Option<PathBuf>,
     /// TLS private key (PEM: PKCS#8, RSA or SEC1).
     pub tls_key: Option<PathBuf>,
+    /// Address of the HTTP collector (`host:port`); empty turns it off.
+    pub http_listen: String,
+    /// Limits of the HTTP collector (`[collector]`).
+    pub collector: cohortdb_collector::CollectorSettings,
 }
 
 impl Default for Config {
@@ -56,6 +60,8 @@ impl Default for Config {
             max_message_mb: cohortdb_sql::runtime::limits::DEFAULT_MAX_MESSAGE_MB,
             tls_cert: None,
             tls_key: None,
+            http_listen: "127.0.0.1:5480".into(),
+            collector: cohortdb_collector::CollectorSettings::default(),
         }
     }
 }

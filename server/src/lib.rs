@@ -83,6 +83,26 @@ pub async fn run(cfg: Config, demo: bool) -> Result<(), String> {
         cfg.listen,
         cfg.data_dir.display()
     );
+    let (stop_http, http_stopped) = tokio::sync::watch::channel(false);
+    let http = if cfg.http_listen.trim().is_empty() {
+        None
+    } else {
+        let addr = cfg.http_listen.trim();
+        let http_listener = TcpListener::bind(addr)
+            .await
+            .map_err(|e| format!("cannot listen for HTTP on {addr}: {e}"))?;
+        tracing::info!("HTTP collector listening on {addr}");
+        let collector = cohortdb_collector::Collector::new(engine.clone(), cfg.collector.clone());
+        let mut stopped = http_stopped.clone();
+        Some(tokio::spawn(async move {
+            let shutdown = async move {
+                let _ = stopped.wait_for(|s| *s).await;
+            };
+            if let Err(e) = cohortdb_collector::serve(http_listener, collector, shutdown).await {
+                tracing::error!("HTTP collector stopped: {e}");
+            }
+        }))
+    };
     let handlers = Arc::new(postgres::Handlers::new(engine.clone()));
     let limit = Arc::new(Semaphore::new(cfg.max_connections));
     let shutdown = shutdown_signal();
@@ -118,6 +138,10 @@ pub async fn run(cfg: Config, demo: bool) -> Result<(), String> {
     }
     tracing::info!("shutting down: no new connections; waiting up to 10 s for running statements");
     drop(listener);
+    let _ = stop_http.send(true);
+    if let Some(h) = http {
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(10), h).await;
+    }
     let _ = tokio::time::timeout(std::time::Duration::from_secs(10), async {
         while tasks.join_next().await.is_some() {}
     })

@@ -27,6 +27,9 @@ enum Command {
         /// Listen address for the Postgres protocol (default 127.0.0.1:5433).
         #[arg(long)]
         listen: Option<std::net::SocketAddr>,
+        /// Listen address of the HTTP collector (default 127.0.0.1:5480; "" turns it off).
+        #[arg(long)]
+        http_listen: Option<String>,
         /// TOML configuration file.
         #[arg(long)]
         config: Option<PathBuf>,
@@ -50,6 +53,7 @@ fn main() {
         Command::Serve {
             data_dir,
             listen,
+            http_listen,
             config,
             demo,
         } => {
@@ -68,6 +72,9 @@ fn main() {
             }
             if let Some(l) = listen {
                 cfg.listen = l;
+            }
+            if let Some(h) = http_listen {
+                cfg.http_listen = h;
             }
             // Statements up to max_expression_depth recurse in planning;
             // generous stacks keep that far from the guard page.

@@ -23,6 +23,8 @@ pub mod cf {
     pub const BITMAPS: &str = "bitmaps";
     /// Tag values per contact and tag history: see [`super::tag_value_key`], [`super::tag_history_key`].
     pub const TAGS: &str = "tags";
+    /// Message ids the HTTP collector has stored, by day received: see [`super::dedupe_key`].
+    pub const DEDUPE: &str = "dedupe";
 
     /// All column families, in open order.
     pub const ALL: &[&str] = &[
@@ -34,6 +36,7 @@ pub mod cf {
         USER_ROWS,
         BITMAPS,
         TAGS,
+        DEDUPE,
     ];
 }
 
@@ -64,6 +67,24 @@ pub fn setting_key(name: &str) -> Vec<u8> {
     k.extend_from_slice(META_SETTING_PREFIX);
     k.extend_from_slice(name.as_bytes());
     k
+}
+
+/// Key of a message id seen by the collector on UTC day `day` (days since
+/// 1970-01-01): `day(i32, order-preserving) | scope | 0 | message_id`. The
+/// scope is the sender (app id or write key) so two apps' ids never collide;
+/// whole days are dropped with one range delete of [`dedupe_day_prefix`].
+pub fn dedupe_key(day: i32, scope: &str, message_id: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(5 + scope.len() + message_id.len());
+    k.extend_from_slice(&flip_i32(day).to_be_bytes());
+    k.extend_from_slice(scope.as_bytes());
+    k.push(0);
+    k.extend_from_slice(message_id.as_bytes());
+    k
+}
+
+/// The first key of day `day` in the dedupe table.
+pub fn dedupe_day_prefix(day: i32) -> [u8; 4] {
+    flip_i32(day).to_be_bytes()
 }
 
 #[inline]

@@ -9,6 +9,7 @@ pub mod bitmap;
 pub mod bulk;
 pub mod catalog;
 pub mod codec;
+pub mod dedupe;
 pub mod error;
 pub mod groups;
 pub mod keys;

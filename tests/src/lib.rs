@@ -119,6 +119,7 @@ impl DataDir {
 pub struct TestServer {
     child: Option<Child>,
     port: u16,
+    http_port: u16,
     data_dir: DataDir,
     log_path: PathBuf,
     /// Holds the log file; removed on drop.
@@ -180,6 +181,7 @@ impl TestServer {
         let mut server = TestServer {
             child: None,
             port: 0,
+            http_port: 0,
             data_dir,
             log_path,
             _log_dir: log_dir,
@@ -192,6 +194,7 @@ impl TestServer {
         loop {
             attempt += 1;
             server.port = free_port();
+            server.http_port = free_port();
             server.launch(&bin, extra_args);
             match server.wait_ready() {
                 Ok(()) => return server,
@@ -233,6 +236,8 @@ impl TestServer {
             .arg(self.data_dir.path())
             .arg("--listen")
             .arg(format!("127.0.0.1:{}", self.port))
+            .arg("--http-listen")
+            .arg(format!("127.0.0.1:{}", self.http_port))
             .args(extra_args)
             .env_remove("COHORTDB_ADMIN_PASSWORD")
             .stdin(Stdio::null())
@@ -282,6 +287,16 @@ impl TestServer {
     /// The port the server listens on (127.0.0.1).
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The port of the HTTP collector (127.0.0.1).
+    pub fn http_port(&self) -> u16 {
+        self.http_port
+    }
+
+    /// The base URL of the HTTP collector, e.g. `http://127.0.0.1:5480`.
+    pub fn http_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.http_port)
     }
 
     /// The server's data directory.

@@ -30,7 +30,9 @@ pub fn result_schema(call: &ProcedureCall) -> Option<SchemaRef> {
         Procedure::DropEventsBefore
         | Procedure::MergeContacts
         | Procedure::DeleteContactData
-        | Procedure::SetDedupeRule => None,
+        | Procedure::SetDedupeRule
+        | Procedure::CollectorAddApp
+        | Procedure::CollectorSetWechatToken => None,
         Procedure::Identify | Procedure::DedupeContacts => {
             crate::identity::procedures::result_schema(call.procedure.name(), &call.arg_refs())
         }
@@ -63,6 +65,31 @@ pub async fn call(ctx: &StatementContext, call: &ProcedureCall) -> Result<Reply>
         | Procedure::SetDedupeRule
         | Procedure::DedupeContacts => {
             crate::identity::procedures::call(ctx, call.procedure.name(), &a).await
+        }
+        Procedure::CollectorAddApp => {
+            if a.len() != 3 {
+                return Err(SqlError::InvalidValue(
+                    "collector_add_app takes three strings: CALL collector_add_app(app_id, app_key, channel_id)"
+                        .into(),
+                ));
+            }
+            let app = string_arg(a[0], "app_id")?;
+            let key = string_arg(a[1], "app_key")?;
+            let channel = string_arg(a[2], "channel_id")?;
+            crate::ingest::sources::add_app(&ctx.store, &app, &key, &channel).await?;
+            Ok(Reply::command("CALL"))
+        }
+        Procedure::CollectorSetWechatToken => {
+            if a.len() != 2 {
+                return Err(SqlError::InvalidValue(
+                    "collector_set_wechat_token takes two strings: CALL collector_set_wechat_token(account_id, token)"
+                        .into(),
+                ));
+            }
+            let account = string_arg(a[0], "account_id")?;
+            let token = string_arg(a[1], "token")?;
+            crate::ingest::sources::set_wechat_token(&ctx.store, &account, &token).await?;
+            Ok(Reply::command("CALL"))
         }
     }
 }

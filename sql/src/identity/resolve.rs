@@ -122,7 +122,8 @@ pub fn row_identities(
 
 /// Resolves the identities of one ingest row to a contact inside `work`:
 /// the first identity already known names the contact, otherwise a new
-/// contact is created; identities not yet linked are linked to it.
+/// contact is created; identities not yet linked are linked to it, and a
+/// known anonymous id of another contact is merged into it.
 /// Returns `(contact, created)`.
 pub fn resolve_row(work: &mut ContactWork, idents: &[IdentityRef]) -> Result<(u64, bool)> {
     let mut found = None;
@@ -137,8 +138,18 @@ pub fn resolve_row(work: &mut ContactWork, idents: &[IdentityRef]) -> Result<(u6
         None => (work.create(), true),
     };
     for i in idents {
-        if work.lookup(i.id_type, &i.channel, &i.value)?.is_none() {
-            work.link(i.id_type, &i.channel, &i.value, id)?;
+        match work.lookup(i.id_type, &i.channel, &i.value)? {
+            None => work.link(i.id_type, &i.channel, &i.value, id)?,
+            // An anonymous history joins the contact a stronger identity
+            // names, as `identify` merges it.
+            Some(anon) if i.id_type == ANONYMOUS_ID => {
+                if let Some(cur) = work.current_id(anon)? {
+                    if cur != id {
+                        work.merge(id, cur)?;
+                    }
+                }
+            }
+            Some(_) => {}
         }
     }
     Ok((id, created))

@@ -180,6 +180,11 @@ pub struct EventIngest {
     ident_index: HashMap<Vec<u8>, u64>,
     ident_rows: Vec<Vec<crate::identity::resolve::IdentityRef>>,
     ident_key: Vec<u8>,
+    /// Message ids committed with the events: `(scope, id)`, receive time,
+    /// and whether to expire old days (HTTP collector retries).
+    messages: Vec<(String, String)>,
+    messages_at: i64,
+    expire_messages: bool,
 }
 
 const SEQ_BLOCK: u64 = 4096;
@@ -216,6 +221,9 @@ impl EventIngest {
             ident_index: HashMap::new(),
             ident_rows: Vec::new(),
             ident_key: Vec::with_capacity(64),
+            messages: Vec::new(),
+            messages_at: 0,
+            expire_messages: false,
         }
     }
 
@@ -254,6 +262,20 @@ impl EventIngest {
         self.ident_rows.push(refs);
         self.ident_index.insert(self.ident_key.clone(), p);
         Ok(Some(p))
+    }
+
+    /// Records message ids `(scope, id)` in the dedupe table in the same
+    /// atomic write as the events, received at `now_ms`; `expire_old` also
+    /// drops the days past the dedupe window.
+    pub fn remember_messages(
+        &mut self,
+        ids: Vec<(String, String)>,
+        now_ms: i64,
+        expire_old: bool,
+    ) {
+        self.messages = ids;
+        self.messages_at = now_ms;
+        self.expire_messages = expire_old;
     }
 
     /// The layout rows are given in (the `events` table's columns).
@@ -436,6 +458,12 @@ impl EventIngest {
             let (id, _) = crate::identity::resolve::resolve_row(&mut work, refs)?;
             remap.insert(PLACEHOLDER | i as u64, id);
         }
+        // a later row may have merged an earlier row's contact away
+        for id in remap.values_mut() {
+            if let Some(cur) = work.current_id(*id)? {
+                *id = cur;
+            }
+        }
         let mut staged: Vec<(u64, Option<i64>)> =
             self.contacts.iter().map(|(c, t)| (*c, *t)).collect();
         staged.sort_unstable();
@@ -496,6 +524,12 @@ impl EventIngest {
         }
         let mut batch = work.finish();
         batch.note_event_seq(self.max_seq);
+        for (scope, id) in &self.messages {
+            batch.put_dedupe(scope, id, self.messages_at);
+        }
+        if self.expire_messages {
+            batch.expire_dedupe(self.messages_at);
+        }
         self.store.commit_events(self.events, batch).await?;
         Ok(self.rows)
     }

@@ -16,3 +16,4 @@ pub mod copy;
 pub mod copy_binary;
 pub mod copy_binary_out;
 pub mod identity_insert;
+pub mod sources;

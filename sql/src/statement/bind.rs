@@ -95,9 +95,14 @@ fn procedure_arg_type(procedure: Procedure, arg: usize) -> DataType {
         (Procedure::DedupeContacts, _) => DataType::Boolean,
         (Procedure::DropEventsBefore, _) => DataType::Date32,
         (Procedure::SetDedupeRule, 1 | 2) => text_list(),
-        (Procedure::Identify | Procedure::DeleteContactData | Procedure::SetDedupeRule, _) => {
-            DataType::Utf8
-        }
+        (
+            Procedure::Identify
+            | Procedure::DeleteContactData
+            | Procedure::SetDedupeRule
+            | Procedure::CollectorAddApp
+            | Procedure::CollectorSetWechatToken,
+            _,
+        ) => DataType::Utf8,
     }
 }
 

@@ -22,6 +22,10 @@ pub enum Procedure {
     SetDedupeRule,
     /// `dedupe_contacts([dry_run])`.
     DedupeContacts,
+    /// `collector_add_app(app_id, app_key, channel_id)`.
+    CollectorAddApp,
+    /// `collector_set_wechat_token(account_id, token)`.
+    CollectorSetWechatToken,
 }
 
 impl Procedure {
@@ -33,6 +37,8 @@ impl Procedure {
         Procedure::DeleteContactData,
         Procedure::SetDedupeRule,
         Procedure::DedupeContacts,
+        Procedure::CollectorAddApp,
+        Procedure::CollectorSetWechatToken,
     ];
 
     /// The name `CALL` uses.
@@ -44,6 +50,8 @@ impl Procedure {
             Procedure::DeleteContactData => "delete_contact_data",
             Procedure::SetDedupeRule => "set_dedupe_rule",
             Procedure::DedupeContacts => "dedupe_contacts",
+            Procedure::CollectorAddApp => "collector_add_app",
+            Procedure::CollectorSetWechatToken => "collector_set_wechat_token",
         }
     }
 

@@ -29,6 +29,7 @@ pub const BUILTIN_RELATIONS: &[&str] = &[
     "groups",
     "tags",
     "tag_history",
+    "collector_apps",
 ];
 
 /// Shared state the providers need.
@@ -105,6 +106,10 @@ impl CohortSchema {
                 Arc::new(MetaTable::new(e.store.clone(), MetaKind::EventProperties))
             }
             "identities" => Arc::new(IdentitiesTable::new(e.store.clone(), e.session_tz.clone())),
+            "collector_apps" => Arc::new(crate::tables::collector::CollectorAppsTable::new(
+                e.store.clone(),
+                e.session_tz.clone(),
+            )),
             "groups" | "tags" | "tag_history" => {
                 use crate::tables::groups::{GroupsKind, GroupsTable};
                 let kind = match name {

@@ -7,6 +7,7 @@
 //! tables), `pgcompat`, `runtime`, `model`, `error`.
 
 pub mod catalog;
+pub mod collector;
 pub mod contacts;
 pub mod events;
 pub mod groups;

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::types::DataType;
 
+pub mod collector;
 pub mod segments;
 
 /// A contact field (fixed or custom `p_*`); its id is its position.
@@ -131,6 +132,12 @@ pub struct CatalogData {
     /// Users.
     #[serde(default)]
     pub users: Vec<UserDef>,
+    /// Apps of the HTTP collector.
+    #[serde(default)]
+    pub collector_apps: Vec<collector::CollectorAppDef>,
+    /// Event-push tokens of official accounts.
+    #[serde(default)]
+    pub wechat_tokens: Vec<collector::WechatTokenDef>,
 }
 
 /// Field id of `channel_id` inside event values.
@@ -305,6 +312,8 @@ impl CatalogData {
             retired_ids: vec![],
             next_object_id: 1,
             users: vec![],
+            collector_apps: vec![],
+            wechat_tokens: vec![],
         }
     }
 }
