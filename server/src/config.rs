@@ -38,6 +38,13 @@ pub struct Config {
     pub tls_cert: Option<PathBuf>,
     /// TLS private key (PEM: PKCS#8, RSA or SEC1).
     pub tls_key: Option<PathBuf>,
+    /// Failed logins within `login_failure_window_secs` that lock a user
+    /// (0 turns lockout off).
+    pub login_max_failures: usize,
+    /// Window failed logins are counted in, seconds.
+    pub login_failure_window_secs: u64,
+    /// How long a locked user stays locked, seconds.
+    pub login_lock_secs: u64,
     /// Address of the HTTP collector (`host:port`); empty turns it off.
     pub http_listen: String,
     /// Limits of the HTTP collector (`[collector]`).
@@ -60,6 +67,9 @@ impl Default for Config {
             max_message_mb: cohortdb_sql::runtime::limits::DEFAULT_MAX_MESSAGE_MB,
             tls_cert: None,
             tls_key: None,
+            login_max_failures: 5,
+            login_failure_window_secs: 300,
+            login_lock_secs: 300,
             http_listen: "127.0.0.1:5480".into(),
             collector: cohortdb_collector::CollectorSettings::default(),
         }

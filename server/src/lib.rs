@@ -103,7 +103,18 @@ pub async fn run(cfg: Config, demo: bool) -> Result<(), String> {
             }
         }))
     };
-    let handlers = Arc::new(postgres::Handlers::new(engine.clone()));
+    let lockout = Arc::new(
+        cohortdb_sql::access::lockout::Lockout::open(
+            store.clone(),
+            cohortdb_sql::access::lockout::LockoutRules {
+                max_failures: cfg.login_max_failures,
+                window_ms: cfg.login_failure_window_secs as i64 * 1000,
+                lock_ms: cfg.login_lock_secs as i64 * 1000,
+            },
+        )
+        .map_err(|e| format!("cannot read the login lockout state: {e}"))?,
+    );
+    let handlers = Arc::new(postgres::Handlers::new(engine.clone(), lockout));
     let limit = Arc::new(Semaphore::new(cfg.max_connections));
     let shutdown = shutdown_signal();
     tokio::pin!(shutdown);

@@ -25,6 +25,8 @@ pub mod cf {
     pub const TAGS: &str = "tags";
     /// Message ids the HTTP collector has stored, by day received: see [`super::dedupe_key`].
     pub const DEDUPE: &str = "dedupe";
+    /// The audit log: `seq: u64 BE` → JSON row (append-only).
+    pub const AUDIT: &str = "audit";
 
     /// All column families, in open order.
     pub const ALL: &[&str] = &[
@@ -37,6 +39,7 @@ pub mod cf {
         BITMAPS,
         TAGS,
         DEDUPE,
+        AUDIT,
     ];
 }
 

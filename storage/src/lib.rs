@@ -5,6 +5,7 @@
 //! Layers above (the `sql` crate) see typed rows ([`Value`]) and scans; they
 //! never build RocksDB keys themselves: every key layout is in [`keys`].
 
+pub mod audit;
 pub mod bitmap;
 pub mod bulk;
 pub mod catalog;

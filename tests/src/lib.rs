@@ -171,6 +171,15 @@ impl TestServer {
         )
     }
 
+    /// [`TestServer::start_with_password`] with `extra_args` (e.g. a config file).
+    pub fn start_with_password_and(data_dir: &Path, password: &str, extra_args: &[&str]) -> TestServer {
+        Self::spawn(
+            DataDir::Given(data_dir.to_path_buf()),
+            extra_args,
+            Some(password.to_string()),
+        )
+    }
+
     fn spawn(data_dir: DataDir, extra_args: &[&str], admin_password: Option<String>) -> TestServer {
         let bin = cohortdb_bin();
         let log_dir = tempfile::Builder::new()

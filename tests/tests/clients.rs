@@ -86,7 +86,8 @@ fn psql_meta_commands() {
         "Access method: heap",
         "| Persistence | Access method |",
         "List of roles",
-        "admin     | Superuser",
+        "| Superuser, Create role, Create DB",
+        "cohort_unmasked | Cannot login",
     ] {
         assert!(
             out.contains(expected),

@@ -203,6 +203,9 @@ async fn scram_users() {
     let analyst = connect(format!("{base} user=analyst password=pw1"))
         .await
         .expect("analyst logs in");
+    // a user with no role reads nothing
+    expect_sqlstate(&analyst, "SELECT count(*) FROM contacts", "42501").await;
+    exec(&admin, "GRANT cohort_analyst TO analyst").await;
     let rows = simple_rows(&analyst, "SELECT count(*) FROM contacts").await;
     assert_eq!(rows[0][0].as_deref(), Some("0"));
     exec(&admin, "ALTER USER analyst PASSWORD 'pw2'").await;

@@ -20,6 +20,8 @@ use pgwire::messages::startup::{Authentication, PasswordMessageFamily};
 use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
 use tokio::sync::Mutex;
 
+use cohortdb_sql::access::lockout::{Failure, Lockout};
+
 use super::cancel::Registry;
 use super::{conn, rand_u32, Parameters};
 
@@ -27,6 +29,16 @@ use super::{conn, rand_u32, Parameters};
 #[derive(Debug)]
 struct Users {
     store: Arc<cohortdb_storage::Store>,
+}
+
+/// A secret no password matches, the same for every call with `user`: an
+/// unknown user (or one without a password) goes through the whole SCRAM
+/// exchange and fails where a wrong password fails, so the answer and its
+/// timing do not tell whether the user exists.
+fn mock_secret(user: &str) -> (Vec<u8>, Vec<u8>) {
+    let salt = ring::digest::digest(&ring::digest::SHA256, format!("cohortdb mock salt\0{user}").as_bytes());
+    let key = ring::digest::digest(&ring::digest::SHA256, format!("cohortdb mock key\0{user}").as_bytes());
+    (salt.as_ref()[..16].to_vec(), key.as_ref().to_vec())
 }
 
 fn bad_password(user: &str) -> PgWireError {
@@ -41,16 +53,20 @@ fn bad_password(user: &str) -> PgWireError {
 impl AuthSource for Users {
     async fn get_password(&self, login: &LoginInfo) -> PgWireResult<Password> {
         let user = login.user().unwrap_or_default();
-        let secret = cohortdb_sql::access::users::lookup(&self.store, user)
-            .and_then(|u| u.scram)
-            .ok_or_else(|| bad_password(user))?;
-        Ok(Password::new(Some(secret.salt), secret.salted_password))
+        match cohortdb_sql::access::users::lookup(&self.store, user).and_then(|u| u.scram) {
+            Some(secret) => Ok(Password::new(Some(secret.salt), secret.salted_password)),
+            None => {
+                let (salt, key) = mock_secret(user);
+                Ok(Password::new(Some(salt), key))
+            }
+        }
     }
 }
 
 /// The startup handler of one connection.
 pub struct Startup {
     engine: Arc<Engine>,
+    lockout: Arc<Lockout>,
     registry: Arc<Registry>,
     scram: ScramAuth,
     state: Mutex<SASLState>,
@@ -58,16 +74,36 @@ pub struct Startup {
 
 impl Startup {
     /// A handler for a new connection.
-    pub fn new(engine: Arc<Engine>, registry: Arc<Registry>) -> Startup {
+    pub fn new(engine: Arc<Engine>, lockout: Arc<Lockout>, registry: Arc<Registry>) -> Startup {
         let mut scram = ScramAuth::new(Arc::new(Users {
             store: engine.store().clone(),
         }));
         scram.set_iterations(cohortdb_sql::access::users::ITERATIONS as usize);
         Startup {
             engine,
+            lockout,
             registry,
             scram,
             state: Mutex::new(SASLState::Initial),
+        }
+    }
+
+    async fn audit(&self, user: &str, action: &str, detail: &str) {
+        let row = cohortdb_sql::runtime::audit::row(user, action, "user", user, detail);
+        if let Err(e) = self.engine.store().audit(row).await {
+            tracing::warn!("writing the audit row of a login failed: {e}");
+        }
+    }
+
+    async fn login_failed(&self, user: &str, detail: &str) {
+        let now = cohortdb_sql::model::rows::now_ms();
+        match self.lockout.failed(user, now).await {
+            Ok(Failure::Locked) => {
+                tracing::warn!("user {user} locked after repeated failed logins");
+                self.audit(user, "login_failed", &format!("{detail}; locked")).await;
+            }
+            Ok(Failure::Counted) => self.audit(user, "login_failed", detail).await,
+            Err(e) => tracing::warn!("recording a failed login failed: {e}"),
         }
     }
 
@@ -145,14 +181,27 @@ impl StartupHandler for Startup {
                     PasswordMessageFamily::SASLResponse(msg.into_sasl_response()?)
                 };
                 let user = client.metadata().get("user").cloned().unwrap_or_default();
-                let (res, next) = self
-                    .scram
-                    .process_scram_message(client, msg, &state)
-                    .await
-                    .map_err(|e| match e {
-                        PgWireError::InvalidPassword(_) => bad_password(&user),
-                        other => other,
-                    })?;
+                let (res, next) = match self.scram.process_scram_message(client, msg, &state).await
+                {
+                    Ok(r) => r,
+                    Err(PgWireError::InvalidPassword(_)) => {
+                        self.login_failed(&user, "wrong password or unknown user").await;
+                        return Err(bad_password(&user));
+                    }
+                    Err(other) => return Err(other),
+                };
+                if matches!(next, SASLState::Finished) {
+                    let now = cohortdb_sql::model::rows::now_ms();
+                    if self.lockout.is_locked(&user, now) {
+                        // the same answer as a wrong password
+                        self.audit(&user, "login_failed", "locked").await;
+                        return Err(bad_password(&user));
+                    }
+                    if let Err(e) = self.lockout.succeeded(&user).await {
+                        tracing::warn!("recording the login of {user} failed: {e}");
+                    }
+                    self.audit(&user, "login", "scram-sha-256").await;
+                }
                 client
                     .send(PgWireBackendMessage::Authentication(res))
                     .await?;

@@ -79,13 +79,14 @@ pub(crate) fn conn<C: ClientInfo + ?Sized>(client: &C, engine: &Arc<Engine>) -> 
 pub struct Handlers {
     query: Arc<QueryHandler>,
     engine: Arc<Engine>,
+    lockout: Arc<cohortdb_sql::access::lockout::Lockout>,
     registry: Arc<cancel::Registry>,
     cancel: Arc<cancel::Canceller>,
 }
 
 impl Handlers {
     /// Handlers over `engine`.
-    pub fn new(engine: Arc<Engine>) -> Handlers {
+    pub fn new(engine: Arc<Engine>, lockout: Arc<cohortdb_sql::access::lockout::Lockout>) -> Handlers {
         let query = Arc::new(QueryHandler {
             engine: engine.clone(),
             parser: Arc::new(Parser {
@@ -96,6 +97,7 @@ impl Handlers {
         Handlers {
             query,
             engine,
+            lockout,
             registry: registry.clone(),
             cancel: Arc::new(cancel::Canceller { registry }),
         }
@@ -113,6 +115,7 @@ impl PgWireServerHandlers for Handlers {
         // one per connection: it holds the connection's SASL state
         Arc::new(auth::Startup::new(
             self.engine.clone(),
+            self.lockout.clone(),
             self.registry.clone(),
         ))
     }

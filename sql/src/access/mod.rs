@@ -1,8 +1,12 @@
-//! Who may do what: users, their SCRAM secrets and the user statements.
-//! Roles, privileges and masking land here too: one exhaustive check over
-//! [`crate::statement::Statement`] that every statement passes before the
-//! session dispatches it (docs/architecture.md).
+//! Who may do what: users and their SCRAM secrets (`users.rs`), the
+//! built-in roles (`roles.rs`) and the privilege checks every statement
+//! and plan passes before it runs (`privilege.rs`). Masking rules are in
+//! `model::masking`, applied by the contacts scan.
 //!
 //! May use: `statement`, `runtime`, `model`, `error`.
 
+pub mod audit;
+pub mod lockout;
+pub mod privilege;
+pub mod roles;
 pub mod users;

@@ -57,6 +57,7 @@ pub async fn ensure_admin(store: &Arc<Store>, password: Option<&str>) -> Result<
                     name: "admin".into(),
                     superuser: true,
                     scram: secret,
+                    roles: vec![],
                 });
             }
             Ok(())
@@ -72,18 +73,18 @@ pub async fn execute(
 ) -> Result<Reply> {
     let name = stmt.name.clone();
     let superuser = stmt.superuser;
-    if let Some(me) = lookup(store, current_user) {
-        if !me.superuser {
-            return Err(SqlError::InsufficientPrivilege(
-                "permission denied to manage users: only superusers can".into(),
-            ));
-        }
-    }
+    // who may run it was checked before (access::privilege)
     let secret = stmt.password.clone().flatten().as_deref().map(scram_secret);
+    let audit = |batch: &mut cohortdb_storage::Batch, action: &str, detail: &str| {
+        batch.put_audit(
+            store,
+            &crate::runtime::audit::row(current_user, action, "user", &name, detail),
+        );
+    };
     let tag = store
-        .update_catalog(|data, _| -> Result<&'static str> {
+        .update_catalog(|data, batch| -> Result<&'static str> {
             let pos = data.users.iter().position(|u| u.name == name);
-            match stmt.action {
+            match &stmt.action {
                 UserAction::Create => {
                     if pos.is_some() {
                         return Err(SqlError::DuplicateObject(format!(
@@ -99,7 +100,9 @@ pub async fn execute(
                         name: name.clone(),
                         superuser: superuser.unwrap_or(false),
                         scram: secret,
+                        roles: vec![],
                     });
+                    audit(batch, "create_user", "");
                     Ok("CREATE ROLE")
                 }
                 UserAction::Alter => {
@@ -112,6 +115,14 @@ pub async fn execute(
                     if let Some(s) = superuser {
                         data.users[i].superuser = s;
                     }
+                    let mut changed = vec![];
+                    if stmt.password.is_some() {
+                        changed.push("password");
+                    }
+                    if superuser.is_some() {
+                        changed.push("superuser");
+                    }
+                    audit(batch, "alter_user", &changed.join(","));
                     Ok("ALTER ROLE")
                 }
                 UserAction::Drop { if_exists } => {
@@ -121,10 +132,16 @@ pub async fn execute(
                                 "user \"admin\" cannot be dropped".into(),
                             ))
                         }
+                        Some(_) if name == current_user => {
+                            return Err(SqlError::DependentObjects(
+                                "the current user cannot be dropped".into(),
+                            ))
+                        }
                         Some(i) => {
                             data.users.remove(i);
+                            audit(batch, "drop_user", "");
                         }
-                        None if if_exists => {}
+                        None if *if_exists => {}
                         None => {
                             return Err(SqlError::UndefinedObject(format!(
                                 "role \"{name}\" does not exist"
@@ -132,6 +149,33 @@ pub async fn execute(
                         }
                     }
                     Ok("DROP ROLE")
+                }
+                UserAction::Grant { role } | UserAction::Revoke { role } => {
+                    let r = crate::access::roles::Role::from_name(role).ok_or_else(|| {
+                        SqlError::UndefinedObject(format!(
+                            "role \"{role}\" does not exist (roles: {})",
+                            crate::access::roles::Role::ALL
+                                .iter()
+                                .map(|r| r.name())
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ))
+                    })?;
+                    let i = pos.ok_or_else(|| {
+                        SqlError::UndefinedObject(format!("role \"{name}\" does not exist"))
+                    })?;
+                    let held = &mut data.users[i].roles;
+                    if matches!(stmt.action, UserAction::Grant { .. }) {
+                        if !held.iter().any(|h| h == r.name()) {
+                            held.push(r.name().to_string());
+                        }
+                        audit(batch, "grant_role", r.name());
+                        Ok("GRANT ROLE")
+                    } else {
+                        held.retain(|h| h != r.name());
+                        audit(batch, "revoke_role", r.name());
+                        Ok("REVOKE ROLE")
+                    }
                 }
             }
         })

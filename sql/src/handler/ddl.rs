@@ -194,6 +194,7 @@ pub async fn alter_table(store: &Store, table: &str, ops: &[AlterTableOperation]
                         name: name.clone(),
                         data_type: *t,
                         custom: true,
+                        masked: false,
                     });
                 } else {
                     if data.event_properties.iter().any(|p| &p.property == name) {
@@ -208,6 +209,52 @@ pub async fn alter_table(store: &Store, table: &str, ops: &[AlterTableOperation]
                 }
             }
             Ok(())
+        })
+        .await?;
+    Ok(Reply::command("ALTER TABLE"))
+}
+
+/// `ALTER TABLE contacts ALTER COLUMN c SET|DROP MASKED`.
+pub async fn set_masked(
+    store: &Store,
+    m: &crate::statement::user::MaskStatement,
+    user: &str,
+) -> Result<Reply> {
+    if m.table != "contacts" {
+        return Err(SqlError::Unsupported(format!(
+            "only columns of contacts can be masked, not of {}",
+            m.table
+        )));
+    }
+    store
+        .update_catalog(|data, batch| {
+            batch.put_audit(
+                store,
+                &crate::runtime::audit::row(
+                    user,
+                    if m.masked { "set_masked" } else { "drop_masked" },
+                    "column",
+                    &format!("contacts.{}", m.column),
+                    "",
+                ),
+            );
+            let f = data
+                .contact_fields
+                .iter_mut()
+                .find(|f| f.name == m.column)
+                .ok_or_else(|| {
+                    SqlError::UndefinedColumn(format!(
+                        "column \"{}\" of relation \"contacts\" does not exist{}",
+                        m.column,
+                        if m.column == "id" || m.column == "is_identified" {
+                            " as a maskable field (id and is_identified cannot be masked)"
+                        } else {
+                            ""
+                        }
+                    ))
+                })?;
+            f.masked = m.masked;
+            Ok::<_, SqlError>(())
         })
         .await?;
     Ok(Reply::command("ALTER TABLE"))

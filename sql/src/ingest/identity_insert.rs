@@ -31,7 +31,8 @@ pub const CONTACT_IDENT: &[&str] = &[
     "app_id",
 ];
 
-fn target(ins: &Insert) -> Option<String> {
+/// The table an INSERT writes.
+pub fn target(ins: &Insert) -> Option<String> {
     match &ins.table {
         TableObject::TableName(n) => {
             n.0.last()

@@ -7,5 +7,6 @@
 
 pub mod convert;
 pub mod layout;
+pub mod masking;
 pub mod pgtext;
 pub mod rows;

@@ -45,16 +45,36 @@ impl CohortRoles {
 #[async_trait]
 impl PgCatalogContextProvider for CohortRoles {
     async fn roles(&self) -> Vec<String> {
-        self.store
+        let mut v: Vec<String> = self
+            .store
             .catalog()
             .data()
             .users
             .iter()
             .map(|u| u.name.clone())
-            .collect()
+            .collect();
+        v.extend(
+            cohortdb_storage::catalog::BUILTIN_ROLES
+                .iter()
+                .map(|r| r.to_string()),
+        );
+        v
     }
 
     async fn role(&self, name: &str) -> Option<Role> {
+        if cohortdb_storage::catalog::BUILTIN_ROLES.contains(&name) {
+            return Some(Role {
+                name: name.to_string(),
+                is_superuser: false,
+                can_login: false,
+                can_create_db: false,
+                can_create_role: false,
+                can_create_user: false,
+                can_replication: false,
+                grants: vec![],
+                inherited_roles: vec![],
+            });
+        }
         let u = self.store.catalog().user(name)?.clone();
         Some(Role {
             name: u.name,
@@ -65,7 +85,7 @@ impl PgCatalogContextProvider for CohortRoles {
             can_create_user: u.superuser,
             can_replication: false,
             grants: vec![],
-            inherited_roles: vec![],
+            inherited_roles: u.roles.clone(),
         })
     }
 }

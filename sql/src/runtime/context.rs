@@ -12,6 +12,24 @@ use datafusion::prelude::SessionContext;
 
 use crate::runtime::interrupt::Interrupt;
 
+/// Whether a session's scans mask the masked contact columns (its user
+/// lacks `cohort_unmasked`). The session sets it before each statement;
+/// table providers read it when a statement is planned.
+#[derive(Debug, Clone, Default)]
+pub struct MaskFlag(Arc<std::sync::atomic::AtomicBool>);
+
+impl MaskFlag {
+    /// Turns masking on or off.
+    pub fn set(&self, on: bool) {
+        self.0.store(on, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// True when scans mask.
+    pub fn on(&self) -> bool {
+        self.0.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
 /// Everything a statement handler needs from its session.
 #[derive(Clone)]
 pub struct StatementContext {

@@ -6,6 +6,7 @@
 //! May use: `model`, `error`. Everything above `runtime` receives a
 //! `StatementContext` instead of reaching into `session`.
 
+pub mod audit;
 pub mod context;
 pub mod interrupt;
 pub mod limits;

@@ -123,6 +123,20 @@ pub enum GroupStatement {
 }
 
 impl GroupStatement {
+    /// The group or tag the statement names.
+    pub fn object_name(&self) -> &str {
+        match self {
+            GroupStatement::CreateGroup { name, .. }
+            | GroupStatement::CreateStaticGroup { name, .. }
+            | GroupStatement::AlterGroup { name, .. }
+            | GroupStatement::RefreshGroup { name, .. }
+            | GroupStatement::DropGroup { name, .. }
+            | GroupStatement::CreateTag { name, .. }
+            | GroupStatement::RefreshTag { name, .. }
+            | GroupStatement::DropTag { name, .. } => name,
+        }
+    }
+
     /// The command tag the statement completes with.
     pub fn tag(&self) -> &'static str {
         match self {

@@ -4,15 +4,26 @@
 //! [`StatementContext`](crate::runtime::StatementContext), or changes
 //! session state (SET, PREPARE, …) here.
 
+use datafusion::common::tree_node::TreeNode;
 use datafusion::common::ParamValues;
 
 use super::{Outcome, Prepared, Session};
 use crate::error::Result;
 use crate::handler;
+use crate::access::privilege;
+use crate::access::roles::RoleSet;
 use crate::statement::Statement;
 
 impl Session {
-    /// Executes a prepared statement with bound parameters.
+    /// The user's roles now, with the session's masking set from them.
+    fn authorize(&self) -> RoleSet {
+        let roles = RoleSet::of_name(self.engine.store(), &self.user());
+        self.mask.set(!roles.unmasked());
+        roles
+    }
+
+    /// Executes a prepared statement with bound parameters (privileges are
+    /// checked again: a REVOKE since Prepare counts).
     pub async fn execute_prepared(
         &self,
         p: &Prepared,
@@ -20,6 +31,9 @@ impl Session {
     ) -> Result<Outcome> {
         match (&p.plan, p.stmt.planned_by_datafusion()) {
             (Some(plan), Some(ast)) => {
+                let roles = self.authorize();
+                privilege::check_statement(&p.stmt, roles, &self.user())?;
+                privilege::check_plan(plan, roles)?;
                 let plan = match params {
                     Some(v) => plan.clone().replace_params_with_values(&v)?,
                     None => plan.clone(),
@@ -38,8 +52,35 @@ impl Session {
         }
     }
 
-    /// Executes one statement.
+    /// Executes one statement: privileges first, then the statement, then
+    /// its audit row.
     pub async fn execute(&self, stmt: Statement) -> Result<Outcome> {
+        let roles = self.authorize();
+        privilege::check_statement(&stmt, roles, &self.user())?;
+        let audit = crate::access::audit::audited(&stmt);
+        let out = self.run(stmt, roles).await?;
+        if let Some(a) = audit {
+            let detail = audit_detail(&out);
+            self.write_audit(a, detail).await;
+        }
+        Ok(out)
+    }
+
+    /// Appends the audit row of a statement that succeeded.
+    async fn write_audit(&self, a: crate::access::audit::Audited, detail: String) {
+        let row = crate::runtime::audit::row(
+            &self.user(),
+            &a.action,
+            a.object_type,
+            &a.object_id,
+            &detail,
+        );
+        if let Err(e) = self.engine.store().audit(row).await {
+            tracing::warn!("writing the audit row of {} failed: {e}", a.action);
+        }
+    }
+
+    async fn run(&self, stmt: Statement, roles: RoleSet) -> Result<Outcome> {
         let ctx = self.statement_context();
         let store = &ctx.store;
         Ok(match stmt {
@@ -48,9 +89,30 @@ impl Session {
             | Statement::Update(ast)
             | Statement::Delete(ast) => {
                 let plan = handler::query::plan(&ctx.df, &ast).await?;
-                handler::query::run_plan(&self.query_context()?, &ast, plan)
+                privilege::check_plan(&plan, roles)?;
+                let mut audit = None;
+                plan.apply(|p| {
+                    if let datafusion::logical_expr::LogicalPlan::Dml(d) = p {
+                        use datafusion::logical_expr::WriteOp;
+                        let op = match &d.op {
+                            WriteOp::Insert(_) => "insert",
+                            WriteOp::Update => "update",
+                            WriteOp::Delete => "delete",
+                            _ => "other",
+                        };
+                        audit = crate::access::audit::dml(op, d.table_name.table());
+                        return Ok(datafusion::common::tree_node::TreeNodeRecursion::Stop);
+                    }
+                    Ok(datafusion::common::tree_node::TreeNodeRecursion::Continue)
+                })?;
+                let out: Outcome = handler::query::run_plan(&self.query_context()?, &ast, plan)
                     .await?
-                    .into()
+                    .into();
+                if let Some(a) = audit {
+                    let detail = audit_detail(&out);
+                    self.write_audit(a, detail).await;
+                }
+                out
             }
             Statement::IdentityInsert(ast) => crate::ingest::identity_insert::run(&ctx, &ast)
                 .await?
@@ -68,7 +130,14 @@ impl Session {
                     .into()
             }
             Statement::Copy(copy) => {
-                handler::copy::copy(&ctx, &self.query_context()?, &copy).await?
+                let out = handler::copy::copy(&ctx, &self.query_context()?, &copy).await?;
+                if let Outcome::CopyOut { df, .. } = &out {
+                    privilege::check_plan(df.logical_plan(), roles)?;
+                    if self.mask.on() {
+                        crate::tables::contacts::refuse_masked_export(df.logical_plan(), store)?;
+                    }
+                }
+                out
             }
             Statement::Set(set) => self.set(&set)?,
             Statement::Show { name } => self.show(&name)?,
@@ -96,6 +165,7 @@ impl Session {
             Statement::User(user) => crate::access::users::execute(store, &user, &ctx.user)
                 .await?
                 .into(),
+            Statement::Mask(m) => handler::ddl::set_masked(store, &m, &ctx.user).await?.into(),
             Statement::Segment(g) => {
                 crate::segments::groups::execute(&ctx, self.engine.scheduler(), *g)
                     .await?
@@ -106,5 +176,14 @@ impl Session {
                 Outcome::Rows(ctx.df.read_batch(batch)?)
             }
         })
+    }
+}
+
+/// The detail of a statement's audit row: its row count, if any.
+fn audit_detail(out: &Outcome) -> String {
+    match out {
+        Outcome::Command { rows: Some(n), .. } => format!("rows={n}"),
+        Outcome::CopyIn(_) => "copy from stdin started".to_string(),
+        _ => String::new(),
     }
 }

@@ -72,6 +72,7 @@ impl Engine {
             tz: config.timezone,
             contact_lock: Arc::new(tokio::sync::Mutex::new(())),
             session_tz: config.timezone.name().into(),
+            mask: Default::default(),
         };
         base.register_catalog(DATABASE, Arc::new(CohortCatalog::new(env.clone())));
         setup_pg_catalog(
@@ -133,12 +134,14 @@ impl Engine {
         tz: Tz,
         settings: &SettingsMap,
         interrupt: &Arc<Interrupt>,
+        mask: &crate::runtime::context::MaskFlag,
     ) -> SessionContext {
         use datafusion::catalog::{
             CatalogProvider, CatalogProviderList, MemoryCatalogProviderList,
         };
         let catalog = CohortCatalog::new(TableEnv {
             session_tz: tz.name().into(),
+            mask: mask.clone(),
             ..self.env.clone()
         });
         for name in ["pg_catalog", "information_schema"] {
@@ -170,13 +173,15 @@ impl Engine {
     pub fn session(self: &Arc<Self>) -> Session {
         let settings = SettingsMap::default();
         let interrupt = Arc::new(Interrupt::default());
-        let ctx = self.session_context(self.env.tz, &settings, &interrupt);
+        let mask = crate::runtime::context::MaskFlag::default();
+        let ctx = self.session_context(self.env.tz, &settings, &interrupt, &mask);
         crate::pgcompat::bi_functions::register_user(&ctx, "admin");
         Session {
             engine: self.clone(),
             ctx: std::sync::RwLock::new(ctx),
             settings,
             interrupt,
+            mask,
             user: Mutex::new("admin".into()),
             tz: Mutex::new(self.env.tz),
             prepared: Default::default(),
@@ -207,7 +212,7 @@ impl ContextSource for Engine {
     fn statement_context(&self) -> StatementContext {
         let settings = SettingsMap::default();
         let interrupt = Arc::new(Interrupt::default());
-        let df = self.session_context(self.env.tz, &settings, &interrupt);
+        let df = self.session_context(self.env.tz, &settings, &interrupt, &Default::default());
         crate::pgcompat::bi_functions::register_user(&df, "admin");
         StatementContext {
             store: self.store.clone(),

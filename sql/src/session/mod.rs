@@ -64,6 +64,8 @@ pub struct Session {
     ctx: std::sync::RwLock<SessionContext>,
     settings: SettingsMap,
     interrupt: Arc<Interrupt>,
+    /// Set before each statement from the user's roles.
+    mask: crate::runtime::context::MaskFlag,
     user: Mutex<String>,
     tz: Mutex<Tz>,
     prepared: prepared::PreparedStatements,

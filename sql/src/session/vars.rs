@@ -75,7 +75,7 @@ impl Session {
             *self.tz.lock().expect("tz") = tz;
             *self.ctx.write().expect("context lock") =
                 self.engine
-                    .session_context(tz, &self.settings, &self.interrupt);
+                    .session_context(tz, &self.settings, &self.interrupt, &self.mask);
             crate::pgcompat::bi_functions::register_user(&self.context(), &self.user());
             return Ok(Outcome::ParameterChanged {
                 tag: "SET".into(),

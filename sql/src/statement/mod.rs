@@ -103,8 +103,10 @@ pub enum Statement {
     },
     /// `CALL procedure(args)`.
     Call(ProcedureCall),
-    /// `CREATE/ALTER/DROP USER|ROLE`.
+    /// `CREATE/ALTER/DROP USER|ROLE`, `GRANT`/`REVOKE` of a role.
     User(UserStatement),
+    /// `ALTER TABLE contacts ALTER COLUMN c SET|DROP MASKED`.
+    Mask(user::MaskStatement),
     /// A group or tag statement (`CREATE GROUP`, `REFRESH TAG`, …).
     Segment(Box<GroupStatement>),
     /// FUNNEL, RETENTION, ATTRIBUTE, LTV, PATHS, possibly under EXPLAIN.
@@ -183,7 +185,10 @@ impl Statement {
                 UserAction::Create => "CREATE ROLE",
                 UserAction::Alter => "ALTER ROLE",
                 UserAction::Drop { .. } => "DROP ROLE",
+                UserAction::Grant { .. } => "GRANT ROLE",
+                UserAction::Revoke { .. } => "REVOKE ROLE",
             },
+            Statement::Mask(_) => "ALTER TABLE",
             Statement::Segment(g) => g.tag(),
         }
     }

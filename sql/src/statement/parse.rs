@@ -94,6 +94,10 @@ fn parse_sql(
         out.extend(users.into_iter().map(Statement::User));
         return Ok(());
     }
+    if let Some(mask) = super::user::parse_mask(sql) {
+        out.push(Statement::Mask(mask));
+        return Ok(());
+    }
     let parsed = if crate::pgcompat::bi_rewrite::needs_unblacklisted_parse(sql) {
         crate::pgcompat::bi_rewrite::parse_unblacklisted(parser, sql)
     } else {

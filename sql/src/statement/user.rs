@@ -1,9 +1,11 @@
-//! `CREATE USER|ROLE`, `ALTER USER|ROLE`, `DROP USER|ROLE [IF EXISTS]`:
-//! recognised by their leading words and parsed here, because the SQL parser
-//! does not take PostgreSQL's role options (`WITH LOGIN PASSWORD '…'`).
+//! `CREATE USER|ROLE`, `ALTER USER|ROLE`, `DROP USER|ROLE [IF EXISTS]`,
+//! `GRANT role TO user`, `REVOKE role FROM user`, and `ALTER TABLE contacts
+//! ALTER COLUMN c SET|DROP MASKED`: recognised by their leading words and
+//! parsed here, because the SQL parser does not take PostgreSQL's role
+//! options (`WITH LOGIN PASSWORD '…'`) or the masking clause.
 
 /// What a user statement does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum UserAction {
     /// `CREATE USER`.
     Create,
@@ -14,6 +16,92 @@ pub enum UserAction {
         /// IF EXISTS.
         if_exists: bool,
     },
+    /// `GRANT role TO user`.
+    Grant {
+        /// The role (as written, lower-cased).
+        role: String,
+    },
+    /// `REVOKE role FROM user`.
+    Revoke {
+        /// The role (as written, lower-cased).
+        role: String,
+    },
+}
+
+/// `ALTER TABLE contacts ALTER COLUMN c SET MASKED | DROP MASKED`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MaskStatement {
+    /// The table (only `contacts` has maskable columns).
+    pub table: String,
+    /// The column.
+    pub column: String,
+    /// SET (true) or DROP (false).
+    pub masked: bool,
+}
+
+/// Parses `ALTER TABLE t ALTER [COLUMN] c SET|DROP MASKED`; `None` for any
+/// other text.
+pub fn parse_mask(sql: &str) -> Option<MaskStatement> {
+    let t = tokens(sql)?;
+    let up: Vec<String> = t.iter().map(|w| w.to_ascii_uppercase()).collect();
+    if up.len() < 6 || up[0] != "ALTER" || up[1] != "TABLE" || up.last()? != "MASKED" {
+        return None;
+    }
+    let mut i = 3;
+    if up.get(i)? != "ALTER" {
+        return None;
+    }
+    i += 1;
+    if up.get(i)? == "COLUMN" {
+        i += 1;
+    }
+    let column = ident(t.get(i)?);
+    let masked = match up.get(i + 1)?.as_str() {
+        "SET" => true,
+        "DROP" => false,
+        _ => return None,
+    };
+    if up.len() != i + 3 {
+        return None;
+    }
+    Some(MaskStatement {
+        table: ident(&t[2]),
+        column,
+        masked,
+    })
+}
+
+/// Parses `GRANT r [, …] TO u [, …]` / `REVOKE r [, …] FROM u [, …]`
+/// naming roles (not privileges: `GRANT SELECT ON …` gives `None`).
+fn parse_grant(t: &[String], grant: bool) -> Option<Vec<UserStatement>> {
+    let sep = if grant { "TO" } else { "FROM" };
+    let at = t.iter().position(|w| w.eq_ignore_ascii_case(sep))?;
+    let roles = &t[1..at];
+    let users = &t[at + 1..];
+    if roles.is_empty()
+        || users.is_empty()
+        || t.iter().any(|w| w.eq_ignore_ascii_case("ON"))
+        || t.iter().any(|w| w.eq_ignore_ascii_case("OPTION"))
+    {
+        return None;
+    }
+    let mut out = Vec::new();
+    for r in roles {
+        for u in users {
+            let role = ident(r);
+            out.push(UserStatement {
+                action: if grant {
+                    UserAction::Grant { role }
+                } else {
+                    UserAction::Revoke { role }
+                },
+                name: ident(u),
+                password: None,
+                superuser: None,
+            });
+        }
+    }
+    Some(out)
 }
 
 /// One user statement (a `DROP USER a, b` gives one per name).
@@ -96,6 +184,10 @@ pub fn parse(sql: &str) -> Option<Vec<UserStatement>> {
         .take(2)
         .map(|w| w.to_ascii_uppercase())
         .collect();
+    if matches!(head.first().map(String::as_str), Some("GRANT" | "REVOKE")) {
+        let t = tokens(sql)?;
+        return parse_grant(&t, head[0] == "GRANT");
+    }
     if head.len() < 2 || !matches!(head[1].as_str(), "USER" | "ROLE") {
         return None;
     }
@@ -194,5 +286,39 @@ mod tests {
         );
         assert!(parse("CREATE TABLE user (a int)").is_none());
         assert!(parse("SELECT 1").is_none());
+        let g = parse("GRANT cohort_analyst, cohort_unmasked TO bob, Carol").unwrap();
+        assert_eq!(g.len(), 4);
+        assert_eq!(
+            g[3],
+            UserStatement {
+                action: UserAction::Grant {
+                    role: "cohort_unmasked".into()
+                },
+                name: "carol".into(),
+                password: None,
+                superuser: None
+            }
+        );
+        let r = parse("revoke cohort_analyst from bob;").unwrap();
+        assert_eq!(
+            r[0].action,
+            UserAction::Revoke {
+                role: "cohort_analyst".into()
+            }
+        );
+        assert!(parse("GRANT SELECT ON contacts TO bob").is_none());
+        assert_eq!(
+            parse_mask("ALTER TABLE contacts ALTER COLUMN mobile_phone SET MASKED"),
+            Some(MaskStatement {
+                table: "contacts".into(),
+                column: "mobile_phone".into(),
+                masked: true
+            })
+        );
+        assert_eq!(
+            parse_mask("alter table contacts alter email drop masked;").map(|m| m.masked),
+            Some(false)
+        );
+        assert!(parse_mask("ALTER TABLE contacts ALTER COLUMN email SET NOT NULL").is_none());
     }
 }

@@ -30,6 +30,7 @@ pub const BUILTIN_RELATIONS: &[&str] = &[
     "tags",
     "tag_history",
     "collector_apps",
+    "audit_log",
 ];
 
 /// Shared state the providers need.
@@ -43,6 +44,8 @@ pub struct TableEnv {
     pub contact_lock: Arc<tokio::sync::Mutex<()>>,
     /// Session time zone name carried by TIMESTAMPTZ columns.
     pub session_tz: Arc<str>,
+    /// Whether this session's scans mask masked columns.
+    pub mask: crate::runtime::context::MaskFlag,
 }
 
 /// Catalog provider for the single database.
@@ -106,6 +109,10 @@ impl CohortSchema {
                 Arc::new(MetaTable::new(e.store.clone(), MetaKind::EventProperties))
             }
             "identities" => Arc::new(IdentitiesTable::new(e.store.clone(), e.session_tz.clone())),
+            "audit_log" => Arc::new(crate::tables::audit::AuditLogTable::new(
+                e.store.clone(),
+                e.session_tz.clone(),
+            )),
             "collector_apps" => Arc::new(crate::tables::collector::CollectorAppsTable::new(
                 e.store.clone(),
                 e.session_tz.clone(),

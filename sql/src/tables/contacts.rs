@@ -20,6 +20,7 @@ use datafusion::physical_plan::ExecutionPlan;
 use super::{memory_exec, DmlExec, IngestSink};
 use crate::error::{Result, SqlError};
 use crate::ingest::batch::ContactIngest;
+use crate::model::masking::MaskKind;
 use crate::model::convert::{value_at, ColumnBuilder};
 use crate::model::layout::{ContactCol, ContactLayout};
 use crate::model::rows::{
@@ -39,6 +40,9 @@ pub struct ContactsTable {
     contact_lock: Arc<tokio::sync::Mutex<()>>,
     /// `contact_view` only: the group and tag columns.
     extras: Option<super::groups::ViewExtras>,
+    /// Whether this session masks (read when the scan runs, so a plan
+    /// prepared earlier follows the roles and masks of now).
+    mask: crate::runtime::context::MaskFlag,
 }
 
 impl ContactsTable {
@@ -47,11 +51,21 @@ impl ContactsTable {
         let layout = ContactLayout::new_in(&env.store.catalog(), &env.session_tz);
         let extras = view.then(|| super::groups::ViewExtras::new(&env.store, &layout));
         ContactsTable {
+            mask: env.mask.clone(),
             extras,
             store: env.store.clone(),
             layout,
             view,
             contact_lock: env.contact_lock.clone(),
+        }
+    }
+
+    /// The columns this session masks now.
+    fn masked_now(&self) -> Vec<(usize, MaskKind)> {
+        if self.mask.on() {
+            masked_columns(&self.store.catalog(), &self.layout)
+        } else {
+            vec![]
         }
     }
 
@@ -64,11 +78,75 @@ impl ContactsTable {
     }
 }
 
-/// Builds record batches of contacts (all, or the given sorted ids).
+/// Fails with 42501 when `plan` reads a masked column of contacts or
+/// contact_view (COPY TO by a user without `cohort_unmasked`).
+pub fn refuse_masked_export(
+    plan: &datafusion::logical_expr::LogicalPlan,
+    store: &Store,
+) -> Result<()> {
+    use datafusion::common::tree_node::TreeNodeRecursion;
+    let catalog = store.catalog();
+    let masked: Vec<&str> = catalog
+        .data()
+        .contact_fields
+        .iter()
+        .filter(|f| f.masked)
+        .map(|f| f.name.as_str())
+        .collect();
+    if masked.is_empty() {
+        return Ok(());
+    }
+    let mut hit = None;
+    plan.apply_with_subqueries(|p| {
+        if let datafusion::logical_expr::LogicalPlan::TableScan(s) = p {
+            if matches!(s.table_name.table(), "contacts" | "contact_view") {
+                if let Some(f) = s
+                    .projected_schema
+                    .fields()
+                    .iter()
+                    .find(|f| masked.contains(&f.name().as_str()))
+                {
+                    hit = Some(f.name().clone());
+                    return Ok(TreeNodeRecursion::Stop);
+                }
+            }
+        }
+        Ok(TreeNodeRecursion::Continue)
+    })?;
+    match hit {
+        Some(c) => Err(SqlError::InsufficientPrivilege(format!(
+            "permission denied to export masked column {c} (COPY TO of masked columns needs cohort_unmasked; leave the column out)"
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// The masked columns of `layout`: `(layout index, rule)`.
+pub fn masked_columns(
+    catalog: &cohortdb_storage::Catalog,
+    layout: &ContactLayout,
+) -> Vec<(usize, MaskKind)> {
+    let fields = &catalog.data().contact_fields;
+    layout
+        .cols
+        .iter()
+        .enumerate()
+        .filter_map(|(i, (name, c))| match c {
+            ContactCol::Field(fid, _) if fields.get(*fid as usize).is_some_and(|f| f.masked) => {
+                Some((i, MaskKind::of(name)))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// Builds record batches of contacts (all, or the given sorted ids), with
+/// the columns `mask` masked (a masked session's reads; writes read raw).
 pub fn contact_batches(
     store: &Store,
     layout: &ContactLayout,
     ids: Option<&[u64]>,
+    mask: &[(usize, MaskKind)],
 ) -> Result<Vec<RecordBatch>> {
     let catalog = store.catalog();
     let mut out = Vec::new();
@@ -92,7 +170,8 @@ pub fn contact_batches(
     let mut err = None;
     let flush = |builders: &mut Vec<ContactBuilder>, out: &mut Vec<RecordBatch>| -> Result<()> {
         let cols = builders.iter_mut().map(|b| b.finish()).collect();
-        out.push(RecordBatch::try_new(layout.schema.clone(), cols)?);
+        let batch = RecordBatch::try_new(layout.schema.clone(), cols)?;
+        out.push(crate::model::masking::mask_batch(&batch, mask)?);
         Ok(())
     };
     store.scan_contacts(ids, &mut |id, bytes| {
@@ -331,14 +410,18 @@ impl TableProvider for ContactsTable {
                 x.clone(),
                 projection,
                 filters,
+                self.masked_now(),
             )
             .await;
         }
         let ids = ids_from_filters(filters, "id");
         let store = self.store.clone();
         let layout = self.layout.clone();
+        let mask = self.masked_now();
         let batches =
-            tokio::task::spawn_blocking(move || contact_batches(&store, &layout, ids.as_deref()))
+            tokio::task::spawn_blocking(move || {
+                contact_batches(&store, &layout, ids.as_deref(), &mask)
+            })
                 .await
                 .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))?
                 .map_err(datafusion::error::DataFusionError::from)?;
@@ -414,7 +497,7 @@ impl TableProvider for ContactsTable {
                     (store.clone(), layout.clone(), pred.clone(), lock.clone());
                 Box::pin(async move {
                     let _g = lock.lock().await;
-                    let batches = contact_batches(&store, &layout, None)?;
+                    let batches = contact_batches(&store, &layout, None, &[])?;
                     let mut batch = store.batch();
                     let mut deleted = Vec::new();
                     for b in &batches {
@@ -511,7 +594,7 @@ impl TableProvider for ContactsTable {
                 Box::pin(async move {
                     let _g = lock.lock().await;
                     let catalog = store.catalog();
-                    let batches = contact_batches(&store, &layout, None)?;
+                    let batches = contact_batches(&store, &layout, None, &[])?;
                     let mut batch = store.batch();
                     let now = now_ms();
                     let mut n = 0u64;

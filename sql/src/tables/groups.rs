@@ -425,6 +425,7 @@ pub async fn scan_view(
     extras: ViewExtras,
     projection: Option<&Vec<usize>>,
     filters: &[Expr],
+    mask: Vec<(usize, crate::model::masking::MaskKind)>,
 ) -> DfResult<Arc<dyn ExecutionPlan>> {
     let ids = ids_from_filters(filters, "id");
     let bit_filters: Vec<Expr> = filters
@@ -482,7 +483,7 @@ pub async fn scan_view(
             };
             let wanted = |i: usize| projection.as_ref().map_or(true, |p| p.contains(&i));
             let mut out = Vec::new();
-            for batch in contact_batches(&store, &layout, fetch.as_deref())? {
+            for batch in contact_batches(&store, &layout, fetch.as_deref(), &mask)? {
                 let idcol = batch
                     .column(0)
                     .as_any()

@@ -6,6 +6,7 @@
 //! `segments` (membership columns of `contact_view`, the groups/tags
 //! tables), `pgcompat`, `runtime`, `model`, `error`.
 
+pub mod audit;
 pub mod catalog;
 pub mod collector;
 pub mod contacts;

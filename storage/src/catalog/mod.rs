@@ -21,6 +21,10 @@ pub struct FieldDef {
     pub data_type: DataType,
     /// True for `p_*` fields added with `ALTER TABLE contacts ADD COLUMN`.
     pub custom: bool,
+    /// Masked for users without `cohort_unmasked` (`ALTER TABLE contacts
+    /// ALTER COLUMN … SET MASKED`).
+    #[serde(default)]
+    pub masked: bool,
 }
 
 /// An event type (`event_types` row).
@@ -86,6 +90,14 @@ pub struct ScramSecret {
     pub salted_password: Vec<u8>,
 }
 
+/// The built-in roles a user may be granted (SPEC §8), in listing order.
+pub const BUILTIN_ROLES: &[&str] = &[
+    "cohort_admin",
+    "cohort_operator",
+    "cohort_analyst",
+    "cohort_unmasked",
+];
+
 /// A user (`CREATE USER`; `admin` is created at first start).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct UserDef {
@@ -96,6 +108,9 @@ pub struct UserDef {
     /// Password secret; `None`: the user has no password and cannot log in
     /// when passwords are required.
     pub scram: Option<ScramSecret>,
+    /// Built-in roles granted (`GRANT cohort_analyst TO …`).
+    #[serde(default)]
+    pub roles: Vec<String>,
 }
 
 /// The persisted catalog document.
@@ -273,6 +288,7 @@ impl CatalogData {
                 name: n.to_string(),
                 data_type: *t,
                 custom: false,
+                masked: false,
             })
             .collect();
         let event_types: Vec<EventTypeDef> = PRESET_EVENT_TYPES
