@@ -66,7 +66,7 @@ pub struct Store {
     max_statement_bytes: usize,
     event_seq: AtomicU64,
     user_row: AtomicU64,
-    pub(crate) audit_seq: AtomicU64,
+    pub(crate) audit_head: Mutex<crate::audit::Head>,
 }
 
 impl std::fmt::Debug for Store {
@@ -189,7 +189,7 @@ impl Store {
         let contact_id = counter(keys::COUNTER_CONTACT_ID)?;
         let event_seq = counter(keys::COUNTER_EVENT_SEQ)?;
         let user_row = counter(keys::COUNTER_USER_ROW)?;
-        let audit_seq = crate::audit::last_seq(&db)?;
+        let audit_head = crate::audit::last_head(&db)?;
         let (writer, thread) = WriterHandle::spawn(db.clone(), opts.sync, opts.writer_queue);
         Ok(Arc::new(Store {
             db,
@@ -201,7 +201,7 @@ impl Store {
             max_statement_bytes: opts.max_statement_bytes,
             event_seq: AtomicU64::new(event_seq),
             user_row: AtomicU64::new(user_row),
-            audit_seq: AtomicU64::new(audit_seq),
+            audit_head: Mutex::new(audit_head),
         }))
     }
 

@@ -230,6 +230,10 @@ async fn audit_log_records_and_is_admin_only() {
     // no password ever reaches the log
     assert!(!text.iter().any(|t| t.contains("op-pw") || t.contains("wrong\"")));
     expect_sqlstate(&op, "SELECT * FROM audit_log", "42501").await;
+    expect_sqlstate(&op, "CALL audit_verify()", "42501").await;
+    let v = simple_rows(&admin, "CALL audit_verify()").await;
+    assert_eq!(v[0][0].as_deref(), Some("t"), "{v:?}");
+    assert_eq!(v[0][1].as_deref(), Some(text.len().to_string().as_str()));
     expect_sqlstate(&admin, "UPDATE audit_log SET detail = ''", "42501").await;
 }
 

@@ -89,6 +89,7 @@ pub fn audited(stmt: &Statement) -> Option<Audited> {
             Procedure::DedupeContacts => entry("contact_merge", "contact", "dedupe_contacts"),
             Procedure::SetDedupeRule => entry("set_dedupe_rule", "setting", "dedupe_rule"),
             Procedure::DropEventsBefore => entry("drop_events", "events", ""),
+            Procedure::AuditVerify => None,
             Procedure::CollectorAddApp => entry("collector_add_app", "collector_app", ""),
             Procedure::CollectorSetWechatToken => {
                 entry("collector_set_wechat_token", "wechat_account", "")

@@ -96,6 +96,7 @@ pub fn check_statement(stmt: &Statement, roles: RoleSet, user: &str) -> Result<(
         | Statement::Deallocate { .. } => Ok(()),
         Statement::Call(call) => match call.procedure {
             Procedure::DropEventsBefore => need_admin(roles, "to drop events"),
+            Procedure::AuditVerify => need_admin(roles, "to verify the audit log"),
             Procedure::SetDedupeRule => need_admin(roles, "to set the dedupe rule"),
             Procedure::CollectorAddApp | Procedure::CollectorSetWechatToken => {
                 need_admin(roles, "to configure the collector")

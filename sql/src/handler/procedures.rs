@@ -33,10 +33,20 @@ pub fn result_schema(call: &ProcedureCall) -> Option<SchemaRef> {
         | Procedure::SetDedupeRule
         | Procedure::CollectorAddApp
         | Procedure::CollectorSetWechatToken => None,
+        Procedure::AuditVerify => Some(audit_verify_schema()),
         Procedure::Identify | Procedure::DedupeContacts => {
             crate::identity::procedures::result_schema(call.procedure.name(), &call.arg_refs())
         }
     }
+}
+
+fn audit_verify_schema() -> SchemaRef {
+    use datafusion::arrow::datatypes::{DataType, Field, Schema};
+    std::sync::Arc::new(Schema::new(vec![
+        Field::new("ok", DataType::Boolean, false),
+        Field::new("rows_checked", DataType::Int64, false),
+        Field::new("first_broken_seq", DataType::Int64, true),
+    ]))
 }
 
 /// Runs `CALL name(args)`.
@@ -65,6 +75,29 @@ pub async fn call(ctx: &StatementContext, call: &ProcedureCall) -> Result<Reply>
         | Procedure::SetDedupeRule
         | Procedure::DedupeContacts => {
             crate::identity::procedures::call(ctx, call.procedure.name(), &a).await
+        }
+        Procedure::AuditVerify => {
+            use datafusion::arrow::array::{BooleanArray, Int64Array};
+            if !a.is_empty() {
+                return Err(SqlError::InvalidValue(
+                    "audit_verify takes no arguments: CALL audit_verify()".into(),
+                ));
+            }
+            let store = ctx.store.clone();
+            let check = tokio::task::spawn_blocking(move || store.verify_audit())
+                .await
+                .map_err(|e| SqlError::Unsupported(format!("audit_verify failed: {e}")))??;
+            let batch = datafusion::arrow::array::RecordBatch::try_new(
+                audit_verify_schema(),
+                vec![
+                    std::sync::Arc::new(BooleanArray::from(vec![check.first_broken.is_none()])),
+                    std::sync::Arc::new(Int64Array::from(vec![check.rows as i64])),
+                    std::sync::Arc::new(Int64Array::from(vec![check
+                        .first_broken
+                        .map(|s| s as i64)])),
+                ],
+            )?;
+            Ok(Reply::Rows(ctx.df.read_batch(batch)?))
         }
         Procedure::CollectorAddApp => {
             if a.len() != 3 {

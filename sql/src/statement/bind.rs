@@ -100,7 +100,8 @@ fn procedure_arg_type(procedure: Procedure, arg: usize) -> DataType {
             | Procedure::DeleteContactData
             | Procedure::SetDedupeRule
             | Procedure::CollectorAddApp
-            | Procedure::CollectorSetWechatToken,
+            | Procedure::CollectorSetWechatToken
+            | Procedure::AuditVerify,
             _,
         ) => DataType::Utf8,
     }

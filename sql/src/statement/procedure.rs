@@ -26,6 +26,8 @@ pub enum Procedure {
     CollectorAddApp,
     /// `collector_set_wechat_token(account_id, token)`.
     CollectorSetWechatToken,
+    /// `audit_verify()`: checks the audit log's hash chain.
+    AuditVerify,
 }
 
 impl Procedure {
@@ -39,6 +41,7 @@ impl Procedure {
         Procedure::DedupeContacts,
         Procedure::CollectorAddApp,
         Procedure::CollectorSetWechatToken,
+        Procedure::AuditVerify,
     ];
 
     /// The name `CALL` uses.
@@ -52,6 +55,7 @@ impl Procedure {
             Procedure::DedupeContacts => "dedupe_contacts",
             Procedure::CollectorAddApp => "collector_add_app",
             Procedure::CollectorSetWechatToken => "collector_set_wechat_token",
+            Procedure::AuditVerify => "audit_verify",
         }
     }
 
