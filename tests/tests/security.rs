@@ -95,6 +95,22 @@ async fn statement_role_matrix() {
     let roles = simple_rows(&admin, "SELECT rolname FROM pg_roles WHERE rolname LIKE 'cohort%' ORDER BY 1").await;
     assert_eq!(roles.len(), 4);
     expect_sqlstate(&admin, "GRANT cohort_superhero TO an", "42704").await;
+    // psql's \du "Member of" reads pg_auth_members
+    let members = simple_rows(
+        &admin,
+        "SELECT m.rolname, r.rolname FROM pg_auth_members a \
+         JOIN pg_roles r ON r.oid = a.roleid JOIN pg_roles m ON m.oid = a.member ORDER BY 1, 2",
+    )
+    .await;
+    assert_eq!(
+        members,
+        vec![
+            vec![Some("an".into()), Some("cohort_analyst".into())],
+            vec![Some("op".into()), Some("cohort_operator".into())],
+            vec![Some("un".into()), Some("cohort_analyst".into())],
+            vec![Some("un".into()), Some("cohort_unmasked".into())],
+        ]
+    );
 }
 
 /// Runs `queries` as a masked analyst on a fresh server whose one contact

@@ -408,3 +408,80 @@ pub fn register_users(ctx: &SessionContext, store: Arc<Store>) {
         },
     ));
 }
+
+/// `pg_auth_members` from the roles granted to cohortdb's users (read at
+/// scan time, so GRANT and REVOKE show at once): one row per grant, with
+/// the columns and types of the base table it replaces.
+#[derive(Debug)]
+pub struct AuthMembers {
+    store: Arc<Store>,
+    schema: datafusion::arrow::datatypes::SchemaRef,
+}
+
+impl AuthMembers {
+    /// A provider shaped like `base` (the `datafusion-pg-catalog` table).
+    pub fn new(store: Arc<Store>, base: datafusion::arrow::datatypes::SchemaRef) -> Self {
+        AuthMembers {
+            store,
+            schema: base,
+        }
+    }
+}
+
+#[async_trait]
+impl datafusion::datasource::TableProvider for AuthMembers {
+    fn schema(&self) -> datafusion::arrow::datatypes::SchemaRef {
+        self.schema.clone()
+    }
+    fn table_type(&self) -> datafusion::datasource::TableType {
+        datafusion::datasource::TableType::View
+    }
+    async fn scan(
+        &self,
+        _state: &dyn datafusion::catalog::Session,
+        projection: Option<&Vec<usize>>,
+        _filters: &[datafusion::logical_expr::Expr],
+        _limit: Option<usize>,
+    ) -> datafusion::error::Result<Arc<dyn datafusion::physical_plan::ExecutionPlan>> {
+        use datafusion::arrow::array::{new_null_array, ArrayRef, BooleanArray, Int32Array, Int64Array};
+        use datafusion::arrow::datatypes::DataType as A;
+        let catalog = self.store.catalog();
+        let grants: Vec<(i32, i32)> = catalog
+            .data()
+            .users
+            .iter()
+            .flat_map(|u| u.roles.iter().map(move |r| (role_oid(r), role_oid(&u.name))))
+            .collect();
+        let n = grants.len();
+        let oid_col = |vals: Vec<i32>, t: &A| -> ArrayRef {
+            match t {
+                A::Int64 => Arc::new(Int64Array::from(
+                    vals.into_iter().map(i64::from).collect::<Vec<_>>(),
+                )),
+                _ => Arc::new(Int32Array::from(vals)),
+            }
+        };
+        let cols: Vec<ArrayRef> = self
+            .schema
+            .fields()
+            .iter()
+            .map(|f| match (f.name().as_str(), f.data_type()) {
+                ("oid", t) => oid_col((0..n).map(|k| 3_000_000 + k as i32).collect(), t),
+                ("roleid", t) => oid_col(grants.iter().map(|g| g.0).collect(), t),
+                ("member", t) => oid_col(grants.iter().map(|g| g.1).collect(), t),
+                ("grantor", t) => oid_col(vec![10; n], t),
+                ("admin_option", A::Boolean) => Arc::new(BooleanArray::from(vec![false; n])),
+                ("inherit_option" | "set_option", A::Boolean) => {
+                    Arc::new(BooleanArray::from(vec![true; n]))
+                }
+                (_, t) => new_null_array(t, n),
+            })
+            .collect();
+        let batch = datafusion::arrow::array::RecordBatch::try_new(self.schema.clone(), cols)?;
+        Ok(datafusion::datasource::memory::MemorySourceConfig::try_new_exec(
+            &[vec![batch]],
+            self.schema.clone(),
+            projection.cloned(),
+        )?)
+    }
+}

@@ -513,7 +513,11 @@ async fn view(ctx: &SessionContext, sql: &str) -> Result<Arc<dyn TableProvider>>
 
 /// Puts cohortdb's `pg_catalog` overrides and `information_schema` into
 /// catalog `catalog` of `ctx` (after `setup_pg_catalog`).
-pub async fn install(ctx: &SessionContext, catalog: &str) -> Result<()> {
+pub async fn install(
+    ctx: &SessionContext,
+    catalog: &str,
+    store: &Arc<cohortdb_storage::Store>,
+) -> Result<()> {
     let cat = ctx
         .catalog(catalog)
         .ok_or_else(|| SqlError::UndefinedObject(format!("catalog {catalog} missing")))?;
@@ -545,6 +549,15 @@ pub async fn install(ctx: &SessionContext, catalog: &str) -> Result<()> {
             }
             Err(e) => tracing::warn!("pg_catalog.pg_roles keeps its base rows: {e}"),
         }
+    }
+    if let Some(base) = inner.table("pg_auth_members").await? {
+        overrides.insert(
+            "pg_auth_members",
+            Arc::new(crate::pgcompat::client_functions::AuthMembers::new(
+                store.clone(),
+                base.schema(),
+            )),
+        );
     }
     cat.register_schema("pg_catalog", Arc::new(PgCatalogExt { inner, overrides }))?;
     // information_schema views read the overridden pg_catalog
