@@ -75,6 +75,13 @@ pub async fn run(cfg: Config, demo: bool) -> Result<(), String> {
             .map_err(|e| format!("loading demo data failed: {e}"))?;
     }
     let scheduler = scheduler::spawn(engine.clone(), tz);
+    let wechat_sender = cohortdb_wechat::spawn(
+        store.clone(),
+        cohortdb_wechat::SenderSettings {
+            recipients_per_minute: cfg.wechat_recipients_per_minute,
+            ..Default::default()
+        },
+    );
     let listener = TcpListener::bind(cfg.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", cfg.listen))?;
@@ -159,6 +166,7 @@ pub async fn run(cfg: Config, demo: bool) -> Result<(), String> {
     .await;
     tasks.abort_all();
     scheduler.abort();
+    wechat_sender.abort();
     store
         .shutdown()
         .map_err(|e| format!("flush at shutdown failed: {e}"))?;

@@ -27,6 +27,8 @@ pub mod cf {
     pub const DEDUPE: &str = "dedupe";
     /// The audit log: `seq: u64 BE` → JSON row (append-only).
     pub const AUDIT: &str = "audit";
+    /// The WeChat outbox: sends and recipients (see `crate::wechat`).
+    pub const WECHAT: &str = "wechat";
 
     /// All column families, in open order.
     pub const ALL: &[&str] = &[
@@ -40,6 +42,7 @@ pub mod cf {
         TAGS,
         DEDUPE,
         AUDIT,
+        WECHAT,
     ];
 }
 

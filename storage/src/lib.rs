@@ -17,6 +17,7 @@ pub mod keys;
 pub mod store;
 pub mod time;
 pub mod types;
+pub mod wechat;
 pub mod writer;
 
 pub use bulk::EventBulk;

@@ -67,6 +67,7 @@ pub struct Store {
     event_seq: AtomicU64,
     user_row: AtomicU64,
     pub(crate) audit_head: Mutex<crate::audit::Head>,
+    pub(crate) wechat_send: AtomicU64,
 }
 
 impl std::fmt::Debug for Store {
@@ -190,6 +191,7 @@ impl Store {
         let event_seq = counter(keys::COUNTER_EVENT_SEQ)?;
         let user_row = counter(keys::COUNTER_USER_ROW)?;
         let audit_head = crate::audit::last_head(&db)?;
+        let wechat_send = crate::wechat::last_send_id(&db)?;
         let (writer, thread) = WriterHandle::spawn(db.clone(), opts.sync, opts.writer_queue);
         Ok(Arc::new(Store {
             db,
@@ -202,6 +204,7 @@ impl Store {
             event_seq: AtomicU64::new(event_seq),
             user_row: AtomicU64::new(user_row),
             audit_head: Mutex::new(audit_head),
+            wechat_send: AtomicU64::new(wechat_send),
         }))
     }
 

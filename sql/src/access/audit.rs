@@ -90,6 +90,14 @@ pub fn audited(stmt: &Statement) -> Option<Audited> {
             Procedure::SetDedupeRule => entry("set_dedupe_rule", "setting", "dedupe_rule"),
             Procedure::DropEventsBefore => entry("drop_events", "events", ""),
             Procedure::AuditVerify => None,
+            Procedure::WechatAddAccount => entry("wechat_add_account", "wechat_account", ""),
+            Procedure::WechatMassSend
+            | Procedure::WechatTemplateSend
+            | Procedure::WechatCustomSend
+            | Procedure::WechatSubscribeSend => {
+                entry(call.procedure.name(), "wechat_send", "")
+            }
+            Procedure::WechatCancelSend => entry("wechat_cancel_send", "wechat_send", ""),
             Procedure::CollectorAddApp => entry("collector_add_app", "collector_app", ""),
             Procedure::CollectorSetWechatToken => {
                 entry("collector_set_wechat_token", "wechat_account", "")

@@ -97,6 +97,12 @@ pub fn check_statement(stmt: &Statement, roles: RoleSet, user: &str) -> Result<(
         Statement::Call(call) => match call.procedure {
             Procedure::DropEventsBefore => need_admin(roles, "to drop events"),
             Procedure::AuditVerify => need_admin(roles, "to verify the audit log"),
+            Procedure::WechatAddAccount => need_admin(roles, "to add WeChat accounts"),
+            Procedure::WechatMassSend
+            | Procedure::WechatTemplateSend
+            | Procedure::WechatCustomSend
+            | Procedure::WechatSubscribeSend
+            | Procedure::WechatCancelSend => need_operate(roles, "to send WeChat messages"),
             Procedure::SetDedupeRule => need_admin(roles, "to set the dedupe rule"),
             Procedure::CollectorAddApp | Procedure::CollectorSetWechatToken => {
                 need_admin(roles, "to configure the collector")

@@ -15,6 +15,7 @@ pub mod copy;
 pub mod ddl;
 pub mod procedures;
 pub mod query;
+pub mod wechat;
 
 use datafusion::dataframe::DataFrame;
 

@@ -23,6 +23,28 @@ fn string_arg(e: &Expr, what: &str) -> Result<String> {
     }
 }
 
+/// Arguments given as string or number literals, as text.
+fn text_args(a: &[&Expr]) -> Result<Vec<String>> {
+    a.iter()
+        .enumerate()
+        .map(|(i, e)| match e {
+            Expr::Value(v) => match &v.value {
+                Value::SingleQuotedString(s) => Ok(s.clone()),
+                Value::Number(n, _) => Ok(n.to_string()),
+                other => Err(SqlError::InvalidValue(format!(
+                    "argument {} must be a string, got {other}",
+                    i + 1
+                ))),
+            },
+            Expr::TypedString(t) => Ok(t.value.to_string().trim_matches('\'').to_string()),
+            other => Err(SqlError::InvalidValue(format!(
+                "argument {} must be a string literal, got {other}",
+                i + 1
+            ))),
+        })
+        .collect()
+}
+
 /// The columns `CALL name(args)` will return, when it returns rows (the
 /// server describes them before execution in the extended protocol).
 pub fn result_schema(call: &ProcedureCall) -> Option<SchemaRef> {
@@ -34,6 +56,11 @@ pub fn result_schema(call: &ProcedureCall) -> Option<SchemaRef> {
         | Procedure::CollectorAddApp
         | Procedure::CollectorSetWechatToken => None,
         Procedure::AuditVerify => Some(audit_verify_schema()),
+        Procedure::WechatMassSend
+        | Procedure::WechatTemplateSend
+        | Procedure::WechatCustomSend
+        | Procedure::WechatSubscribeSend => Some(super::wechat::send_schema()),
+        Procedure::WechatAddAccount | Procedure::WechatCancelSend => None,
         Procedure::Identify | Procedure::DedupeContacts => {
             crate::identity::procedures::result_schema(call.procedure.name(), &call.arg_refs())
         }
@@ -75,6 +102,21 @@ pub async fn call(ctx: &StatementContext, call: &ProcedureCall) -> Result<Reply>
         | Procedure::SetDedupeRule
         | Procedure::DedupeContacts => {
             crate::identity::procedures::call(ctx, call.procedure.name(), &a).await
+        }
+        Procedure::WechatAddAccount => {
+            let args = text_args(&a)?;
+            super::wechat::add_account(ctx, &args).await
+        }
+        Procedure::WechatMassSend
+        | Procedure::WechatTemplateSend
+        | Procedure::WechatCustomSend
+        | Procedure::WechatSubscribeSend => {
+            let args = text_args(&a)?;
+            super::wechat::send(ctx, call.procedure, &args).await
+        }
+        Procedure::WechatCancelSend => {
+            let args = text_args(&a)?;
+            super::wechat::cancel(ctx, &args).await
         }
         Procedure::AuditVerify => {
             use datafusion::arrow::array::{BooleanArray, Int64Array};

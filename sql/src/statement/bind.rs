@@ -101,9 +101,15 @@ fn procedure_arg_type(procedure: Procedure, arg: usize) -> DataType {
             | Procedure::SetDedupeRule
             | Procedure::CollectorAddApp
             | Procedure::CollectorSetWechatToken
-            | Procedure::AuditVerify,
+            | Procedure::AuditVerify
+            | Procedure::WechatAddAccount
+            | Procedure::WechatMassSend
+            | Procedure::WechatTemplateSend
+            | Procedure::WechatCustomSend
+            | Procedure::WechatSubscribeSend,
             _,
         ) => DataType::Utf8,
+        (Procedure::WechatCancelSend, _) => DataType::Int64,
     }
 }
 

@@ -28,6 +28,18 @@ pub enum Procedure {
     CollectorSetWechatToken,
     /// `audit_verify()`: checks the audit log's hash chain.
     AuditVerify,
+    /// `wechat_add_account(account_id, app_id, kind, api_base_url, app_secret)`.
+    WechatAddAccount,
+    /// `wechat_mass_send(account_id, audience, msg_type, content_json [, scheduled_at])`.
+    WechatMassSend,
+    /// `wechat_template_send(account_id, audience, template_id, data_json [, url])`.
+    WechatTemplateSend,
+    /// `wechat_custom_send(account_id, audience, msg_type, content_json)`.
+    WechatCustomSend,
+    /// `wechat_subscribe_send(account_id, audience, template_id, data_json)`.
+    WechatSubscribeSend,
+    /// `wechat_cancel_send(send_id)`.
+    WechatCancelSend,
 }
 
 impl Procedure {
@@ -42,6 +54,12 @@ impl Procedure {
         Procedure::CollectorAddApp,
         Procedure::CollectorSetWechatToken,
         Procedure::AuditVerify,
+        Procedure::WechatAddAccount,
+        Procedure::WechatMassSend,
+        Procedure::WechatTemplateSend,
+        Procedure::WechatCustomSend,
+        Procedure::WechatSubscribeSend,
+        Procedure::WechatCancelSend,
     ];
 
     /// The name `CALL` uses.
@@ -56,6 +74,12 @@ impl Procedure {
             Procedure::CollectorAddApp => "collector_add_app",
             Procedure::CollectorSetWechatToken => "collector_set_wechat_token",
             Procedure::AuditVerify => "audit_verify",
+            Procedure::WechatAddAccount => "wechat_add_account",
+            Procedure::WechatMassSend => "wechat_mass_send",
+            Procedure::WechatTemplateSend => "wechat_template_send",
+            Procedure::WechatCustomSend => "wechat_custom_send",
+            Procedure::WechatSubscribeSend => "wechat_subscribe_send",
+            Procedure::WechatCancelSend => "wechat_cancel_send",
         }
     }
 

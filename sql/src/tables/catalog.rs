@@ -31,6 +31,9 @@ pub const BUILTIN_RELATIONS: &[&str] = &[
     "tag_history",
     "collector_apps",
     "audit_log",
+    "wechat_accounts",
+    "wechat_sends",
+    "wechat_send_recipients",
 ];
 
 /// Shared state the providers need.
@@ -109,6 +112,15 @@ impl CohortSchema {
                 Arc::new(MetaTable::new(e.store.clone(), MetaKind::EventProperties))
             }
             "identities" => Arc::new(IdentitiesTable::new(e.store.clone(), e.session_tz.clone())),
+            "wechat_accounts" | "wechat_sends" | "wechat_send_recipients" => {
+                use crate::tables::wechat::{WechatTable, WechatTableProvider};
+                let t = match name {
+                    "wechat_accounts" => WechatTable::Accounts,
+                    "wechat_sends" => WechatTable::Sends,
+                    _ => WechatTable::Recipients,
+                };
+                Arc::new(WechatTableProvider::new(e.store.clone(), t, e.session_tz.clone()))
+            }
             "audit_log" => Arc::new(crate::tables::audit::AuditLogTable::new(
                 e.store.clone(),
                 e.session_tz.clone(),

@@ -15,6 +15,7 @@ pub mod groups;
 pub mod identities;
 pub mod meta;
 pub mod user;
+pub mod wechat;
 
 use std::fmt;
 use std::sync::Arc;

@@ -11,6 +11,7 @@ use crate::types::DataType;
 
 pub mod collector;
 pub mod segments;
+pub mod wechat;
 
 /// A contact field (fixed or custom `p_*`); its id is its position.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -153,6 +154,9 @@ pub struct CatalogData {
     /// Event-push tokens of official accounts.
     #[serde(default)]
     pub wechat_tokens: Vec<collector::WechatTokenDef>,
+    /// Official accounts sends go through.
+    #[serde(default)]
+    pub wechat_accounts: Vec<wechat::WechatAccountDef>,
 }
 
 /// Field id of `channel_id` inside event values.
@@ -330,6 +334,7 @@ impl CatalogData {
             users: vec![],
             collector_apps: vec![],
             wechat_tokens: vec![],
+            wechat_accounts: vec![],
         }
     }
 }

@@ -1,0 +1,216 @@
+//! The WeChat tables: `wechat_accounts` (never the secret), `wechat_sends`
+//! (with live counts from the outbox) and `wechat_send_recipients`.
+
+use std::sync::Arc;
+
+use cohortdb_storage::Store;
+use datafusion::arrow::array::{
+    ArrayRef, Int64Builder, RecordBatch, StringBuilder, TimestampMillisecondBuilder,
+};
+use datafusion::arrow::datatypes::{DataType as A, Field, Schema, SchemaRef};
+use datafusion::catalog::Session;
+use datafusion::datasource::{TableProvider, TableType};
+use datafusion::error::{DataFusionError, Result as DfResult};
+use datafusion::logical_expr::Expr;
+use datafusion::physical_plan::ExecutionPlan;
+
+use super::memory_exec;
+use crate::model::convert::arrow_type_in;
+
+/// Which WeChat table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WechatTable {
+    /// `wechat_accounts`.
+    Accounts,
+    /// `wechat_sends`.
+    Sends,
+    /// `wechat_send_recipients`.
+    Recipients,
+}
+
+/// A WeChat table provider.
+#[derive(Debug)]
+pub struct WechatTableProvider {
+    store: Arc<Store>,
+    table: WechatTable,
+    tz: Arc<str>,
+}
+
+impl WechatTableProvider {
+    /// Provider of `table`; timestamps carry time zone `tz`.
+    pub fn new(store: Arc<Store>, table: WechatTable, tz: Arc<str>) -> Self {
+        WechatTableProvider { store, table, tz }
+    }
+
+    fn ts(&self) -> A {
+        arrow_type_in(cohortdb_storage::DataType::Timestamptz, &self.tz)
+    }
+
+    fn schema_of(&self) -> SchemaRef {
+        let f = |n: &str, t: A, null: bool| Field::new(n, t, null);
+        Arc::new(Schema::new(match self.table {
+            WechatTable::Accounts => vec![
+                f("account_id", A::Utf8, false),
+                f("app_id", A::Utf8, false),
+                f("kind", A::Utf8, false),
+                f("api_base_url", A::Utf8, false),
+                f("created_at", self.ts(), false),
+            ],
+            WechatTable::Sends => vec![
+                f("send_id", A::Int64, false),
+                f("account_id", A::Utf8, false),
+                f("kind", A::Utf8, false),
+                f("status", A::Utf8, false),
+                f("recipients", A::Int64, false),
+                f("sent", A::Int64, false),
+                f("failed", A::Int64, false),
+                f("skipped", A::Int64, false),
+                f("created_at", self.ts(), false),
+                f("finished_at", self.ts(), true),
+            ],
+            WechatTable::Recipients => vec![
+                f("send_id", A::Int64, false),
+                f("contact_id", A::Int64, false),
+                f("openid", A::Utf8, true),
+                f("status", A::Utf8, false),
+                f("reason", A::Utf8, true),
+                f("updated_at", self.ts(), false),
+            ],
+        }))
+    }
+
+    fn rows(&self) -> cohortdb_storage::Result<Vec<ArrayRef>> {
+        let tsb = || TimestampMillisecondBuilder::new().with_timezone(self.tz.as_ref());
+        Ok(match self.table {
+            WechatTable::Accounts => {
+                let (mut id, mut app, mut kind, mut url, mut at) = (
+                    StringBuilder::new(),
+                    StringBuilder::new(),
+                    StringBuilder::new(),
+                    StringBuilder::new(),
+                    tsb(),
+                );
+                for a in &self.store.catalog().data().wechat_accounts {
+                    id.append_value(&a.account_id);
+                    app.append_value(&a.app_id);
+                    kind.append_value(&a.kind);
+                    url.append_value(&a.api_base_url);
+                    at.append_value(a.created_at);
+                }
+                vec![
+                    Arc::new(id.finish()),
+                    Arc::new(app.finish()),
+                    Arc::new(kind.finish()),
+                    Arc::new(url.finish()),
+                    Arc::new(at.finish()),
+                ]
+            }
+            WechatTable::Sends => {
+                let mut id = Int64Builder::new();
+                let (mut acct, mut kind, mut status) =
+                    (StringBuilder::new(), StringBuilder::new(), StringBuilder::new());
+                let mut counts: [Int64Builder; 4] = Default::default();
+                let (mut created, mut finished) = (tsb(), tsb());
+                for s in self.store.scan_sends()? {
+                    let mut c = [0i64; 4];
+                    let mut in_flight = false;
+                    self.store.scan_recipients(s.send_id, &mut |_, r| {
+                        c[0] += 1;
+                        match r.status.as_str() {
+                            "sent" => c[1] += 1,
+                            "failed" => c[2] += 1,
+                            "skipped" => c[3] += 1,
+                            "sending" => in_flight = true,
+                            _ => {}
+                        }
+                        true
+                    })?;
+                    let shown = if s.status == "cancelled" {
+                        "cancelled"
+                    } else if s.finished_at.is_some() {
+                        "done"
+                    } else if in_flight || c[1] + c[2] > 0 {
+                        "sending"
+                    } else if s.scheduled_at.is_some_and(|t| t > crate::model::rows::now_ms()) {
+                        "scheduled"
+                    } else {
+                        "pending"
+                    };
+                    id.append_value(s.send_id as i64);
+                    acct.append_value(&s.account_id);
+                    kind.append_value(&s.kind);
+                    status.append_value(shown);
+                    for (b, v) in counts.iter_mut().zip(c) {
+                        b.append_value(v);
+                    }
+                    created.append_value(s.created_at);
+                    finished.append_option(s.finished_at);
+                }
+                let mut out: Vec<ArrayRef> = vec![
+                    Arc::new(id.finish()),
+                    Arc::new(acct.finish()),
+                    Arc::new(kind.finish()),
+                    Arc::new(status.finish()),
+                ];
+                for mut b in counts {
+                    out.push(Arc::new(b.finish()));
+                }
+                out.push(Arc::new(created.finish()));
+                out.push(Arc::new(finished.finish()));
+                out
+            }
+            WechatTable::Recipients => {
+                let (mut id, mut contact) = (Int64Builder::new(), Int64Builder::new());
+                let (mut openid, mut status, mut reason) =
+                    (StringBuilder::new(), StringBuilder::new(), StringBuilder::new());
+                let mut at = tsb();
+                for s in self.store.scan_sends()? {
+                    self.store.scan_recipients(s.send_id, &mut |c, r| {
+                        id.append_value(s.send_id as i64);
+                        contact.append_value(c as i64);
+                        if r.openid.is_empty() {
+                            openid.append_null();
+                        } else {
+                            openid.append_value(&r.openid);
+                        }
+                        status.append_value(&r.status);
+                        reason.append_option(r.reason.as_deref());
+                        at.append_value(r.updated_at);
+                        true
+                    })?;
+                }
+                vec![
+                    Arc::new(id.finish()),
+                    Arc::new(contact.finish()),
+                    Arc::new(openid.finish()),
+                    Arc::new(status.finish()),
+                    Arc::new(reason.finish()),
+                    Arc::new(at.finish()),
+                ]
+            }
+        })
+    }
+}
+
+#[async_trait::async_trait]
+impl TableProvider for WechatTableProvider {
+    fn schema(&self) -> SchemaRef {
+        self.schema_of()
+    }
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+    async fn scan(
+        &self,
+        _state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        _filters: &[Expr],
+        _limit: Option<usize>,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        let cols = self
+            .rows()
+            .map_err(|e| DataFusionError::External(Box::new(e)))?;
+        let batch = RecordBatch::try_new(self.schema_of(), cols)?;
+        memory_exec(self.schema_of(), vec![batch], projection)
+    }
+}

@@ -1,0 +1,100 @@
+#!/usr/bin/env python3
+"""A local fake of the WeChat official-account API for cohortdb's tests.
+
+Usage: wechat_api.py PORT LOG_FILE
+
+Serves the real paths (/cgi-bin/token, /cgi-bin/message/mass/send,
+/cgi-bin/message/template/send, /cgi-bin/message/custom/send,
+/cgi-bin/message/subscribe/bizsend) with the real answer shapes, appends
+every call to LOG_FILE as one JSON line {"path", "query", "body", "ts"},
+and takes fault injection on POST /_control:
+  {"fail": {"<openid>": <errcode>}}      permanent errcode for that fan
+  {"transient_once": ["<openid>", ...]}  answer -1 once, then succeed
+  {"expire_token_once": true}            answer 40001 once (token expired)
+  {"http_500_once": true}                answer HTTP 500 once
+"""
+import json
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlparse
+
+LOCK = threading.Lock()
+STATE = {"token_n": 0, "fail": {}, "transient": set(), "expire": False, "http500": False}
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args):
+        pass
+
+    def answer(self, obj, status=200):
+        data = json.dumps(obj).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.send_header("Connection", "close")
+        self.end_headers()
+        self.wfile.write(data)
+
+    def record(self, body):
+        u = urlparse(self.path)
+        with LOCK, open(sys.argv[2], "a") as f:
+            f.write(json.dumps({"path": u.path, "query": parse_qs(u.query), "body": body,
+                                "ts": time.time()}) + "\n")
+
+    def do_GET(self):
+        u = urlparse(self.path)
+        self.record(None)
+        if u.path == "/cgi-bin/token":
+            q = parse_qs(u.query)
+            if q.get("secret") != ["fake-secret"]:
+                return self.answer({"errcode": 40125, "errmsg": "invalid appsecret"})
+            with LOCK:
+                STATE["token_n"] += 1
+                tok = "TOKEN%d" % STATE["token_n"]
+            return self.answer({"access_token": tok, "expires_in": 7200})
+        self.answer({"errcode": 404, "errmsg": "not found"}, 404)
+
+    def do_POST(self):
+        u = urlparse(self.path)
+        n = int(self.headers.get("Content-Length", "0"))
+        body = json.loads(self.rfile.read(n) or b"null")
+        if u.path == "/_control":
+            with LOCK:
+                STATE["fail"].update(body.get("fail", {}))
+                STATE["transient"].update(body.get("transient_once", []))
+                STATE["expire"] = body.get("expire_token_once", STATE["expire"])
+                STATE["http500"] = body.get("http_500_once", STATE["http500"])
+            return self.answer({"ok": True})
+        self.record(body)
+        token = parse_qs(u.query).get("access_token", [""])[0]
+        with LOCK:
+            if STATE["http500"]:
+                STATE["http500"] = False
+                return self.answer({"errmsg": "boom"}, 500)
+            if token != "TOKEN%d" % STATE["token_n"]:
+                return self.answer({"errcode": 40001, "errmsg": "invalid credential"})
+            if STATE["expire"]:
+                STATE["expire"] = False
+                STATE["token_n"] += 1
+                return self.answer({"errcode": 42001, "errmsg": "access_token expired"})
+            if u.path == "/cgi-bin/message/mass/send":
+                return self.answer({"errcode": 0, "errmsg": "send job submission success",
+                                    "msg_id": 1000, "msg_data_id": 2000})
+            touser = body.get("touser")
+            if touser in STATE["fail"]:
+                return self.answer({"errcode": STATE["fail"][touser], "errmsg": "fail"})
+            if touser in STATE["transient"]:
+                STATE["transient"].discard(touser)
+                return self.answer({"errcode": -1, "errmsg": "system error"})
+        if u.path in ("/cgi-bin/message/template/send", "/cgi-bin/message/custom/send",
+                      "/cgi-bin/message/subscribe/bizsend"):
+            return self.answer({"errcode": 0, "errmsg": "ok", "msgid": 1})
+        self.answer({"errcode": 404, "errmsg": "not found"}, 404)
+
+
+if __name__ == "__main__":
+    ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Handler).serve_forever()

@@ -1,0 +1,248 @@
+//! WeChat sends (SPEC §7) against a local fake of the WeChat API
+//! (`tests/fakes/wechat_api.py`, real paths and answers, every call
+//! logged): the platform rules with their reasons, delivery and the
+//! timeline events, permanent and transient errcodes, token refresh,
+//! subscribe-message consent, scheduling and cancel, refusals.
+
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+use cohortdb_tests::{exec, expect_sqlstate, simple_rows, TestServer};
+use serde_json::Value;
+
+struct Fake {
+    child: Child,
+    port: u16,
+    log: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Fake {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Fake {
+    fn start() -> Fake {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("calls.jsonl");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let script = cohortdb_tests::tests_dir().join("fakes/wechat_api.py");
+        let child = Command::new("python3")
+            .arg(script)
+            .arg(port.to_string())
+            .arg(&log)
+            .spawn()
+            .expect("python3");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "the fake WeChat API did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Fake {
+            child,
+            port,
+            log,
+            _dir: dir,
+        }
+    }
+
+    fn control(&self, body: &str) {
+        let out = Command::new("curl")
+            .args(["-sS", "-X", "POST", "--data-binary", body])
+            .arg(format!("http://127.0.0.1:{}/_control", self.port))
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+    }
+
+    fn calls(&self, path: &str) -> Vec<Value> {
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap())
+            .filter(|v| v["path"] == path)
+            .collect()
+    }
+}
+
+async fn send(client: &tokio_postgres::Client, sql: &str) -> String {
+    simple_rows(client, sql).await[0][0].clone().unwrap()
+}
+
+/// Waits until send `id` is done; returns its recipients `openid → (status, reason)`.
+async fn finished(client: &tokio_postgres::Client, id: &str) -> Vec<(String, String, String)> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let st = simple_rows(client, &format!("SELECT status FROM wechat_sends WHERE send_id = {id}")).await;
+        if st[0][0].as_deref() == Some("done") || st[0][0].as_deref() == Some("cancelled") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "send {id} did not finish: {st:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    simple_rows(
+        client,
+        &format!(
+            "SELECT coalesce(openid, ''), status, coalesce(reason, '') FROM wechat_send_recipients \
+             WHERE send_id = {id} ORDER BY 1"
+        ),
+    )
+    .await
+    .into_iter()
+    .map(|r| (r[0].clone().unwrap(), r[1].clone().unwrap(), r[2].clone().unwrap()))
+    .collect()
+}
+
+fn rec(o: &str, s: &str, r: &str) -> (String, String, String) {
+    (o.into(), s.into(), r.into())
+}
+
+#[tokio::test]
+async fn sends_follow_the_platform_rules() {
+    let fake = Fake::start();
+    let server = TestServer::start();
+    let c = server.client().await;
+    exec(
+        &c,
+        &format!(
+            "CALL wechat_add_account('wx_oa_main', 'wxappid1', 'service', 'http://127.0.0.1:{}', 'fake-secret')",
+            fake.port
+        ),
+    )
+    .await;
+    let accounts = simple_rows(&c, "SELECT * FROM wechat_accounts").await;
+    assert!(!format!("{accounts:?}").contains("fake-secret"));
+    // fans: o_1, o_2 follow now; o_3 followed 3 days ago; o_4 unfollowed; o_5 never followed
+    exec(
+        &c,
+        "INSERT INTO events (openid, channel_id, event, event_date) VALUES \
+         ('o_1', 'wx_oa_main', 'subscribe', now()), \
+         ('o_2', 'wx_oa_main', 'subscribe', now()), \
+         ('o_3', 'wx_oa_main', 'subscribe', now() - INTERVAL '3 days'), \
+         ('o_4', 'wx_oa_main', 'subscribe', now() - INTERVAL '2 days'), \
+         ('o_4', 'wx_oa_main', 'unsubscribe', now() - INTERVAL '1 day'), \
+         ('o_5', 'wx_oa_main', 'message', now())",
+    )
+    .await;
+
+    // mass send to all: followers only, one call with clientmsgid
+    let id = send(&c, "CALL wechat_mass_send('wx_oa_main', 'all', 'text', '{\"content\": \"hi\"}')").await;
+    let r = finished(&c, &id).await;
+    assert_eq!(
+        r,
+        vec![
+            rec("o_1", "sent", ""),
+            rec("o_2", "sent", ""),
+            rec("o_3", "sent", ""),
+            rec("o_4", "skipped", "not_follower"),
+            rec("o_5", "skipped", "not_follower"),
+        ]
+    );
+    let mass = fake.calls("/cgi-bin/message/mass/send");
+    assert_eq!(mass.len(), 1);
+    assert_eq!(mass[0]["body"]["touser"], serde_json::json!(["o_1", "o_2", "o_3"]));
+    assert_eq!(mass[0]["body"]["text"]["content"], "hi");
+    assert!(mass[0]["body"]["clientmsgid"].is_string());
+    let counts = simple_rows(
+        &c,
+        &format!("SELECT recipients, sent, failed, skipped FROM wechat_sends WHERE send_id = {id}"),
+    )
+    .await;
+    assert_eq!(counts[0], vec![Some("5".into()), Some("3".into()), Some("0".into()), Some("2".into())]);
+    let timeline = simple_rows(
+        &c,
+        &format!("SELECT count(*) FROM event_view WHERE event = 'wechat_mass_sent' AND s_send_id = '{id}'"),
+    )
+    .await;
+    assert_eq!(timeline[0][0].as_deref(), Some("3"));
+
+    // monthly limit: o_1 already got 4 this month
+    exec(
+        &c,
+        "INSERT INTO events (openid, channel_id, event, event_date) VALUES \
+         ('o_1', 'wx_oa_main', 'wechat_mass_sent', now()), ('o_1', 'wx_oa_main', 'wechat_mass_sent', now()), \
+         ('o_1', 'wx_oa_main', 'wechat_mass_sent', now())",
+    )
+    .await;
+    let id = send(&c, "CALL wechat_mass_send('wx_oa_main', 'all', 'text', '{\"content\": \"again\"}')").await;
+    let r = finished(&c, &id).await;
+    assert_eq!(r[0], rec("o_1", "skipped", "monthly_limit"));
+    assert_eq!(r[1], rec("o_2", "sent", ""));
+
+    // customer-service window: o_3's last inbound event is 3 days old
+    let id = send(&c, "CALL wechat_custom_send('wx_oa_main', 'all', 'text', '{\"content\": \"cs\"}')").await;
+    let r = finished(&c, &id).await;
+    assert_eq!(r[2], rec("o_3", "skipped", "outside_48h"));
+    assert_eq!(r[0].1, "sent");
+
+    // template: a permanent errcode fails that fan; a transient one is retried
+    fake.control(r#"{"fail": {"o_2": 43004}, "transient_once": ["o_1"], "expire_token_once": true}"#);
+    let id = send(
+        &c,
+        "CALL wechat_template_send('wx_oa_main', 'all', 'TPL_CART', '{\"first\": {\"value\": \"Hi\"}}', 'https://shop.example.com')",
+    )
+    .await;
+    let r = finished(&c, &id).await;
+    assert_eq!(r[0], rec("o_1", "sent", ""));
+    assert_eq!(r[1], rec("o_2", "failed", "errcode 43004"));
+    assert_eq!(r[2], rec("o_3", "sent", ""));
+    let tpl = fake.calls("/cgi-bin/message/template/send");
+    assert!(tpl.iter().any(|c| c["body"]["url"] == "https://shop.example.com"));
+    // o_1 was called twice (transient), never after success
+    let o1 = tpl.iter().filter(|c| c["body"]["touser"] == "o_1").count();
+    assert!(o1 >= 2, "{tpl:?}");
+    assert!(fake.calls("/cgi-bin/token").len() >= 2, "token refreshed after 42001");
+
+    // subscribe messages need an unused consent of that template
+    exec(
+        &c,
+        "INSERT INTO events (openid, channel_id, event, event_date, s_template_id) VALUES \
+         ('o_1', 'wx_oa_main', 'subscribe_msg_accept', now(), 'TPL_SUB')",
+    )
+    .await;
+    let id = send(&c, "CALL wechat_subscribe_send('wx_oa_main', 'all', 'TPL_SUB', '{\"thing1\": {\"value\": \"x\"}}')").await;
+    let r = finished(&c, &id).await;
+    assert_eq!(r[0], rec("o_1", "sent", ""));
+    assert_eq!(r[1], rec("o_2", "skipped", "no_consent"));
+    let id = send(&c, "CALL wechat_subscribe_send('wx_oa_main', 'all', 'TPL_SUB', '{\"thing1\": {\"value\": \"y\"}}')").await;
+    let r = finished(&c, &id).await;
+    assert_eq!(r[0], rec("o_1", "skipped", "no_consent"), "the consent was used");
+
+    // a scheduled send can be cancelled before it goes
+    let id = send(
+        &c,
+        "CALL wechat_mass_send('wx_oa_main', 'all', 'text', '{\"content\": \"later\"}', '2099-01-01 00:00:00+00')",
+    )
+    .await;
+    let st = simple_rows(&c, &format!("SELECT status FROM wechat_sends WHERE send_id = {id}")).await;
+    assert_eq!(st[0][0].as_deref(), Some("scheduled"));
+    exec(&c, &format!("CALL wechat_cancel_send({id})")).await;
+    let r = finished(&c, &id).await;
+    assert!(r.iter().all(|x| x.1 == "skipped"), "{r:?}");
+    assert!(r.iter().any(|x| x.2 == "cancelled"));
+
+    // refusals
+    expect_sqlstate(&c, "CALL wechat_mass_send('nope', 'all', 'text', '{}')", "42704").await;
+    expect_sqlstate(&c, "CALL wechat_mass_send('wx_oa_main', 'group_nope', 'text', '{}')", "42704").await;
+    expect_sqlstate(&c, "CALL wechat_mass_send('wx_oa_main', 'all', 'fax', '{}')", "22023").await;
+    expect_sqlstate(&c, "CALL wechat_mass_send('wx_oa_main', 'all', 'text', '{not json')", "22023").await;
+    expect_sqlstate(
+        &c,
+        "CALL wechat_add_account('wx_oa_main', 'a', 'service', 'http://x', 's')",
+        "42710",
+    )
+    .await;
+    expect_sqlstate(
+        &c,
+        "CALL wechat_add_account('wx_2', 'a', 'enterprise', 'http://x', 's')",
+        "22023",
+    )
+    .await;
+}

@@ -1,0 +1,480 @@
+//! The sender actor: delivers the pending recipients of the outbox.
+//!
+//! At start every `sending` recipient becomes `unknown` (a crash may have
+//! sent it). Then, in a loop: for each unfinished send that is due, take a
+//! chunk of pending recipients, commit them `sending`, call the API, and
+//! commit the result — `sent` together with the `wechat_*_sent` event on
+//! the contact's timeline in one batch, `failed` with `errcode <n>`, or
+//! back to `pending` with a later `not_before` for transient answers
+//! (`-1`, `45011`, HTTP 5xx, refused connections: backoff; `45009`: the
+//! next day). `40001`/`42001` refresh the access token once. An answer
+//! that never came leaves the recipients `unknown`. Mass sends go up to
+//! 10,000 openids a call with `clientmsgid` (`45065`, already sent, counts
+//! as sent); the others one recipient a call, several calls at once.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use cohortdb_storage::catalog::wechat::WechatAccountDef;
+use cohortdb_storage::codec::put_field;
+use cohortdb_storage::time::utc_day;
+use cohortdb_storage::wechat::{RecipientRecord, SendRecord};
+use cohortdb_storage::{EventKey, Store, ValueRef};
+use serde_json::{json, Value as Json};
+use tokio::sync::Mutex;
+
+use crate::client::{call, CallError};
+use crate::limits::Bucket;
+
+/// Settings of the sender.
+#[derive(Debug, Clone)]
+pub struct SenderSettings {
+    /// Recipients per minute per account (the platform's default limit).
+    pub recipients_per_minute: u64,
+    /// Calls in flight at once for per-recipient sends.
+    pub concurrency: usize,
+    /// Timeout of one API call.
+    pub call_timeout: Duration,
+    /// Transient failures tried before a recipient is `failed`.
+    pub max_attempts: u32,
+    /// How often the outbox is looked at when idle.
+    pub poll: Duration,
+}
+
+impl Default for SenderSettings {
+    fn default() -> Self {
+        SenderSettings {
+            recipients_per_minute: 30_000,
+            concurrency: 8,
+            call_timeout: Duration::from_secs(10),
+            max_attempts: 5,
+            poll: Duration::from_millis(200),
+        }
+    }
+}
+
+const MASS_CHUNK: usize = 10_000;
+
+/// How an API answer classifies.
+#[derive(Debug, Clone, PartialEq)]
+enum Verdict {
+    Sent,
+    TokenExpired,
+    Transient(String),
+    NextDay,
+    Failed(String),
+    Unknown(String),
+}
+
+fn verdict(r: Result<Json, CallError>) -> Verdict {
+    match r {
+        Ok(v) => match v.get("errcode").and_then(Json::as_i64).unwrap_or(0) {
+            0 | 45065 => Verdict::Sent,
+            40001 | 42001 => Verdict::TokenExpired,
+            -1 | 45011 => Verdict::Transient(format!("errcode {}", v["errcode"])),
+            45009 => Verdict::NextDay,
+            n => Verdict::Failed(format!("errcode {n}")),
+        },
+        Err(CallError::NotSent(e)) => Verdict::Transient(e),
+        Err(CallError::Status(s)) if s >= 500 => Verdict::Transient(format!("HTTP {s}")),
+        Err(CallError::Status(s)) => Verdict::Failed(format!("HTTP {s}")),
+        Err(CallError::NoAnswer(e)) => Verdict::Unknown(e),
+    }
+}
+
+struct State {
+    store: Arc<Store>,
+    settings: SenderSettings,
+    tokens: Mutex<HashMap<String, (String, i64)>>,
+    buckets: Mutex<HashMap<String, Bucket>>,
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// Starts the actor on the current runtime.
+pub fn spawn(store: Arc<Store>, settings: SenderSettings) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let st = Arc::new(State {
+            store,
+            settings,
+            tokens: Mutex::new(HashMap::new()),
+            buckets: Mutex::new(HashMap::new()),
+        });
+        if let Err(e) = recover(&st.store).await {
+            tracing::error!("WeChat sender: recovering the outbox failed: {e}");
+        }
+        loop {
+            let worked = match step(&st).await {
+                Ok(w) => w,
+                Err(e) => {
+                    tracing::warn!("WeChat sender: {e}");
+                    false
+                }
+            };
+            if !worked {
+                tokio::time::sleep(st.settings.poll).await;
+            }
+        }
+    })
+}
+
+/// `sending` recipients of unfinished sends become `unknown`.
+async fn recover(store: &Store) -> cohortdb_storage::Result<()> {
+    let now = now_ms();
+    let mut batch = store.batch();
+    for s in store.scan_sends()? {
+        if s.finished_at.is_some() {
+            continue;
+        }
+        store.scan_recipients(s.send_id, &mut |c, mut r| {
+            if r.status == "sending" {
+                r.status = "unknown".into();
+                r.reason = Some("interrupted during the API call (not retried)".into());
+                r.updated_at = now;
+                batch.put_recipient(s.send_id, c, &r);
+            }
+            true
+        })?;
+    }
+    store.commit(batch).await
+}
+
+async fn step(st: &Arc<State>) -> Result<bool, String> {
+    let now = now_ms();
+    let store = &st.store;
+    let mut worked = false;
+    for s in store.scan_sends().map_err(|e| e.to_string())? {
+        if s.finished_at.is_some() || s.status == "cancelled" {
+            continue;
+        }
+        if s.scheduled_at.is_some_and(|t| t > now) {
+            continue;
+        }
+        let limit = if s.kind == "mass" {
+            MASS_CHUNK
+        } else {
+            st.settings.concurrency * 4
+        };
+        let (mut due, mut waiting) = (Vec::new(), false);
+        store
+            .scan_recipients(s.send_id, &mut |c, r| {
+                if r.status == "pending" {
+                    if r.not_before <= now {
+                        if due.len() < limit {
+                            due.push((c, r));
+                        }
+                    } else {
+                        waiting = true;
+                    }
+                } else if r.status == "sending" {
+                    waiting = true;
+                }
+                true
+            })
+            .map_err(|e| e.to_string())?;
+        if due.is_empty() {
+            if !waiting {
+                let mut done = s.clone();
+                done.status = "done".into();
+                done.finished_at = Some(now);
+                let mut b = store.batch();
+                b.put_send(&done);
+                store.commit(b).await.map_err(|e| e.to_string())?;
+            }
+            continue;
+        }
+        let Some(account) = store
+            .catalog()
+            .data()
+            .wechat_accounts
+            .iter()
+            .find(|a| a.account_id == s.account_id)
+            .cloned()
+        else {
+            finish(st, &s, &due, &Verdict::Failed("account removed".into())).await?;
+            continue;
+        };
+        worked = true;
+        if s.kind == "mass" {
+            deliver(st, &account, &s, due).await?;
+        } else {
+            let mut tasks = Vec::new();
+            for one in due {
+                let (st2, account, s) = (st.clone(), account.clone(), s.clone());
+                tasks.push(tokio::spawn(async move {
+                    deliver(&st2, &account, &s, vec![one]).await
+                }));
+                if tasks.len() >= st.settings.concurrency.max(1) {
+                    for t in tasks.drain(..) {
+                        t.await.map_err(|e| e.to_string())??;
+                    }
+                }
+            }
+            for t in tasks {
+                t.await.map_err(|e| e.to_string())??;
+            }
+        }
+    }
+    Ok(worked)
+}
+
+/// Commits `recipients` as `sending`, calls the API once (mass) or for the
+/// one recipient, and commits the outcome.
+async fn deliver(
+    st: &State,
+    account: &WechatAccountDef,
+    s: &SendRecord,
+    recipients: Vec<(u64, RecipientRecord)>,
+) -> Result<(), String> {
+    let store = &st.store;
+    // the send may have been cancelled since the scan
+    if store
+        .get_send(s.send_id)
+        .map_err(|e| e.to_string())?
+        .is_some_and(|x| x.finished_at.is_some())
+    {
+        return Ok(());
+    }
+    let now = now_ms();
+    let mut b = store.batch();
+    let mut marked = Vec::with_capacity(recipients.len());
+    for (c, mut r) in recipients {
+        r.status = "sending".into();
+        r.attempts += 1;
+        r.updated_at = now;
+        b.put_recipient(s.send_id, c, &r);
+        marked.push((c, r));
+    }
+    store.commit(b).await.map_err(|e| e.to_string())?;
+    // rate limit
+    loop {
+        let wait = st
+            .buckets
+            .lock()
+            .await
+            .entry(account.account_id.clone())
+            .or_insert_with(|| Bucket::new(st.settings.recipients_per_minute))
+            .take(marked.len() as u64);
+        if wait.is_zero() {
+            break;
+        }
+        tokio::time::sleep(wait).await;
+    }
+    let mut refreshed = false;
+    let v = loop {
+        let token = match token(st, account, false).await {
+            Ok(t) => t,
+            Err(v) => break v,
+        };
+        let v = verdict(api_call(st, account, s, &marked, &token).await);
+        if v == Verdict::TokenExpired && !refreshed {
+            refreshed = true;
+            st.tokens.lock().await.remove(&account.account_id);
+            continue;
+        }
+        break v;
+    };
+    finish(st, s, &marked, &v).await
+}
+
+async fn api_call(
+    st: &State,
+    account: &WechatAccountDef,
+    s: &SendRecord,
+    marked: &[(u64, RecipientRecord)],
+    token: &str,
+) -> Result<Json, CallError> {
+    let base = &account.api_base_url;
+    let msg_type = s.msg_type.clone().unwrap_or_default();
+    let (path, body) = match s.kind.as_str() {
+        "mass" => (
+            "/cgi-bin/message/mass/send",
+            json!({
+                "touser": marked.iter().map(|(_, r)| r.openid.clone()).collect::<Vec<_>>(),
+                "msgtype": msg_type,
+                msg_type.clone(): s.content,
+                "send_ignore_reprint": 0,
+                "clientmsgid": format!("cohortdb-{}-{}", s.send_id, marked.first().map(|m| m.0).unwrap_or(0)),
+            }),
+        ),
+        "template" => {
+            let mut b = json!({
+                "touser": marked[0].1.openid,
+                "template_id": s.template_id,
+                "data": s.content,
+            });
+            if let Some(u) = &s.url {
+                b["url"] = json!(u);
+            }
+            ("/cgi-bin/message/template/send", b)
+        }
+        "custom" => (
+            "/cgi-bin/message/custom/send",
+            json!({
+                "touser": marked[0].1.openid,
+                "msgtype": msg_type,
+                msg_type.clone(): s.content,
+            }),
+        ),
+        _ => (
+            "/cgi-bin/message/subscribe/bizsend",
+            json!({
+                "touser": marked[0].1.openid,
+                "template_id": s.template_id,
+                "data": s.content,
+            }),
+        ),
+    };
+    call(
+        &format!("{base}{path}?access_token={token}"),
+        Some(&body),
+        st.settings.call_timeout,
+    )
+    .await
+}
+
+/// The cached access token of `account`, fetched when missing or expired.
+async fn token(st: &State, account: &WechatAccountDef, _force: bool) -> Result<String, Verdict> {
+    let now = now_ms();
+    if let Some((t, until)) = st.tokens.lock().await.get(&account.account_id) {
+        if *until > now {
+            return Ok(t.clone());
+        }
+    }
+    let url = format!(
+        "{}/cgi-bin/token?grant_type=client_credential&appid={}&secret={}",
+        account.api_base_url, account.app_id, account.app_secret
+    );
+    match call(&url, None, st.settings.call_timeout).await {
+        Ok(v) => match v.get("access_token").and_then(Json::as_str) {
+            Some(t) => {
+                let secs = v.get("expires_in").and_then(Json::as_i64).unwrap_or(7200);
+                st.tokens.lock().await.insert(
+                    account.account_id.clone(),
+                    (t.to_string(), now + (secs - 60).max(1) * 1000),
+                );
+                Ok(t.to_string())
+            }
+            None => Err(match v.get("errcode").and_then(Json::as_i64) {
+                Some(-1) | None => Verdict::Transient("token: no access_token".into()),
+                Some(n) => Verdict::Failed(format!("token errcode {n}")),
+            }),
+        },
+        // no token request reached WeChat's send API: nothing was sent
+        Err(e) => Err(Verdict::Transient(format!("token: {e}"))),
+    }
+}
+
+/// Commits the outcome `v` for `marked` (and the timeline events of sent ones).
+async fn finish(
+    st: &State,
+    s: &SendRecord,
+    marked: &[(u64, RecipientRecord)],
+    v: &Verdict,
+) -> Result<(), String> {
+    let store = &st.store;
+    let now = now_ms();
+    let mut b = store.batch();
+    let catalog = store.catalog();
+    let event = format!("wechat_{}_sent", s.kind);
+    let event_type = catalog.event_type(&event).map(|t| t.id);
+    let prop = |n: &str| catalog.property(n).map(|p| p.id);
+    let (send_prop, template_prop) = (prop("s_send_id"), prop("s_template_id"));
+    let mut max_seq = 0;
+    for (c, r) in marked {
+        let mut r = r.clone();
+        r.updated_at = now;
+        match v {
+            Verdict::Sent => {
+                r.status = "sent".into();
+                r.reason = None;
+                if let Some(et) = event_type {
+                    let mut value = Vec::new();
+                    put_field(
+                        &mut value,
+                        cohortdb_storage::catalog::EVENT_CHANNEL_FIELD,
+                        ValueRef::Str(&s.account_id),
+                    );
+                    let mut fields: Vec<(u32, String)> = Vec::new();
+                    if let Some(p) = send_prop {
+                        fields.push((p, s.send_id.to_string()));
+                    }
+                    if let (Some(p), Some(t)) = (template_prop, &s.template_id) {
+                        fields.push((p, t.clone()));
+                    }
+                    fields.sort();
+                    for (p, v) in &fields {
+                        put_field(&mut value, *p, ValueRef::Str(v));
+                    }
+                    let seq = store.alloc_event_seqs(1);
+                    max_seq = max_seq.max(seq);
+                    b.put_event(
+                        &EventKey {
+                            day: utc_day(now),
+                            event_type: et,
+                            contact: *c,
+                            ts_ms: now,
+                            seq,
+                        },
+                        &value,
+                    );
+                }
+            }
+            Verdict::Failed(reason) => {
+                r.status = "failed".into();
+                r.reason = Some(reason.clone());
+            }
+            Verdict::Unknown(reason) => {
+                r.status = "unknown".into();
+                r.reason = Some(format!("no answer from WeChat: {reason}"));
+            }
+            Verdict::Transient(_) | Verdict::TokenExpired
+                if r.attempts >= st.settings.max_attempts =>
+            {
+                r.status = "failed".into();
+                r.reason = Some(format!("gave up after {} attempts", r.attempts));
+            }
+            Verdict::Transient(_) | Verdict::TokenExpired => {
+                r.status = "pending".into();
+                r.not_before = now + 500 * (1i64 << r.attempts.min(10));
+            }
+            Verdict::NextDay => {
+                r.status = "pending".into();
+                r.not_before = (now.div_euclid(86_400_000) + 1) * 86_400_000;
+            }
+        }
+        b.put_recipient(s.send_id, *c, &r);
+    }
+    if max_seq > 0 {
+        b.note_event_seq(max_seq);
+    }
+    store.commit(b).await.map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errcodes_classify() {
+        assert_eq!(verdict(Ok(json!({"errcode": 0}))), Verdict::Sent);
+        assert_eq!(verdict(Ok(json!({"errcode": 45065}))), Verdict::Sent);
+        assert_eq!(verdict(Ok(json!({"errcode": 40001}))), Verdict::TokenExpired);
+        assert!(matches!(verdict(Ok(json!({"errcode": -1}))), Verdict::Transient(_)));
+        assert!(matches!(verdict(Ok(json!({"errcode": 45011}))), Verdict::Transient(_)));
+        assert_eq!(verdict(Ok(json!({"errcode": 45009}))), Verdict::NextDay);
+        assert_eq!(
+            verdict(Ok(json!({"errcode": 43004}))),
+            Verdict::Failed("errcode 43004".into())
+        );
+        assert!(matches!(verdict(Err(CallError::Status(502))), Verdict::Transient(_)));
+        assert!(matches!(verdict(Err(CallError::NoAnswer("x".into()))), Verdict::Unknown(_)));
+        assert!(matches!(verdict(Err(CallError::NotSent("x".into()))), Verdict::Transient(_)));
+    }
+}
