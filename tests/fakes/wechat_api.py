@@ -6,12 +6,14 @@ Usage: wechat_api.py PORT LOG_FILE
 Serves the real paths (/cgi-bin/token, /cgi-bin/message/mass/send,
 /cgi-bin/message/template/send, /cgi-bin/message/custom/send,
 /cgi-bin/message/subscribe/bizsend) with the real answer shapes, appends
-every call to LOG_FILE as one JSON line {"path", "query", "body", "ts"},
+every call to LOG_FILE as one JSON line {"path", "query", "body", "ts",
+"errcode"} (the errcode it answered; -500 for HTTP 500),
 and takes fault injection on POST /_control:
   {"fail": {"<openid>": <errcode>}}      permanent errcode for that fan
   {"transient_once": ["<openid>", ...]}  answer -1 once, then succeed
   {"expire_token_once": true}            answer 40001 once (token expired)
   {"http_500_once": true}                answer HTTP 500 once
+  {"latency_ms": 20}                     wait this long before each send answer
 """
 import json
 import sys
@@ -20,8 +22,9 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlparse
 
-LOCK = threading.Lock()
-STATE = {"token_n": 0, "fail": {}, "transient": set(), "expire": False, "http500": False}
+LOCK = threading.RLock()
+STATE = {"token_n": 0, "fail": {}, "transient": set(), "expire": False, "http500": False,
+         "latency": 0.0}
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -31,6 +34,8 @@ class Handler(BaseHTTPRequestHandler):
         pass
 
     def answer(self, obj, status=200):
+        if getattr(self, "body", None) is not None or self.command == "GET":
+            self.record(self.body, obj.get("errcode", 0) if status == 200 else -status)
         data = json.dumps(obj).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
@@ -39,15 +44,15 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
-    def record(self, body):
+    def record(self, body, errcode):
         u = urlparse(self.path)
         with LOCK, open(sys.argv[2], "a") as f:
             f.write(json.dumps({"path": u.path, "query": parse_qs(u.query), "body": body,
-                                "ts": time.time()}) + "\n")
+                                "ts": time.time(), "errcode": errcode}) + "\n")
 
     def do_GET(self):
         u = urlparse(self.path)
-        self.record(None)
+        self.body = None
         if u.path == "/cgi-bin/token":
             q = parse_qs(u.query)
             if q.get("secret") != ["fake-secret"]:
@@ -62,14 +67,18 @@ class Handler(BaseHTTPRequestHandler):
         u = urlparse(self.path)
         n = int(self.headers.get("Content-Length", "0"))
         body = json.loads(self.rfile.read(n) or b"null")
+        self.body = None
         if u.path == "/_control":
             with LOCK:
                 STATE["fail"].update(body.get("fail", {}))
                 STATE["transient"].update(body.get("transient_once", []))
                 STATE["expire"] = body.get("expire_token_once", STATE["expire"])
                 STATE["http500"] = body.get("http_500_once", STATE["http500"])
+                STATE["latency"] = body.get("latency_ms", STATE["latency"] * 1000) / 1000.0
             return self.answer({"ok": True})
-        self.record(body)
+        self.body = body
+        if STATE["latency"]:
+            time.sleep(STATE["latency"])
         token = parse_qs(u.query).get("access_token", [""])[0]
         with LOCK:
             if STATE["http500"]:

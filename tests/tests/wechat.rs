@@ -246,3 +246,87 @@ async fn sends_follow_the_platform_rules() {
     )
     .await;
 }
+
+/// kill -9 while a send is under way, several times: after each restart no
+/// fan was called twice, and at the end every recipient is `sent` or
+/// `unknown` (the ones in flight at a kill) and the counts add up.
+#[tokio::test]
+async fn kill_9_during_a_send_never_sends_twice() {
+    let fake = Fake::start();
+    fake.control(r#"{"latency_ms": 15}"#);
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("d");
+    let fans = 400;
+    let id;
+    {
+        let server = TestServer::start_with(&data, &[]);
+        let c = server.client().await;
+        exec(
+            &c,
+            &format!(
+                "CALL wechat_add_account('wx_k', 'wxk', 'service', 'http://127.0.0.1:{}', 'fake-secret')",
+                fake.port
+            ),
+        )
+        .await;
+        exec(
+            &c,
+            &format!(
+                "INSERT INTO events (openid, channel_id, event, event_date) \
+                 SELECT 'f_' || x, 'wx_k', 'subscribe', now() FROM generate_series(1, {fans}) t(x)"
+            ),
+        )
+        .await;
+        id = send(&c, "CALL wechat_template_send('wx_k', 'all', 'TPL', '{\"a\": {\"value\": \"b\"}}')").await;
+        drop(c);
+        let mut server = server;
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        server.kill9();
+    }
+    let mut rounds = 1;
+    loop {
+        let mut server = TestServer::start_with(&data, &[]);
+        let c = server.client().await;
+        let st = simple_rows(&c, &format!("SELECT status FROM wechat_sends WHERE send_id = {id}")).await;
+        if st[0][0].as_deref() == Some("done") || rounds >= 4 {
+            let r = finished(&c, &id).await;
+            assert_eq!(r.len(), fans);
+            let calls = fake.calls("/cgi-bin/message/template/send");
+            let mut per_fan = std::collections::HashMap::new();
+            // calls WeChat accepted (a 40001 or -1 answer sent nothing)
+            for call in calls.iter().filter(|c| c["errcode"] == 0) {
+                *per_fan.entry(call["body"]["touser"].as_str().unwrap().to_string()).or_insert(0) += 1;
+            }
+            assert!(per_fan.values().all(|n| *n == 1), "a fan was called twice");
+            for (openid, status, _) in &r {
+                match status.as_str() {
+                    "sent" => assert_eq!(per_fan.get(openid), Some(&1), "{openid} sent without a call"),
+                    "unknown" => {}
+                    other => panic!("{openid} ended {other}"),
+                }
+            }
+            let counts = simple_rows(
+                &c,
+                &format!("SELECT recipients, sent + failed + skipped FROM wechat_sends WHERE send_id = {id}"),
+            )
+            .await;
+            let unknown = r.iter().filter(|x| x.1 == "unknown").count();
+            assert_eq!(counts[0][0].as_deref(), Some(fans.to_string().as_str()));
+            assert_eq!(
+                counts[0][1].as_deref(),
+                Some((fans - unknown).to_string().as_str())
+            );
+            let timeline = simple_rows(
+                &c,
+                &format!("SELECT count(*) FROM event_view WHERE event = 'wechat_template_sent' AND s_send_id = '{id}'"),
+            )
+            .await;
+            assert_eq!(timeline[0][0].as_deref(), Some((fans - unknown).to_string().as_str()));
+            break;
+        }
+        drop(c);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        server.kill9();
+        rounds += 1;
+    }
+}

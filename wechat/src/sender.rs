@@ -342,7 +342,10 @@ async fn api_call(
 /// The cached access token of `account`, fetched when missing or expired.
 async fn token(st: &State, account: &WechatAccountDef, _force: bool) -> Result<String, Verdict> {
     let now = now_ms();
-    if let Some((t, until)) = st.tokens.lock().await.get(&account.account_id) {
+    // held while fetching: concurrent calls wait for one fetch instead of
+    // each fetching a token that invalidates the others'
+    let mut tokens = st.tokens.lock().await;
+    if let Some((t, until)) = tokens.get(&account.account_id) {
         if *until > now {
             return Ok(t.clone());
         }
@@ -355,7 +358,7 @@ async fn token(st: &State, account: &WechatAccountDef, _force: bool) -> Result<S
         Ok(v) => match v.get("access_token").and_then(Json::as_str) {
             Some(t) => {
                 let secs = v.get("expires_in").and_then(Json::as_i64).unwrap_or(7200);
-                st.tokens.lock().await.insert(
+                tokens.insert(
                     account.account_id.clone(),
                     (t.to_string(), now + (secs - 60).max(1) * 1000),
                 );
