@@ -75,6 +75,7 @@ pub async fn run(cfg: Config, demo: bool) -> Result<(), String> {
             .map_err(|e| format!("loading demo data failed: {e}"))?;
     }
     let scheduler = scheduler::spawn(engine.clone(), tz);
+    let journeys = cohortdb_journeys::spawn(engine.clone());
     let wechat_sender = cohortdb_wechat::spawn(
         store.clone(),
         cohortdb_wechat::SenderSettings {
@@ -167,6 +168,7 @@ pub async fn run(cfg: Config, demo: bool) -> Result<(), String> {
     tasks.abort_all();
     scheduler.abort();
     wechat_sender.abort();
+    journeys.abort();
     store
         .shutdown()
         .map_err(|e| format!("flush at shutdown failed: {e}"))?;

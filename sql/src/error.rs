@@ -74,6 +74,10 @@ pub enum SqlError {
     /// 42501: not allowed for this user.
     #[error("{0}")]
     InsufficientPrivilege(String),
+    /// 55000: the object is not in the state the statement needs (a
+    /// published journey edited, a running one deleted).
+    #[error("{0}")]
+    ObjectState(String),
     /// 57014: cancelled or timed out.
     #[error("{0}")]
     Cancelled(String),

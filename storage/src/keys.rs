@@ -29,6 +29,8 @@ pub mod cf {
     pub const AUDIT: &str = "audit";
     /// The WeChat outbox: sends and recipients (see `crate::wechat`).
     pub const WECHAT: &str = "wechat";
+    /// Journey runs and step statistics (see `crate::journeys`).
+    pub const JOURNEYS: &str = "journeys";
 
     /// All column families, in open order.
     pub const ALL: &[&str] = &[
@@ -43,6 +45,7 @@ pub mod cf {
         DEDUPE,
         AUDIT,
         WECHAT,
+        JOURNEYS,
     ];
 }
 

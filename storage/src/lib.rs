@@ -13,6 +13,7 @@ pub mod codec;
 pub mod dedupe;
 pub mod error;
 pub mod groups;
+pub mod journeys;
 pub mod keys;
 pub mod store;
 pub mod time;

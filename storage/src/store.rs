@@ -68,6 +68,9 @@ pub struct Store {
     user_row: AtomicU64,
     pub(crate) audit_head: Mutex<crate::audit::Head>,
     pub(crate) wechat_send: AtomicU64,
+    pub(crate) journey_run: AtomicU64,
+    /// Keys of events committed by ingest, for whoever listens (journeys).
+    committed_events: tokio::sync::broadcast::Sender<Arc<Vec<EventKey>>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -192,6 +195,7 @@ impl Store {
         let user_row = counter(keys::COUNTER_USER_ROW)?;
         let audit_head = crate::audit::last_head(&db)?;
         let wechat_send = crate::wechat::last_send_id(&db)?;
+        let journey_run = crate::journeys::last_run_id(&db)?;
         let (writer, thread) = WriterHandle::spawn(db.clone(), opts.sync, opts.writer_queue);
         Ok(Arc::new(Store {
             db,
@@ -205,6 +209,8 @@ impl Store {
             user_row: AtomicU64::new(user_row),
             audit_head: Mutex::new(audit_head),
             wechat_send: AtomicU64::new(wechat_send),
+            journey_run: AtomicU64::new(journey_run),
+            committed_events: tokio::sync::broadcast::channel(4096).0,
         }))
     }
 
@@ -266,7 +272,28 @@ impl Store {
 
     /// Commits a statement's events together with `batch` (contact updates,
     /// counters). Large sets are written as sorted SST files and ingested.
-    pub async fn commit_events(&self, events: EventBulk, mut batch: Batch) -> Result<()> {
+    pub async fn commit_events(&self, events: EventBulk, batch: Batch) -> Result<()> {
+        let keys = (self.committed_events.receiver_count() > 0).then(|| {
+            let mut keys = Vec::with_capacity(events.len());
+            events.for_each(|k, _| keys.extend(EventKey::decode(k)));
+            Arc::new(keys)
+        });
+        let r = self.commit_events_inner(events, batch).await;
+        if let (Ok(()), Some(keys)) = (&r, keys) {
+            let _ = self.committed_events.send(keys);
+        }
+        r
+    }
+
+    /// Events committed by ingest (INSERT, COPY, the collector) from now
+    /// on, announced after they are durable.
+    pub fn subscribe_committed_events(
+        &self,
+    ) -> tokio::sync::broadcast::Receiver<Arc<Vec<EventKey>>> {
+        self.committed_events.subscribe()
+    }
+
+    async fn commit_events_inner(&self, events: EventBulk, mut batch: Batch) -> Result<()> {
         if events.len() < SST_INGEST_MIN_EVENTS {
             let events_cf = self.cf(cf::EVENTS);
             events.for_each(|k, v| batch.wb.put_cf(events_cf, k, v));

@@ -34,6 +34,7 @@ fn sql_code(e: &SqlError) -> &'static str {
         SqlError::Unsupported(_) => "0A000",
         SqlError::DependentObjects(_) => "2BP01",
         SqlError::InsufficientPrivilege(_) => "42501",
+        SqlError::ObjectState(_) => "55000",
         SqlError::Cancelled(_) => "57014",
         SqlError::BadCopyFile(_) => "22P04",
         SqlError::ProgramLimit(_) => "54000",

@@ -37,6 +37,14 @@ pub fn dml(op: &str, table: &str) -> Option<Audited> {
     }
 }
 
+/// The first argument of a call as written (a journey id), without quotes.
+fn first_arg(call: &crate::statement::ProcedureCall) -> String {
+    call.args
+        .first()
+        .map(|e| e.to_string().trim_matches('\'').to_string())
+        .unwrap_or_default()
+}
+
 /// The entry `stmt` leaves after it succeeds, if any.
 pub fn audited(stmt: &Statement) -> Option<Audited> {
     match stmt {
@@ -98,6 +106,10 @@ pub fn audited(stmt: &Statement) -> Option<Audited> {
                 entry(call.procedure.name(), "wechat_send", "")
             }
             Procedure::WechatCancelSend => entry("wechat_cancel_send", "wechat_send", ""),
+            Procedure::CreateJourney => entry("journey_create", "journey", &first_arg(call)),
+            Procedure::PublishJourney => entry("journey_publish", "journey", &first_arg(call)),
+            Procedure::StopJourney => entry("journey_stop", "journey", &first_arg(call)),
+            Procedure::DeleteJourney => entry("journey_delete", "journey", &first_arg(call)),
             Procedure::CollectorAddApp => entry("collector_add_app", "collector_app", ""),
             Procedure::CollectorSetWechatToken => {
                 entry("collector_set_wechat_token", "wechat_account", "")

@@ -103,6 +103,10 @@ pub fn check_statement(stmt: &Statement, roles: RoleSet, user: &str) -> Result<(
             | Procedure::WechatCustomSend
             | Procedure::WechatSubscribeSend
             | Procedure::WechatCancelSend => need_operate(roles, "to send WeChat messages"),
+            Procedure::CreateJourney
+            | Procedure::PublishJourney
+            | Procedure::StopJourney
+            | Procedure::DeleteJourney => need_operate(roles, "to manage journeys"),
             Procedure::SetDedupeRule => need_admin(roles, "to set the dedupe rule"),
             Procedure::CollectorAddApp | Procedure::CollectorSetWechatToken => {
                 need_admin(roles, "to configure the collector")

@@ -12,6 +12,7 @@
 //! `identity`, `segments`, `pgcompat`, `runtime`, `model`, `error`.
 
 pub mod copy;
+pub mod journeys;
 pub mod ddl;
 pub mod procedures;
 pub mod query;

@@ -60,7 +60,12 @@ pub fn result_schema(call: &ProcedureCall) -> Option<SchemaRef> {
         | Procedure::WechatTemplateSend
         | Procedure::WechatCustomSend
         | Procedure::WechatSubscribeSend => Some(super::wechat::send_schema()),
-        Procedure::WechatAddAccount | Procedure::WechatCancelSend => None,
+        Procedure::WechatAddAccount
+        | Procedure::WechatCancelSend
+        | Procedure::CreateJourney
+        | Procedure::PublishJourney
+        | Procedure::StopJourney
+        | Procedure::DeleteJourney => None,
         Procedure::Identify | Procedure::DedupeContacts => {
             crate::identity::procedures::result_schema(call.procedure.name(), &call.arg_refs())
         }
@@ -113,6 +118,14 @@ pub async fn call(ctx: &StatementContext, call: &ProcedureCall) -> Result<Reply>
         | Procedure::WechatSubscribeSend => {
             let args = text_args(&a)?;
             super::wechat::send(ctx, call.procedure, &args).await
+        }
+        Procedure::CreateJourney => super::journeys::create(ctx, &text_args(&a)?).await,
+        Procedure::PublishJourney => {
+            super::journeys::set_status(ctx, &text_args(&a)?, "publish").await
+        }
+        Procedure::StopJourney => super::journeys::set_status(ctx, &text_args(&a)?, "stop").await,
+        Procedure::DeleteJourney => {
+            super::journeys::set_status(ctx, &text_args(&a)?, "delete").await
         }
         Procedure::WechatCancelSend => {
             let args = text_args(&a)?;

@@ -187,7 +187,12 @@ pub async fn send(ctx: &StatementContext, procedure: Procedure, a: &[String]) ->
             ))
         })?;
     let audience = a[1].clone();
-    if audience != "all" && !catalog.data().groups.iter().any(|g| g.name == audience) {
+    // `contact:<id>`: one contact (journeys send this way)
+    let single: Option<u64> = audience.strip_prefix("contact:").and_then(|s| s.parse().ok());
+    if audience != "all"
+        && single.is_none()
+        && !catalog.data().groups.iter().any(|g| g.name == audience)
+    {
         return Err(SqlError::UndefinedObject(format!(
             "group \"{audience}\" does not exist (audience is 'all' or a group id)"
         )));
@@ -242,7 +247,9 @@ pub async fn send(ctx: &StatementContext, procedure: Procedure, a: &[String]) ->
         }
         true
     })?;
-    let mut audience_ids: Vec<u64> = if audience == "all" {
+    let mut audience_ids: Vec<u64> = if let Some(c) = single {
+        vec![c]
+    } else if audience == "all" {
         openids.keys().copied().collect()
     } else {
         pairs(

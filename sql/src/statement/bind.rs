@@ -106,7 +106,11 @@ fn procedure_arg_type(procedure: Procedure, arg: usize) -> DataType {
             | Procedure::WechatMassSend
             | Procedure::WechatTemplateSend
             | Procedure::WechatCustomSend
-            | Procedure::WechatSubscribeSend,
+            | Procedure::WechatSubscribeSend
+            | Procedure::CreateJourney
+            | Procedure::PublishJourney
+            | Procedure::StopJourney
+            | Procedure::DeleteJourney,
             _,
         ) => DataType::Utf8,
         (Procedure::WechatCancelSend, _) => DataType::Int64,

@@ -40,6 +40,14 @@ pub enum Procedure {
     WechatSubscribeSend,
     /// `wechat_cancel_send(send_id)`.
     WechatCancelSend,
+    /// `create_journey(journey_id, definition_json)`.
+    CreateJourney,
+    /// `publish_journey(journey_id)`.
+    PublishJourney,
+    /// `stop_journey(journey_id)`.
+    StopJourney,
+    /// `delete_journey(journey_id)`.
+    DeleteJourney,
 }
 
 impl Procedure {
@@ -60,6 +68,10 @@ impl Procedure {
         Procedure::WechatCustomSend,
         Procedure::WechatSubscribeSend,
         Procedure::WechatCancelSend,
+        Procedure::CreateJourney,
+        Procedure::PublishJourney,
+        Procedure::StopJourney,
+        Procedure::DeleteJourney,
     ];
 
     /// The name `CALL` uses.
@@ -80,6 +92,10 @@ impl Procedure {
             Procedure::WechatCustomSend => "wechat_custom_send",
             Procedure::WechatSubscribeSend => "wechat_subscribe_send",
             Procedure::WechatCancelSend => "wechat_cancel_send",
+            Procedure::CreateJourney => "create_journey",
+            Procedure::PublishJourney => "publish_journey",
+            Procedure::StopJourney => "stop_journey",
+            Procedure::DeleteJourney => "delete_journey",
         }
     }
 

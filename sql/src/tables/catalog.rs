@@ -34,6 +34,9 @@ pub const BUILTIN_RELATIONS: &[&str] = &[
     "wechat_accounts",
     "wechat_sends",
     "wechat_send_recipients",
+    "journeys",
+    "journey_runs",
+    "journey_step_stats",
 ];
 
 /// Shared state the providers need.
@@ -120,6 +123,15 @@ impl CohortSchema {
                     _ => WechatTable::Recipients,
                 };
                 Arc::new(WechatTableProvider::new(e.store.clone(), t, e.session_tz.clone()))
+            }
+            "journeys" | "journey_runs" | "journey_step_stats" => {
+                use crate::tables::journeys::{JourneyTable, JourneyTableProvider};
+                let t = match name {
+                    "journeys" => JourneyTable::Journeys,
+                    "journey_runs" => JourneyTable::Runs,
+                    _ => JourneyTable::Stats,
+                };
+                Arc::new(JourneyTableProvider::new(e.store.clone(), t, e.session_tz.clone()))
             }
             "audit_log" => Arc::new(crate::tables::audit::AuditLogTable::new(
                 e.store.clone(),

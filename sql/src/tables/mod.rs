@@ -13,6 +13,7 @@ pub mod contacts;
 pub mod events;
 pub mod groups;
 pub mod identities;
+pub mod journeys;
 pub mod meta;
 pub mod user;
 pub mod wechat;

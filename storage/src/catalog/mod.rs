@@ -157,6 +157,9 @@ pub struct CatalogData {
     /// Official accounts sends go through.
     #[serde(default)]
     pub wechat_accounts: Vec<wechat::WechatAccountDef>,
+    /// Customer journeys.
+    #[serde(default)]
+    pub journeys: Vec<wechat::JourneyDef>,
 }
 
 /// Field id of `channel_id` inside event values.
@@ -335,6 +338,7 @@ impl CatalogData {
             collector_apps: vec![],
             wechat_tokens: vec![],
             wechat_accounts: vec![],
+            journeys: vec![],
         }
     }
 }

@@ -1,4 +1,5 @@
-//! Catalog entries of WeChat official accounts (`wechat_add_account`).
+//! Catalog entries of WeChat official accounts (`wechat_add_account`) and
+//! of customer journeys (`create_journey`), which send through them.
 
 use serde::{Deserialize, Serialize};
 
@@ -17,4 +18,23 @@ pub struct WechatAccountDef {
     pub app_secret: String,
     /// When it was added (ms).
     pub created_at: i64,
+}
+
+/// A customer journey (`create_journey`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct JourneyDef {
+    /// Id (`j_…`).
+    pub id: String,
+    /// Name from the definition.
+    pub name: String,
+    /// `draft`, `published` or `stopped`.
+    pub status: String,
+    /// Incremented when a draft is replaced.
+    pub version: u32,
+    /// The definition (JSON text, as validated).
+    pub definition: String,
+    /// Created (ms).
+    pub created_at: i64,
+    /// Last change (ms).
+    pub updated_at: i64,
 }

@@ -1,0 +1,526 @@
+//! The journey actor: one task that owns every run transition.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use cohortdb_sql::handler::journeys::{Cond, Definition, StepKind, Trigger};
+use cohortdb_sql::{Engine, Outcome, Session};
+use cohortdb_storage::journeys::{RunRecord, StepStats};
+use cohortdb_storage::{EventKey, Store};
+use serde_json::Value as Json;
+use tokio::sync::broadcast::error::RecvError;
+
+/// How often timers and group schedules are looked at.
+const TICK: Duration = Duration::from_millis(200);
+
+fn now_ms() -> i64 {
+    cohortdb_sql::model::rows::now_ms()
+}
+
+fn rfc3339(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .unwrap_or_default()
+        .format("%Y-%m-%dT%H:%M:%S%.3fZ")
+        .to_string()
+}
+
+fn sql_literal(v: &Json) -> String {
+    match v {
+        Json::Null => "NULL".into(),
+        Json::Bool(b) => b.to_string(),
+        Json::Number(n) => n.to_string(),
+        Json::String(s) => format!("'{}'", s.replace('\'', "''")),
+        other => format!("'{}'", other.to_string().replace('\'', "''")),
+    }
+}
+
+struct Runner {
+    engine: Arc<Engine>,
+    store: Arc<Store>,
+    session: Session,
+    defs: HashMap<(String, u32), Arc<Definition>>,
+    stats: HashMap<(String, String), StepStats>,
+}
+
+/// Starts the journey actor on the current runtime.
+pub fn spawn(engine: Arc<Engine>) -> tokio::task::JoinHandle<()> {
+    let store = engine.store().clone();
+    // subscribe first: no event committed from now on is missed
+    let mut rx = store.subscribe_committed_events();
+    tokio::spawn(async move {
+        let session = engine.session();
+        let mut r = Runner {
+            engine,
+            store,
+            session,
+            defs: HashMap::new(),
+            stats: HashMap::new(),
+        };
+        if let Err(e) = r.recover().await {
+            tracing::error!("journeys: recovery failed: {e}");
+        }
+        loop {
+            tokio::select! {
+                got = rx.recv() => match got {
+                    Ok(keys) => {
+                        if let Err(e) = r.on_events(&keys).await {
+                            tracing::warn!("journeys: {e}");
+                        }
+                    }
+                    Err(RecvError::Lagged(n)) => {
+                        tracing::warn!("journeys: {n} event batches were not seen (ingest outran the engine)");
+                    }
+                    Err(RecvError::Closed) => break,
+                },
+                _ = tokio::time::sleep(TICK) => {}
+            }
+            if let Err(e) = r.on_tick().await {
+                tracing::warn!("journeys: {e}");
+            }
+        }
+    })
+}
+
+type Res<T> = Result<T, String>;
+
+impl Runner {
+    /// The published journeys with their parsed definitions.
+    fn published(&mut self) -> Vec<(String, u32, Arc<Definition>)> {
+        let catalog = self.store.catalog();
+        let mut out = Vec::new();
+        for j in &catalog.data().journeys {
+            if j.status != "published" {
+                continue;
+            }
+            if let Some(d) = self.def(&j.id, j.version, &j.definition) {
+                out.push((j.id.clone(), j.version, d));
+            }
+        }
+        out
+    }
+
+    fn def(&mut self, id: &str, version: u32, text: &str) -> Option<Arc<Definition>> {
+        let key = (id.to_string(), version);
+        if let Some(d) = self.defs.get(&key) {
+            return Some(d.clone());
+        }
+        match Definition::parse(text) {
+            Ok(d) => {
+                let d = Arc::new(d);
+                self.defs.insert(key, d.clone());
+                Some(d)
+            }
+            Err(e) => {
+                tracing::warn!("journeys: {id} does not parse: {e}");
+                None
+            }
+        }
+    }
+
+    /// The current definition and status of journey `id`.
+    fn journey(&mut self, id: &str) -> Option<(String, Arc<Definition>)> {
+        let catalog = self.store.catalog();
+        let j = catalog.data().journeys.iter().find(|j| j.id == id)?.clone();
+        let d = self.def(&j.id, j.version, &j.definition)?;
+        Some((j.status, d))
+    }
+
+    async fn sql(&self, sql: &str) -> Res<Outcome> {
+        let mut last = None;
+        for stmt in self.engine.parse(sql).map_err(|e| format!("{e}: {sql}"))? {
+            last = Some(
+                self.session
+                    .execute(stmt)
+                    .await
+                    .map_err(|e| format!("{e}: {sql}"))?,
+            );
+        }
+        last.ok_or_else(|| format!("no statement in {sql}"))
+    }
+
+    async fn count(&self, sql: &str) -> Res<i64> {
+        match self.sql(sql).await? {
+            Outcome::Rows(df) => {
+                let batches = df.collect().await.map_err(|e| e.to_string())?;
+                let Some(b) = batches.first().filter(|b| b.num_rows() > 0) else {
+                    return Ok(0);
+                };
+                let v = datafusion::arrow::compute::cast(
+                    b.column(0),
+                    &datafusion::arrow::datatypes::DataType::Int64,
+                )
+                .map_err(|e| e.to_string())?;
+                let v = v
+                    .as_any()
+                    .downcast_ref::<datafusion::arrow::array::Int64Array>()
+                    .ok_or("not a count")?;
+                Ok(v.value(0))
+            }
+            _ => Ok(0),
+        }
+    }
+
+    async fn ids(&self, sql: &str) -> Res<Vec<u64>> {
+        let mut out = Vec::new();
+        if let Outcome::Rows(df) = self.sql(sql).await? {
+            for b in df.collect().await.map_err(|e| e.to_string())? {
+                let v = datafusion::arrow::compute::cast(
+                    b.column(0),
+                    &datafusion::arrow::datatypes::DataType::Int64,
+                )
+                .map_err(|e| e.to_string())?;
+                let v = v
+                    .as_any()
+                    .downcast_ref::<datafusion::arrow::array::Int64Array>()
+                    .ok_or("not ids")?;
+                out.extend(v.iter().flatten().map(|i| i as u64));
+            }
+        }
+        Ok(out)
+    }
+
+    fn stat(&mut self, journey: &str, step: &str) -> Res<&mut StepStats> {
+        let key = (journey.to_string(), step.to_string());
+        if !self.stats.contains_key(&key) {
+            let cur = self
+                .store
+                .step_stats(journey)
+                .map_err(|e| e.to_string())?
+                .into_iter()
+                .find(|(s, _)| s == step)
+                .map(|(_, v)| v)
+                .unwrap_or_default();
+            self.stats.insert(key.clone(), cur);
+        }
+        Ok(self.stats.get_mut(&key).expect("inserted"))
+    }
+
+    /// Commits `run` and the statistics of `steps`.
+    async fn persist(&mut self, run: &RunRecord, steps: &[&str]) -> Res<()> {
+        let mut b = self.store.batch();
+        b.put_run(run);
+        for s in steps {
+            let v = self.stat(&run.journey_id, s)?.clone();
+            b.put_step_stats(&run.journey_id, s, &v);
+        }
+        self.store.commit(b).await.map_err(|e| e.to_string())
+    }
+
+    /// Runs found acting after a restart move on without acting again.
+    async fn recover(&mut self) -> Res<()> {
+        for mut run in self.store.scan_runs().map_err(|e| e.to_string())? {
+            if !run.acting || !matches!(run.status.as_str(), "active" | "waiting") {
+                continue;
+            }
+            let Some((_, def)) = self.journey(&run.journey_id) else {
+                continue;
+            };
+            run.acting = false;
+            let i = def.index(&run.step).unwrap_or(0);
+            self.go(&mut run, &def, def.after(i)).await?;
+            self.advance(run, &def).await?;
+        }
+        // runs left active (a crash between steps) continue where they are
+        for run in self.store.scan_runs().map_err(|e| e.to_string())? {
+            if run.status == "active" {
+                if let Some((_, def)) = self.journey(&run.journey_id) {
+                    self.advance(run, &def).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn event_matches(&self, key: &EventKey, code: &str, p: &Option<String>) -> Res<bool> {
+        let Some(p) = p else {
+            return Ok(true);
+        };
+        let n = self
+            .count(&format!(
+                "SELECT count(*) FROM event_view WHERE contact_id = {} AND event = '{code}' \
+                 AND event_date = '{}' AND ({p})",
+                key.contact,
+                rfc3339(key.ts_ms)
+            ))
+            .await?;
+        Ok(n > 0)
+    }
+
+    async fn on_events(&mut self, keys: &[EventKey]) -> Res<()> {
+        let catalog = self.store.catalog();
+        let journeys = self.published();
+        // waiting runs that wait for an event
+        let mut waiting: Vec<RunRecord> = Vec::new();
+        for run in self.store.scan_runs().map_err(|e| e.to_string())? {
+            if run.status == "waiting" {
+                waiting.push(run);
+            }
+        }
+        for key in keys {
+            let Some(code) = catalog.event_type_by_id(key.event_type).map(|t| t.event.clone())
+            else {
+                continue;
+            };
+            for run in waiting.iter_mut().filter(|r| r.contact_id == key.contact && r.status == "waiting") {
+                let Some((status, def)) = self.journey(&run.journey_id) else {
+                    continue;
+                };
+                if status != "published" {
+                    continue;
+                }
+                let Some(i) = def.index(&run.step) else {
+                    continue;
+                };
+                if let StepKind::WaitEvent { event, predicate, .. } = &def.steps[i].kind {
+                    if event == &code && self.event_matches(key, &code, predicate).await? {
+                        let mut r = run.clone();
+                        self.go(&mut r, &def, def.after(i)).await?;
+                        run.status = r.status.clone();
+                        self.advance(r, &def).await?;
+                    }
+                }
+            }
+            for (jid, version, def) in &journeys {
+                let Trigger::Event { event, predicate } = &def.trigger else {
+                    continue;
+                };
+                if event != &code {
+                    continue;
+                }
+                if !self.may_enter(jid, def, key.contact)? {
+                    continue;
+                }
+                if !self.event_matches(key, &code, predicate).await? {
+                    continue;
+                }
+                self.start(jid, *version, def, key.contact).await?;
+            }
+        }
+        Ok(())
+    }
+
+    fn may_enter(&self, jid: &str, def: &Definition, contact: u64) -> Res<bool> {
+        Ok(match self.store.latest_run(jid, contact).map_err(|e| e.to_string())? {
+            None => true,
+            Some(_) if !def.reentry_always => false,
+            Some(r) => !matches!(r.status.as_str(), "active" | "waiting"),
+        })
+    }
+
+    async fn start(&mut self, jid: &str, version: u32, def: &Arc<Definition>, contact: u64) -> Res<()> {
+        let now = now_ms();
+        let run = RunRecord {
+            run_id: self.store.alloc_run_id(),
+            journey_id: jid.to_string(),
+            version,
+            contact_id: contact,
+            status: "active".into(),
+            step: def.steps[0].id.clone(),
+            started_at: now,
+            updated_at: now,
+            wake_at: None,
+            acting: false,
+        };
+        self.stat(jid, &def.steps[0].id)?.entered += 1;
+        let first = def.steps[0].id.clone();
+        self.persist(&run, &[&first]).await?;
+        self.advance(run, def).await
+    }
+
+    /// Leaves the current step (completed) for step `next` (or completes the run).
+    async fn go(&mut self, run: &mut RunRecord, def: &Definition, next: Option<usize>) -> Res<()> {
+        let cur = run.step.clone();
+        self.stat(&run.journey_id, &cur)?.completed += 1;
+        run.updated_at = now_ms();
+        run.wake_at = None;
+        run.acting = false;
+        match next {
+            None => {
+                run.status = "completed".into();
+                self.persist(run, &[&cur]).await
+            }
+            Some(j) => {
+                let to = def.steps[j].id.clone();
+                run.step = to.clone();
+                run.status = "active".into();
+                self.stat(&run.journey_id, &to)?.entered += 1;
+                self.persist(run, &[&cur, &to]).await
+            }
+        }
+    }
+
+    async fn fail(&mut self, mut run: RunRecord, why: String) -> Res<()> {
+        tracing::warn!("journeys: run {} of {} failed at {}: {why}", run.run_id, run.journey_id, run.step);
+        let cur = run.step.clone();
+        self.stat(&run.journey_id, &cur)?.failed += 1;
+        run.status = "failed".into();
+        run.acting = false;
+        run.updated_at = now_ms();
+        self.persist(&run, &[&cur]).await
+    }
+
+    /// Runs steps until the run waits, completes or fails.
+    async fn advance(&mut self, mut run: RunRecord, def: &Arc<Definition>) -> Res<()> {
+        for _ in 0..1000 {
+            if run.status != "active" {
+                return Ok(());
+            }
+            let Some(i) = def.index(&run.step) else {
+                return self.fail(run, "the step no longer exists".into()).await;
+            };
+            let c = run.contact_id;
+            let step = def.steps[i].clone();
+            match &step.kind {
+                StepKind::Wait { ms } => {
+                    run.status = "waiting".into();
+                    run.wake_at = Some(now_ms() + ms);
+                    run.updated_at = now_ms();
+                    return self.persist(&run, &[]).await;
+                }
+                StepKind::WaitEvent { timeout_ms, .. } => {
+                    run.status = "waiting".into();
+                    run.wake_at = Some(now_ms() + timeout_ms);
+                    run.updated_at = now_ms();
+                    return self.persist(&run, &[]).await;
+                }
+                StepKind::End => {
+                    self.go(&mut run, def, None).await?;
+                }
+                StepKind::Branch { cond, then, otherwise } => {
+                    let yes = match cond {
+                        Cond::Where(p) => {
+                            self.count(&format!("SELECT count(*) FROM contact_view WHERE id = {c} AND ({p})"))
+                                .await
+                        }
+                        Cond::InGroup(g) => {
+                            self.count(&format!("SELECT count(*) FROM contact_view WHERE id = {c} AND \"{g}\""))
+                                .await
+                        }
+                        Cond::DidEvent { event, days } => {
+                            self.count(&format!(
+                                "SELECT count(*) FROM event_view WHERE contact_id = {c} AND event = '{event}' \
+                                 AND event_date >= '{}'",
+                                rfc3339(now_ms() - days * 86_400_000)
+                            ))
+                            .await
+                        }
+                    };
+                    match yes {
+                        Ok(n) => {
+                            let to = if n > 0 { then } else { otherwise };
+                            self.go(&mut run, def, def.index(to)).await?;
+                        }
+                        Err(e) => return self.fail(run, e).await,
+                    }
+                }
+                action => {
+                    let sql = match action {
+                        StepKind::AddToGroup(g) => format!("ALTER GROUP {g} ADD CONTACTS VALUES ({c})"),
+                        StepKind::RemoveFromGroup(g) => {
+                            format!("ALTER GROUP {g} REMOVE CONTACTS VALUES ({c})")
+                        }
+                        StepKind::SetField { field, value } => format!(
+                            "UPDATE contacts SET \"{field}\" = {} WHERE id = {c}",
+                            sql_literal(value)
+                        ),
+                        StepKind::Wechat { kind, account, what, body, url } => {
+                            let mut s = format!(
+                                "CALL wechat_{kind}_send('{account}', 'contact:{c}', {}, {}",
+                                sql_literal(&Json::String(what.clone())),
+                                sql_literal(&Json::String(body.to_string()))
+                            );
+                            if let Some(u) = url {
+                                s.push_str(&format!(", {}", sql_literal(&Json::String(u.clone()))));
+                            }
+                            s.push(')');
+                            s
+                        }
+                        _ => unreachable!("handled above"),
+                    };
+                    // at most once: committed as acting before the action
+                    run.acting = true;
+                    run.updated_at = now_ms();
+                    self.persist(&run, &[]).await?;
+                    match self.sql(&sql).await {
+                        Ok(out) => {
+                            if let Outcome::Rows(df) = out {
+                                let _ = df.collect().await;
+                            }
+                            self.go(&mut run, def, def.after(i)).await?;
+                        }
+                        Err(e) => return self.fail(run, e).await,
+                    }
+                }
+            }
+        }
+        self.fail(run, "more than 1000 steps without a wait".into()).await
+    }
+
+    async fn on_tick(&mut self) -> Res<()> {
+        let now = now_ms();
+        for mut run in self.store.scan_runs().map_err(|e| e.to_string())? {
+            if run.status != "waiting" || run.wake_at.is_none_or(|t| t > now) {
+                continue;
+            }
+            let Some((status, def)) = self.journey(&run.journey_id) else {
+                continue;
+            };
+            let Some(i) = def.index(&run.step) else {
+                continue;
+            };
+            if status != "published" {
+                // a stopped journey's waiting runs end at their next step
+                self.go(&mut run, &def, None).await?;
+                continue;
+            }
+            let next = match &def.steps[i].kind {
+                StepKind::WaitEvent { timeout_next, .. } => timeout_next.as_deref().and_then(|t| def.index(t)),
+                _ => def.after(i),
+            };
+            self.go(&mut run, &def, next).await?;
+            self.advance(run, &def).await?;
+        }
+        self.group_triggers(now).await
+    }
+
+    async fn group_triggers(&mut self, now: i64) -> Res<()> {
+        let tz = self.engine.timezone();
+        for (jid, version, def) in self.published() {
+            let (group, due_key) = match &def.trigger {
+                Trigger::GroupAt { group, at } if *at <= now => (group.clone(), "at".to_string()),
+                Trigger::GroupDaily { group, minute } => {
+                    use chrono::{TimeZone, Timelike};
+                    let local = tz.timestamp_millis_opt(now).single().ok_or("bad time")?;
+                    if local.hour() * 60 + local.minute() < *minute {
+                        continue;
+                    }
+                    (group.clone(), local.format("%Y-%m-%d").to_string())
+                }
+                _ => continue,
+            };
+            let marker = format!("journey_fired/{jid}");
+            let fired = self
+                .store
+                .get_setting(&marker)
+                .map_err(|e| e.to_string())?
+                .map(|v| String::from_utf8_lossy(&v).to_string());
+            let stamp = format!("{version}:{due_key}");
+            if fired.as_deref() == Some(stamp.as_str()) {
+                continue;
+            }
+            let mut b = self.store.batch();
+            b.put_setting(&marker, stamp.as_bytes());
+            self.store.commit(b).await.map_err(|e| e.to_string())?;
+            let members = self
+                .ids(&format!("SELECT id FROM contact_view WHERE \"{group}\""))
+                .await?;
+            for c in members {
+                if self.may_enter(&jid, &def, c)? {
+                    self.start(&jid, version, &def, c).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,179 @@
+//! Customer journeys (SPEC §7) against the real binary: a published
+//! journey reacts to committed events within a second, waits, branches on
+//! the contact's events, acts (group, field), keeps re-entry rules and
+//! step statistics, survives kill -9 while runs wait, and refuses bad
+//! definitions with nothing stored.
+
+use std::time::{Duration, Instant};
+
+use cohortdb_tests::{exec, expect_sqlstate, simple_rows, TestServer};
+use tokio_postgres::Client;
+
+const WELCOME: &str = r#"{ "name": "Welcome",
+  "trigger": {"event": "app_launch", "where": "s_page_path = 'pages/index'"},
+  "reentry": "once",
+  "steps": [
+    {"id": "wait1",  "type": "wait", "duration": "2 seconds"},
+    {"id": "bought", "type": "branch", "did_event": "custom_order", "within_days": 3,
+                     "then": "done", "else": "tag"},
+    {"id": "tag",    "type": "add_to_group", "group": "group_nudged"},
+    {"id": "mark",   "type": "set_field", "field": "city", "value": "nudged"},
+    {"id": "done",   "type": "end"} ] }"#;
+
+async fn rows(c: &Client, sql: &str) -> Vec<Vec<String>> {
+    simple_rows(c, sql)
+        .await
+        .into_iter()
+        .map(|r| r.into_iter().map(|v| v.unwrap_or_default()).collect())
+        .collect()
+}
+
+async fn wait_for(c: &Client, sql: &str, want: &str, secs: u64) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        let got = rows(c, sql).await;
+        if got.first().and_then(|r| r.first()).map(String::as_str) == Some(want) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{sql}: wanted {want}, got {got:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn setup(c: &Client) {
+    exec(c, "CREATE STATIC GROUP group_nudged").await;
+    exec(
+        c,
+        "INSERT INTO contacts (id, name) VALUES (1, 'A'), (2, 'B'), (3, 'C')",
+    )
+    .await;
+    exec(
+        c,
+        &format!("CALL create_journey('j_welcome', '{}')", WELCOME.replace('\'', "''")),
+    )
+    .await;
+    exec(c, "CALL publish_journey('j_welcome')").await;
+}
+
+#[tokio::test]
+async fn journey_reacts_waits_branches_and_acts() {
+    let server = TestServer::start();
+    let c = server.client().await;
+    setup(&c).await;
+    let t0 = Instant::now();
+    exec(
+        &c,
+        "INSERT INTO events (contact_id, event, event_date, s_page_path) VALUES \
+         (1, 'app_launch', now(), 'pages/index'), \
+         (2, 'custom_order', now(), NULL), (2, 'app_launch', now(), 'pages/index'), \
+         (3, 'app_launch', now(), 'pages/other')",
+    )
+    .await;
+    wait_for(&c, "SELECT count(*) FROM journey_runs", "2", 2).await;
+    assert!(t0.elapsed() < Duration::from_secs(2), "runs started within a second or so");
+    assert_eq!(
+        rows(&c, "SELECT contact_id, status, step FROM journey_runs ORDER BY contact_id").await,
+        vec![vec!["1", "waiting", "wait1"], vec!["2", "waiting", "wait1"]]
+    );
+    wait_for(
+        &c,
+        "SELECT count(*) FROM journey_runs WHERE status = 'completed'",
+        "2",
+        10,
+    )
+    .await;
+    assert_eq!(
+        rows(&c, "SELECT id, city, group_nudged FROM contact_view ORDER BY id").await,
+        vec![
+            vec!["1", "nudged", "t"],
+            vec!["2", "", "f"],
+            vec!["3", "", "f"]
+        ]
+    );
+    assert_eq!(
+        rows(
+            &c,
+            "SELECT step, entered, completed, failed FROM journey_step_stats WHERE journey_id = 'j_welcome' ORDER BY step"
+        )
+        .await,
+        vec![
+            vec!["bought", "2", "2", "0"],
+            vec!["done", "2", "2", "0"],
+            vec!["mark", "1", "1", "0"],
+            vec!["tag", "1", "1", "0"],
+            vec!["wait1", "2", "2", "0"],
+        ]
+    );
+    // reentry once: a second launch starts nothing
+    exec(
+        &c,
+        "INSERT INTO events (contact_id, event, event_date, s_page_path) VALUES (1, 'app_launch', now(), 'pages/index')",
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(rows(&c, "SELECT count(*) FROM journey_runs").await, vec![vec!["2"]]);
+
+    // lifecycle rules
+    expect_sqlstate(&c, &format!("CALL create_journey('j_welcome', '{}')", WELCOME.replace('\'', "''")), "55000").await;
+    expect_sqlstate(&c, "CALL delete_journey('j_welcome')", "55000").await;
+    exec(&c, "CALL stop_journey('j_welcome')").await;
+    assert_eq!(rows(&c, "SELECT status FROM journeys").await, vec![vec!["stopped"]]);
+    exec(&c, "CALL delete_journey('j_welcome')").await;
+    assert_eq!(rows(&c, "SELECT count(*) FROM journeys").await, vec![vec!["0"]]);
+}
+
+#[tokio::test]
+async fn bad_definitions_are_refused_naming_the_step() {
+    let server = TestServer::start();
+    let c = server.client().await;
+    exec(&c, "CREATE STATIC GROUP group_nudged").await;
+    let cases = [
+        (r#"{"trigger":{"event":"app_launch"},"steps":[{"id":"a","type":"teleport"}]}"#, "22023", "\"a\""),
+        (r#"{"trigger":{"event":"app_launch"},"steps":[{"id":"a","type":"add_to_group","group":"group_nope"}]}"#, "42704", "\"a\""),
+        (r#"{"trigger":{"event":"no_such_event"},"steps":[{"id":"a","type":"end"}]}"#, "42704", "no_such_event"),
+        (r#"{"trigger":{"event":"app_launch"},"steps":[{"id":"a","type":"branch","in_group":"group_nudged","then":"b","else":"zz"},{"id":"b","type":"end"}]}"#, "42704", "zz"),
+        (r#"{"trigger":{"event":"app_launch"},"steps":[{"id":"a","type":"branch","in_group":"group_nudged","then":"b","else":"b"},{"id":"b","type":"set_field","field":"city","value":"x","next":"a"}]}"#, "22023", "cycle"),
+        (r#"{"trigger":{"event":"app_launch","where":"no_such_column = 1"},"steps":[{"id":"a","type":"end"}]}"#, "22023", "predicate"),
+        (r#"{"trigger":{"event":"app_launch"},"steps":[{"id":"w","type":"wait","duration":"soon"}]}"#, "22023", "\"w\""),
+        (r#"{"trigger":{"event":"app_launch"},"steps":[{"id":"m","type":"wechat_template","account":"wx_nope","template_id":"T"}]}"#, "42704", "wx_nope"),
+        (r#"not json"#, "22023", "JSON"),
+    ];
+    for (def, code, needle) in cases {
+        let e = expect_sqlstate(&c, &format!("CALL create_journey('j_bad', '{def}')"), code).await;
+        assert!(e.message.contains(needle), "{def}: {}", e.message);
+    }
+    expect_sqlstate(&c, "CALL create_journey('welcome', '{}')", "42602").await;
+    assert_eq!(rows(&c, "SELECT count(*) FROM journeys").await, vec![vec!["0"]]);
+    // a cycle through a wait is fine
+    exec(
+        &c,
+        r#"CALL create_journey('j_loop', '{"trigger":{"event":"app_launch"},"steps":[{"id":"w","type":"wait","duration":"1 day"},{"id":"b","type":"branch","in_group":"group_nudged","then":"w","else":"e"},{"id":"e","type":"end"}]}')"#,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn waiting_runs_survive_kill_9() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("d");
+    {
+        let mut server = TestServer::start_with(&data, &[]);
+        let c = server.client().await;
+        setup(&c).await;
+        exec(
+            &c,
+            "INSERT INTO events (contact_id, event, event_date, s_page_path) VALUES (1, 'app_launch', now(), 'pages/index')",
+        )
+        .await;
+        wait_for(&c, "SELECT status FROM journey_runs", "waiting", 3).await;
+        server.kill9();
+    }
+    let server = TestServer::start_with(&data, &[]);
+    let c = server.client().await;
+    wait_for(&c, "SELECT status FROM journey_runs", "completed", 10).await;
+    assert_eq!(
+        rows(&c, "SELECT city, group_nudged FROM contact_view WHERE id = 1").await,
+        vec![vec!["nudged", "t"]]
+    );
+    assert_eq!(rows(&c, "SELECT count(*) FROM journey_runs").await, vec![vec!["1"]]);
+}
