@@ -177,3 +177,27 @@ async fn waiting_runs_survive_kill_9() {
     );
     assert_eq!(rows(&c, "SELECT count(*) FROM journey_runs").await, vec![vec!["1"]]);
 }
+
+#[tokio::test]
+async fn collector_events_trigger_journeys() {
+    let server = TestServer::start();
+    let c = server.client().await;
+    exec(&c, "CALL collector_add_app('mp_shop', 'shop-secret-1', 'wx_mp')").await;
+    setup(&c).await;
+    let body = r#"{"appid":"mp_shop","appkey":"shop-secret-1","event":"appLaunch","qid":"q-77",
+                   "message_id":"jm-1","properties":{"s_page_path":"pages/index"}}"#;
+    let out = std::process::Command::new("curl")
+        .args(["-sS", "-H", "Content-Type: application/json", "--data-binary", body])
+        .arg(format!("{}/sdk/v1/track", server.http_url()))
+        .output()
+        .expect("curl");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("\"stored\":1"));
+    wait_for(&c, "SELECT count(*) FROM journey_runs", "1", 2).await;
+    let who = rows(
+        &c,
+        "SELECT r.status FROM journey_runs r JOIN identities i ON i.contact_id = r.contact_id \
+         WHERE i.id_type = 'anonymous_id' AND i.id_value = 'q-77'",
+    )
+    .await;
+    assert_eq!(who, vec![vec!["waiting"]]);
+}
