@@ -167,6 +167,9 @@ impl Session {
                 .into(),
             Statement::Mask(m) => handler::ddl::set_masked(store, &m, &ctx.user).await?.into(),
             Statement::Segment(g) => {
+                if self.mask.on() {
+                    refuse_masked_definition(store, &g)?;
+                }
                 crate::segments::groups::execute(&ctx, self.engine.scheduler(), *g)
                     .await?
                     .into()
@@ -186,4 +189,39 @@ fn audit_detail(out: &Outcome) -> String {
         Outcome::CopyIn(_) => "copy from stdin started".to_string(),
         _ => String::new(),
     }
+}
+
+/// A group or tag definition of a user who sees masked columns masked may
+/// not name a masked column: definitions are refreshed later without the
+/// user's masking, and their memberships would reveal the hidden values.
+fn refuse_masked_definition(
+    store: &cohortdb_storage::Store,
+    g: &crate::segments::groups::GroupStatement,
+) -> Result<()> {
+    use crate::segments::groups::{GroupStatement as G, TagSource};
+    let text = match g {
+        G::CreateGroup { query, .. } => query.as_str(),
+        G::CreateTag {
+            source: TagSource::Query(q),
+            ..
+        } => q.as_str(),
+        _ => return Ok(()),
+    };
+    let catalog = store.catalog();
+    let words: std::collections::HashSet<String> = text
+        .split(|c: char| !(c.is_alphanumeric() || c == '_'))
+        .map(|w| w.to_ascii_lowercase())
+        .collect();
+    if let Some(f) = catalog
+        .data()
+        .contact_fields
+        .iter()
+        .find(|f| f.masked && words.contains(&f.name))
+    {
+        return Err(crate::error::SqlError::InsufficientPrivilege(format!(
+            "permission denied to define a group or tag on masked column {} (needs cohort_unmasked)",
+            f.name
+        )));
+    }
+    Ok(())
 }
