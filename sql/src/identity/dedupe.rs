@@ -119,6 +119,7 @@ pub async fn set_rule(store: &Store, r: &DedupeRule) -> Result<()> {
         SETTING,
         &serde_json::to_vec(r).map_err(|e| SqlError::InvalidValue(e.to_string()))?,
     );
+    crate::runtime::audit::take_into(store, &mut b, None);
     store.commit(b).await?;
     Ok(())
 }

@@ -328,6 +328,7 @@ impl ContactWork {
 
     /// Writes the staged contact rows into the batch and returns it.
     pub fn finish(mut self) -> Batch {
+        crate::runtime::audit::take_into(&self.store, &mut self.batch, None);
         for (id, row) in &self.staged {
             match row {
                 Some(f) => self.batch.put_contact(*id, &encode_contact(f)),

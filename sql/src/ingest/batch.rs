@@ -139,6 +139,7 @@ impl ContactIngest {
     pub async fn commit(mut self) -> Result<u64> {
         if self.rows > 0 {
             self.batch.note_contact_id(self.max_id);
+            crate::runtime::audit::take_into(&self.store, &mut self.batch, Some(self.rows));
             self.store.commit(self.batch).await?;
         }
         if let Some(order) = &self.order {

@@ -57,9 +57,15 @@ impl Session {
     pub async fn execute(&self, stmt: Statement) -> Result<Outcome> {
         let roles = self.authorize();
         privilege::check_statement(&stmt, roles, &self.user())?;
-        let audit = crate::access::audit::audited(&stmt);
-        let out = self.run(stmt, roles).await?;
-        if let Some(a) = audit {
+        let Some(a) = crate::access::audit::audited(&stmt) else {
+            return self.run(stmt, roles).await;
+        };
+        // the change's own commit takes the row where it can (atomic);
+        // otherwise it is written right after
+        let row = self.audit_row(&a, String::new());
+        let (out, left) = crate::runtime::audit::scope(row, self.run(stmt, roles)).await;
+        let out = out?;
+        if left.is_some() {
             let detail = audit_detail(&out);
             self.write_audit(a, detail).await;
         }
@@ -67,14 +73,16 @@ impl Session {
     }
 
     /// Appends the audit row of a statement that succeeded.
+    fn audit_row(
+        &self,
+        a: &crate::access::audit::Audited,
+        detail: String,
+    ) -> cohortdb_storage::audit::AuditRow {
+        crate::runtime::audit::row(&self.user(), &a.action, a.object_type, &a.object_id, &detail)
+    }
+
     async fn write_audit(&self, a: crate::access::audit::Audited, detail: String) {
-        let row = crate::runtime::audit::row(
-            &self.user(),
-            &a.action,
-            a.object_type,
-            &a.object_id,
-            &detail,
-        );
+        let row = self.audit_row(&a, detail);
         if let Err(e) = self.engine.store().audit(row).await {
             tracing::warn!("writing the audit row of {} failed: {e}", a.action);
         }
@@ -105,14 +113,24 @@ impl Session {
                     }
                     Ok(datafusion::common::tree_node::TreeNodeRecursion::Continue)
                 })?;
-                let out: Outcome = handler::query::run_plan(&self.query_context()?, &ast, plan)
-                    .await?
-                    .into();
-                if let Some(a) = audit {
-                    let detail = audit_detail(&out);
-                    self.write_audit(a, detail).await;
+                let qctx = self.query_context()?;
+                match audit {
+                    None => handler::query::run_plan(&qctx, &ast, plan).await?.into(),
+                    Some(a) => {
+                        let row = self.audit_row(&a, String::new());
+                        let (out, left) = crate::runtime::audit::scope(
+                            row,
+                            handler::query::run_plan(&qctx, &ast, plan),
+                        )
+                        .await;
+                        let out: Outcome = out?.into();
+                        if left.is_some() {
+                            let detail = audit_detail(&out);
+                            self.write_audit(a, detail).await;
+                        }
+                        out
+                    }
                 }
-                out
             }
             Statement::IdentityInsert(ast) => crate::ingest::identity_insert::run(&ctx, &ast)
                 .await?

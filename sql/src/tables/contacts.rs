@@ -529,6 +529,7 @@ impl TableProvider for ContactsTable {
                     }
                     // ... and leaves every group.
                     crate::segments::membership::forget_contacts(&store, &mut batch, &deleted);
+                    crate::runtime::audit::take_into(&store, &mut batch, Some(deleted.len() as u64));
                     store.commit(batch).await?;
                     Ok(deleted.len() as u64)
                 })
@@ -653,6 +654,7 @@ impl TableProvider for ContactsTable {
                             batch.put_contact(id, &encode_contact(&fields));
                         }
                     }
+                    crate::runtime::audit::take_into(&store, &mut batch, Some(n));
                     store.commit(batch).await?;
                     Ok(n)
                 })
