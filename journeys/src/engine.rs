@@ -41,7 +41,15 @@ struct Runner {
     session: Session,
     defs: HashMap<(String, u32), Arc<Definition>>,
     stats: HashMap<(String, String), StepStats>,
+    /// Highest event sequence number seen (persisted as a setting).
+    watermark: u64,
+    /// Events handled by the start-up catch-up (not handled again when
+    /// the live feed repeats them).
+    caught_up: std::collections::HashSet<u64>,
 }
+
+/// Setting that keeps the watermark.
+const WATERMARK: &str = "journeys/watermark";
 
 /// Starts the journey actor on the current runtime.
 pub fn spawn(engine: Arc<Engine>) -> tokio::task::JoinHandle<()> {
@@ -56,15 +64,28 @@ pub fn spawn(engine: Arc<Engine>) -> tokio::task::JoinHandle<()> {
             session,
             defs: HashMap::new(),
             stats: HashMap::new(),
+            watermark: 0,
+            caught_up: Default::default(),
         };
         if let Err(e) = r.recover().await {
             tracing::error!("journeys: recovery failed: {e}");
+        }
+        if let Err(e) = r.catch_up().await {
+            tracing::error!("journeys: catching up with events committed while stopped failed: {e}");
         }
         loop {
             tokio::select! {
                 got = rx.recv() => match got {
                     Ok(keys) => {
-                        if let Err(e) = r.on_events(&keys).await {
+                        let fresh: Vec<EventKey> = keys
+                            .iter()
+                            .filter(|k| !r.caught_up.contains(&k.seq))
+                            .copied()
+                            .collect();
+                        if let Err(e) = r.on_events(&fresh).await {
+                            tracing::warn!("journeys: {e}");
+                        }
+                        if let Err(e) = r.advance_watermark(&fresh).await {
                             tracing::warn!("journeys: {e}");
                         }
                     }
@@ -205,6 +226,86 @@ impl Runner {
             b.put_step_stats(&run.journey_id, s, &v);
         }
         self.store.commit(b).await.map_err(|e| e.to_string())
+    }
+
+    /// Event types some published journey reacts to (triggers and
+    /// `until_event` waits).
+    fn watched_types(&mut self) -> Vec<u32> {
+        let catalog = self.store.catalog();
+        let mut types = Vec::new();
+        for (_, _, def) in self.published() {
+            if let Trigger::Event { event, .. } = &def.trigger {
+                types.extend(catalog.event_type(event).map(|t| t.id));
+            }
+            for s in &def.steps {
+                if let StepKind::WaitEvent { event, .. } = &s.kind {
+                    types.extend(catalog.event_type(event).map(|t| t.id));
+                }
+            }
+        }
+        types.sort_unstable();
+        types.dedup();
+        types
+    }
+
+    /// Remembers the highest sequence number handled, when journeys watch events.
+    async fn advance_watermark(&mut self, keys: &[EventKey]) -> Res<()> {
+        let Some(max) = keys.iter().map(|k| k.seq).max() else {
+            return Ok(());
+        };
+        if max <= self.watermark || self.watched_types().is_empty() {
+            return Ok(());
+        }
+        self.watermark = max;
+        let mut b = self.store.batch();
+        b.put_setting(WATERMARK, max.to_string().as_bytes());
+        self.store.commit(b).await.map_err(|e| e.to_string())
+    }
+
+    /// Events of watched types committed after the watermark (while the
+    /// engine was not running) are handled now, in sequence order.
+    async fn catch_up(&mut self) -> Res<()> {
+        let stored = self
+            .store
+            .get_setting(WATERMARK)
+            .map_err(|e| e.to_string())?
+            .and_then(|v| String::from_utf8_lossy(&v).parse::<u64>().ok());
+        let Some(w) = stored else {
+            // first start: nothing before now is a trigger
+            self.watermark = self.store.alloc_event_seqs(0).saturating_sub(1);
+            return Ok(());
+        };
+        self.watermark = w;
+        let types = self.watched_types();
+        if types.is_empty() {
+            return Ok(());
+        }
+        let mut keys = Vec::new();
+        self.store
+            .scan_events(
+                &cohortdb_storage::EventScanSpec {
+                    days: None,
+                    event_types: Some(types),
+                    contacts: None,
+                },
+                &mut |k, _| {
+                    if k.seq > w {
+                        keys.push(*k);
+                    }
+                    true
+                },
+            )
+            .map_err(|e| e.to_string())?;
+        if keys.is_empty() {
+            return Ok(());
+        }
+        keys.sort_by_key(|k| k.seq);
+        tracing::info!("journeys: handling {} events committed while stopped", keys.len());
+        self.caught_up = keys.iter().map(|k| k.seq).collect();
+        for chunk in keys.chunks(1024) {
+            self.on_events(chunk).await?;
+        }
+        self.advance_watermark(&keys).await
     }
 
     /// Runs found acting after a restart move on without acting again.
