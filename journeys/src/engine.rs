@@ -273,7 +273,9 @@ impl Runner {
         let Some(w) = stored else {
             // first start: nothing before now is a trigger
             self.watermark = self.store.alloc_event_seqs(0).saturating_sub(1);
-            return Ok(());
+            let mut b = self.store.batch();
+            b.put_setting(WATERMARK, self.watermark.to_string().as_bytes());
+            return self.store.commit(b).await.map_err(|e| e.to_string());
         };
         self.watermark = w;
         let types = self.watched_types();

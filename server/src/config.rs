@@ -45,6 +45,9 @@ pub struct Config {
     pub login_failure_window_secs: u64,
     /// How long a locked user stays locked, seconds.
     pub login_lock_secs: u64,
+    /// Run the journey engine (off: published journeys wait; events
+    /// committed meanwhile are handled when it runs again).
+    pub journeys_enabled: bool,
     /// WeChat sends: recipients per minute per account (the platform's limit).
     pub wechat_recipients_per_minute: u64,
     /// Address of the HTTP collector (`host:port`); empty turns it off.
@@ -72,6 +75,7 @@ impl Default for Config {
             login_max_failures: 5,
             login_failure_window_secs: 300,
             login_lock_secs: 300,
+            journeys_enabled: true,
             wechat_recipients_per_minute: 30_000,
             http_listen: "127.0.0.1:5480".into(),
             collector: cohortdb_collector::CollectorSettings::default(),

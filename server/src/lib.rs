@@ -75,7 +75,9 @@ pub async fn run(cfg: Config, demo: bool) -> Result<(), String> {
             .map_err(|e| format!("loading demo data failed: {e}"))?;
     }
     let scheduler = scheduler::spawn(engine.clone(), tz);
-    let journeys = cohortdb_journeys::spawn(engine.clone());
+    let journeys = cfg
+        .journeys_enabled
+        .then(|| cohortdb_journeys::spawn(engine.clone()));
     let wechat_sender = cohortdb_wechat::spawn(
         store.clone(),
         cohortdb_wechat::SenderSettings {
@@ -168,7 +170,9 @@ pub async fn run(cfg: Config, demo: bool) -> Result<(), String> {
     tasks.abort_all();
     scheduler.abort();
     wechat_sender.abort();
-    journeys.abort();
+    if let Some(j) = journeys {
+        j.abort();
+    }
     store
         .shutdown()
         .map_err(|e| format!("flush at shutdown failed: {e}"))?;

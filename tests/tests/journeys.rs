@@ -201,3 +201,33 @@ async fn collector_events_trigger_journeys() {
     .await;
     assert_eq!(who, vec![vec!["waiting"]]);
 }
+
+#[tokio::test]
+async fn events_committed_while_the_engine_was_off_are_handled_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("d");
+    let off = dir.path().join("off.toml");
+    std::fs::write(&off, "journeys_enabled = false\n").unwrap();
+    {
+        let c = TestServer::start_with(&data, &[]);
+        let client = c.client().await;
+        setup(&client).await;
+        // the engine has seen the journey published
+        tokio::time::sleep(Duration::from_millis(400)).await;
+    }
+    {
+        let s = TestServer::start_with(&data, &["--config", off.to_str().unwrap()]);
+        let c = s.client().await;
+        exec(
+            &c,
+            "INSERT INTO events (contact_id, event, event_date, s_page_path) VALUES (1, 'app_launch', now(), 'pages/index')",
+        )
+        .await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert_eq!(rows(&c, "SELECT count(*) FROM journey_runs").await, vec![vec!["0"]]);
+    }
+    let s = TestServer::start_with(&data, &[]);
+    let c = s.client().await;
+    wait_for(&c, "SELECT count(*) FROM journey_runs", "1", 5).await;
+    wait_for(&c, "SELECT status FROM journey_runs", "completed", 10).await;
+}
