@@ -159,9 +159,16 @@ impl Batch {
     /// Adds `row` to this batch under the next sequence number of `store`.
     pub fn put_audit(&mut self, store: &Store, row: &AuditRow) {
         let mut head = store.audit_head.lock().expect("audit head");
-        let seq = head.seq + 1;
-        let hash = link(&head.hash, seq, row);
-        *head = Head { seq, hash };
+        let cur = match *head {
+            Some((seq, hash)) => Head { seq, hash },
+            None => last_head(&store.db).unwrap_or_else(|e| {
+                tracing::error!("reading the audit log's head failed ({e}): the chain restarts");
+                Head::default()
+            }),
+        };
+        let seq = cur.seq + 1;
+        let hash = link(&cur.hash, seq, row);
+        *head = Some((seq, hash));
         let stored = Stored {
             row: row.clone(),
             hash: hex(&hash),
@@ -227,7 +234,7 @@ mod tests {
         // tamper with row 2: the check names it
         let k = 2u64.to_be_bytes();
         let v = store.db.get_cf(store.cf(cf::AUDIT), k).unwrap().unwrap();
-        let forged = String::from_utf8(v).unwrap().replace("\"b\"", "\"x\"");
+        let forged = String::from_utf8(v.clone()).unwrap().replace("\"b\"", "\"x\"");
         store.db.put_cf(store.cf(cf::AUDIT), k, forged).unwrap();
         assert_eq!(store.verify_audit().unwrap().first_broken, Some(2));
         // put it back, then remove row 3: row 4 is where the chain breaks

@@ -92,7 +92,15 @@ pub(crate) fn last_run_id(db: &rocksdb::DB) -> Result<u64> {
 impl Store {
     /// A new run id.
     pub fn alloc_run_id(&self) -> u64 {
-        self.journey_run.fetch_add(1, Ordering::SeqCst) + 1
+        self.journey_run
+            .get_or_init(|| {
+                std::sync::atomic::AtomicU64::new(last_run_id(&self.db).unwrap_or_else(|e| {
+                    tracing::error!("reading the last run id failed: {e}");
+                    0
+                }))
+            })
+            .fetch_add(1, Ordering::SeqCst)
+            + 1
     }
 
     /// Every run, oldest first.

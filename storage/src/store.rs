@@ -66,9 +66,13 @@ pub struct Store {
     max_statement_bytes: usize,
     event_seq: AtomicU64,
     user_row: AtomicU64,
-    pub(crate) audit_head: Mutex<crate::audit::Head>,
-    pub(crate) wechat_send: AtomicU64,
-    pub(crate) journey_run: AtomicU64,
+    /// Head of the audit chain `(seq, hash)`, read from disk on first use
+    /// by the audit table.
+    pub(crate) audit_head: Mutex<Option<(u64, [u8; 32])>>,
+    /// Last send id, read on first use by the WeChat outbox table.
+    pub(crate) wechat_send: std::sync::OnceLock<AtomicU64>,
+    /// Last run id, read on first use by the journeys table.
+    pub(crate) journey_run: std::sync::OnceLock<AtomicU64>,
     /// Keys of events committed by ingest, for whoever listens (journeys).
     committed_events: tokio::sync::broadcast::Sender<Arc<Vec<EventKey>>>,
 }
@@ -193,9 +197,6 @@ impl Store {
         let contact_id = counter(keys::COUNTER_CONTACT_ID)?;
         let event_seq = counter(keys::COUNTER_EVENT_SEQ)?;
         let user_row = counter(keys::COUNTER_USER_ROW)?;
-        let audit_head = crate::audit::last_head(&db)?;
-        let wechat_send = crate::wechat::last_send_id(&db)?;
-        let journey_run = crate::journeys::last_run_id(&db)?;
         let (writer, thread) = WriterHandle::spawn(db.clone(), opts.sync, opts.writer_queue);
         Ok(Arc::new(Store {
             db,
@@ -207,9 +208,9 @@ impl Store {
             max_statement_bytes: opts.max_statement_bytes,
             event_seq: AtomicU64::new(event_seq),
             user_row: AtomicU64::new(user_row),
-            audit_head: Mutex::new(audit_head),
-            wechat_send: AtomicU64::new(wechat_send),
-            journey_run: AtomicU64::new(journey_run),
+            audit_head: Mutex::new(None),
+            wechat_send: std::sync::OnceLock::new(),
+            journey_run: std::sync::OnceLock::new(),
             committed_events: tokio::sync::broadcast::channel(4096).0,
         }))
     }

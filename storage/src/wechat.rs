@@ -95,7 +95,15 @@ pub(crate) fn last_send_id(db: &rocksdb::DB) -> Result<u64> {
 impl Store {
     /// A new send id.
     pub fn alloc_send_id(&self) -> u64 {
-        self.wechat_send.fetch_add(1, Ordering::SeqCst) + 1
+        self.wechat_send
+            .get_or_init(|| {
+                std::sync::atomic::AtomicU64::new(last_send_id(&self.db).unwrap_or_else(|e| {
+                    tracing::error!("reading the last send id failed: {e}");
+                    0
+                }))
+            })
+            .fetch_add(1, Ordering::SeqCst)
+            + 1
     }
 
     /// One send.
