@@ -48,6 +48,9 @@ pub struct Config {
     /// Run the journey engine (off: published journeys wait; events
     /// committed meanwhile are handled when it runs again).
     pub journeys_enabled: bool,
+    /// WeChat sends: most recipients per account and UTC day (0 = no cap);
+    /// the rest are skipped with reason `daily_cap`.
+    pub wechat_daily_cap: u64,
     /// WeChat sends: recipients per minute per account (the platform's limit).
     pub wechat_recipients_per_minute: u64,
     /// Address of the HTTP collector (`host:port`); empty turns it off.
@@ -76,6 +79,7 @@ impl Default for Config {
             login_failure_window_secs: 300,
             login_lock_secs: 300,
             journeys_enabled: true,
+            wechat_daily_cap: 0,
             wechat_recipients_per_minute: 30_000,
             http_listen: "127.0.0.1:5480".into(),
             collector: cohortdb_collector::CollectorSettings::default(),

@@ -74,6 +74,17 @@ pub async fn run(cfg: Config, demo: bool) -> Result<(), String> {
             .await
             .map_err(|e| format!("loading demo data failed: {e}"))?;
     }
+    {
+        let mut b = store.batch();
+        b.put_setting(
+            cohortdb_sql::handler::wechat::DAILY_CAP_SETTING,
+            cfg.wechat_daily_cap.to_string().as_bytes(),
+        );
+        store
+            .commit(b)
+            .await
+            .map_err(|e| format!("cannot record wechat_daily_cap: {e}"))?;
+    }
     let scheduler = scheduler::spawn(engine.clone(), tz);
     let journeys = cfg
         .journeys_enabled

@@ -330,3 +330,35 @@ async fn kill_9_during_a_send_never_sends_twice() {
         rounds += 1;
     }
 }
+
+#[tokio::test]
+async fn daily_cap_skips_recipients_beyond_it() {
+    let fake = Fake::start();
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("c.toml");
+    std::fs::write(&conf, "wechat_daily_cap = 3\n").unwrap();
+    let server = TestServer::start_with(&dir.path().join("d"), &["--config", conf.to_str().unwrap()]);
+    let c = server.client().await;
+    exec(
+        &c,
+        &format!(
+            "CALL wechat_add_account('wx_c', 'wxc', 'subscription', 'http://127.0.0.1:{}', 'fake-secret')",
+            fake.port
+        ),
+    )
+    .await;
+    exec(
+        &c,
+        "INSERT INTO events (openid, channel_id, event, event_date) \
+         SELECT 'c_' || x, 'wx_c', 'subscribe', now() FROM generate_series(1, 5) t(x)",
+    )
+    .await;
+    let id = send(&c, "CALL wechat_mass_send('wx_c', 'all', 'text', '{\"content\": \"a\"}')").await;
+    let r = finished(&c, &id).await;
+    assert_eq!(r.iter().filter(|x| x.1 == "sent").count(), 3, "{r:?}");
+    assert_eq!(r.iter().filter(|x| x.2 == "daily_cap").count(), 2, "{r:?}");
+    // the cap holds across sends of the day
+    let id = send(&c, "CALL wechat_mass_send('wx_c', 'all', 'text', '{\"content\": \"b\"}')").await;
+    let r = finished(&c, &id).await;
+    assert!(r.iter().all(|x| x.2 == "daily_cap"), "{r:?}");
+}

@@ -44,6 +44,10 @@ const CUSTOM_TYPES: &[&str] = &[
     "miniprogrampage",
 ];
 
+/// The store setting holding the daily cap of recipients per account
+/// (written from the server's `wechat_daily_cap` at start; 0 = none).
+pub const DAILY_CAP_SETTING: &str = "wechat_daily_cap";
+
 /// Result columns of the send procedures.
 pub fn send_schema() -> SchemaRef {
     Arc::new(Schema::new(vec![Field::new("send_id", DataType::Int64, false)]))
@@ -345,6 +349,40 @@ pub async fn send(ctx: &StatementContext, procedure: Procedure, a: &[String]) ->
         }
         _ => {}
     }
+    // daily cap: recipients per account and UTC day, counting what was sent
+    // today and what is still queued
+    let cap: i64 = ctx
+        .store
+        .get_setting(DAILY_CAP_SETTING)?
+        .and_then(|v| String::from_utf8_lossy(&v).trim().parse().ok())
+        .unwrap_or(0);
+    let mut room = i64::MAX;
+    if cap > 0 {
+        let today = rfc3339(now - now.rem_euclid(86_400_000));
+        let sent = pairs(
+            ctx,
+            &format!(
+                "SELECT count(*) AS n, count(*) AS m FROM event_view WHERE channel_id = '{acct}' AND event_date >= '{today}' \
+                 AND event IN ('wechat_mass_sent', 'wechat_template_sent', 'wechat_custom_sent', 'wechat_subscribe_sent')"
+            ),
+        )
+        .await?
+        .first()
+        .map(|(n, _, _)| *n as i64)
+        .unwrap_or(0);
+        let mut queued = 0i64;
+        for s in ctx.store.scan_sends()? {
+            if s.account_id == *acct && s.finished_at.is_none() {
+                ctx.store.scan_recipients(s.send_id, &mut |_, r| {
+                    if matches!(r.status.as_str(), "pending" | "sending") {
+                        queued += 1;
+                    }
+                    true
+                })?;
+            }
+        }
+        room = (cap - sent - queued).max(0);
+    }
     let send_id = ctx.store.alloc_send_id();
     let mut batch = ctx.store.batch();
     batch.put_send(&SendRecord {
@@ -371,7 +409,11 @@ pub async fn send(ctx: &StatementContext, procedure: Procedure, a: &[String]) ->
             _ if kind == "subscribe" && consents.get(&c).copied().unwrap_or(0) <= 0 => {
                 Some("no_consent")
             }
-            _ => None,
+            _ if room <= 0 => Some("daily_cap"),
+            _ => {
+                room -= 1;
+                None
+            }
         };
         batch.put_recipient(
             send_id,
