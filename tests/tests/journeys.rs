@@ -231,3 +231,25 @@ async fn events_committed_while_the_engine_was_off_are_handled_at_start() {
     wait_for(&c, "SELECT count(*) FROM journey_runs", "1", 5).await;
     wait_for(&c, "SELECT status FROM journey_runs", "completed", 10).await;
 }
+
+#[tokio::test]
+async fn group_trigger_starts_a_run_per_member_once() {
+    let server = TestServer::start();
+    let c = server.client().await;
+    exec(&c, "CREATE STATIC GROUP group_vips").await;
+    exec(&c, "INSERT INTO contacts (id, name) VALUES (1, 'A'), (2, 'B'), (3, 'C')").await;
+    exec(&c, "ALTER GROUP group_vips ADD CONTACTS VALUES (1), (2)").await;
+    exec(
+        &c,
+        r#"CALL create_journey('j_vip', '{"name":"VIP","trigger":{"group":"group_vips","at":"2000-01-01 00:00:00+00"},"steps":[{"id":"m","type":"set_field","field":"city","value":"vip"},{"id":"e","type":"end"}]}')"#,
+    )
+    .await;
+    exec(&c, "CALL publish_journey('j_vip')").await;
+    wait_for(&c, "SELECT count(*) FROM journey_runs WHERE status = 'completed'", "2", 5).await;
+    assert_eq!(
+        rows(&c, "SELECT id, city FROM contacts ORDER BY id").await,
+        vec![vec!["1", "vip"], vec!["2", "vip"], vec!["3", ""]]
+    );
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(rows(&c, "SELECT count(*) FROM journey_runs").await, vec![vec!["2"]]);
+}
