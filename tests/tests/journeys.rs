@@ -114,6 +114,7 @@ async fn journey_reacts_waits_branches_and_acts() {
     assert_eq!(rows(&c, "SELECT count(*) FROM journey_runs").await, vec![vec!["2"]]);
 
     // lifecycle rules
+    expect_sqlstate(&c, "CALL publish_journey('j_welcome')", "55000").await;
     expect_sqlstate(&c, &format!("CALL create_journey('j_welcome', '{}')", WELCOME.replace('\'', "''")), "55000").await;
     expect_sqlstate(&c, "CALL delete_journey('j_welcome')", "55000").await;
     exec(&c, "CALL stop_journey('j_welcome')").await;

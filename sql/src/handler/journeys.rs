@@ -571,7 +571,14 @@ pub async fn set_status(ctx: &StatementContext, a: &[String], action: &str) -> R
                 .ok_or_else(|| SqlError::UndefinedObject(format!("journey \"{id}\" does not exist")))?;
             let j = &mut data.journeys[i];
             match action {
-                "publish" => j.status = "published".into(),
+                "publish" => {
+                    if j.status == "published" {
+                        return Err(SqlError::ObjectState(format!(
+                            "journey \"{id}\" is already published"
+                        )));
+                    }
+                    j.status = "published".into();
+                }
                 "stop" => {
                     if j.status == "draft" {
                         return Err(SqlError::ObjectState(format!(
