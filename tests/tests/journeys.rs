@@ -254,3 +254,46 @@ async fn group_trigger_starts_a_run_per_member_once() {
     tokio::time::sleep(Duration::from_millis(600)).await;
     assert_eq!(rows(&c, "SELECT count(*) FROM journey_runs").await, vec![vec!["2"]]);
 }
+
+#[tokio::test]
+async fn until_event_both_ways_and_a_failing_action() {
+    let server = TestServer::start();
+    let c = server.client().await;
+    exec(&c, "INSERT INTO contacts (id, name) VALUES (1, 'A'), (2, 'B'), (3, 'C')").await;
+    exec(
+        &c,
+        r#"CALL create_journey('j_cart', '{"trigger":{"event":"add_to_cart"},"steps":[
+            {"id":"w","type":"wait","until_event":"custom_order","timeout":"2 seconds","next":"yes","timeout_next":"no"},
+            {"id":"yes","type":"set_field","field":"city","value":"buyer","next":"done"},
+            {"id":"no","type":"set_field","field":"city","value":"lost","next":"done"},
+            {"id":"done","type":"end"}]}')"#,
+    )
+    .await;
+    exec(
+        &c,
+        r#"CALL create_journey('j_bad_value', '{"trigger":{"event":"search"},"steps":[
+            {"id":"g","type":"set_field","field":"gender","value":"alien"}]}')"#,
+    )
+    .await;
+    exec(&c, "CALL publish_journey('j_cart')").await;
+    exec(&c, "CALL publish_journey('j_bad_value')").await;
+    exec(
+        &c,
+        "INSERT INTO events (contact_id, event, event_date) VALUES (1, 'add_to_cart', now()), (2, 'add_to_cart', now()), (3, 'search', now())",
+    )
+    .await;
+    wait_for(&c, "SELECT count(*) FROM journey_runs WHERE journey_id = 'j_cart'", "2", 3).await;
+    exec(&c, "INSERT INTO events (contact_id, event, event_date) VALUES (1, 'custom_order', now())").await;
+    wait_for(&c, "SELECT city FROM contacts WHERE id = 1", "buyer", 3).await;
+    wait_for(&c, "SELECT city FROM contacts WHERE id = 2", "lost", 6).await;
+    // the failing action marks the run failed, counted, and the engine goes on
+    wait_for(&c, "SELECT status FROM journey_runs WHERE journey_id = 'j_bad_value'", "failed", 3).await;
+    assert_eq!(
+        rows(&c, "SELECT failed FROM journey_step_stats WHERE journey_id = 'j_bad_value' AND step = 'g'").await,
+        vec![vec!["1"]]
+    );
+    assert_eq!(
+        rows(&c, "SELECT count(*) FROM journey_runs WHERE journey_id = 'j_cart' AND status = 'completed'").await,
+        vec![vec!["2"]]
+    );
+}
