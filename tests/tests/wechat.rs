@@ -362,3 +362,47 @@ async fn daily_cap_skips_recipients_beyond_it() {
     let r = finished(&c, &id).await;
     assert!(r.iter().all(|x| x.2 == "daily_cap"), "{r:?}");
 }
+
+/// A journey's WeChat step sends through the sender and its rules, once.
+#[tokio::test]
+async fn journey_wechat_step_sends_once() {
+    let fake = Fake::start();
+    let server = TestServer::start();
+    let c = server.client().await;
+    exec(
+        &c,
+        &format!(
+            "CALL wechat_add_account('wx_j', 'wxj', 'service', 'http://127.0.0.1:{}', 'fake-secret')",
+            fake.port
+        ),
+    )
+    .await;
+    exec(
+        &c,
+        r#"CALL create_journey('j_hello', '{"trigger":{"event":"subscribe"},"steps":[
+            {"id":"hi","type":"wechat_template","account":"wx_j","template_id":"TPL_HI","data":{"first":{"value":"welcome"}}}]}')"#,
+    )
+    .await;
+    exec(&c, "CALL publish_journey('j_hello')").await;
+    exec(
+        &c,
+        "INSERT INTO events (openid, channel_id, event, event_date) VALUES ('fan_1', 'wx_j', 'subscribe', now())",
+    )
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let calls = fake.calls("/cgi-bin/message/template/send");
+        if !calls.is_empty() {
+            assert_eq!(calls.len(), 1);
+            assert_eq!(calls[0]["body"]["touser"], "fan_1");
+            assert_eq!(calls[0]["body"]["template_id"], "TPL_HI");
+            break;
+        }
+        assert!(Instant::now() < deadline, "no template call");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let st = simple_rows(&c, "SELECT status FROM journey_runs").await;
+    assert_eq!(st[0][0].as_deref(), Some("completed"));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(fake.calls("/cgi-bin/message/template/send").len(), 1);
+}
