@@ -46,6 +46,10 @@ struct Runner {
     /// Events handled by the start-up catch-up (not handled again when
     /// the live feed repeats them).
     caught_up: std::collections::HashSet<u64>,
+    /// The waiting runs: run id → (contact, wake time). Loaded once at
+    /// start and kept by `persist`, the only writer of runs, so neither the
+    /// timer tick nor an event batch scans every run ever made.
+    waiting: HashMap<u64, (u64, i64)>,
 }
 
 /// Setting that keeps the watermark.
@@ -66,6 +70,7 @@ pub fn spawn(engine: Arc<Engine>) -> tokio::task::JoinHandle<()> {
             stats: HashMap::new(),
             watermark: 0,
             caught_up: Default::default(),
+            waiting: HashMap::new(),
         };
         if let Err(e) = r.recover().await {
             tracing::error!("journeys: recovery failed: {e}");
@@ -225,7 +230,27 @@ impl Runner {
             let v = self.stat(&run.journey_id, s)?.clone();
             b.put_step_stats(&run.journey_id, s, &v);
         }
-        self.store.commit(b).await.map_err(|e| e.to_string())
+        self.store.commit(b).await.map_err(|e| e.to_string())?;
+        if run.status == "waiting" {
+            self.waiting.insert(
+                run.run_id,
+                (run.contact_id, run.wake_at.unwrap_or(i64::MAX)),
+            );
+        } else {
+            self.waiting.remove(&run.run_id);
+        }
+        Ok(())
+    }
+
+    /// The waiting runs of `contact`.
+    fn waiting_of(&self, contact: u64) -> Res<Vec<RunRecord>> {
+        let mut out = Vec::new();
+        for (id, (c, _)) in &self.waiting {
+            if *c == contact {
+                out.extend(self.store.get_run(*id).map_err(|e| e.to_string())?);
+            }
+        }
+        Ok(out)
     }
 
     /// Event types some published journey reacts to (triggers and
@@ -312,6 +337,12 @@ impl Runner {
 
     /// Runs found acting after a restart move on without acting again.
     async fn recover(&mut self) -> Res<()> {
+        for run in self.store.scan_runs().map_err(|e| e.to_string())? {
+            if run.status == "waiting" {
+                self.waiting
+                    .insert(run.run_id, (run.contact_id, run.wake_at.unwrap_or(i64::MAX)));
+            }
+        }
         for mut run in self.store.scan_runs().map_err(|e| e.to_string())? {
             if !run.acting || !matches!(run.status.as_str(), "active" | "waiting") {
                 continue;
@@ -353,19 +384,14 @@ impl Runner {
     async fn on_events(&mut self, keys: &[EventKey]) -> Res<()> {
         let catalog = self.store.catalog();
         let journeys = self.published();
-        // waiting runs that wait for an event
-        let mut waiting: Vec<RunRecord> = Vec::new();
-        for run in self.store.scan_runs().map_err(|e| e.to_string())? {
-            if run.status == "waiting" {
-                waiting.push(run);
-            }
-        }
         for key in keys {
             let Some(code) = catalog.event_type_by_id(key.event_type).map(|t| t.event.clone())
             else {
                 continue;
             };
-            for run in waiting.iter_mut().filter(|r| r.contact_id == key.contact && r.status == "waiting") {
+            // waiting runs of this contact that wait for an event
+            let mut waiting = self.waiting_of(key.contact)?;
+            for run in waiting.iter_mut().filter(|r| r.status == "waiting") {
                 let Some((status, def)) = self.journey(&run.journey_id) else {
                     continue;
                 };
@@ -562,7 +588,18 @@ impl Runner {
 
     async fn on_tick(&mut self) -> Res<()> {
         let now = now_ms();
-        for mut run in self.store.scan_runs().map_err(|e| e.to_string())? {
+        let mut due: Vec<u64> = self
+            .waiting
+            .iter()
+            .filter(|(_, (_, wake))| *wake <= now)
+            .map(|(id, _)| *id)
+            .collect();
+        due.sort_unstable();
+        for id in due {
+            let Some(mut run) = self.store.get_run(id).map_err(|e| e.to_string())? else {
+                self.waiting.remove(&id);
+                continue;
+            };
             if run.status != "waiting" || run.wake_at.is_none_or(|t| t > now) {
                 continue;
             }
