@@ -166,16 +166,15 @@ async fn step(st: &Arc<State>) -> Result<bool, String> {
             .scan_recipients(s.send_id, &mut |c, r| {
                 if r.status == "pending" {
                     if r.not_before <= now {
-                        if due.len() < limit {
-                            due.push((c, r));
-                        }
+                        due.push((c, r));
                     } else {
                         waiting = true;
                     }
                 } else if r.status == "sending" {
                     waiting = true;
                 }
-                true
+                // a full chunk is enough: the rest waits for the next turn
+                due.len() < limit
             })
             .map_err(|e| e.to_string())?;
         if due.is_empty() {
