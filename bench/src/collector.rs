@@ -78,11 +78,7 @@ fn sdk_batch(client: usize, n: u64, size: usize, t0: i64) -> String {
     serde_json::json!({ "events": events }).to_string()
 }
 
-async fn post(
-    stream: &mut BufReader<TcpStream>,
-    host: &str,
-    body: &str,
-) -> Result<(u16, Vec<u8>)> {
+async fn post(stream: &mut BufReader<TcpStream>, host: &str, body: &str) -> Result<(u16, Vec<u8>)> {
     let head = format!(
         "POST /sdk/v1/track HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
         body.len()
@@ -127,7 +123,9 @@ pub async fn run(args: CollectorArgs) -> Result<()> {
     let (client, conn) = tokio_postgres::connect(&args.url, NoTls).await?;
     tokio::spawn(conn);
     if let Err(e) = client
-        .batch_execute(&format!("CALL collector_add_app('{APP}', '{KEY}', 'bench')"))
+        .batch_execute(&format!(
+            "CALL collector_add_app('{APP}', '{KEY}', 'bench')"
+        ))
         .await
     {
         if !format!("{e:?}").contains("already exists") {
@@ -152,11 +150,9 @@ pub async fn run(args: CollectorArgs) -> Result<()> {
                 let (status, answer) = post(&mut stream, &http, &body).await?;
                 lat.push(t.elapsed());
                 if status != 200 {
-                    return Err(format!(
-                        "HTTP {status}: {}",
-                        String::from_utf8_lossy(&answer)
-                    )
-                    .into());
+                    return Err(
+                        format!("HTTP {status}: {}", String::from_utf8_lossy(&answer)).into(),
+                    );
                 }
                 n += 1;
             }
@@ -224,7 +220,10 @@ pub async fn run(args: CollectorArgs) -> Result<()> {
         secs,
         rows as f64 / secs,
         cpu_copy
-            .map(|c| format!(", server CPU {:.1} ms per 1,000 events", c * 1e6 / rows.max(1) as f64))
+            .map(|c| format!(
+                ", server CPU {:.1} ms per 1,000 events",
+                c * 1e6 / rows.max(1) as f64
+            ))
             .unwrap_or_default()
     );
     Ok(())

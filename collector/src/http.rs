@@ -181,7 +181,11 @@ async fn read_body(c: &Collector, headers: &HeaderMap, body: Body) -> Result<Vec
         let (mut over, mut seen) = (false, 0usize);
         while let Some(chunk) = stream.next().await {
             let chunk = chunk.map_err(|e| {
-                refuse(StatusCode::BAD_REQUEST, 1002, format!("reading the body failed: {e}"))
+                refuse(
+                    StatusCode::BAD_REQUEST,
+                    1002,
+                    format!("reading the body failed: {e}"),
+                )
             })?;
             seen += chunk.len();
             if over || buf.len() + chunk.len() > wire_max {
@@ -220,7 +224,11 @@ async fn read_body(c: &Collector, headers: &HeaderMap, body: Body) -> Result<Vec
         let mut out = Vec::new();
         let mut dec = flate2::read::GzDecoder::new(buf.as_slice()).take(max as u64 + 1);
         dec.read_to_end(&mut out).map_err(|e| {
-            refuse(StatusCode::BAD_REQUEST, 1002, format!("the gzip body is corrupt: {e}"))
+            refuse(
+                StatusCode::BAD_REQUEST,
+                1002,
+                format!("the gzip body is corrupt: {e}"),
+            )
         })?;
         if out.len() > max {
             return Err(too_large("decoded body (max_decoded_kb)", max));
@@ -379,7 +387,8 @@ async fn sdk_track_get(
 
 async fn sdk_store(c: &Collector, body: &[u8]) -> Response {
     let store = c.ingest.engine().store().clone();
-    let auth = |app: &str, key: &str| sources::authenticate_app(&store, app, key).map(|a| a.channel_id);
+    let auth =
+        |app: &str, key: &str| sources::authenticate_app(&store, app, key).map(|a| a.channel_id);
     let max_event = c.settings().max_event_kb << 10;
     let decoded = match crate::sdk::parse(body, now_ms(), max_event, &auth) {
         Ok(d) => d,
@@ -441,7 +450,10 @@ fn batch_app(
     if let Some(basic) = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Basic ").or_else(|| v.strip_prefix("basic ")))
+        .and_then(|v| {
+            v.strip_prefix("Basic ")
+                .or_else(|| v.strip_prefix("basic "))
+        })
     {
         let raw = base64::engine::general_purpose::STANDARD
             .decode(basic.trim())
@@ -525,7 +537,12 @@ fn wechat_verified(
     })?;
     let arg = |k: &str| q.get(k).map(String::as_str).unwrap_or("");
     if arg("signature").is_empty()
-        || !crate::wechat_push::signature_ok(&token, arg("timestamp"), arg("nonce"), arg("signature"))
+        || !crate::wechat_push::signature_ok(
+            &token,
+            arg("timestamp"),
+            arg("nonce"),
+            arg("signature"),
+        )
     {
         return Err(refuse(
             StatusCode::UNAUTHORIZED,
@@ -552,7 +569,11 @@ async fn wechat_check(
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
     match wechat_verified(&c, &account, &q) {
-        Ok(()) => q.get("echostr").cloned().unwrap_or_default().into_response(),
+        Ok(()) => q
+            .get("echostr")
+            .cloned()
+            .unwrap_or_default()
+            .into_response(),
         Err(r) => plain(r),
     }
 }

@@ -372,9 +372,7 @@ pub fn json_value(v: &Json, t: DataType, tz: &chrono_tz::Tz) -> Result<Value, St
         (DataType::Timestamptz, Json::String(s)) => parse_timestamp_ms(s.trim(), tz)
             .map(Value::Ts)
             .ok_or_else(kind),
-        (DataType::Timestamptz, Json::Number(n)) => {
-            n.as_i64().map(Value::Ts).ok_or_else(kind)
-        }
+        (DataType::Timestamptz, Json::Number(n)) => n.as_i64().map(Value::Ts).ok_or_else(kind),
         _ => Err(kind()),
     }
 }
@@ -392,8 +390,14 @@ mod tests {
             Ok(Value::Str("a".into()))
         );
         assert!(json_value(&json!(1), DataType::Varchar, &tz).is_err());
-        assert_eq!(json_value(&json!(3), DataType::Bigint, &tz), Ok(Value::Int(3)));
-        assert_eq!(json_value(&json!(3.0), DataType::Bigint, &tz), Ok(Value::Int(3)));
+        assert_eq!(
+            json_value(&json!(3), DataType::Bigint, &tz),
+            Ok(Value::Int(3))
+        );
+        assert_eq!(
+            json_value(&json!(3.0), DataType::Bigint, &tz),
+            Ok(Value::Int(3))
+        );
         assert!(json_value(&json!(3.5), DataType::Bigint, &tz).is_err());
         assert!(json_value(&json!("3"), DataType::Bigint, &tz).is_err());
         assert_eq!(

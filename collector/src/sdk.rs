@@ -181,7 +181,8 @@ mod tests {
 
     #[test]
     fn one_event_and_batches() {
-        let one = br#"{"appid":"mp1","appkey":"secret-key","event":"appLaunch","time":1700000000000,
+        let one =
+            br#"{"appid":"mp1","appkey":"secret-key","event":"appLaunch","time":1700000000000,
             "qid":"q1","message_id":"m1","properties":{"$os":"iOS","s_page_path":"pages/index"},
             "chan":{"chan_id":"c1","chan_wxapp_scene":1037}}"#;
         let v = parse(one, 0, 1 << 15, &auth).unwrap();
@@ -189,7 +190,12 @@ mod tests {
         let e = v[0].as_ref().unwrap();
         assert_eq!(e.channel, "wx_mp");
         assert_eq!(e.anonymous_id.as_deref(), Some("q1"));
-        let Action::Track { event, ts_ms, props } = &e.action else {
+        let Action::Track {
+            event,
+            ts_ms,
+            props,
+        } = &e.action
+        else {
             panic!()
         };
         assert_eq!(event, "app_launch");
@@ -211,14 +217,30 @@ mod tests {
 
     #[test]
     fn bad_bodies() {
-        assert!(matches!(parse(b"{", 0, 1 << 15, &auth), Err(SdkError::Malformed(_))));
-        assert!(matches!(parse(b"3", 0, 1 << 15, &auth), Err(SdkError::Malformed(_))));
         assert!(matches!(
-            parse(br#"{"appid":"mp1","appkey":"nope","event":"x"}"#, 0, 1 << 15, &auth),
+            parse(b"{", 0, 1 << 15, &auth),
+            Err(SdkError::Malformed(_))
+        ));
+        assert!(matches!(
+            parse(b"3", 0, 1 << 15, &auth),
+            Err(SdkError::Malformed(_))
+        ));
+        assert!(matches!(
+            parse(
+                br#"{"appid":"mp1","appkey":"nope","event":"x"}"#,
+                0,
+                1 << 15,
+                &auth
+            ),
             Err(SdkError::Unauthorized(_))
         ));
         assert!(matches!(
-            parse(br#"{"appid":"mp1","appkey":"secret-key"}"#, 0, 1 << 15, &auth),
+            parse(
+                br#"{"appid":"mp1","appkey":"secret-key"}"#,
+                0,
+                1 << 15,
+                &auth
+            ),
             Err(SdkError::Malformed(_))
         ));
         assert!(matches!(

@@ -85,7 +85,12 @@ pub fn leaves(xml: &[u8]) -> Result<Vec<(String, String)>, String> {
             }
             Ok(Event::Eof) => break,
             Ok(_) => {}
-            Err(e) => return Err(format!("invalid XML at byte {}: {e}", reader.error_position())),
+            Err(e) => {
+                return Err(format!(
+                    "invalid XML at byte {}: {e}",
+                    reader.error_position()
+                ))
+            }
         }
     }
     if !stack.is_empty() {
@@ -121,7 +126,10 @@ pub fn parse(xml: &[u8], account_id: &str) -> Result<Vec<Incoming>, String> {
         scope: account_id.to_string(),
         message_id: Some(match get(&l, "MsgId").or_else(|| get(&l, "MsgID")) {
             Some(m) => format!("msg:{m}{id_suffix}"),
-            None => format!("{openid}:{created}:{event}:{}{id_suffix}", key.unwrap_or("")),
+            None => format!(
+                "{openid}:{created}:{event}:{}{id_suffix}",
+                key.unwrap_or("")
+            ),
         }),
         channel: account_id.to_string(),
         external_id: None,
@@ -208,7 +216,12 @@ mod tests {
         let d = ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, joined.as_bytes());
         let sig: String = d.as_ref().iter().map(|b| format!("{b:02x}")).collect();
         assert!(signature_ok("token", "1409304348", "xxxxxx", &sig));
-        assert!(signature_ok("token", "1409304348", "xxxxxx", &sig.to_uppercase()));
+        assert!(signature_ok(
+            "token",
+            "1409304348",
+            "xxxxxx",
+            &sig.to_uppercase()
+        ));
         assert!(!signature_ok("token2", "1409304348", "xxxxxx", &sig));
         assert!(!signature_ok("token", "1409304348", "xxxxxx", ""));
     }
@@ -222,7 +235,12 @@ mod tests {
         let v = parse(x, "wx_oa").unwrap();
         assert_eq!(v.len(), 1);
         assert_eq!(v[0].openid.as_deref(), Some("o_fan1"));
-        let Action::Track { event, ts_ms, props } = &v[0].action else {
+        let Action::Track {
+            event,
+            ts_ms,
+            props,
+        } = &v[0].action
+        else {
             panic!()
         };
         assert_eq!((event.as_str(), *ts_ms), ("subscribe", 1_700_000_000_000));
@@ -251,8 +269,12 @@ mod tests {
             </List></SubscribeMsgPopupEvent></xml>"#;
         let v = parse(x, "wx").unwrap();
         assert_eq!(v.len(), 2);
-        assert!(matches!(&v[0].action, Action::Track { event, .. } if event == "subscribe_msg_accept"));
-        assert!(matches!(&v[1].action, Action::Track { event, .. } if event == "subscribe_msg_reject"));
+        assert!(
+            matches!(&v[0].action, Action::Track { event, .. } if event == "subscribe_msg_accept")
+        );
+        assert!(
+            matches!(&v[1].action, Action::Track { event, .. } if event == "subscribe_msg_reject")
+        );
         assert_ne!(v[0].message_id, v[1].message_id);
         assert!(parse(b"<xml><FromUserName>o1</FromUserName>", "wx").is_err());
         assert!(parse(b"not xml", "wx").is_err());

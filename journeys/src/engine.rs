@@ -76,7 +76,9 @@ pub fn spawn(engine: Arc<Engine>) -> tokio::task::JoinHandle<()> {
             tracing::error!("journeys: recovery failed: {e}");
         }
         if let Err(e) = r.catch_up().await {
-            tracing::error!("journeys: catching up with events committed while stopped failed: {e}");
+            tracing::error!(
+                "journeys: catching up with events committed while stopped failed: {e}"
+            );
         }
         loop {
             tokio::select! {
@@ -327,7 +329,10 @@ impl Runner {
             return Ok(());
         }
         keys.sort_by_key(|k| k.seq);
-        tracing::info!("journeys: handling {} events committed while stopped", keys.len());
+        tracing::info!(
+            "journeys: handling {} events committed while stopped",
+            keys.len()
+        );
         self.caught_up = keys.iter().map(|k| k.seq).collect();
         for chunk in keys.chunks(1024) {
             self.on_events(chunk).await?;
@@ -339,8 +344,10 @@ impl Runner {
     async fn recover(&mut self) -> Res<()> {
         for run in self.store.scan_runs().map_err(|e| e.to_string())? {
             if run.status == "waiting" {
-                self.waiting
-                    .insert(run.run_id, (run.contact_id, run.wake_at.unwrap_or(i64::MAX)));
+                self.waiting.insert(
+                    run.run_id,
+                    (run.contact_id, run.wake_at.unwrap_or(i64::MAX)),
+                );
             }
         }
         for mut run in self.store.scan_runs().map_err(|e| e.to_string())? {
@@ -385,7 +392,9 @@ impl Runner {
         let catalog = self.store.catalog();
         let journeys = self.published();
         for key in keys {
-            let Some(code) = catalog.event_type_by_id(key.event_type).map(|t| t.event.clone())
+            let Some(code) = catalog
+                .event_type_by_id(key.event_type)
+                .map(|t| t.event.clone())
             else {
                 continue;
             };
@@ -401,7 +410,10 @@ impl Runner {
                 let Some(i) = def.index(&run.step) else {
                     continue;
                 };
-                if let StepKind::WaitEvent { event, predicate, .. } = &def.steps[i].kind {
+                if let StepKind::WaitEvent {
+                    event, predicate, ..
+                } = &def.steps[i].kind
+                {
                     if event == &code && self.event_matches(key, &code, predicate).await? {
                         let mut r = run.clone();
                         self.go(&mut r, &def, def.after(i)).await?;
@@ -430,14 +442,26 @@ impl Runner {
     }
 
     fn may_enter(&self, jid: &str, def: &Definition, contact: u64) -> Res<bool> {
-        Ok(match self.store.latest_run(jid, contact).map_err(|e| e.to_string())? {
-            None => true,
-            Some(_) if !def.reentry_always => false,
-            Some(r) => !matches!(r.status.as_str(), "active" | "waiting"),
-        })
+        Ok(
+            match self
+                .store
+                .latest_run(jid, contact)
+                .map_err(|e| e.to_string())?
+            {
+                None => true,
+                Some(_) if !def.reentry_always => false,
+                Some(r) => !matches!(r.status.as_str(), "active" | "waiting"),
+            },
+        )
     }
 
-    async fn start(&mut self, jid: &str, version: u32, def: &Arc<Definition>, contact: u64) -> Res<()> {
+    async fn start(
+        &mut self,
+        jid: &str,
+        version: u32,
+        def: &Arc<Definition>,
+        contact: u64,
+    ) -> Res<()> {
         let now = now_ms();
         let run = RunRecord {
             run_id: self.store.alloc_run_id(),
@@ -480,7 +504,12 @@ impl Runner {
     }
 
     async fn fail(&mut self, mut run: RunRecord, why: String) -> Res<()> {
-        tracing::warn!("journeys: run {} of {} failed at {}: {why}", run.run_id, run.journey_id, run.step);
+        tracing::warn!(
+            "journeys: run {} of {} failed at {}: {why}",
+            run.run_id,
+            run.journey_id,
+            run.step
+        );
         let cur = run.step.clone();
         self.stat(&run.journey_id, &cur)?.failed += 1;
         run.status = "failed".into();
@@ -516,7 +545,11 @@ impl Runner {
                 StepKind::End => {
                     self.go(&mut run, def, None).await?;
                 }
-                StepKind::Branch { cond, then, otherwise } => {
+                StepKind::Branch {
+                    cond,
+                    then,
+                    otherwise,
+                } => {
                     let yes = match cond {
                         Cond::Where(p) => {
                             self.count(&format!("SELECT count(*) FROM contact_view WHERE id = {c} AND ({p})"))
@@ -545,7 +578,9 @@ impl Runner {
                 }
                 action => {
                     let sql = match action {
-                        StepKind::AddToGroup(g) => format!("ALTER GROUP {g} ADD CONTACTS VALUES ({c})"),
+                        StepKind::AddToGroup(g) => {
+                            format!("ALTER GROUP {g} ADD CONTACTS VALUES ({c})")
+                        }
                         StepKind::RemoveFromGroup(g) => {
                             format!("ALTER GROUP {g} REMOVE CONTACTS VALUES ({c})")
                         }
@@ -553,7 +588,13 @@ impl Runner {
                             "UPDATE contacts SET \"{field}\" = {} WHERE id = {c}",
                             sql_literal(value)
                         ),
-                        StepKind::Wechat { kind, account, what, body, url } => {
+                        StepKind::Wechat {
+                            kind,
+                            account,
+                            what,
+                            body,
+                            url,
+                        } => {
                             let mut s = format!(
                                 "CALL wechat_{kind}_send('{account}', 'contact:{c}', {}, {}",
                                 sql_literal(&Json::String(what.clone())),
@@ -583,7 +624,8 @@ impl Runner {
                 }
             }
         }
-        self.fail(run, "more than 1000 steps without a wait".into()).await
+        self.fail(run, "more than 1000 steps without a wait".into())
+            .await
     }
 
     async fn on_tick(&mut self) -> Res<()> {
@@ -615,7 +657,9 @@ impl Runner {
                 continue;
             }
             let next = match &def.steps[i].kind {
-                StepKind::WaitEvent { timeout_next, .. } => timeout_next.as_deref().and_then(|t| def.index(t)),
+                StepKind::WaitEvent { timeout_next, .. } => {
+                    timeout_next.as_deref().and_then(|t| def.index(t))
+                }
                 _ => def.after(i),
             };
             self.go(&mut run, &def, next).await?;

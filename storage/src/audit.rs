@@ -234,7 +234,9 @@ mod tests {
         // tamper with row 2: the check names it
         let k = 2u64.to_be_bytes();
         let v = store.db.get_cf(store.cf(cf::AUDIT), k).unwrap().unwrap();
-        let forged = String::from_utf8(v.clone()).unwrap().replace("\"b\"", "\"x\"");
+        let forged = String::from_utf8(v.clone())
+            .unwrap()
+            .replace("\"b\"", "\"x\"");
         store.db.put_cf(store.cf(cf::AUDIT), k, forged).unwrap();
         assert_eq!(store.verify_audit().unwrap().first_broken, Some(2));
         // put it back, then remove row 3: row 4 is where the chain breaks

@@ -79,12 +79,16 @@ mod tests {
         b.put_dedupe("app1", "m-1", t0);
         store.commit(b).await.unwrap();
         // across midnight, inside the window
-        assert!(store.dedupe_seen("app1", "m-1", t0 + 2 * H, 24 * H).unwrap());
+        assert!(store
+            .dedupe_seen("app1", "m-1", t0 + 2 * H, 24 * H)
+            .unwrap());
         // another scope, another id
         assert!(!store.dedupe_seen("app2", "m-1", t0, 24 * H).unwrap());
         assert!(!store.dedupe_seen("app1", "m-2", t0, 24 * H).unwrap());
         // past the window
-        assert!(!store.dedupe_seen("app1", "m-1", t0 + 25 * H, 24 * H).unwrap());
+        assert!(!store
+            .dedupe_seen("app1", "m-1", t0 + 25 * H, 24 * H)
+            .unwrap());
         // expiry two days later drops it; an id of the current day stays
         let t2 = t0 + 48 * H;
         let mut b = store.batch();

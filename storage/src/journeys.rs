@@ -133,9 +133,9 @@ impl Store {
             .db
             .get_cf(self.cf(cf::JOURNEYS), contact_key(journey, contact))?
         {
-            Some(v) if v.len() == 8 => {
-                self.get_run(u64::from_be_bytes(v.as_slice().try_into().expect("8 bytes")))
-            }
+            Some(v) if v.len() == 8 => self.get_run(u64::from_be_bytes(
+                v.as_slice().try_into().expect("8 bytes"),
+            )),
             _ => Ok(None),
         }
     }

@@ -229,7 +229,11 @@ mod tests {
             .unwrap();
         assert_eq!(
             seen,
-            [(2, "o2".to_string()), (300, "o300".into()), (70_000, "o70000".into())]
+            [
+                (2, "o2".to_string()),
+                (300, "o300".into()),
+                (70_000, "o70000".into())
+            ]
         );
         assert_eq!(last_send_id(&store.db).unwrap(), 2);
     }

@@ -172,7 +172,11 @@ impl TestServer {
     }
 
     /// [`TestServer::start_with_password`] with `extra_args` (e.g. a config file).
-    pub fn start_with_password_and(data_dir: &Path, password: &str, extra_args: &[&str]) -> TestServer {
+    pub fn start_with_password_and(
+        data_dir: &Path,
+        password: &str,
+        extra_args: &[&str],
+    ) -> TestServer {
         Self::spawn(
             DataDir::Given(data_dir.to_path_buf()),
             extra_args,

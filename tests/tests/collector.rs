@@ -24,15 +24,24 @@ impl Reply {
             .map(|(_, v)| v.as_str())
     }
     fn json(&self) -> Value {
-        serde_json::from_str(&self.body)
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
     }
 }
 
 /// One request with curl: `headers` as `Name: value`, `body` sent as is.
 fn curl(method: &str, url: &str, headers: &[&str], body: Option<&[u8]>) -> Reply {
     let mut cmd = Command::new("curl");
-    cmd.args(["-sS", "-i", "--max-time", "30", "-X", method, url, "-H", "Expect:"]);
+    cmd.args([
+        "-sS",
+        "-i",
+        "--max-time",
+        "30",
+        "-X",
+        method,
+        url,
+        "-H",
+        "Expect:",
+    ]);
     for h in headers {
         cmd.args(["-H", h]);
     }
@@ -55,9 +64,12 @@ fn curl(method: &str, url: &str, headers: &[&str], body: Option<&[u8]>) -> Reply
     let out = child.wait_with_output().expect("curl ran");
     writer.join().expect("body writer");
     let text = String::from_utf8_lossy(&out.stdout).to_string();
-    let (head, body) = text
-        .split_once("\r\n\r\n")
-        .unwrap_or_else(|| panic!("no HTTP answer: {text} {}", String::from_utf8_lossy(&out.stderr)));
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or_else(|| {
+        panic!(
+            "no HTTP answer: {text} {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
     let mut lines = head.lines();
     let status = lines
         .next()
@@ -111,7 +123,11 @@ fn sdk_event(event: &str, extra: Value) -> Value {
 async fn sdk_batches_plain_gzip_refusals_and_retries() {
     let server = TestServer::start();
     let client = server.client().await;
-    exec(&client, "CALL collector_add_app('mp_shop', 'shop-secret-1', 'wx_mp')").await;
+    exec(
+        &client,
+        "CALL collector_add_app('mp_shop', 'shop-secret-1', 'wx_mp')",
+    )
+    .await;
     let url = format!("{}/sdk/v1/track", server.http_url());
     let json_h = "Content-Type: application/json";
 
@@ -160,7 +176,12 @@ async fn sdk_batches_plain_gzip_refusals_and_retries() {
         &[json_h, "Content-Encoding: gzip"],
         Some(&gzip(batch.to_string().as_bytes())),
     );
-    assert_eq!((r.status, r.header("err_code")), (200, Some("0")), "{}", r.body);
+    assert_eq!(
+        (r.status, r.header("err_code")),
+        (200, Some("0")),
+        "{}",
+        r.body
+    );
     assert_eq!(count(&client, "SELECT count(*) FROM events").await, 3);
 
     // a retry of the same batch is stored once
@@ -174,10 +195,17 @@ async fn sdk_batches_plain_gzip_refusals_and_retries() {
         sdk_event("search", json!({"qid": "q1", "message_id": "m-5"})),
     ]);
     let r = curl("POST", &url, &[json_h], Some(mixed.to_string().as_bytes()));
-    assert_eq!((r.status, r.header("err_code")), (200, Some("1004")), "{}", r.body);
+    assert_eq!(
+        (r.status, r.header("err_code")),
+        (200, Some("1004")),
+        "{}",
+        r.body
+    );
     let b = r.json();
     assert_eq!(b["results"][0]["status"], "rejected");
-    assert!(b["results"][0]["reason"].to_string().contains("no_such_event"));
+    assert!(b["results"][0]["reason"]
+        .to_string()
+        .contains("no_such_event"));
     assert_eq!(b["results"][1]["status"], "stored");
     assert_eq!(count(&client, "SELECT count(*) FROM events").await, 4);
 
@@ -201,7 +229,12 @@ async fn sdk_batches_plain_gzip_refusals_and_retries() {
         ),
         // over the wire limit
         (vec![json_h], vec![b' '; 2 << 20], 413, "1003"),
-        (vec![json_h, "Content-Encoding: br"], b"{}".to_vec(), 415, "1007"),
+        (
+            vec![json_h, "Content-Encoding: br"],
+            b"{}".to_vec(),
+            415,
+            "1007",
+        ),
     ];
     for (h, body, status, code) in refusals {
         let r = curl("POST", &url, &h, Some(&body));
@@ -225,7 +258,11 @@ async fn sdk_batches_plain_gzip_refusals_and_retries() {
         assert_eq!(t.join().unwrap(), 200);
     }
     assert_eq!(
-        count(&client, "SELECT count(*) FROM events WHERE s_search_keyword IS NULL AND event = 'search'").await,
+        count(
+            &client,
+            "SELECT count(*) FROM events WHERE s_search_keyword IS NULL AND event = 'search'"
+        )
+        .await,
         21
     );
 
@@ -233,15 +270,18 @@ async fn sdk_batches_plain_gzip_refusals_and_retries() {
     let m = curl("GET", &format!("{}/metrics", server.http_url()), &[], None);
     assert_eq!(m.status, 200);
     assert!(
-        m.body
-            .lines()
-            .any(|l| l.starts_with("cohortdb_collector_messages_total{result=\"duplicate\"}")
-                && !l.ends_with(" 0")),
+        m.body.lines().any(|l| l
+            .starts_with("cohortdb_collector_messages_total{result=\"duplicate\"}")
+            && !l.ends_with(" 0")),
         "{}",
         m.body
     );
-    assert!(m.body.contains("cohortdb_collector_dropped_properties_total"));
-    assert!(m.body.contains("cohortdb_collector_request_duration_seconds_bucket"));
+    assert!(m
+        .body
+        .contains("cohortdb_collector_dropped_properties_total"));
+    assert!(m
+        .body
+        .contains("cohortdb_collector_request_duration_seconds_bucket"));
     let h = curl("GET", &format!("{}/healthz", server.http_url()), &[], None);
     assert_eq!(h.status, 200);
 }
@@ -250,21 +290,44 @@ async fn sdk_batches_plain_gzip_refusals_and_retries() {
 async fn sdk_identity_flow_joins_anonymous_history() {
     let server = TestServer::start();
     let client = server.client().await;
-    exec(&client, "CALL collector_add_app('mp_shop', 'shop-secret-1', 'wx_mp')").await;
+    exec(
+        &client,
+        "CALL collector_add_app('mp_shop', 'shop-secret-1', 'wx_mp')",
+    )
+    .await;
     let url = format!("{}/sdk/v1/track", server.http_url());
     let post = |e: Value| {
-        let r = curl("POST", &url, &["Content-Type: application/json"], Some(e.to_string().as_bytes()));
+        let r = curl(
+            "POST",
+            &url,
+            &["Content-Type: application/json"],
+            Some(e.to_string().as_bytes()),
+        );
         assert_eq!(r.header("err_code"), Some("0"), "{}", r.body);
     };
     // anonymous history on one device
-    post(json!([sdk_event("app_launch", json!({"qid": "anon-1"})),
-                sdk_event("search", json!({"qid": "anon-1"}))]));
+    post(json!([
+        sdk_event("app_launch", json!({"qid": "anon-1"})),
+        sdk_event("search", json!({"qid": "anon-1"}))
+    ]));
     // the same person logged in on another device first
-    post(sdk_event("app_launch", json!({"userID": "user-7", "qid": "anon-2"})));
-    assert_eq!(count(&client, "SELECT count(DISTINCT contact_id) FROM events").await, 2);
+    post(sdk_event(
+        "app_launch",
+        json!({"userID": "user-7", "qid": "anon-2"}),
+    ));
+    assert_eq!(
+        count(&client, "SELECT count(DISTINCT contact_id) FROM events").await,
+        2
+    );
     // logging in on the first device joins its anonymous history
-    post(sdk_event("custom_order", json!({"userID": "user-7", "qid": "anon-1"})));
-    assert_eq!(count(&client, "SELECT count(DISTINCT contact_id) FROM events").await, 1);
+    post(sdk_event(
+        "custom_order",
+        json!({"userID": "user-7", "qid": "anon-1"}),
+    ));
+    assert_eq!(
+        count(&client, "SELECT count(DISTINCT contact_id) FROM events").await,
+        1
+    );
     assert_eq!(count(&client, "SELECT count(*) FROM events").await, 4);
     let c = simple_rows(
         &client,
@@ -293,7 +356,11 @@ async fn sdk_identity_flow_joins_anonymous_history() {
 async fn segment_batches() {
     let server = TestServer::start();
     let client = server.client().await;
-    exec(&client, "CALL collector_add_app('backend', 'backend-key-1', 'shop')").await;
+    exec(
+        &client,
+        "CALL collector_add_app('backend', 'backend-key-1', 'shop')",
+    )
+    .await;
     // the key is never readable
     let apps = simple_rows(&client, "SELECT * FROM collector_apps").await;
     assert_eq!(apps[0][0].as_deref(), Some("backend"));
@@ -308,20 +375,43 @@ async fn segment_batches() {
     ]})
     .to_string();
     // no key, wrong key
-    let r = curl("POST", &url, &["Content-Type: application/json"], Some(batch.as_bytes()));
+    let r = curl(
+        "POST",
+        &url,
+        &["Content-Type: application/json"],
+        Some(batch.as_bytes()),
+    );
     assert_eq!(r.status, 401);
-    let r = curl("POST", &url, &["X-Write-Key: nope-nope"], Some(batch.as_bytes()));
+    let r = curl(
+        "POST",
+        &url,
+        &["X-Write-Key: nope-nope"],
+        Some(batch.as_bytes()),
+    );
     assert_eq!(r.status, 401);
     // unparsable: 400, nothing stored
-    let r = curl("POST", &url, &["X-Write-Key: backend-key-1"], Some(b"{\"batch\": [}"));
+    let r = curl(
+        "POST",
+        &url,
+        &["X-Write-Key: backend-key-1"],
+        Some(b"{\"batch\": [}"),
+    );
     assert_eq!(r.status, 400);
     assert_eq!(count(&client, "SELECT count(*) FROM contacts").await, 0);
     // Basic auth with the key as user
     let r = curl("POST", &url, &[], Some(batch.as_bytes()));
     assert_eq!(r.status, 401);
     let out = Command::new("curl")
-        .args(["-sS", "-u", "backend-key-1:", "-H", "Content-Type: application/json",
-               "--data-binary", &batch, &url])
+        .args([
+            "-sS",
+            "-u",
+            "backend-key-1:",
+            "-H",
+            "Content-Type: application/json",
+            "--data-binary",
+            &batch,
+            &url,
+        ])
         .output()
         .unwrap();
     let b: Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -342,9 +432,18 @@ async fn segment_batches() {
         ]]
     );
     // a retry with X-Write-Key: duplicates
-    let r = curl("POST", &url, &["X-Write-Key: backend-key-1"], Some(batch.as_bytes()));
+    let r = curl(
+        "POST",
+        &url,
+        &["X-Write-Key: backend-key-1"],
+        Some(batch.as_bytes()),
+    );
     let b = r.json();
-    assert_eq!((b["ok"].clone(), b["duplicates"].clone()), (json!(0), json!(2)), "{b}");
+    assert_eq!(
+        (b["ok"].clone(), b["duplicates"].clone()),
+        (json!(0), json!(2)),
+        "{b}"
+    );
     assert_eq!(count(&client, "SELECT count(*) FROM events").await, 1);
 }
 
@@ -356,7 +455,10 @@ fn signed(token: &str, timestamp: &str, nonce: &str) -> String {
         .stdout(Stdio::piped())
         .spawn()
         .and_then(|mut c| {
-            c.stdin.take().unwrap().write_all(parts.concat().as_bytes())?;
+            c.stdin
+                .take()
+                .unwrap()
+                .write_all(parts.concat().as_bytes())?;
             c.wait_with_output()
         })
         .unwrap();
@@ -367,14 +469,23 @@ fn signed(token: &str, timestamp: &str, nonce: &str) -> String {
 async fn wechat_pushes() {
     let server = TestServer::start();
     let client = server.client().await;
-    exec(&client, "CALL collector_set_wechat_token('wx_oa_main', 'tok3n42')").await;
+    exec(
+        &client,
+        "CALL collector_set_wechat_token('wx_oa_main', 'tok3n42')",
+    )
+    .await;
     let base = format!("{}/wechat/wx_oa_main", server.http_url());
     let sig = signed("tok3n42", "1717200000", "n0nce");
     let q = format!("?signature={sig}&timestamp=1717200000&nonce=n0nce");
     // URL check
     let r = curl("GET", &format!("{base}{q}&echostr=hello123"), &[], None);
     assert_eq!((r.status, r.body.as_str()), (200, "hello123"));
-    let r = curl("GET", &format!("{base}?signature=00&timestamp=1&nonce=2&echostr=x"), &[], None);
+    let r = curl(
+        "GET",
+        &format!("{base}?signature=00&timestamp=1&nonce=2&echostr=x"),
+        &[],
+        None,
+    );
     assert_eq!(r.status, 401);
 
     let subscribe = r#"<xml><ToUserName><![CDATA[gh_main]]></ToUserName>
@@ -382,7 +493,12 @@ async fn wechat_pushes() {
 <MsgType><![CDATA[event]]></MsgType><Event><![CDATA[subscribe]]></Event>
 <EventKey><![CDATA[qrscene_spring]]></EventKey><Ticket><![CDATA[TICKET]]></Ticket></xml>"#;
     // bad or missing signature: 401, nothing stored
-    let r = curl("POST", &format!("{base}?timestamp=1&nonce=2"), &[], Some(subscribe.as_bytes()));
+    let r = curl(
+        "POST",
+        &format!("{base}?timestamp=1&nonce=2"),
+        &[],
+        Some(subscribe.as_bytes()),
+    );
     assert_eq!(r.status, 401);
     let wrong = signed("other", "1717200000", "n0nce");
     let r = curl(
@@ -394,17 +510,32 @@ async fn wechat_pushes() {
     assert_eq!(r.status, 401);
     assert_eq!(count(&client, "SELECT count(*) FROM events").await, 0);
     // malformed XML: 400, nothing stored
-    let r = curl("POST", &format!("{base}{q}"), &[], Some(b"<xml><FromUserName>o"));
+    let r = curl(
+        "POST",
+        &format!("{base}{q}"),
+        &[],
+        Some(b"<xml><FromUserName>o"),
+    );
     assert_eq!(r.status, 400);
 
     // subscribe via QR, twice (WeChat's retry), then unsubscribe
     for _ in 0..2 {
-        let r = curl("POST", &format!("{base}{q}"), &["Content-Type: text/xml"], Some(subscribe.as_bytes()));
+        let r = curl(
+            "POST",
+            &format!("{base}{q}"),
+            &["Content-Type: text/xml"],
+            Some(subscribe.as_bytes()),
+        );
         assert_eq!((r.status, r.body.as_str()), (200, "success"));
     }
     let unsubscribe = r#"<xml><ToUserName>gh_main</ToUserName><FromUserName>o_fan_1</FromUserName>
 <CreateTime>1717203600</CreateTime><MsgType>event</MsgType><Event>unsubscribe</Event></xml>"#;
-    let r = curl("POST", &format!("{base}{q}"), &[], Some(unsubscribe.as_bytes()));
+    let r = curl(
+        "POST",
+        &format!("{base}{q}"),
+        &[],
+        Some(unsubscribe.as_bytes()),
+    );
     assert_eq!(r.status, 200);
     let text = r#"<xml><FromUserName>o_fan_1</FromUserName><CreateTime>1717200100</CreateTime>
 <MsgType>text</MsgType><Content><![CDATA[你好]]></Content><MsgId>1234567</MsgId></xml>"#;
@@ -418,9 +549,27 @@ async fn wechat_pushes() {
     assert_eq!(
         rows,
         vec![
-            vec![Some("subscribe".into()), Some("wx_oa_main".into()), Some("spring".into()), None, None],
-            vec![Some("message".into()), Some("wx_oa_main".into()), None, Some("text".into()), Some("你好".into())],
-            vec![Some("unsubscribe".into()), Some("wx_oa_main".into()), None, None, None],
+            vec![
+                Some("subscribe".into()),
+                Some("wx_oa_main".into()),
+                Some("spring".into()),
+                None,
+                None
+            ],
+            vec![
+                Some("message".into()),
+                Some("wx_oa_main".into()),
+                None,
+                Some("text".into()),
+                Some("你好".into())
+            ],
+            vec![
+                Some("unsubscribe".into()),
+                Some("wx_oa_main".into()),
+                None,
+                None,
+                None
+            ],
         ]
     );
     let ids = simple_rows(
@@ -445,10 +594,19 @@ async fn acknowledged_batch_survives_kill_9() {
     let mut server = TestServer::start_with(dir.path(), &[]);
     {
         let client = server.client().await;
-        exec(&client, "CALL collector_add_app('mp_shop', 'shop-secret-1', 'wx_mp')").await;
+        exec(
+            &client,
+            "CALL collector_add_app('mp_shop', 'shop-secret-1', 'wx_mp')",
+        )
+        .await;
     }
     let events: Vec<Value> = (0..200)
-        .map(|i| sdk_event("search", json!({"qid": format!("k-{}", i % 7), "message_id": format!("k9-{i}")})))
+        .map(|i| {
+            sdk_event(
+                "search",
+                json!({"qid": format!("k-{}", i % 7), "message_id": format!("k9-{i}")}),
+            )
+        })
         .collect();
     let r = curl(
         "POST",

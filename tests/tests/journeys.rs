@@ -35,7 +35,10 @@ async fn wait_for(c: &Client, sql: &str, want: &str, secs: u64) {
         if got.first().and_then(|r| r.first()).map(String::as_str) == Some(want) {
             return;
         }
-        assert!(Instant::now() < deadline, "{sql}: wanted {want}, got {got:?}");
+        assert!(
+            Instant::now() < deadline,
+            "{sql}: wanted {want}, got {got:?}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -49,7 +52,10 @@ async fn setup(c: &Client) {
     .await;
     exec(
         c,
-        &format!("CALL create_journey('j_welcome', '{}')", WELCOME.replace('\'', "''")),
+        &format!(
+            "CALL create_journey('j_welcome', '{}')",
+            WELCOME.replace('\'', "''")
+        ),
     )
     .await;
     exec(c, "CALL publish_journey('j_welcome')").await;
@@ -70,9 +76,16 @@ async fn journey_reacts_waits_branches_and_acts() {
     )
     .await;
     wait_for(&c, "SELECT count(*) FROM journey_runs", "2", 2).await;
-    assert!(t0.elapsed() < Duration::from_secs(2), "runs started within a second or so");
+    assert!(
+        t0.elapsed() < Duration::from_secs(2),
+        "runs started within a second or so"
+    );
     assert_eq!(
-        rows(&c, "SELECT contact_id, status, step FROM journey_runs ORDER BY contact_id").await,
+        rows(
+            &c,
+            "SELECT contact_id, status, step FROM journey_runs ORDER BY contact_id"
+        )
+        .await,
         vec![vec!["1", "waiting", "wait1"], vec!["2", "waiting", "wait1"]]
     );
     wait_for(
@@ -83,7 +96,11 @@ async fn journey_reacts_waits_branches_and_acts() {
     )
     .await;
     assert_eq!(
-        rows(&c, "SELECT id, city, group_nudged FROM contact_view ORDER BY id").await,
+        rows(
+            &c,
+            "SELECT id, city, group_nudged FROM contact_view ORDER BY id"
+        )
+        .await,
         vec![
             vec!["1", "nudged", "t"],
             vec!["2", "", "f"],
@@ -111,16 +128,33 @@ async fn journey_reacts_waits_branches_and_acts() {
     )
     .await;
     tokio::time::sleep(Duration::from_millis(800)).await;
-    assert_eq!(rows(&c, "SELECT count(*) FROM journey_runs").await, vec![vec!["2"]]);
+    assert_eq!(
+        rows(&c, "SELECT count(*) FROM journey_runs").await,
+        vec![vec!["2"]]
+    );
 
     // lifecycle rules
     expect_sqlstate(&c, "CALL publish_journey('j_welcome')", "55000").await;
-    expect_sqlstate(&c, &format!("CALL create_journey('j_welcome', '{}')", WELCOME.replace('\'', "''")), "55000").await;
+    expect_sqlstate(
+        &c,
+        &format!(
+            "CALL create_journey('j_welcome', '{}')",
+            WELCOME.replace('\'', "''")
+        ),
+        "55000",
+    )
+    .await;
     expect_sqlstate(&c, "CALL delete_journey('j_welcome')", "55000").await;
     exec(&c, "CALL stop_journey('j_welcome')").await;
-    assert_eq!(rows(&c, "SELECT status FROM journeys").await, vec![vec!["stopped"]]);
+    assert_eq!(
+        rows(&c, "SELECT status FROM journeys").await,
+        vec![vec!["stopped"]]
+    );
     exec(&c, "CALL delete_journey('j_welcome')").await;
-    assert_eq!(rows(&c, "SELECT count(*) FROM journeys").await, vec![vec!["0"]]);
+    assert_eq!(
+        rows(&c, "SELECT count(*) FROM journeys").await,
+        vec![vec!["0"]]
+    );
 }
 
 #[tokio::test]
@@ -129,14 +163,46 @@ async fn bad_definitions_are_refused_naming_the_step() {
     let c = server.client().await;
     exec(&c, "CREATE STATIC GROUP group_nudged").await;
     let cases = [
-        (r#"{"trigger":{"event":"app_launch"},"steps":[{"id":"a","type":"teleport"}]}"#, "22023", "\"a\""),
-        (r#"{"trigger":{"event":"app_launch"},"steps":[{"id":"a","type":"add_to_group","group":"group_nope"}]}"#, "42704", "\"a\""),
-        (r#"{"trigger":{"event":"no_such_event"},"steps":[{"id":"a","type":"end"}]}"#, "42704", "no_such_event"),
-        (r#"{"trigger":{"event":"app_launch"},"steps":[{"id":"a","type":"branch","in_group":"group_nudged","then":"b","else":"zz"},{"id":"b","type":"end"}]}"#, "42704", "zz"),
-        (r#"{"trigger":{"event":"app_launch"},"steps":[{"id":"a","type":"branch","in_group":"group_nudged","then":"b","else":"b"},{"id":"b","type":"set_field","field":"city","value":"x","next":"a"}]}"#, "22023", "cycle"),
-        (r#"{"trigger":{"event":"app_launch","where":"no_such_column = 1"},"steps":[{"id":"a","type":"end"}]}"#, "22023", "predicate"),
-        (r#"{"trigger":{"event":"app_launch"},"steps":[{"id":"w","type":"wait","duration":"soon"}]}"#, "22023", "\"w\""),
-        (r#"{"trigger":{"event":"app_launch"},"steps":[{"id":"m","type":"wechat_template","account":"wx_nope","template_id":"T"}]}"#, "42704", "wx_nope"),
+        (
+            r#"{"trigger":{"event":"app_launch"},"steps":[{"id":"a","type":"teleport"}]}"#,
+            "22023",
+            "\"a\"",
+        ),
+        (
+            r#"{"trigger":{"event":"app_launch"},"steps":[{"id":"a","type":"add_to_group","group":"group_nope"}]}"#,
+            "42704",
+            "\"a\"",
+        ),
+        (
+            r#"{"trigger":{"event":"no_such_event"},"steps":[{"id":"a","type":"end"}]}"#,
+            "42704",
+            "no_such_event",
+        ),
+        (
+            r#"{"trigger":{"event":"app_launch"},"steps":[{"id":"a","type":"branch","in_group":"group_nudged","then":"b","else":"zz"},{"id":"b","type":"end"}]}"#,
+            "42704",
+            "zz",
+        ),
+        (
+            r#"{"trigger":{"event":"app_launch"},"steps":[{"id":"a","type":"branch","in_group":"group_nudged","then":"b","else":"b"},{"id":"b","type":"set_field","field":"city","value":"x","next":"a"}]}"#,
+            "22023",
+            "cycle",
+        ),
+        (
+            r#"{"trigger":{"event":"app_launch","where":"no_such_column = 1"},"steps":[{"id":"a","type":"end"}]}"#,
+            "22023",
+            "predicate",
+        ),
+        (
+            r#"{"trigger":{"event":"app_launch"},"steps":[{"id":"w","type":"wait","duration":"soon"}]}"#,
+            "22023",
+            "\"w\"",
+        ),
+        (
+            r#"{"trigger":{"event":"app_launch"},"steps":[{"id":"m","type":"wechat_template","account":"wx_nope","template_id":"T"}]}"#,
+            "42704",
+            "wx_nope",
+        ),
         (r#"not json"#, "22023", "JSON"),
     ];
     for (def, code, needle) in cases {
@@ -144,7 +210,10 @@ async fn bad_definitions_are_refused_naming_the_step() {
         assert!(e.message.contains(needle), "{def}: {}", e.message);
     }
     expect_sqlstate(&c, "CALL create_journey('welcome', '{}')", "42602").await;
-    assert_eq!(rows(&c, "SELECT count(*) FROM journeys").await, vec![vec!["0"]]);
+    assert_eq!(
+        rows(&c, "SELECT count(*) FROM journeys").await,
+        vec![vec!["0"]]
+    );
     // a cycle through a wait is fine
     exec(
         &c,
@@ -173,22 +242,39 @@ async fn waiting_runs_survive_kill_9() {
     let c = server.client().await;
     wait_for(&c, "SELECT status FROM journey_runs", "completed", 10).await;
     assert_eq!(
-        rows(&c, "SELECT city, group_nudged FROM contact_view WHERE id = 1").await,
+        rows(
+            &c,
+            "SELECT city, group_nudged FROM contact_view WHERE id = 1"
+        )
+        .await,
         vec![vec!["nudged", "t"]]
     );
-    assert_eq!(rows(&c, "SELECT count(*) FROM journey_runs").await, vec![vec!["1"]]);
+    assert_eq!(
+        rows(&c, "SELECT count(*) FROM journey_runs").await,
+        vec![vec!["1"]]
+    );
 }
 
 #[tokio::test]
 async fn collector_events_trigger_journeys() {
     let server = TestServer::start();
     let c = server.client().await;
-    exec(&c, "CALL collector_add_app('mp_shop', 'shop-secret-1', 'wx_mp')").await;
+    exec(
+        &c,
+        "CALL collector_add_app('mp_shop', 'shop-secret-1', 'wx_mp')",
+    )
+    .await;
     setup(&c).await;
     let body = r#"{"appid":"mp_shop","appkey":"shop-secret-1","event":"appLaunch","qid":"q-77",
                    "message_id":"jm-1","properties":{"s_page_path":"pages/index"}}"#;
     let out = std::process::Command::new("curl")
-        .args(["-sS", "-H", "Content-Type: application/json", "--data-binary", body])
+        .args([
+            "-sS",
+            "-H",
+            "Content-Type: application/json",
+            "--data-binary",
+            body,
+        ])
         .arg(format!("{}/sdk/v1/track", server.http_url()))
         .output()
         .expect("curl");
@@ -225,7 +311,10 @@ async fn events_committed_while_the_engine_was_off_are_handled_at_start() {
         )
         .await;
         tokio::time::sleep(Duration::from_millis(500)).await;
-        assert_eq!(rows(&c, "SELECT count(*) FROM journey_runs").await, vec![vec!["0"]]);
+        assert_eq!(
+            rows(&c, "SELECT count(*) FROM journey_runs").await,
+            vec![vec!["0"]]
+        );
     }
     let s = TestServer::start_with(&data, &[]);
     let c = s.client().await;
@@ -238,7 +327,11 @@ async fn group_trigger_starts_a_run_per_member_once() {
     let server = TestServer::start();
     let c = server.client().await;
     exec(&c, "CREATE STATIC GROUP group_vips").await;
-    exec(&c, "INSERT INTO contacts (id, name) VALUES (1, 'A'), (2, 'B'), (3, 'C')").await;
+    exec(
+        &c,
+        "INSERT INTO contacts (id, name) VALUES (1, 'A'), (2, 'B'), (3, 'C')",
+    )
+    .await;
     exec(&c, "ALTER GROUP group_vips ADD CONTACTS VALUES (1), (2)").await;
     exec(
         &c,
@@ -246,20 +339,33 @@ async fn group_trigger_starts_a_run_per_member_once() {
     )
     .await;
     exec(&c, "CALL publish_journey('j_vip')").await;
-    wait_for(&c, "SELECT count(*) FROM journey_runs WHERE status = 'completed'", "2", 5).await;
+    wait_for(
+        &c,
+        "SELECT count(*) FROM journey_runs WHERE status = 'completed'",
+        "2",
+        5,
+    )
+    .await;
     assert_eq!(
         rows(&c, "SELECT id, city FROM contacts ORDER BY id").await,
         vec![vec!["1", "vip"], vec!["2", "vip"], vec!["3", ""]]
     );
     tokio::time::sleep(Duration::from_millis(600)).await;
-    assert_eq!(rows(&c, "SELECT count(*) FROM journey_runs").await, vec![vec!["2"]]);
+    assert_eq!(
+        rows(&c, "SELECT count(*) FROM journey_runs").await,
+        vec![vec!["2"]]
+    );
 }
 
 #[tokio::test]
 async fn until_event_both_ways_and_a_failing_action() {
     let server = TestServer::start();
     let c = server.client().await;
-    exec(&c, "INSERT INTO contacts (id, name) VALUES (1, 'A'), (2, 'B'), (3, 'C')").await;
+    exec(
+        &c,
+        "INSERT INTO contacts (id, name) VALUES (1, 'A'), (2, 'B'), (3, 'C')",
+    )
+    .await;
     exec(
         &c,
         r#"CALL create_journey('j_cart', '{"trigger":{"event":"add_to_cart"},"steps":[
@@ -282,14 +388,34 @@ async fn until_event_both_ways_and_a_failing_action() {
         "INSERT INTO events (contact_id, event, event_date) VALUES (1, 'add_to_cart', now()), (2, 'add_to_cart', now()), (3, 'search', now())",
     )
     .await;
-    wait_for(&c, "SELECT count(*) FROM journey_runs WHERE journey_id = 'j_cart'", "2", 3).await;
-    exec(&c, "INSERT INTO events (contact_id, event, event_date) VALUES (1, 'custom_order', now())").await;
+    wait_for(
+        &c,
+        "SELECT count(*) FROM journey_runs WHERE journey_id = 'j_cart'",
+        "2",
+        3,
+    )
+    .await;
+    exec(
+        &c,
+        "INSERT INTO events (contact_id, event, event_date) VALUES (1, 'custom_order', now())",
+    )
+    .await;
     wait_for(&c, "SELECT city FROM contacts WHERE id = 1", "buyer", 3).await;
     wait_for(&c, "SELECT city FROM contacts WHERE id = 2", "lost", 6).await;
     // the failing action marks the run failed, counted, and the engine goes on
-    wait_for(&c, "SELECT status FROM journey_runs WHERE journey_id = 'j_bad_value'", "failed", 3).await;
+    wait_for(
+        &c,
+        "SELECT status FROM journey_runs WHERE journey_id = 'j_bad_value'",
+        "failed",
+        3,
+    )
+    .await;
     assert_eq!(
-        rows(&c, "SELECT failed FROM journey_step_stats WHERE journey_id = 'j_bad_value' AND step = 'g'").await,
+        rows(
+            &c,
+            "SELECT failed FROM journey_step_stats WHERE journey_id = 'j_bad_value' AND step = 'g'"
+        )
+        .await,
         vec![vec!["1"]]
     );
     assert_eq!(

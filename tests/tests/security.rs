@@ -43,7 +43,11 @@ async fn statement_role_matrix() {
     let port = server.port();
     let admin = connect(port, "admin", "adm1n").await.unwrap();
     setup_users(&admin).await;
-    exec(&admin, "INSERT INTO contacts (name, mobile_phone) VALUES ('张三', '13812342802')").await;
+    exec(
+        &admin,
+        "INSERT INTO contacts (name, mobile_phone) VALUES ('张三', '13812342802')",
+    )
+    .await;
     exec(&admin, "CREATE TABLE dim (k VARCHAR, v VARCHAR)").await;
     let op = connect(port, "op", "op-pw").await.unwrap();
     let an = connect(port, "an", "an-pw").await.unwrap();
@@ -58,19 +62,44 @@ async fn statement_role_matrix() {
         ("SELECT * FROM audit_log", d, d, d),
         ("SELECT * FROM collector_apps", d, d, d),
         ("INSERT INTO contacts (name) VALUES ('x')", None, d, d),
-        ("UPDATE contacts SET city = 'x' WHERE name = 'nobody-here'", None, d, d),
-        ("DELETE FROM contacts WHERE name = 'nobody-here'", None, d, d),
+        (
+            "UPDATE contacts SET city = 'x' WHERE name = 'nobody-here'",
+            None,
+            d,
+            d,
+        ),
+        (
+            "DELETE FROM contacts WHERE name = 'nobody-here'",
+            None,
+            d,
+            d,
+        ),
         ("INSERT INTO dim VALUES ('a', 'b')", None, d, d),
         ("CREATE TABLE t2 (a BIGINT)", d, d, d),
         ("DROP TABLE dim", d, d, d),
         ("ALTER TABLE contacts ADD COLUMN p_x VARCHAR", d, d, d),
-        ("ALTER TABLE contacts ALTER COLUMN email SET MASKED", d, d, d),
+        (
+            "ALTER TABLE contacts ALTER COLUMN email SET MASKED",
+            d,
+            d,
+            d,
+        ),
         ("CREATE USER eve WITH PASSWORD 'e'", d, d, d),
         ("GRANT cohort_admin TO an", d, d, d),
         ("CALL drop_events_before('2000-01-01')", d, d, d),
         ("CALL identify('shop', 'u1')", None, d, d),
-        ("CALL collector_add_app('app1', 'key-12345', 'shop')", d, d, d),
-        ("CREATE GROUP group_sh AS SELECT id FROM contacts WHERE city = 'x'", None, d, d),
+        (
+            "CALL collector_add_app('app1', 'key-12345', 'shop')",
+            d,
+            d,
+            d,
+        ),
+        (
+            "CREATE GROUP group_sh AS SELECT id FROM contacts WHERE city = 'x'",
+            None,
+            d,
+            d,
+        ),
         ("DELETE FROM audit_log", d, d, d),
         ("TRUNCATE audit_log", d, d, d),
         ("SET application_name = 'x'", None, None, None),
@@ -78,10 +107,17 @@ async fn statement_role_matrix() {
     for (sql, o, a, n) in matrix {
         for (who, c, want) in [("op", &op, o), ("an", &an, a), ("nobody", &nobody, n)] {
             let before = count(&admin, "SELECT count(*) FROM contacts").await;
-            let got = try_simple_rows(c, sql).await.err().map(|e| e.code.clone().unwrap_or(e.message));
+            let got = try_simple_rows(c, sql)
+                .await
+                .err()
+                .map(|e| e.code.clone().unwrap_or(e.message));
             assert_eq!(got.as_deref(), want, "{who}: {sql}");
             if want.is_some() {
-                assert_eq!(count(&admin, "SELECT count(*) FROM contacts").await, before, "{who}: {sql}");
+                assert_eq!(
+                    count(&admin, "SELECT count(*) FROM contacts").await,
+                    before,
+                    "{who}: {sql}"
+                );
             }
         }
     }
@@ -92,7 +128,11 @@ async fn statement_role_matrix() {
     exec(&an, "ALTER USER an PASSWORD 'an-pw2'").await;
     expect_sqlstate(&an, "ALTER USER op PASSWORD 'x'", "42501").await;
     // roles are visible to clients
-    let roles = simple_rows(&admin, "SELECT rolname FROM pg_roles WHERE rolname LIKE 'cohort%' ORDER BY 1").await;
+    let roles = simple_rows(
+        &admin,
+        "SELECT rolname FROM pg_roles WHERE rolname LIKE 'cohort%' ORDER BY 1",
+    )
+    .await;
     assert_eq!(roles.len(), 4);
     expect_sqlstate(&admin, "GRANT cohort_superhero TO an", "42704").await;
     // psql's \du "Member of" reads pg_auth_members
@@ -130,7 +170,11 @@ async fn masked_answers(phone: &str, email: &str, queries: &[&str]) -> Vec<Strin
     )
     .await;
     for col in ["mobile_phone", "email", "name"] {
-        exec(&admin, &format!("ALTER TABLE contacts ALTER COLUMN {col} SET MASKED")).await;
+        exec(
+            &admin,
+            &format!("ALTER TABLE contacts ALTER COLUMN {col} SET MASKED"),
+        )
+        .await;
     }
     let an = connect(port, "an", "an-pw").await.unwrap();
     let mut out = Vec::new();
@@ -142,14 +186,20 @@ async fn masked_answers(phone: &str, email: &str, queries: &[&str]) -> Vec<Strin
     }
     // extended protocol, binary results, bound parameter
     let st = an
-        .prepare("SELECT id, mobile_phone, email FROM contacts WHERE mobile_phone LIKE $1 ORDER BY id")
+        .prepare(
+            "SELECT id, mobile_phone, email FROM contacts WHERE mobile_phone LIKE $1 ORDER BY id",
+        )
         .await
         .unwrap();
     let rows = an.query(&st, &[&"138%"]).await.unwrap();
     out.push(format!(
         "{:?}",
         rows.iter()
-            .map(|r| (r.get::<_, i64>(0), r.get::<_, String>(1), r.get::<_, String>(2)))
+            .map(|r| (
+                r.get::<_, i64>(0),
+                r.get::<_, String>(1),
+                r.get::<_, String>(2)
+            ))
             .collect::<Vec<_>>()
     ));
     // a masked operator may not define groups on masked columns (refreshes
@@ -161,7 +211,11 @@ async fn masked_answers(phone: &str, email: &str, queries: &[&str]) -> Vec<Strin
         "42501",
     )
     .await;
-    exec(&op, "CREATE GROUP group_sh AS SELECT id FROM contacts WHERE city = '上海'").await;
+    exec(
+        &op,
+        "CREATE GROUP group_sh AS SELECT id FROM contacts WHERE city = '上海'",
+    )
+    .await;
     // the unmasked user sees the real value
     let un = connect(port, "un", "un-pw").await.unwrap();
     let raw = simple_rows(&un, "SELECT mobile_phone FROM contacts WHERE id = 1").await;
@@ -206,13 +260,24 @@ async fn revoke_between_prepare_and_execute_counts() {
     let port = server.port();
     let admin = connect(port, "admin", "adm1n").await.unwrap();
     setup_users(&admin).await;
-    exec(&admin, "INSERT INTO contacts (id, mobile_phone) VALUES (1, '13812342802')").await;
+    exec(
+        &admin,
+        "INSERT INTO contacts (id, mobile_phone) VALUES (1, '13812342802')",
+    )
+    .await;
     let an = connect(port, "an", "an-pw").await.unwrap();
-    let st = an.prepare("SELECT mobile_phone FROM contacts WHERE id = $1").await.unwrap();
+    let st = an
+        .prepare("SELECT mobile_phone FROM contacts WHERE id = $1")
+        .await
+        .unwrap();
     let r = an.query(&st, &[&1i64]).await.unwrap();
     assert_eq!(r[0].get::<_, String>(0), "13812342802");
     // masking set after Prepare applies to the next Execute
-    exec(&admin, "ALTER TABLE contacts ALTER COLUMN mobile_phone SET MASKED").await;
+    exec(
+        &admin,
+        "ALTER TABLE contacts ALTER COLUMN mobile_phone SET MASKED",
+    )
+    .await;
     let r = an.query(&st, &[&1i64]).await.unwrap();
     assert_eq!(r[0].get::<_, String>(0), "138****2802");
     exec(&admin, "REVOKE cohort_analyst FROM an").await;
@@ -232,8 +297,16 @@ async fn audit_log_records_and_is_admin_only() {
     exec(&op, "INSERT INTO contacts (name) VALUES ('a'), ('b')").await;
     exec(&op, "UPDATE contacts SET city = 'x' WHERE name = 'a'").await;
     exec(&op, "CALL merge_contacts(1, 2)").await;
-    exec(&admin, "ALTER TABLE contacts ALTER COLUMN mobile_phone SET MASKED").await;
-    exec(&op, "CREATE GROUP group_a AS SELECT id FROM contacts WHERE name = 'a'").await;
+    exec(
+        &admin,
+        "ALTER TABLE contacts ALTER COLUMN mobile_phone SET MASKED",
+    )
+    .await;
+    exec(
+        &op,
+        "CREATE GROUP group_a AS SELECT id FROM contacts WHERE name = 'a'",
+    )
+    .await;
     let rows = simple_rows(
         &admin,
         "SELECT user_name, action, object_type, object_id, detail FROM audit_log ORDER BY seq",
@@ -241,9 +314,16 @@ async fn audit_log_records_and_is_admin_only() {
     .await;
     let text: Vec<String> = rows
         .iter()
-        .map(|r| r.iter().map(|v| v.clone().unwrap_or_default()).collect::<Vec<_>>().join("|"))
+        .map(|r| {
+            r.iter()
+                .map(|v| v.clone().unwrap_or_default())
+                .collect::<Vec<_>>()
+                .join("|")
+        })
         .collect();
-    assert!(text.iter().any(|t| t == "admin|login|user|admin|scram-sha-256"));
+    assert!(text
+        .iter()
+        .any(|t| t == "admin|login|user|admin|scram-sha-256"));
     for want in [
         "admin|create_user|user|op|",
         "admin|grant_role|user|op|cohort_operator",
@@ -256,10 +336,16 @@ async fn audit_log_records_and_is_admin_only() {
         "op|contact_merge|contact||",
     ] {
         // exactly once: written with the change, not again after it
-        assert_eq!(text.iter().filter(|t| *t == want).count(), 1, "{want}: {text:#?}");
+        assert_eq!(
+            text.iter().filter(|t| *t == want).count(),
+            1,
+            "{want}: {text:#?}"
+        );
     }
     // no password ever reaches the log
-    assert!(!text.iter().any(|t| t.contains("op-pw") || t.contains("wrong\"")));
+    assert!(!text
+        .iter()
+        .any(|t| t.contains("op-pw") || t.contains("wrong\"")));
     expect_sqlstate(&op, "SELECT * FROM audit_log", "42501").await;
     expect_sqlstate(&op, "CALL audit_verify()", "42501").await;
     let v = simple_rows(&admin, "CALL audit_verify()").await;
@@ -293,7 +379,10 @@ async fn lockout_after_five_failures_survives_restart_and_expires() {
     assert_eq!(unknown.code().map(|c| c.code()), Some("28P01"));
     drop(server);
     let server = TestServer::start_with_password_and(&data, "adm1n", &["--config", &conf_s]);
-    assert!(connect(server.port(), "bob", "bob-pw").await.is_err(), "still locked after restart");
+    assert!(
+        connect(server.port(), "bob", "bob-pw").await.is_err(),
+        "still locked after restart"
+    );
     tokio::time::sleep(std::time::Duration::from_millis(3500)).await;
     connect(server.port(), "bob", "bob-pw")
         .await

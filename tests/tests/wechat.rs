@@ -42,7 +42,10 @@ impl Fake {
             .expect("python3");
         let deadline = Instant::now() + Duration::from_secs(10);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "the fake WeChat API did not start");
+            assert!(
+                Instant::now() < deadline,
+                "the fake WeChat API did not start"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
         Fake {
@@ -80,11 +83,18 @@ async fn send(client: &tokio_postgres::Client, sql: &str) -> String {
 async fn finished(client: &tokio_postgres::Client, id: &str) -> Vec<(String, String, String)> {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let st = simple_rows(client, &format!("SELECT status FROM wechat_sends WHERE send_id = {id}")).await;
+        let st = simple_rows(
+            client,
+            &format!("SELECT status FROM wechat_sends WHERE send_id = {id}"),
+        )
+        .await;
         if st[0][0].as_deref() == Some("done") || st[0][0].as_deref() == Some("cancelled") {
             break;
         }
-        assert!(Instant::now() < deadline, "send {id} did not finish: {st:?}");
+        assert!(
+            Instant::now() < deadline,
+            "send {id} did not finish: {st:?}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     simple_rows(
@@ -96,7 +106,13 @@ async fn finished(client: &tokio_postgres::Client, id: &str) -> Vec<(String, Str
     )
     .await
     .into_iter()
-    .map(|r| (r[0].clone().unwrap(), r[1].clone().unwrap(), r[2].clone().unwrap()))
+    .map(|r| {
+        (
+            r[0].clone().unwrap(),
+            r[1].clone().unwrap(),
+            r[2].clone().unwrap(),
+        )
+    })
     .collect()
 }
 
@@ -133,7 +149,11 @@ async fn sends_follow_the_platform_rules() {
     .await;
 
     // mass send to all: followers only, one call with clientmsgid
-    let id = send(&c, "CALL wechat_mass_send('wx_oa_main', 'all', 'text', '{\"content\": \"hi\"}')").await;
+    let id = send(
+        &c,
+        "CALL wechat_mass_send('wx_oa_main', 'all', 'text', '{\"content\": \"hi\"}')",
+    )
+    .await;
     let r = finished(&c, &id).await;
     assert_eq!(
         r,
@@ -147,7 +167,10 @@ async fn sends_follow_the_platform_rules() {
     );
     let mass = fake.calls("/cgi-bin/message/mass/send");
     assert_eq!(mass.len(), 1);
-    assert_eq!(mass[0]["body"]["touser"], serde_json::json!(["o_1", "o_2", "o_3"]));
+    assert_eq!(
+        mass[0]["body"]["touser"],
+        serde_json::json!(["o_1", "o_2", "o_3"])
+    );
     assert_eq!(mass[0]["body"]["text"]["content"], "hi");
     assert!(mass[0]["body"]["clientmsgid"].is_string());
     let counts = simple_rows(
@@ -155,7 +178,15 @@ async fn sends_follow_the_platform_rules() {
         &format!("SELECT recipients, sent, failed, skipped FROM wechat_sends WHERE send_id = {id}"),
     )
     .await;
-    assert_eq!(counts[0], vec![Some("5".into()), Some("3".into()), Some("0".into()), Some("2".into())]);
+    assert_eq!(
+        counts[0],
+        vec![
+            Some("5".into()),
+            Some("3".into()),
+            Some("0".into()),
+            Some("2".into())
+        ]
+    );
     let timeline = simple_rows(
         &c,
         &format!("SELECT count(*) FROM event_view WHERE event = 'wechat_mass_sent' AND s_send_id = '{id}'"),
@@ -171,19 +202,29 @@ async fn sends_follow_the_platform_rules() {
          ('o_1', 'wx_oa_main', 'wechat_mass_sent', now())",
     )
     .await;
-    let id = send(&c, "CALL wechat_mass_send('wx_oa_main', 'all', 'text', '{\"content\": \"again\"}')").await;
+    let id = send(
+        &c,
+        "CALL wechat_mass_send('wx_oa_main', 'all', 'text', '{\"content\": \"again\"}')",
+    )
+    .await;
     let r = finished(&c, &id).await;
     assert_eq!(r[0], rec("o_1", "skipped", "monthly_limit"));
     assert_eq!(r[1], rec("o_2", "sent", ""));
 
     // customer-service window: o_3's last inbound event is 3 days old
-    let id = send(&c, "CALL wechat_custom_send('wx_oa_main', 'all', 'text', '{\"content\": \"cs\"}')").await;
+    let id = send(
+        &c,
+        "CALL wechat_custom_send('wx_oa_main', 'all', 'text', '{\"content\": \"cs\"}')",
+    )
+    .await;
     let r = finished(&c, &id).await;
     assert_eq!(r[2], rec("o_3", "skipped", "outside_48h"));
     assert_eq!(r[0].1, "sent");
 
     // template: a permanent errcode fails that fan; a transient one is retried
-    fake.control(r#"{"fail": {"o_2": 43004}, "transient_once": ["o_1"], "expire_token_once": true}"#);
+    fake.control(
+        r#"{"fail": {"o_2": 43004}, "transient_once": ["o_1"], "expire_token_once": true}"#,
+    );
     let id = send(
         &c,
         "CALL wechat_template_send('wx_oa_main', 'all', 'TPL_CART', '{\"first\": {\"value\": \"Hi\"}}', 'https://shop.example.com')",
@@ -194,11 +235,16 @@ async fn sends_follow_the_platform_rules() {
     assert_eq!(r[1], rec("o_2", "failed", "errcode 43004"));
     assert_eq!(r[2], rec("o_3", "sent", ""));
     let tpl = fake.calls("/cgi-bin/message/template/send");
-    assert!(tpl.iter().any(|c| c["body"]["url"] == "https://shop.example.com"));
+    assert!(tpl
+        .iter()
+        .any(|c| c["body"]["url"] == "https://shop.example.com"));
     // o_1 was called twice (transient), never after success
     let o1 = tpl.iter().filter(|c| c["body"]["touser"] == "o_1").count();
     assert!(o1 >= 2, "{tpl:?}");
-    assert!(fake.calls("/cgi-bin/token").len() >= 2, "token refreshed after 42001");
+    assert!(
+        fake.calls("/cgi-bin/token").len() >= 2,
+        "token refreshed after 42001"
+    );
 
     // subscribe messages need an unused consent of that template
     exec(
@@ -213,7 +259,11 @@ async fn sends_follow_the_platform_rules() {
     assert_eq!(r[1], rec("o_2", "skipped", "no_consent"));
     let id = send(&c, "CALL wechat_subscribe_send('wx_oa_main', 'all', 'TPL_SUB', '{\"thing1\": {\"value\": \"y\"}}')").await;
     let r = finished(&c, &id).await;
-    assert_eq!(r[0], rec("o_1", "skipped", "no_consent"), "the consent was used");
+    assert_eq!(
+        r[0],
+        rec("o_1", "skipped", "no_consent"),
+        "the consent was used"
+    );
 
     // a scheduled send can be cancelled before it goes
     let id = send(
@@ -221,7 +271,11 @@ async fn sends_follow_the_platform_rules() {
         "CALL wechat_mass_send('wx_oa_main', 'all', 'text', '{\"content\": \"later\"}', '2099-01-01 00:00:00+00')",
     )
     .await;
-    let st = simple_rows(&c, &format!("SELECT status FROM wechat_sends WHERE send_id = {id}")).await;
+    let st = simple_rows(
+        &c,
+        &format!("SELECT status FROM wechat_sends WHERE send_id = {id}"),
+    )
+    .await;
     assert_eq!(st[0][0].as_deref(), Some("scheduled"));
     exec(&c, &format!("CALL wechat_cancel_send({id})")).await;
     let r = finished(&c, &id).await;
@@ -229,10 +283,30 @@ async fn sends_follow_the_platform_rules() {
     assert!(r.iter().any(|x| x.2 == "cancelled"));
 
     // refusals
-    expect_sqlstate(&c, "CALL wechat_mass_send('nope', 'all', 'text', '{}')", "42704").await;
-    expect_sqlstate(&c, "CALL wechat_mass_send('wx_oa_main', 'group_nope', 'text', '{}')", "42704").await;
-    expect_sqlstate(&c, "CALL wechat_mass_send('wx_oa_main', 'all', 'fax', '{}')", "22023").await;
-    expect_sqlstate(&c, "CALL wechat_mass_send('wx_oa_main', 'all', 'text', '{not json')", "22023").await;
+    expect_sqlstate(
+        &c,
+        "CALL wechat_mass_send('nope', 'all', 'text', '{}')",
+        "42704",
+    )
+    .await;
+    expect_sqlstate(
+        &c,
+        "CALL wechat_mass_send('wx_oa_main', 'group_nope', 'text', '{}')",
+        "42704",
+    )
+    .await;
+    expect_sqlstate(
+        &c,
+        "CALL wechat_mass_send('wx_oa_main', 'all', 'fax', '{}')",
+        "22023",
+    )
+    .await;
+    expect_sqlstate(
+        &c,
+        "CALL wechat_mass_send('wx_oa_main', 'all', 'text', '{not json')",
+        "22023",
+    )
+    .await;
     expect_sqlstate(
         &c,
         "CALL wechat_add_account('wx_oa_main', 'a', 'service', 'http://x', 's')",
@@ -277,7 +351,11 @@ async fn kill_9_during_a_send_never_sends_twice() {
             ),
         )
         .await;
-        id = send(&c, "CALL wechat_template_send('wx_k', 'all', 'TPL', '{\"a\": {\"value\": \"b\"}}')").await;
+        id = send(
+            &c,
+            "CALL wechat_template_send('wx_k', 'all', 'TPL', '{\"a\": {\"value\": \"b\"}}')",
+        )
+        .await;
         drop(c);
         let mut server = server;
         tokio::time::sleep(Duration::from_millis(700)).await;
@@ -287,7 +365,11 @@ async fn kill_9_during_a_send_never_sends_twice() {
     loop {
         let mut server = TestServer::start_with(&data, &[]);
         let c = server.client().await;
-        let st = simple_rows(&c, &format!("SELECT status FROM wechat_sends WHERE send_id = {id}")).await;
+        let st = simple_rows(
+            &c,
+            &format!("SELECT status FROM wechat_sends WHERE send_id = {id}"),
+        )
+        .await;
         if st[0][0].as_deref() == Some("done") || rounds >= 4 {
             let r = finished(&c, &id).await;
             assert_eq!(r.len(), fans);
@@ -295,12 +377,18 @@ async fn kill_9_during_a_send_never_sends_twice() {
             let mut per_fan = std::collections::HashMap::new();
             // calls WeChat accepted (a 40001 or -1 answer sent nothing)
             for call in calls.iter().filter(|c| c["errcode"] == 0) {
-                *per_fan.entry(call["body"]["touser"].as_str().unwrap().to_string()).or_insert(0) += 1;
+                *per_fan
+                    .entry(call["body"]["touser"].as_str().unwrap().to_string())
+                    .or_insert(0) += 1;
             }
             assert!(per_fan.values().all(|n| *n == 1), "a fan was called twice");
             for (openid, status, _) in &r {
                 match status.as_str() {
-                    "sent" => assert_eq!(per_fan.get(openid), Some(&1), "{openid} sent without a call"),
+                    "sent" => assert_eq!(
+                        per_fan.get(openid),
+                        Some(&1),
+                        "{openid} sent without a call"
+                    ),
                     "unknown" => {}
                     other => panic!("{openid} ended {other}"),
                 }
@@ -321,7 +409,10 @@ async fn kill_9_during_a_send_never_sends_twice() {
                 &format!("SELECT count(*) FROM event_view WHERE event = 'wechat_template_sent' AND s_send_id = '{id}'"),
             )
             .await;
-            assert_eq!(timeline[0][0].as_deref(), Some((fans - unknown).to_string().as_str()));
+            assert_eq!(
+                timeline[0][0].as_deref(),
+                Some((fans - unknown).to_string().as_str())
+            );
             break;
         }
         drop(c);
@@ -337,7 +428,8 @@ async fn daily_cap_skips_recipients_beyond_it() {
     let dir = tempfile::tempdir().unwrap();
     let conf = dir.path().join("c.toml");
     std::fs::write(&conf, "wechat_daily_cap = 3\n").unwrap();
-    let server = TestServer::start_with(&dir.path().join("d"), &["--config", conf.to_str().unwrap()]);
+    let server =
+        TestServer::start_with(&dir.path().join("d"), &["--config", conf.to_str().unwrap()]);
     let c = server.client().await;
     exec(
         &c,
@@ -353,12 +445,20 @@ async fn daily_cap_skips_recipients_beyond_it() {
          SELECT 'c_' || x, 'wx_c', 'subscribe', now() FROM generate_series(1, 5) t(x)",
     )
     .await;
-    let id = send(&c, "CALL wechat_mass_send('wx_c', 'all', 'text', '{\"content\": \"a\"}')").await;
+    let id = send(
+        &c,
+        "CALL wechat_mass_send('wx_c', 'all', 'text', '{\"content\": \"a\"}')",
+    )
+    .await;
     let r = finished(&c, &id).await;
     assert_eq!(r.iter().filter(|x| x.1 == "sent").count(), 3, "{r:?}");
     assert_eq!(r.iter().filter(|x| x.2 == "daily_cap").count(), 2, "{r:?}");
     // the cap holds across sends of the day
-    let id = send(&c, "CALL wechat_mass_send('wx_c', 'all', 'text', '{\"content\": \"b\"}')").await;
+    let id = send(
+        &c,
+        "CALL wechat_mass_send('wx_c', 'all', 'text', '{\"content\": \"b\"}')",
+    )
+    .await;
     let r = finished(&c, &id).await;
     assert!(r.iter().all(|x| x.2 == "daily_cap"), "{r:?}");
 }

@@ -115,7 +115,8 @@ pub async fn call(url: &str, body: Option<&Json>, timeout: Duration) -> Result<J
     if status != 200 {
         return Err(CallError::Status(status));
     }
-    serde_json::from_slice(&body).map_err(|e| CallError::NoAnswer(format!("answer is not JSON: {e}")))
+    serde_json::from_slice(&body)
+        .map_err(|e| CallError::NoAnswer(format!("answer is not JSON: {e}")))
 }
 
 #[cfg(test)]
@@ -125,9 +126,21 @@ mod tests {
     #[test]
     fn urls_and_chunks() {
         let (a, h, p) = split("http://127.0.0.1:8080/cgi-bin/token?x=1").unwrap();
-        assert_eq!((a.as_str(), h.as_str(), p.as_str()), ("127.0.0.1:8080", "127.0.0.1", "/cgi-bin/token?x=1"));
-        assert_eq!(split("http://api.example.com").unwrap().0, "api.example.com:80");
-        assert!(matches!(split("https://api.weixin.qq.com"), Err(CallError::NotSent(_))));
-        assert_eq!(dechunk(b"4\r\nWiki\r\n5\r\npedia\r\n0\r\n\r\n"), b"Wikipedia");
+        assert_eq!(
+            (a.as_str(), h.as_str(), p.as_str()),
+            ("127.0.0.1:8080", "127.0.0.1", "/cgi-bin/token?x=1")
+        );
+        assert_eq!(
+            split("http://api.example.com").unwrap().0,
+            "api.example.com:80"
+        );
+        assert!(matches!(
+            split("https://api.weixin.qq.com"),
+            Err(CallError::NotSent(_))
+        ));
+        assert_eq!(
+            dechunk(b"4\r\nWiki\r\n5\r\npedia\r\n0\r\n\r\n"),
+            b"Wikipedia"
+        );
     }
 }

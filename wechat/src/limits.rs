@@ -48,6 +48,9 @@ mod tests {
         let mut b = Bucket::new(60); // one per second
         assert_eq!(b.take(60), Duration::ZERO);
         let wait = b.take(1);
-        assert!(wait > Duration::from_millis(900) && wait <= Duration::from_millis(1000), "{wait:?}");
+        assert!(
+            wait > Duration::from_millis(900) && wait <= Duration::from_millis(1000),
+            "{wait:?}"
+        );
     }
 }

@@ -467,16 +467,34 @@ mod tests {
     fn errcodes_classify() {
         assert_eq!(verdict(Ok(json!({"errcode": 0}))), Verdict::Sent);
         assert_eq!(verdict(Ok(json!({"errcode": 45065}))), Verdict::Sent);
-        assert_eq!(verdict(Ok(json!({"errcode": 40001}))), Verdict::TokenExpired);
-        assert!(matches!(verdict(Ok(json!({"errcode": -1}))), Verdict::Transient(_)));
-        assert!(matches!(verdict(Ok(json!({"errcode": 45011}))), Verdict::Transient(_)));
+        assert_eq!(
+            verdict(Ok(json!({"errcode": 40001}))),
+            Verdict::TokenExpired
+        );
+        assert!(matches!(
+            verdict(Ok(json!({"errcode": -1}))),
+            Verdict::Transient(_)
+        ));
+        assert!(matches!(
+            verdict(Ok(json!({"errcode": 45011}))),
+            Verdict::Transient(_)
+        ));
         assert_eq!(verdict(Ok(json!({"errcode": 45009}))), Verdict::NextDay);
         assert_eq!(
             verdict(Ok(json!({"errcode": 43004}))),
             Verdict::Failed("errcode 43004".into())
         );
-        assert!(matches!(verdict(Err(CallError::Status(502))), Verdict::Transient(_)));
-        assert!(matches!(verdict(Err(CallError::NoAnswer("x".into()))), Verdict::Unknown(_)));
-        assert!(matches!(verdict(Err(CallError::NotSent("x".into()))), Verdict::Transient(_)));
+        assert!(matches!(
+            verdict(Err(CallError::Status(502))),
+            Verdict::Transient(_)
+        ));
+        assert!(matches!(
+            verdict(Err(CallError::NoAnswer("x".into()))),
+            Verdict::Unknown(_)
+        ));
+        assert!(matches!(
+            verdict(Err(CallError::NotSent("x".into()))),
+            Verdict::Transient(_)
+        ));
     }
 }

@@ -36,8 +36,14 @@ struct Users {
 /// exchange and fails where a wrong password fails, so the answer and its
 /// timing do not tell whether the user exists.
 fn mock_secret(user: &str) -> (Vec<u8>, Vec<u8>) {
-    let salt = ring::digest::digest(&ring::digest::SHA256, format!("cohortdb mock salt\0{user}").as_bytes());
-    let key = ring::digest::digest(&ring::digest::SHA256, format!("cohortdb mock key\0{user}").as_bytes());
+    let salt = ring::digest::digest(
+        &ring::digest::SHA256,
+        format!("cohortdb mock salt\0{user}").as_bytes(),
+    );
+    let key = ring::digest::digest(
+        &ring::digest::SHA256,
+        format!("cohortdb mock key\0{user}").as_bytes(),
+    );
     (salt.as_ref()[..16].to_vec(), key.as_ref().to_vec())
 }
 
@@ -100,7 +106,8 @@ impl Startup {
         match self.lockout.failed(user, now).await {
             Ok(Failure::Locked) => {
                 tracing::warn!("user {user} locked after repeated failed logins");
-                self.audit(user, "login_failed", &format!("{detail}; locked")).await;
+                self.audit(user, "login_failed", &format!("{detail}; locked"))
+                    .await;
             }
             Ok(Failure::Counted) => self.audit(user, "login_failed", detail).await,
             Err(e) => tracing::warn!("recording a failed login failed: {e}"),
@@ -185,7 +192,8 @@ impl StartupHandler for Startup {
                 {
                     Ok(r) => r,
                     Err(PgWireError::InvalidPassword(_)) => {
-                        self.login_failed(&user, "wrong password or unknown user").await;
+                        self.login_failed(&user, "wrong password or unknown user")
+                            .await;
                         return Err(bad_password(&user));
                     }
                     Err(other) => return Err(other),

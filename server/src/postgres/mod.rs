@@ -86,7 +86,10 @@ pub struct Handlers {
 
 impl Handlers {
     /// Handlers over `engine`.
-    pub fn new(engine: Arc<Engine>, lockout: Arc<cohortdb_sql::access::lockout::Lockout>) -> Handlers {
+    pub fn new(
+        engine: Arc<Engine>,
+        lockout: Arc<cohortdb_sql::access::lockout::Lockout>,
+    ) -> Handlers {
         let query = Arc::new(QueryHandler {
             engine: engine.clone(),
             parser: Arc::new(Parser {

@@ -48,9 +48,10 @@ fn first_arg(call: &crate::statement::ProcedureCall) -> String {
 /// The entry `stmt` leaves after it succeeds, if any.
 pub fn audited(stmt: &Statement) -> Option<Audited> {
     match stmt {
-        Statement::Query(_) | Statement::Insert(_) | Statement::Update(_) | Statement::Delete(_) => {
-            None
-        }
+        Statement::Query(_)
+        | Statement::Insert(_)
+        | Statement::Update(_)
+        | Statement::Delete(_) => None,
         Statement::IdentityInsert(ast) => match ast.as_ref() {
             datafusion::sql::sqlparser::ast::Statement::Insert(ins)
                 if crate::ingest::identity_insert::target(ins).as_deref() == Some("contacts") =>
@@ -93,7 +94,9 @@ pub fn audited(stmt: &Statement) -> Option<Audited> {
         Statement::Call(call) => match call.procedure {
             Procedure::Identify => entry("contact_update", "contact", "identify"),
             Procedure::MergeContacts => entry("contact_merge", "contact", ""),
-            Procedure::DeleteContactData => entry("contact_delete", "contact", "delete_contact_data"),
+            Procedure::DeleteContactData => {
+                entry("contact_delete", "contact", "delete_contact_data")
+            }
             Procedure::DedupeContacts => entry("contact_merge", "contact", "dedupe_contacts"),
             Procedure::SetDedupeRule => entry("set_dedupe_rule", "setting", "dedupe_rule"),
             Procedure::DropEventsBefore => entry("drop_events", "events", ""),
@@ -102,9 +105,7 @@ pub fn audited(stmt: &Statement) -> Option<Audited> {
             Procedure::WechatMassSend
             | Procedure::WechatTemplateSend
             | Procedure::WechatCustomSend
-            | Procedure::WechatSubscribeSend => {
-                entry(call.procedure.name(), "wechat_send", "")
-            }
+            | Procedure::WechatSubscribeSend => entry(call.procedure.name(), "wechat_send", ""),
             Procedure::WechatCancelSend => entry("wechat_cancel_send", "wechat_send", ""),
             Procedure::CreateJourney => entry("journey_create", "journey", &first_arg(call)),
             Procedure::PublishJourney => entry("journey_publish", "journey", &first_arg(call)),
@@ -116,7 +117,11 @@ pub fn audited(stmt: &Statement) -> Option<Audited> {
             }
         },
         Statement::Segment(g) => {
-            let kind = if g.tag().ends_with("TAG") { "tag" } else { "group" };
+            let kind = if g.tag().ends_with("TAG") {
+                "tag"
+            } else {
+                "group"
+            };
             entry(
                 &g.tag().to_ascii_lowercase().replace(' ', "_"),
                 kind,

@@ -104,7 +104,10 @@ impl Lockout {
             };
             // forget what no longer matters
             users.retain(|_, e| !e.failures.is_empty() || e.locked_until > now_ms);
-            (out, serde_json::to_vec(&*users).expect("lockout state serializes"))
+            (
+                out,
+                serde_json::to_vec(&*users).expect("lockout state serializes"),
+            )
         };
         self.persist(doc).await?;
         Ok(out)
@@ -145,7 +148,10 @@ mod tests {
             let l = Lockout::open(store.clone(), LockoutRules::default()).unwrap();
             // spread over more than the window: no lock
             for i in 0..5 {
-                assert_eq!(l.failed("bob", t0 + i * 2 * MIN).await.unwrap(), Failure::Counted);
+                assert_eq!(
+                    l.failed("bob", t0 + i * 2 * MIN).await.unwrap(),
+                    Failure::Counted
+                );
             }
             assert!(!l.is_locked("bob", t0 + 8 * MIN));
             // a success resets

@@ -7,8 +7,8 @@
 //! docs/security.md.
 
 use datafusion::common::tree_node::TreeNodeRecursion;
-use datafusion::logical_expr::{DmlStatement, LogicalPlan, WriteOp};
 use datafusion::common::TableReference;
+use datafusion::logical_expr::{DmlStatement, LogicalPlan, WriteOp};
 
 use crate::access::roles::{Role, RoleSet};
 use crate::error::{Result, SqlError};
@@ -56,9 +56,10 @@ fn need_read(roles: RoleSet, what: &str) -> Result<()> {
 pub fn check_statement(stmt: &Statement, roles: RoleSet, user: &str) -> Result<()> {
     match stmt {
         // planned by DataFusion: the plan walk decides per relation
-        Statement::Query(_) | Statement::Insert(_) | Statement::Update(_) | Statement::Delete(_) => {
-            Ok(())
-        }
+        Statement::Query(_)
+        | Statement::Insert(_)
+        | Statement::Update(_)
+        | Statement::Delete(_) => Ok(()),
         Statement::IdentityInsert(_) => need_operate(roles, "to insert contacts or events"),
         Statement::CreateTable(_) => need_admin(roles, "to create tables"),
         Statement::DropTable { .. } => need_admin(roles, "to drop tables"),
@@ -151,9 +152,7 @@ fn check_read(t: &TableReference, roles: RoleSet) -> Result<()> {
         return Ok(());
     }
     match t.table() {
-        AUDIT_LOG | "collector_apps" => {
-            need_admin(roles, &format!("for table {}", t.table()))
-        }
+        AUDIT_LOG | "collector_apps" => need_admin(roles, &format!("for table {}", t.table())),
         other => need_read(roles, &format!("for table {other}")),
     }
 }

@@ -232,7 +232,11 @@ pub async fn set_masked(
                 store,
                 &crate::runtime::audit::row(
                     user,
-                    if m.masked { "set_masked" } else { "drop_masked" },
+                    if m.masked {
+                        "set_masked"
+                    } else {
+                        "drop_masked"
+                    },
                     "column",
                     &format!("contacts.{}", m.column),
                     "",

@@ -175,8 +175,8 @@ impl Definition {
     /// Parses a definition's JSON (shape only; [`validate`] checks names
     /// against the catalog).
     pub fn parse(text: &str) -> Result<Definition> {
-        let doc: Json = serde_json::from_str(text)
-            .map_err(|e| bad(None, format!("not valid JSON: {e}")))?;
+        let doc: Json =
+            serde_json::from_str(text).map_err(|e| bad(None, format!("not valid JSON: {e}")))?;
         let o = doc
             .as_object()
             .ok_or_else(|| bad(None, "must be a JSON object".into()))?;
@@ -193,7 +193,9 @@ impl Definition {
         } else if let Some(g) = str_field(t, "group") {
             if let Some(at) = str_field(t, "at") {
                 let at = crate::model::convert::parse_timestamp_ms(at, &chrono_tz::Tz::UTC)
-                    .ok_or_else(|| bad(None, format!("trigger \"at\" '{at}' is not a timestamp")))?;
+                    .ok_or_else(|| {
+                        bad(None, format!("trigger \"at\" '{at}' is not a timestamp"))
+                    })?;
                 Trigger::GroupAt {
                     group: g.to_string(),
                     at,
@@ -209,7 +211,10 @@ impl Definition {
                     minute: h * 60 + m,
                 }
             } else {
-                return Err(bad(None, "a group trigger needs \"at\" or \"daily\"".into()));
+                return Err(bad(
+                    None,
+                    "a group trigger needs \"at\" or \"daily\"".into(),
+                ));
             }
         } else {
             return Err(bad(None, "the trigger needs \"event\" or \"group\"".into()));
@@ -246,7 +251,12 @@ impl Definition {
                             event: ev.to_string(),
                             predicate: str_field(s, "where").map(str::to_string),
                             timeout_ms: parse_duration(&timeout).ok_or_else(|| {
-                                bad(sid, format!("timeout '{timeout}' is not a duration (e.g. '3 days')"))
+                                bad(
+                                    sid,
+                                    format!(
+                                        "timeout '{timeout}' is not a duration (e.g. '3 days')"
+                                    ),
+                                )
                             })?,
                             timeout_next: str_field(s, "timeout_next").map(str::to_string),
                         }
@@ -254,7 +264,12 @@ impl Definition {
                         let d = need("duration")?;
                         StepKind::Wait {
                             ms: parse_duration(&d).ok_or_else(|| {
-                                bad(sid, format!("duration '{d}' is not '<n> seconds|minutes|hours|days'"))
+                                bad(
+                                    sid,
+                                    format!(
+                                        "duration '{d}' is not '<n> seconds|minutes|hours|days'"
+                                    ),
+                                )
                             })?,
                         }
                     }
@@ -271,10 +286,15 @@ impl Definition {
                                 .get("within_days")
                                 .and_then(Json::as_i64)
                                 .filter(|d| *d > 0)
-                                .ok_or_else(|| bad(sid, "\"within_days\" must be a positive integer".into()))?,
+                                .ok_or_else(|| {
+                                    bad(sid, "\"within_days\" must be a positive integer".into())
+                                })?,
                         }
                     } else {
-                        return Err(bad(sid, "a branch needs \"where\", \"in_group\" or \"did_event\"".into()));
+                        return Err(bad(
+                            sid,
+                            "a branch needs \"where\", \"in_group\" or \"did_event\"".into(),
+                        ));
                     };
                     StepKind::Branch {
                         cond,
@@ -292,21 +312,30 @@ impl Definition {
                     kind: "template".into(),
                     account: need("account")?,
                     what: need("template_id")?,
-                    body: s.get("data").cloned().unwrap_or(Json::Object(Default::default())),
+                    body: s
+                        .get("data")
+                        .cloned()
+                        .unwrap_or(Json::Object(Default::default())),
                     url: str_field(s, "url").map(str::to_string),
                 },
                 "wechat_custom" => StepKind::Wechat {
                     kind: "custom".into(),
                     account: need("account")?,
                     what: need("msg_type")?,
-                    body: s.get("content").cloned().unwrap_or(Json::Object(Default::default())),
+                    body: s
+                        .get("content")
+                        .cloned()
+                        .unwrap_or(Json::Object(Default::default())),
                     url: None,
                 },
                 "wechat_subscribe" => StepKind::Wechat {
                     kind: "subscribe".into(),
                     account: need("account")?,
                     what: need("template_id")?,
-                    body: s.get("data").cloned().unwrap_or(Json::Object(Default::default())),
+                    body: s
+                        .get("data")
+                        .cloned()
+                        .unwrap_or(Json::Object(Default::default())),
                     url: None,
                 },
                 "end" => StepKind::End,
@@ -346,7 +375,9 @@ impl Definition {
         let mut out = Vec::new();
         match &s.kind {
             StepKind::End => {}
-            StepKind::Branch { then, otherwise, .. } => {
+            StepKind::Branch {
+                then, otherwise, ..
+            } => {
                 out.extend(self.index(then));
                 out.extend(self.index(otherwise));
             }
@@ -369,7 +400,10 @@ pub async fn validate(ctx: &StatementContext, def: &Definition) -> Result<()> {
     let data = catalog.data();
     let event_ok = |step: Option<&str>, e: &str| -> Result<()> {
         if catalog.event_type(e).is_none() {
-            return Err(unknown(step, format!("event \"{e}\" is not a defined event type")));
+            return Err(unknown(
+                step,
+                format!("event \"{e}\" is not a defined event type"),
+            ));
         }
         Ok(())
     };
@@ -395,13 +429,18 @@ pub async fn validate(ctx: &StatementContext, def: &Definition) -> Result<()> {
         }
     };
     match &def.trigger {
-        Trigger::Event { event, predicate: p } => {
+        Trigger::Event {
+            event,
+            predicate: p,
+        } => {
             event_ok(None, event)?;
             if let Some(p) = p {
                 predicate(None, "event_view", p).await?;
             }
         }
-        Trigger::GroupAt { group: g, .. } | Trigger::GroupDaily { group: g, .. } => group(None, g, false)?,
+        Trigger::GroupAt { group: g, .. } | Trigger::GroupDaily { group: g, .. } => {
+            group(None, g, false)?
+        }
     }
     let mut seen = HashMap::new();
     for (i, s) in def.steps.iter().enumerate() {
@@ -436,7 +475,11 @@ pub async fn validate(ctx: &StatementContext, def: &Definition) -> Result<()> {
                     target(t)?;
                 }
             }
-            StepKind::Branch { cond, then, otherwise } => {
+            StepKind::Branch {
+                cond,
+                then,
+                otherwise,
+            } => {
                 target(then)?;
                 target(otherwise)?;
                 match cond {
@@ -450,15 +493,33 @@ pub async fn validate(ctx: &StatementContext, def: &Definition) -> Result<()> {
                 if catalog.contact_field(field).is_none()
                     || matches!(field.as_str(), "created_at" | "updated_at")
                 {
-                    return Err(bad(sid, format!("\"{field}\" is not a settable contact field")));
+                    return Err(bad(
+                        sid,
+                        format!("\"{field}\" is not a settable contact field"),
+                    ));
                 }
             }
-            StepKind::Wechat { kind, account, what, .. } => {
-                if !data.wechat_accounts.iter().any(|a| &a.account_id == account) {
-                    return Err(unknown(sid, format!("wechat account \"{account}\" does not exist")));
+            StepKind::Wechat {
+                kind,
+                account,
+                what,
+                ..
+            } => {
+                if !data
+                    .wechat_accounts
+                    .iter()
+                    .any(|a| &a.account_id == account)
+                {
+                    return Err(unknown(
+                        sid,
+                        format!("wechat account \"{account}\" does not exist"),
+                    ));
                 }
                 if what.is_empty() {
-                    return Err(bad(sid, format!("the {kind} message needs its template or type")));
+                    return Err(bad(
+                        sid,
+                        format!("the {kind} message needs its template or type"),
+                    ));
                 }
             }
         }
@@ -469,7 +530,10 @@ pub async fn validate(ctx: &StatementContext, def: &Definition) -> Result<()> {
     fn dfs(def: &Definition, i: usize, state: &mut [u8]) -> Option<usize> {
         state[i] = 1;
         for j in def.successors(i) {
-            if matches!(def.steps[j].kind, StepKind::Wait { .. } | StepKind::WaitEvent { .. }) {
+            if matches!(
+                def.steps[j].kind,
+                StepKind::Wait { .. } | StepKind::WaitEvent { .. }
+            ) {
                 continue;
             }
             if state[j] == 1 {
@@ -485,7 +549,12 @@ pub async fn validate(ctx: &StatementContext, def: &Definition) -> Result<()> {
         None
     }
     for i in 0..n {
-        if state[i] == 0 && !matches!(def.steps[i].kind, StepKind::Wait { .. } | StepKind::WaitEvent { .. }) {
+        if state[i] == 0
+            && !matches!(
+                def.steps[i].kind,
+                StepKind::Wait { .. } | StepKind::WaitEvent { .. }
+            )
+        {
             if let Some(c) = dfs(def, i, &mut state) {
                 return Err(bad(
                     Some(&def.steps[c].id),
@@ -521,7 +590,11 @@ pub async fn create(ctx: &StatementContext, a: &[String]) -> Result<Reply> {
     let def = Definition::parse(text)?;
     validate(ctx, &def).await?;
     let now = now_ms();
-    let name = if def.name.is_empty() { id.clone() } else { def.name.clone() };
+    let name = if def.name.is_empty() {
+        id.clone()
+    } else {
+        def.name.clone()
+    };
     ctx.store
         .update_catalog(|data, _| {
             match data.journeys.iter_mut().find(|j| &j.id == id) {
@@ -568,7 +641,9 @@ pub async fn set_status(ctx: &StatementContext, a: &[String], action: &str) -> R
                 .journeys
                 .iter()
                 .position(|j| &j.id == id)
-                .ok_or_else(|| SqlError::UndefinedObject(format!("journey \"{id}\" does not exist")))?;
+                .ok_or_else(|| {
+                    SqlError::UndefinedObject(format!("journey \"{id}\" does not exist"))
+                })?;
             let j = &mut data.journeys[i];
             match action {
                 "publish" => {
@@ -641,7 +716,10 @@ mod tests {
             r#"{"trigger":{"event":"x"},"steps":[{"id":"a","type":"teleport"}]}"#,
         )
         .unwrap_err();
-        assert!(e.to_string().contains("\"a\"") && e.to_string().contains("teleport"), "{e}");
+        assert!(
+            e.to_string().contains("\"a\"") && e.to_string().contains("teleport"),
+            "{e}"
+        );
         assert!(Definition::parse(r#"{"trigger":{},"steps":[]}"#).is_err());
     }
 }

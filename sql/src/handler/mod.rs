@@ -12,8 +12,8 @@
 //! `identity`, `segments`, `pgcompat`, `runtime`, `model`, `error`.
 
 pub mod copy;
-pub mod journeys;
 pub mod ddl;
+pub mod journeys;
 pub mod procedures;
 pub mod query;
 pub mod wechat;

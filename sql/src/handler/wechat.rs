@@ -28,7 +28,9 @@ use crate::runtime::{Reply, StatementContext};
 use crate::statement::Procedure;
 
 /// Mass message types (`msgtype` of `/cgi-bin/message/mass/send`).
-const MASS_TYPES: &[&str] = &["text", "image", "voice", "mpvideo", "mpnews", "news", "wxcard"];
+const MASS_TYPES: &[&str] = &[
+    "text", "image", "voice", "mpvideo", "mpnews", "news", "wxcard",
+];
 /// Customer-service message types (`/cgi-bin/message/custom/send`).
 const CUSTOM_TYPES: &[&str] = &[
     "text",
@@ -50,7 +52,11 @@ pub const DAILY_CAP_SETTING: &str = "wechat_daily_cap";
 
 /// Result columns of the send procedures.
 pub fn send_schema() -> SchemaRef {
-    Arc::new(Schema::new(vec![Field::new("send_id", DataType::Int64, false)]))
+    Arc::new(Schema::new(vec![Field::new(
+        "send_id",
+        DataType::Int64,
+        false,
+    )]))
 }
 
 fn invalid(msg: String) -> SqlError {
@@ -58,8 +64,7 @@ fn invalid(msg: String) -> SqlError {
 }
 
 fn check_id(what: &str, v: &str) -> Result<()> {
-    if v.is_empty() || v.len() > 64 || !v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
-    {
+    if v.is_empty() || v.len() > 64 || !v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
         return Err(invalid(format!(
             "invalid {what} '{v}': use 1 to 64 letters, digits and underscores"
         )));
@@ -68,8 +73,8 @@ fn check_id(what: &str, v: &str) -> Result<()> {
 }
 
 fn json_arg(what: &str, s: &str) -> Result<Json> {
-    let v: Json = serde_json::from_str(s)
-        .map_err(|e| invalid(format!("{what} is not valid JSON: {e}")))?;
+    let v: Json =
+        serde_json::from_str(s).map_err(|e| invalid(format!("{what} is not valid JSON: {e}")))?;
     if !v.is_object() {
         return Err(invalid(format!("{what} must be a JSON object")));
     }
@@ -107,7 +112,11 @@ pub async fn add_account(ctx: &StatementContext, a: &[String]) -> Result<Reply> 
     };
     ctx.store
         .update_catalog(|data, _| {
-            if data.wechat_accounts.iter().any(|x| x.account_id == def.account_id) {
+            if data
+                .wechat_accounts
+                .iter()
+                .any(|x| x.account_id == def.account_id)
+            {
                 return Err(SqlError::DuplicateObject(format!(
                     "wechat account \"{}\" already exists",
                     def.account_id
@@ -192,7 +201,9 @@ pub async fn send(ctx: &StatementContext, procedure: Procedure, a: &[String]) ->
         })?;
     let audience = a[1].clone();
     // `contact:<id>`: one contact (journeys send this way)
-    let single: Option<u64> = audience.strip_prefix("contact:").and_then(|s| s.parse().ok());
+    let single: Option<u64> = audience
+        .strip_prefix("contact:")
+        .and_then(|s| s.parse().ok());
     if audience != "all"
         && single.is_none()
         && !catalog.data().groups.iter().any(|g| g.name == audience)
@@ -212,7 +223,11 @@ pub async fn send(ctx: &StatementContext, procedure: Procedure, a: &[String]) ->
     let (mut msg_type, mut template_id, mut url, mut scheduled_at) = (None, None, None, None);
     match kind {
         "mass" | "custom" => {
-            let allowed = if kind == "mass" { MASS_TYPES } else { CUSTOM_TYPES };
+            let allowed = if kind == "mass" {
+                MASS_TYPES
+            } else {
+                CUSTOM_TYPES
+            };
             if !allowed.contains(&a[2].as_str()) {
                 return Err(invalid(format!(
                     "invalid msg_type '{}' for a {kind} send (use one of: {})",
@@ -420,7 +435,12 @@ pub async fn send(ctx: &StatementContext, procedure: Procedure, a: &[String]) ->
             c,
             &RecipientRecord {
                 openid: openid.unwrap_or_default(),
-                status: if reason.is_some() { "skipped" } else { "pending" }.into(),
+                status: if reason.is_some() {
+                    "skipped"
+                } else {
+                    "pending"
+                }
+                .into(),
                 reason: reason.map(str::to_string),
                 updated_at: now,
                 attempts: 0,
@@ -446,9 +466,10 @@ fn rfc3339(ms: i64) -> String {
 /// The first instant of the current calendar month in `tz` (ms).
 fn month_start(now_ms: i64, tz: &chrono_tz::Tz) -> i64 {
     use chrono::{Datelike, TimeZone};
-    let local = tz.timestamp_millis_opt(now_ms).single().unwrap_or_else(|| {
-        tz.timestamp_millis_opt(0).single().expect("epoch exists")
-    });
+    let local = tz
+        .timestamp_millis_opt(now_ms)
+        .single()
+        .unwrap_or_else(|| tz.timestamp_millis_opt(0).single().expect("epoch exists"));
     tz.with_ymd_and_hms(local.year(), local.month(), 1, 0, 0, 0)
         .earliest()
         .map(|t| t.timestamp_millis())

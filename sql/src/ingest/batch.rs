@@ -268,12 +268,7 @@ impl EventIngest {
     /// Records message ids `(scope, id)` in the dedupe table in the same
     /// atomic write as the events, received at `now_ms`; `expire_old` also
     /// drops the days past the dedupe window.
-    pub fn remember_messages(
-        &mut self,
-        ids: Vec<(String, String)>,
-        now_ms: i64,
-        expire_old: bool,
-    ) {
+    pub fn remember_messages(&mut self, ids: Vec<(String, String)>, now_ms: i64, expire_old: bool) {
         self.messages = ids;
         self.messages_at = now_ms;
         self.expire_messages = expire_old;

@@ -19,10 +19,7 @@ fn key_digest(key: &str) -> String {
 }
 
 fn check_id(what: &str, v: &str) -> Result<()> {
-    if v.is_empty()
-        || v.len() > 64
-        || !v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
-    {
+    if v.is_empty() || v.len() > 64 || !v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
         return Err(SqlError::InvalidValue(format!(
             "invalid {what} '{v}': use 1 to 64 letters, digits and underscores"
         )));

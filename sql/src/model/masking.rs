@@ -104,7 +104,10 @@ pub fn mask_array(kind: MaskKind, array: &ArrayRef) -> Result<ArrayRef, ArrowErr
 }
 
 /// Masks the columns `cols` (`(index, kind)`) of `batch`.
-pub fn mask_batch(batch: &RecordBatch, cols: &[(usize, MaskKind)]) -> Result<RecordBatch, ArrowError> {
+pub fn mask_batch(
+    batch: &RecordBatch,
+    cols: &[(usize, MaskKind)],
+) -> Result<RecordBatch, ArrowError> {
     if cols.is_empty() {
         return Ok(batch.clone());
     }
@@ -124,7 +127,10 @@ mod tests {
         assert_eq!(mask_text(MaskKind::Phone, "13812342802"), "138****2802");
         assert_eq!(mask_text(MaskKind::Phone, "13899992802"), "138****2802");
         assert_eq!(mask_text(MaskKind::Phone, "123"), "***");
-        assert_eq!(mask_text(MaskKind::Email, "zhang@example.com"), "z***@example.com");
+        assert_eq!(
+            mask_text(MaskKind::Email, "zhang@example.com"),
+            "z***@example.com"
+        );
         assert_eq!(mask_text(MaskKind::Email, "nonsense"), "***");
         assert_eq!(mask_text(MaskKind::Name, "张三"), "张*");
         assert_eq!(mask_text(MaskKind::Name, "张三丰"), "张**");

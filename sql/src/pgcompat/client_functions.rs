@@ -443,14 +443,20 @@ impl datafusion::datasource::TableProvider for AuthMembers {
         _filters: &[datafusion::logical_expr::Expr],
         _limit: Option<usize>,
     ) -> datafusion::error::Result<Arc<dyn datafusion::physical_plan::ExecutionPlan>> {
-        use datafusion::arrow::array::{new_null_array, ArrayRef, BooleanArray, Int32Array, Int64Array};
+        use datafusion::arrow::array::{
+            new_null_array, ArrayRef, BooleanArray, Int32Array, Int64Array,
+        };
         use datafusion::arrow::datatypes::DataType as A;
         let catalog = self.store.catalog();
         let grants: Vec<(i32, i32)> = catalog
             .data()
             .users
             .iter()
-            .flat_map(|u| u.roles.iter().map(move |r| (role_oid(r), role_oid(&u.name))))
+            .flat_map(|u| {
+                u.roles
+                    .iter()
+                    .map(move |r| (role_oid(r), role_oid(&u.name)))
+            })
             .collect();
         let n = grants.len();
         let oid_col = |vals: Vec<i32>, t: &A| -> ArrayRef {
@@ -478,10 +484,12 @@ impl datafusion::datasource::TableProvider for AuthMembers {
             })
             .collect();
         let batch = datafusion::arrow::array::RecordBatch::try_new(self.schema.clone(), cols)?;
-        Ok(datafusion::datasource::memory::MemorySourceConfig::try_new_exec(
-            &[vec![batch]],
-            self.schema.clone(),
-            projection.cloned(),
-        )?)
+        Ok(
+            datafusion::datasource::memory::MemorySourceConfig::try_new_exec(
+                &[vec![batch]],
+                self.schema.clone(),
+                projection.cloned(),
+            )?,
+        )
     }
 }

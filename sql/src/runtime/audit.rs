@@ -32,10 +32,7 @@ tokio::task_local! {
 /// inside `f` puts the row into its own batch ([`take_into`]). Returns
 /// `f`'s output and the row when no commit took it (the caller writes it
 /// after the statement, on its own).
-pub async fn scope<F: std::future::Future>(
-    row: AuditRow,
-    f: F,
-) -> (F::Output, Option<AuditRow>) {
+pub async fn scope<F: std::future::Future>(row: AuditRow, f: F) -> (F::Output, Option<AuditRow>) {
     let cell: Pending = std::sync::Arc::new(std::sync::Mutex::new(Some(row)));
     let out = PENDING.scope(cell.clone(), f).await;
     let left = cell.lock().expect("pending audit row").take();

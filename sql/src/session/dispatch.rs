@@ -8,10 +8,10 @@ use datafusion::common::tree_node::TreeNode;
 use datafusion::common::ParamValues;
 
 use super::{Outcome, Prepared, Session};
-use crate::error::Result;
-use crate::handler;
 use crate::access::privilege;
 use crate::access::roles::RoleSet;
+use crate::error::Result;
+use crate::handler;
 use crate::statement::Statement;
 
 impl Session {
@@ -78,7 +78,13 @@ impl Session {
         a: &crate::access::audit::Audited,
         detail: String,
     ) -> cohortdb_storage::audit::AuditRow {
-        crate::runtime::audit::row(&self.user(), &a.action, a.object_type, &a.object_id, &detail)
+        crate::runtime::audit::row(
+            &self.user(),
+            &a.action,
+            a.object_type,
+            &a.object_id,
+            &detail,
+        )
     }
 
     async fn write_audit(&self, a: crate::access::audit::Audited, detail: String) {

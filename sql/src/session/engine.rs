@@ -90,7 +90,9 @@ impl Engine {
         crate::pgcompat::pg_functions::register(&base);
         crate::pgcompat::client_functions::register(&base);
         crate::pgcompat::client_functions::register_users(&base, store.clone());
-        futures::executor::block_on(crate::pgcompat::pg_catalog_ext::install(&base, DATABASE, &store))?;
+        futures::executor::block_on(crate::pgcompat::pg_catalog_ext::install(
+            &base, DATABASE, &store,
+        ))?;
         crate::pgcompat::bi_functions::register(&base);
         futures::executor::block_on(crate::pgcompat::bi_functions::install(&base, DATABASE))?;
         let engine = Arc::new(Engine {

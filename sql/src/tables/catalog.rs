@@ -122,7 +122,11 @@ impl CohortSchema {
                     "wechat_sends" => WechatTable::Sends,
                     _ => WechatTable::Recipients,
                 };
-                Arc::new(WechatTableProvider::new(e.store.clone(), t, e.session_tz.clone()))
+                Arc::new(WechatTableProvider::new(
+                    e.store.clone(),
+                    t,
+                    e.session_tz.clone(),
+                ))
             }
             "journeys" | "journey_runs" | "journey_step_stats" => {
                 use crate::tables::journeys::{JourneyTable, JourneyTableProvider};
@@ -131,7 +135,11 @@ impl CohortSchema {
                     "journey_runs" => JourneyTable::Runs,
                     _ => JourneyTable::Stats,
                 };
-                Arc::new(JourneyTableProvider::new(e.store.clone(), t, e.session_tz.clone()))
+                Arc::new(JourneyTableProvider::new(
+                    e.store.clone(),
+                    t,
+                    e.session_tz.clone(),
+                ))
             }
             "audit_log" => Arc::new(crate::tables::audit::AuditLogTable::new(
                 e.store.clone(),

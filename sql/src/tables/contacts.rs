@@ -20,9 +20,9 @@ use datafusion::physical_plan::ExecutionPlan;
 use super::{memory_exec, DmlExec, IngestSink};
 use crate::error::{Result, SqlError};
 use crate::ingest::batch::ContactIngest;
-use crate::model::masking::MaskKind;
 use crate::model::convert::{value_at, ColumnBuilder};
 use crate::model::layout::{ContactCol, ContactLayout};
+use crate::model::masking::MaskKind;
 use crate::model::rows::{
     contact_col_type, contact_is_identified, decode_contact, encode_contact, now_ms,
     validate_contact_value, RowRef,
@@ -418,13 +418,12 @@ impl TableProvider for ContactsTable {
         let store = self.store.clone();
         let layout = self.layout.clone();
         let mask = self.masked_now();
-        let batches =
-            tokio::task::spawn_blocking(move || {
-                contact_batches(&store, &layout, ids.as_deref(), &mask)
-            })
-                .await
-                .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))?
-                .map_err(datafusion::error::DataFusionError::from)?;
+        let batches = tokio::task::spawn_blocking(move || {
+            contact_batches(&store, &layout, ids.as_deref(), &mask)
+        })
+        .await
+        .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))?
+        .map_err(datafusion::error::DataFusionError::from)?;
         memory_exec(self.layout.schema.clone(), batches, projection)
     }
 
@@ -529,7 +528,11 @@ impl TableProvider for ContactsTable {
                     }
                     // ... and leaves every group.
                     crate::segments::membership::forget_contacts(&store, &mut batch, &deleted);
-                    crate::runtime::audit::take_into(&store, &mut batch, Some(deleted.len() as u64));
+                    crate::runtime::audit::take_into(
+                        &store,
+                        &mut batch,
+                        Some(deleted.len() as u64),
+                    );
                     store.commit(batch).await?;
                     Ok(deleted.len() as u64)
                 })

@@ -107,8 +107,11 @@ impl JourneyTableProvider {
                 ]
             }
             JourneyTable::Runs => {
-                let (mut j, mut step, mut status) =
-                    (StringBuilder::new(), StringBuilder::new(), StringBuilder::new());
+                let (mut j, mut step, mut status) = (
+                    StringBuilder::new(),
+                    StringBuilder::new(),
+                    StringBuilder::new(),
+                );
                 let (mut run, mut contact) = (Int64Builder::new(), Int64Builder::new());
                 let (mut s, mut u) = (tsb(), tsb());
                 for r in self.store.scan_runs()? {

@@ -107,8 +107,11 @@ impl WechatTableProvider {
             }
             WechatTable::Sends => {
                 let mut id = Int64Builder::new();
-                let (mut acct, mut kind, mut status) =
-                    (StringBuilder::new(), StringBuilder::new(), StringBuilder::new());
+                let (mut acct, mut kind, mut status) = (
+                    StringBuilder::new(),
+                    StringBuilder::new(),
+                    StringBuilder::new(),
+                );
                 let mut counts: [Int64Builder; 4] = Default::default();
                 let (mut created, mut finished) = (tsb(), tsb());
                 for s in self.store.scan_sends()? {
@@ -131,7 +134,10 @@ impl WechatTableProvider {
                         "done"
                     } else if in_flight || c[1] + c[2] > 0 {
                         "sending"
-                    } else if s.scheduled_at.is_some_and(|t| t > crate::model::rows::now_ms()) {
+                    } else if s
+                        .scheduled_at
+                        .is_some_and(|t| t > crate::model::rows::now_ms())
+                    {
                         "scheduled"
                     } else {
                         "pending"
@@ -161,8 +167,11 @@ impl WechatTableProvider {
             }
             WechatTable::Recipients => {
                 let (mut id, mut contact) = (Int64Builder::new(), Int64Builder::new());
-                let (mut openid, mut status, mut reason) =
-                    (StringBuilder::new(), StringBuilder::new(), StringBuilder::new());
+                let (mut openid, mut status, mut reason) = (
+                    StringBuilder::new(),
+                    StringBuilder::new(),
+                    StringBuilder::new(),
+                );
                 let mut at = tsb();
                 for s in self.store.scan_sends()? {
                     self.store.scan_recipients(s.send_id, &mut |c, r| {
