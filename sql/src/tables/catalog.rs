@@ -122,11 +122,11 @@ impl CohortSchema {
                     "wechat_sends" => WechatTable::Sends,
                     _ => WechatTable::Recipients,
                 };
-                Arc::new(WechatTableProvider::new(
+                Arc::new(crate::tables::RowsTable(WechatTableProvider::new(
                     e.store.clone(),
                     t,
                     e.session_tz.clone(),
-                ))
+                )))
             }
             "journeys" | "journey_runs" | "journey_step_stats" => {
                 use crate::tables::journeys::{JourneyTable, JourneyTableProvider};
@@ -135,11 +135,11 @@ impl CohortSchema {
                     "journey_runs" => JourneyTable::Runs,
                     _ => JourneyTable::Stats,
                 };
-                Arc::new(JourneyTableProvider::new(
+                Arc::new(crate::tables::RowsTable(JourneyTableProvider::new(
                     e.store.clone(),
                     t,
                     e.session_tz.clone(),
-                ))
+                )))
             }
             "audit_log" => Arc::new(crate::tables::audit::AuditLogTable::new(
                 e.store.clone(),

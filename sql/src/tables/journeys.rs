@@ -4,16 +4,10 @@ use std::sync::Arc;
 
 use cohortdb_storage::Store;
 use datafusion::arrow::array::{
-    ArrayRef, Int64Builder, RecordBatch, StringBuilder, TimestampMillisecondBuilder,
+    ArrayRef, Int64Builder, StringBuilder, TimestampMillisecondBuilder,
 };
 use datafusion::arrow::datatypes::{DataType as A, Field, Schema, SchemaRef};
-use datafusion::catalog::Session;
-use datafusion::datasource::{TableProvider, TableType};
-use datafusion::error::{DataFusionError, Result as DfResult};
-use datafusion::logical_expr::Expr;
-use datafusion::physical_plan::ExecutionPlan;
 
-use super::memory_exec;
 use crate::model::convert::arrow_type_in;
 
 /// Which journey table.
@@ -73,7 +67,7 @@ impl JourneyTableProvider {
         }))
     }
 
-    fn columns(&self) -> cohortdb_storage::Result<Vec<ArrayRef>> {
+    fn build_columns(&self) -> cohortdb_storage::Result<Vec<ArrayRef>> {
         let tsb = || TimestampMillisecondBuilder::new().with_timezone(self.tz.as_ref());
         let catalog = self.store.catalog();
         let journeys = &catalog.data().journeys;
@@ -158,25 +152,11 @@ impl JourneyTableProvider {
     }
 }
 
-#[async_trait::async_trait]
-impl TableProvider for JourneyTableProvider {
-    fn schema(&self) -> SchemaRef {
+impl super::RowSource for JourneyTableProvider {
+    fn row_schema(&self) -> SchemaRef {
         self.schema_of()
     }
-    fn table_type(&self) -> TableType {
-        TableType::Base
-    }
-    async fn scan(
-        &self,
-        _state: &dyn Session,
-        projection: Option<&Vec<usize>>,
-        _filters: &[Expr],
-        _limit: Option<usize>,
-    ) -> DfResult<Arc<dyn ExecutionPlan>> {
-        let cols = self
-            .columns()
-            .map_err(|e| DataFusionError::External(Box::new(e)))?;
-        let batch = RecordBatch::try_new(self.schema_of(), cols)?;
-        memory_exec(self.schema_of(), vec![batch], projection)
+    fn columns(&self) -> cohortdb_storage::Result<Vec<ArrayRef>> {
+        self.build_columns()
     }
 }

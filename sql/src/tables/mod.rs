@@ -52,6 +52,43 @@ pub fn memory_exec(
     )?)
 }
 
+/// A read-only relation whose rows are built in memory from storage at
+/// each scan (the WeChat and journey tables).
+pub trait RowSource: std::fmt::Debug + Send + Sync {
+    /// The columns.
+    fn row_schema(&self) -> SchemaRef;
+    /// The rows, column by column, in `row_schema` order.
+    fn columns(&self) -> cohortdb_storage::Result<Vec<ArrayRef>>;
+}
+
+/// The table provider of a [`RowSource`].
+#[derive(Debug)]
+pub struct RowsTable<T: RowSource>(pub T);
+
+#[async_trait::async_trait]
+impl<T: RowSource + 'static> datafusion::datasource::TableProvider for RowsTable<T> {
+    fn schema(&self) -> SchemaRef {
+        self.0.row_schema()
+    }
+    fn table_type(&self) -> datafusion::datasource::TableType {
+        datafusion::datasource::TableType::Base
+    }
+    async fn scan(
+        &self,
+        _state: &dyn datafusion::catalog::Session,
+        projection: Option<&Vec<usize>>,
+        _filters: &[datafusion::logical_expr::Expr],
+        _limit: Option<usize>,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        let cols = self
+            .0
+            .columns()
+            .map_err(|e| DataFusionError::External(Box::new(e)))?;
+        let batch = RecordBatch::try_new(self.0.row_schema(), cols)?;
+        memory_exec(self.0.row_schema(), vec![batch], projection)
+    }
+}
+
 /// Schema of DML results: one `count` column.
 pub fn count_schema() -> SchemaRef {
     Arc::new(Schema::new(vec![Field::new(

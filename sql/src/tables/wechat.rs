@@ -5,16 +5,10 @@ use std::sync::Arc;
 
 use cohortdb_storage::Store;
 use datafusion::arrow::array::{
-    ArrayRef, Int64Builder, RecordBatch, StringBuilder, TimestampMillisecondBuilder,
+    ArrayRef, Int64Builder, StringBuilder, TimestampMillisecondBuilder,
 };
 use datafusion::arrow::datatypes::{DataType as A, Field, Schema, SchemaRef};
-use datafusion::catalog::Session;
-use datafusion::datasource::{TableProvider, TableType};
-use datafusion::error::{DataFusionError, Result as DfResult};
-use datafusion::logical_expr::Expr;
-use datafusion::physical_plan::ExecutionPlan;
 
-use super::memory_exec;
 use crate::model::convert::arrow_type_in;
 
 /// Which WeChat table.
@@ -201,25 +195,11 @@ impl WechatTableProvider {
     }
 }
 
-#[async_trait::async_trait]
-impl TableProvider for WechatTableProvider {
-    fn schema(&self) -> SchemaRef {
+impl super::RowSource for WechatTableProvider {
+    fn row_schema(&self) -> SchemaRef {
         self.schema_of()
     }
-    fn table_type(&self) -> TableType {
-        TableType::Base
-    }
-    async fn scan(
-        &self,
-        _state: &dyn Session,
-        projection: Option<&Vec<usize>>,
-        _filters: &[Expr],
-        _limit: Option<usize>,
-    ) -> DfResult<Arc<dyn ExecutionPlan>> {
-        let cols = self
-            .rows()
-            .map_err(|e| DataFusionError::External(Box::new(e)))?;
-        let batch = RecordBatch::try_new(self.schema_of(), cols)?;
-        memory_exec(self.schema_of(), vec![batch], projection)
+    fn columns(&self) -> cohortdb_storage::Result<Vec<ArrayRef>> {
+        self.rows()
     }
 }
