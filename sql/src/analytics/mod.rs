@@ -11,6 +11,7 @@
 
 pub mod composable;
 pub mod parse;
+pub mod relation;
 pub mod scan;
 
 use std::collections::{HashMap, HashSet};
@@ -113,6 +114,15 @@ async fn resolve_all_by(
     let ctx = &sctx.df;
     let ev = view_schema(ctx, "event_view").await?;
     let ct = view_schema(ctx, "contact_view").await?;
+    resolve_all_by_in(stmt, &ev, &ct)
+}
+
+/// [`resolve_all_by`] against the given `event_view` and `contact_view` schemas.
+fn resolve_all_by_in(
+    stmt: &AnalyticsStatement,
+    ev: &Schema,
+    ct: &Schema,
+) -> Result<Vec<ByResolved>> {
     let event_allowed = !matches!(
         &stmt.body,
         Body::Ltv {
@@ -122,7 +132,7 @@ async fn resolve_all_by(
     );
     by_columns(stmt)
         .iter()
-        .map(|b| resolve_by(b, &ev, &ct, event_allowed))
+        .map(|b| resolve_by(b, ev, ct, event_allowed))
         .collect()
 }
 

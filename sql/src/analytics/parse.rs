@@ -32,7 +32,8 @@ pub enum Kind {
 }
 
 impl Kind {
-    fn from_word(w: &str) -> Option<Kind> {
+    /// The statement whose keyword is `w` (upper case), if any.
+    pub(crate) fn from_word(w: &str) -> Option<Kind> {
         Some(match w.to_ascii_uppercase().as_str() {
             "FUNNEL" => Kind::Funnel,
             "RETENTION" => Kind::Retention,
@@ -233,7 +234,8 @@ fn is_ws(t: &Token) -> bool {
     matches!(t, Token::Whitespace(_))
 }
 
-fn word(t: &Token) -> Option<String> {
+/// An unquoted word, upper-cased.
+pub(crate) fn word(t: &Token) -> Option<String> {
     match t {
         Token::Word(w) if w.quote_style.is_none() => Some(w.value.to_ascii_uppercase()),
         _ => None,
@@ -298,10 +300,28 @@ pub fn split(sql: &str) -> Result<Option<Vec<Piece>>> {
                     stmt: Box::new(stmt),
                 });
             }
-            None => pieces.push(Piece::Sql(toks.iter().map(|t| t.to_string()).collect())),
+            None => match super::relation::embed(&toks)? {
+                Some(rewritten) => {
+                    found = true;
+                    pieces.push(Piece::Sql(rewritten));
+                }
+                None => pieces.push(Piece::Sql(toks.iter().map(|t| t.to_string()).collect())),
+            },
         }
     }
     Ok(found.then_some(pieces))
+}
+
+/// True when `tokens` (whitespace removed) start with one of `kind`'s
+/// clauses or a clause every statement has.
+pub(crate) fn starts_clause(kind: Kind, tokens: &[&Token]) -> bool {
+    kind.clauses().iter().chain(COMMON_CLAUSES.iter()).any(|m| {
+        m.len() <= tokens.len()
+            && m
+                .iter()
+                .enumerate()
+                .all(|(j, w)| word(tokens[j]).as_deref() == Some(*w))
+    })
 }
 
 fn syntax(msg: impl Into<String>) -> SqlError {

@@ -141,11 +141,12 @@ impl Engine {
         use datafusion::catalog::{
             CatalogProvider, CatalogProviderList, MemoryCatalogProviderList,
         };
-        let catalog = CohortCatalog::new(TableEnv {
+        let env = TableEnv {
             session_tz: tz.name().into(),
             mask: mask.clone(),
             ..self.env.clone()
-        });
+        };
+        let catalog = CohortCatalog::new(env.clone());
         for name in ["pg_catalog", "information_schema"] {
             if let Some(s) = self.base.catalog(DATABASE).and_then(|c| c.schema(name)) {
                 let _ = catalog.register_schema(name, s);
@@ -168,6 +169,7 @@ impl Engine {
             tz.name().to_string(),
             interrupt.clone(),
         );
+        crate::analytics::relation::register(&ctx, env, interrupt.clone());
         ctx
     }
 
