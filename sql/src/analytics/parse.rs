@@ -317,8 +317,7 @@ pub fn split(sql: &str) -> Result<Option<Vec<Piece>>> {
 pub(crate) fn starts_clause(kind: Kind, tokens: &[&Token]) -> bool {
     kind.clauses().iter().chain(COMMON_CLAUSES.iter()).any(|m| {
         m.len() <= tokens.len()
-            && m
-                .iter()
+            && m.iter()
                 .enumerate()
                 .all(|(j, w)| word(tokens[j]).as_deref() == Some(*w))
     })

@@ -47,10 +47,12 @@ fn parse_one(text: &str) -> crate::error::Result<AnalyticsStatement> {
     };
     let pieces = parse::split(text)?.ok_or_else(not_one)?;
     match <[Piece; 1]>::try_from(pieces) {
-        Ok([Piece::Analytics {
-            explain: false,
-            stmt,
-        }]) => Ok(*stmt),
+        Ok(
+            [Piece::Analytics {
+                explain: false,
+                stmt,
+            }],
+        ) => Ok(*stmt),
         _ => Err(not_one()),
     }
 }
@@ -65,7 +67,12 @@ struct AnalyticsFunction {
 impl TableFunctionImpl for AnalyticsFunction {
     fn call_with_args(&self, args: TableFunctionArgs) -> DfResult<Arc<dyn TableProvider>> {
         let text = match args.exprs() {
-            [Expr::Literal(ScalarValue::Utf8(Some(s)) | ScalarValue::LargeUtf8(Some(s)) | ScalarValue::Utf8View(Some(s)), _)] => s.clone(),
+            [Expr::Literal(
+                ScalarValue::Utf8(Some(s))
+                | ScalarValue::LargeUtf8(Some(s))
+                | ScalarValue::Utf8View(Some(s)),
+                _,
+            )] => s.clone(),
             _ => return plan_err!("{FUNCTION}() takes one text literal: the statement"),
         };
         let stmt = parse_one(&text).map_err(|e| DataFusionError::External(Box::new(e)))?;
@@ -180,7 +187,11 @@ impl PartitionStream for AnalyticsStream {
 /// True when `tokens[i..]` (whitespace skipped) starts an analytics
 /// statement: its keyword followed by one of its clauses.
 fn starts_statement(tokens: &[&Token], i: usize) -> bool {
-    let Some(kind) = tokens.get(i).and_then(|t| parse::word(t)).and_then(|w| parse::Kind::from_word(&w)) else {
+    let Some(kind) = tokens
+        .get(i)
+        .and_then(|t| parse::word(t))
+        .and_then(|w| parse::Kind::from_word(&w))
+    else {
         return false;
     };
     parse::starts_clause(kind, &tokens[i + 1..])
@@ -190,7 +201,10 @@ fn starts_statement(tokens: &[&Token], i: usize) -> bool {
 /// statement into `(SELECT * FROM analytics('<statement>'))`. Returns
 /// `None` when there is none. `tokens` are the statement's tokens.
 pub fn embed(tokens: &[Token]) -> crate::error::Result<Option<String>> {
-    let sig: Vec<&Token> = tokens.iter().filter(|t| !matches!(t, Token::Whitespace(_))).collect();
+    let sig: Vec<&Token> = tokens
+        .iter()
+        .filter(|t| !matches!(t, Token::Whitespace(_)))
+        .collect();
     let starts: Vec<usize> = (1..sig.len())
         .filter(|&i| sig[i - 1] == &Token::LParen && starts_statement(&sig, i))
         .collect();
@@ -255,7 +269,9 @@ mod tests {
     use datafusion::sql::sqlparser::tokenizer::Tokenizer;
 
     fn rewrite(sql: &str) -> Option<String> {
-        let tokens = Tokenizer::new(&PostgreSqlDialect {}, sql).tokenize().unwrap();
+        let tokens = Tokenizer::new(&PostgreSqlDialect {}, sql)
+            .tokenize()
+            .unwrap();
         embed(&tokens).unwrap()
     }
 
@@ -274,13 +290,19 @@ mod tests {
             "WITH r AS (RETENTION INITIAL event = 'x' RETURN event = 'y' BY DAY PERIODS 3 FROM '2024-01-01' TO '2024-01-02') SELECT * FROM r",
         )
         .unwrap();
-        assert!(cte.contains("WITH r AS (SELECT * FROM analytics('RETENTION"), "{cte}");
+        assert!(
+            cte.contains("WITH r AS (SELECT * FROM analytics('RETENTION"),
+            "{cte}"
+        );
     }
 
     #[test]
     fn column_names_that_look_like_keywords_stay() {
         assert_eq!(rewrite("SELECT (paths) FROM t"), None);
-        assert_eq!(rewrite("SELECT (ltv + 1), (attribute IN (1, 2)) FROM t"), None);
+        assert_eq!(
+            rewrite("SELECT (ltv + 1), (attribute IN (1, 2)) FROM t"),
+            None
+        );
         assert_eq!(rewrite("SELECT 1"), None);
     }
 

@@ -108,6 +108,7 @@ pub async fn run_plan(ctx: &SessionContext, stmt: &Statement, plan: LogicalPlan)
     if let Some(items) = returning(stmt) {
         return run_returning(ctx, &insert_target(stmt), items, plan).await;
     }
+    let plan = crate::pgcompat::catalog_subqueries::neutralize_undecorrelated(ctx, plan)?;
     let df = ctx.execute_logical_plan(plan).await?;
     let tag = match stmt {
         Statement::Insert(_) => "INSERT",

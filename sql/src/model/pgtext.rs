@@ -201,10 +201,17 @@ fn format_decimal(v: i128, scale: i8) -> String {
     format!("{}{int}.{frac}", if v < 0 { "-" } else { "" })
 }
 
+/// Separates the shown name from the position in an alias that
+/// `pgcompat::output_names` gives to output columns whose names collide.
+pub const DUPLICATE_MARK: char = '\u{1}';
+
 /// The column name Postgres would show for an unaliased expression that
 /// DataFusion names after its text: `count(*)` → `count`,
 /// `sum(events.p_amount)` → `sum`, `t.city` → `city`. Other names are kept.
 pub fn pg_column_name(name: &str) -> String {
+    if let Some(i) = name.find(DUPLICATE_MARK) {
+        return name[..i].to_string();
+    }
     let ident = |s: &str| {
         let mut c = s.chars();
         matches!(c.next(), Some(x) if x.is_ascii_alphabetic() || x == '_')

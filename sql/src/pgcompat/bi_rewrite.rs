@@ -421,7 +421,7 @@ pub fn needs_unblacklisted_parse(sql: &str) -> bool {
 /// Parses `sql` with `datafusion-pg-catalog`'s rewrite rules but without its
 /// blacklist substitutions.
 pub fn parse_unblacklisted(
-    parser: &datafusion_pg_catalog::sql::PostgresCompatibilityParser,
+    parser: &crate::pgcompat::parser::CompatParser,
     sql: &str,
 ) -> std::result::Result<Vec<Statement>, datafusion::sql::sqlparser::parser::ParserError> {
     Ok(Parser::parse_sql(&PostgreSqlDialect {}, sql)?
@@ -479,7 +479,7 @@ mod tests {
         assert!(!needs_unblacklisted_parse(
             "SELECT current_setting('search_path')"
         ));
-        let p = datafusion_pg_catalog::sql::PostgresCompatibilityParser::new();
+        let p = crate::pgcompat::parser::CompatParser::new();
         let stmts = parse_unblacklisted(&p, &q).unwrap();
         assert!(stmts[0].to_string().contains("generate_series"));
     }

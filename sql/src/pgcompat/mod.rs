@@ -8,11 +8,14 @@
 
 pub mod bi_functions;
 pub mod bi_rewrite;
+pub mod catalog_subqueries;
 pub mod client_functions;
 pub mod client_rewrite;
 pub mod literals;
 pub mod origins;
+pub mod output_names;
 pub mod params;
+pub mod parser;
 pub mod pg_catalog_ext;
 pub mod pg_functions;
 pub mod rewrite;

@@ -199,8 +199,97 @@ impl VisitorMut for RegTypeText {
     }
 }
 
+/// `EXISTS (q)` in a SELECT list (pgcli's `SELECT EXISTS(SELECT * FROM
+/// pg_proc WHERE …)`) becomes `((SELECT count(*) FROM (q)) > 0)`: DataFusion
+/// runs EXISTS only as a filter (a semi join), and a counting scalar
+/// subquery it plans anywhere.
+struct ExistsInSelectList;
+
+fn exists_as_count(e: &mut Expr) {
+    let _ = e.visit(&mut ExistsToCount);
+}
+
+struct ExistsToCount;
+
+impl VisitorMut for ExistsToCount {
+    type Break = ();
+    fn post_visit_expr(&mut self, e: &mut Expr) -> ControlFlow<()> {
+        if let Expr::Exists { subquery, negated } = e {
+            // A plain SELECT counts its own rows (so a correlated predicate
+            // stays where DataFusion decorrelates it); anything else is
+            // counted as a derived table.
+            let simple = subquery.with.is_none()
+                && subquery.limit_clause.is_none()
+                && subquery.order_by.is_none()
+                && subquery.fetch.is_none()
+                && matches!(subquery.body.as_ref(), SetExpr::Select(s)
+                    if s.distinct.is_none()
+                        && s.having.is_none()
+                        && matches!(&s.group_by, GroupByExpr::Expressions(v, _) if v.is_empty()));
+            if simple {
+                let mut q = subquery.as_ref().clone();
+                if let SetExpr::Select(s) = q.body.as_mut() {
+                    s.projection = vec![SelectItem::UnnamedExpr(call(
+                        "count",
+                        Expr::value(datafusion::sql::sqlparser::ast::Value::Number(
+                            "1".into(),
+                            false,
+                        )),
+                    ))];
+                }
+                let count = Expr::Nested(Box::new(Expr::BinaryOp {
+                    left: Box::new(Expr::Subquery(Box::new(q))),
+                    op: if *negated {
+                        datafusion::sql::sqlparser::ast::BinaryOperator::Eq
+                    } else {
+                        datafusion::sql::sqlparser::ast::BinaryOperator::Gt
+                    },
+                    right: Box::new(Expr::value(datafusion::sql::sqlparser::ast::Value::Number(
+                        "0".into(),
+                        false,
+                    ))),
+                }));
+                *e = count;
+                return ControlFlow::Continue(());
+            }
+            let sql = format!(
+                "((SELECT count(*) FROM ({subquery}) AS __exists) {} 0)",
+                if *negated { "=" } else { ">" }
+            );
+            let parsed = datafusion::sql::sqlparser::parser::Parser::new(
+                &datafusion::sql::sqlparser::dialect::PostgreSqlDialect {},
+            )
+            .try_with_sql(&sql)
+            .and_then(|mut p| p.parse_expr());
+            if let Ok(count) = parsed {
+                *e = count;
+            }
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+impl VisitorMut for ExistsInSelectList {
+    type Break = ();
+    fn pre_visit_query(&mut self, q: &mut Query) -> ControlFlow<()> {
+        if let SetExpr::Select(sel) = q.body.as_mut() {
+            for item in sel.projection.iter_mut() {
+                match item {
+                    SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } => {
+                        exists_as_count(e)
+                    }
+                    _ => {}
+                }
+            }
+        }
+        ControlFlow::Continue(())
+    }
+}
+
 /// Applies cohortdb's rewrites to `stmt` in place.
 pub fn rewrite(stmt: &mut Statement) {
+    crate::pgcompat::output_names::rewrite(stmt);
+    let _ = stmt.visit(&mut ExistsInSelectList);
     crate::pgcompat::client_rewrite::rewrite(stmt);
     let _ = stmt.visit(&mut RegTypeText);
     crate::pgcompat::bi_rewrite::rewrite(stmt);

@@ -4,11 +4,11 @@
 
 use std::sync::{Arc, Mutex};
 
+use crate::pgcompat::parser::CompatParser;
 use chrono_tz::Tz;
 use cohortdb_storage::Store;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion_pg_catalog::pg_catalog::setup_pg_catalog;
-use datafusion_pg_catalog::sql::PostgresCompatibilityParser;
 
 use super::Session;
 use crate::error::{Result, SqlError};
@@ -52,7 +52,7 @@ pub struct Engine {
     env: TableEnv,
     pub(super) limits: EngineConfig,
     pub(super) relation_oids: crate::pgcompat::origins::RelationOids,
-    parser: PostgresCompatibilityParser,
+    parser: CompatParser,
     scheduler: Arc<Scheduler>,
 }
 
@@ -101,7 +101,7 @@ impl Engine {
             env,
             limits: config,
             relation_oids: Default::default(),
-            parser: PostgresCompatibilityParser::new(),
+            parser: CompatParser::new(),
             scheduler: Default::default(),
         });
         let source: Arc<dyn ContextSource> = engine.clone();

@@ -248,17 +248,15 @@ pub fn bind(mut stmt: Statement, params: &ParamValues) -> Result<Statement> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pgcompat::parser::CompatParser;
     use crate::statement::parse::{parse, ParseLimits};
-    use datafusion_pg_catalog::sql::PostgresCompatibilityParser;
 
     fn one(sql: &str) -> Statement {
         let limits = ParseLimits {
             max_message: 1 << 20,
             max_expression_depth: 1000,
         };
-        parse(&PostgresCompatibilityParser::new(), sql, limits)
-            .unwrap()
-            .remove(0)
+        parse(&CompatParser::new(), sql, limits).unwrap().remove(0)
     }
 
     #[test]

@@ -11,8 +11,8 @@
 //!    compatibility parser, then through the client/BI rewrites
 //!    (`pgcompat::rewrite`), and each statement is typed by [`classify`].
 
+use crate::pgcompat::parser::CompatParser;
 use datafusion::sql::sqlparser::ast::{self, ObjectName, ObjectType};
-use datafusion_pg_catalog::sql::PostgresCompatibilityParser;
 
 use super::{CopyStatement, ProcedureCall, Statement};
 use crate::error::{Result, SqlError};
@@ -29,11 +29,7 @@ pub struct ParseLimits {
 }
 
 /// Parses SQL text into statements.
-pub fn parse(
-    parser: &PostgresCompatibilityParser,
-    sql: &str,
-    limits: ParseLimits,
-) -> Result<Vec<Statement>> {
+pub fn parse(parser: &CompatParser, sql: &str, limits: ParseLimits) -> Result<Vec<Statement>> {
     if sql.len() > limits.max_message {
         return Err(SqlError::ProgramLimit(format!(
             "statement text of {} bytes exceeds max_message_mb ({} MiB); send large data with COPY, or raise max_message_mb in the server configuration",
@@ -66,11 +62,7 @@ pub fn parse(
 }
 
 /// Parses statements, the analytics ones by their own grammar.
-fn parse_script(
-    parser: &PostgresCompatibilityParser,
-    sql: &str,
-    out: &mut Vec<Statement>,
-) -> Result<()> {
+fn parse_script(parser: &CompatParser, sql: &str, out: &mut Vec<Statement>) -> Result<()> {
     let Some(pieces) = crate::analytics::split(sql)? else {
         return parse_sql(parser, sql, out);
     };
@@ -85,11 +77,7 @@ fn parse_script(
     Ok(())
 }
 
-fn parse_sql(
-    parser: &PostgresCompatibilityParser,
-    sql: &str,
-    out: &mut Vec<Statement>,
-) -> Result<()> {
+fn parse_sql(parser: &CompatParser, sql: &str, out: &mut Vec<Statement>) -> Result<()> {
     if let Some(users) = super::user::parse(sql) {
         out.extend(users.into_iter().map(Statement::User));
         return Ok(());
@@ -385,7 +373,7 @@ mod tests {
             max_message: 1 << 20,
             max_expression_depth: 1000,
         };
-        parse(&PostgresCompatibilityParser::new(), sql, limits)
+        parse(&CompatParser::new(), sql, limits)
             .unwrap()
             .iter()
             .map(Statement::kind_name)
@@ -422,7 +410,7 @@ mod tests {
             max_message: 1 << 20,
             max_expression_depth: 1000,
         };
-        let p = PostgresCompatibilityParser::new();
+        let p = CompatParser::new();
         assert!(matches!(
             parse(&p, "SELECT FROM WHERE", limits),
             Err(SqlError::Syntax(m)) if m.contains("WHERE")
@@ -442,7 +430,7 @@ mod tests {
             max_message: 1 << 20,
             max_expression_depth: 1000,
         };
-        let p = PostgresCompatibilityParser::new();
+        let p = CompatParser::new();
         assert!(matches!(
             parse(&p, "CALL nope()", limits),
             Err(SqlError::UndefinedObject(_))

@@ -1,0 +1,178 @@
+//! The SQL surface clients meet on day one, over the wire in both
+//! protocols: PostgreSQL's output column names (duplicates allowed,
+//! `?column?`, casts named after their operand), correlated subqueries in a
+//! SELECT list (answered, not replaced by NULL), EXISTS as a value, and
+//! client catalog queries whose subqueries cannot be decorrelated.
+
+use cohortdb_tests::{exec, simple_rows, TestServer};
+use tokio_postgres::SimpleQueryMessage;
+
+/// Column names of `sql`'s result, from the simple protocol's RowDescription
+/// and from a prepared statement's Describe.
+async fn names_both(c: &tokio_postgres::Client, sql: &str) -> (Vec<String>, Vec<String>) {
+    let mut simple = vec![];
+    for m in c
+        .simple_query(sql)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+    {
+        if let SimpleQueryMessage::RowDescription(cols) = m {
+            simple = cols.iter().map(|c| c.name().to_string()).collect();
+        }
+    }
+    let prepared = c
+        .prepare(sql)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        .columns()
+        .iter()
+        .map(|c| c.name().to_string())
+        .collect();
+    (simple, prepared)
+}
+
+#[tokio::test]
+async fn output_columns_are_named_as_postgres_names_them() {
+    let server = TestServer::start();
+    let c = server.client().await;
+    exec(
+        &c,
+        "INSERT INTO contacts (id, name, city) VALUES (1, 'a', 'x'), (2, 'b', 'y')",
+    )
+    .await;
+    for (sql, want) in [
+        (
+            "SELECT (SELECT 1), (SELECT 2)",
+            vec!["?column?", "?column?"],
+        ),
+        (
+            "SELECT (SELECT count(*) FROM contacts), (SELECT count(*) FROM events)",
+            vec!["count", "count"],
+        ),
+        (
+            "SELECT user, current_user, session_user",
+            vec!["user", "current_user", "session_user"],
+        ),
+        ("SELECT 1, 1", vec!["?column?", "?column?"]),
+        (
+            "SELECT id::text, CAST(1 AS int), CASE WHEN true THEN 1 END FROM contacts",
+            vec!["id", "int4", "case"],
+        ),
+        (
+            "SELECT count(*), count(*) FROM contacts",
+            vec!["count", "count"],
+        ),
+        (
+            "SELECT c.id, d.id FROM contacts c JOIN contacts d ON c.id = d.id",
+            vec!["id", "id"],
+        ),
+        ("SELECT 1 AS a, 2 AS a", vec!["a", "a"]),
+    ] {
+        let (simple, prepared) = names_both(&c, sql).await;
+        assert_eq!(simple, want, "simple: {sql}");
+        assert_eq!(prepared, want, "extended: {sql}");
+    }
+    // values come through too
+    let rows = simple_rows(
+        &c,
+        "SELECT (SELECT count(*) FROM contacts), (SELECT max(id) FROM contacts)",
+    )
+    .await;
+    assert_eq!(rows[0], vec![Some("2".into()), Some("2".into())]);
+    // a cast keeps its operand's name inside an enclosing query
+    let rows = simple_rows(
+        &c,
+        "SELECT s.id FROM (SELECT id::text FROM contacts) s ORDER BY 1",
+    )
+    .await;
+    assert_eq!(rows.len(), 2);
+}
+
+#[tokio::test]
+async fn correlated_subqueries_in_select_lists_are_answered() {
+    let server = TestServer::start();
+    let c = server.client().await;
+    exec(
+        &c,
+        "INSERT INTO contacts (id, name) VALUES (1, 'a'), (2, 'b'), (3, 'c')",
+    )
+    .await;
+    exec(
+        &c,
+        "INSERT INTO events (contact_id, event, event_date) VALUES \
+         (1, 'custom_order', '2025-06-01 10:00:00+00'), (1, 'custom_order', '2025-06-02 10:00:00+00'), \
+         (2, 'app_launch', '2025-06-01 10:00:00+00')",
+    )
+    .await;
+    // qualified and unqualified outer columns (upstream's rewrite made the first NULL)
+    let rows = simple_rows(
+        &c,
+        "SELECT (SELECT n.nspname FROM pg_catalog.pg_namespace n WHERE n.oid = p.pronamespace) \
+         FROM pg_catalog.pg_proc p WHERE p.proname = 'abs' LIMIT 1",
+    )
+    .await;
+    assert_eq!(rows[0][0].as_deref(), Some("pg_catalog"));
+    let rows = simple_rows(
+        &c,
+        "SELECT (SELECT nspname FROM pg_catalog.pg_namespace WHERE oid = pronamespace) \
+         FROM pg_catalog.pg_proc WHERE proname = 'abs' LIMIT 1",
+    )
+    .await;
+    assert_eq!(rows[0][0].as_deref(), Some("pg_catalog"));
+    // over data
+    let rows = simple_rows(
+        &c,
+        "SELECT c.id, (SELECT count(*) FROM events e WHERE e.contact_id = c.id) AS n, \
+         EXISTS (SELECT 1 FROM events e WHERE e.contact_id = c.id AND e.event = 'custom_order') AS buyer \
+         FROM contacts c ORDER BY c.id",
+    )
+    .await;
+    let got: Vec<Vec<Option<String>>> = rows;
+    assert_eq!(
+        got,
+        vec![
+            vec![Some("1".into()), Some("2".into()), Some("t".into())],
+            vec![Some("2".into()), Some("1".into()), Some("f".into())],
+            vec![Some("3".into()), Some("0".into()), Some("f".into())],
+        ]
+    );
+    let rows = simple_rows(
+        &c,
+        "SELECT EXISTS (SELECT * FROM pg_catalog.pg_proc WHERE proname = 'abs'), \
+         NOT EXISTS (SELECT 1 FROM contacts WHERE id < 0)",
+    )
+    .await;
+    assert_eq!(rows[0], vec![Some("t".into()), Some("t".into())]);
+    // psql's `\d` column query: its collation subquery has a non-equality
+    // between inner and outer columns; the catalog holds no differing collations
+    let rows = simple_rows(
+        &c,
+        "SELECT a.attname, \
+           (SELECT pg_catalog.pg_get_expr(d.adbin, d.adrelid, true) FROM pg_catalog.pg_attrdef d \
+            WHERE d.adrelid = a.attrelid AND d.adnum = a.attnum AND a.atthasdef), \
+           (SELECT c.collname FROM pg_catalog.pg_collation c, pg_catalog.pg_type t \
+            WHERE c.oid = a.attcollation AND t.oid = a.atttypid AND a.attcollation <> t.typcollation) AS attcollation \
+         FROM pg_catalog.pg_attribute a \
+         WHERE a.attrelid = 'contacts'::regclass AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum LIMIT 2",
+    )
+    .await;
+    assert_eq!(rows[0][0].as_deref(), Some("id"));
+    assert_eq!(rows[0][2], None);
+    // the same shape over data is refused rather than answered with NULL
+    let err = c
+        .simple_query(
+            "SELECT c.id, (SELECT max(e.event) FROM events e WHERE e.contact_id <> c.id) FROM contacts c",
+        )
+        .await;
+    if let Ok(msgs) = err {
+        // if DataFusion can run it, the answer must be real
+        let vals: Vec<String> = msgs
+            .iter()
+            .filter_map(|m| match m {
+                SimpleQueryMessage::Row(r) => r.get(1).map(str::to_string),
+                _ => None,
+            })
+            .collect();
+        assert!(!vals.is_empty());
+    }
+}
