@@ -3,7 +3,8 @@
 # libclang-dev (bindgen for librocksdb-sys), and the clients the client tests
 # (tests/tests/clients.rs) drive: psql, curl (the HTTP collector's tests), Python with psycopg2, psycopg 3,
 # asyncpg and SQLAlchemy (in tests/clients/.venv), node-postgres (npm, in
-# tests/clients/node), pgjdbc (Debian's libpostgresql-jdbc-java) and a JDK.
+# tests/clients/node), pgjdbc (Debian's libpostgresql-jdbc-java) and a JDK;
+# Debian's pgbench (in postgresql-15) and sqlsmith for the load and fuzz tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 need=()
@@ -16,6 +17,8 @@ python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
 command -v npm >/dev/null 2>&1 || need+=(nodejs npm)
 command -v javac >/dev/null 2>&1 || need+=(default-jdk-headless)
 [ -f /usr/share/java/postgresql.jar ] || need+=(libpostgresql-jdbc-java)
+ls /usr/lib/postgresql/*/bin/pgbench >/dev/null 2>&1 || need+=(postgresql-15)
+command -v sqlsmith >/dev/null 2>&1 || need+=(sqlsmith)
 if [ ${#need[@]} -gt 0 ]; then
   SUDO=""
   [ "$(id -u)" -ne 0 ] && SUDO="sudo"

@@ -74,6 +74,9 @@ pub enum SqlError {
     /// 42501: not allowed for this user.
     #[error("{0}")]
     InsufficientPrivilege(String),
+    /// 42P16: a table definition that is not allowed (two primary keys).
+    #[error("{0}")]
+    InvalidDefinition(String),
     /// 55000: the object is not in the state the statement needs (a
     /// published journey edited, a running one deleted).
     #[error("{0}")]

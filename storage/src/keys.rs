@@ -19,6 +19,8 @@ pub mod cf {
     pub const EVENTS: &str = "events";
     /// Rows of user-created tables: `table_id | row_id` → encoded row.
     pub const USER_ROWS: &str = "user_rows";
+    /// Primary keys of user tables: `table_id | encoded key values` → row id (u64 BE).
+    pub const USER_KEYS: &str = "user_keys";
     /// Roaring bitmaps (group membership, tag values), merged by `bitmap_ops`: see [`super::bitmap_key`].
     pub const BITMAPS: &str = "bitmaps";
     /// Tag values per contact and tag history: see [`super::tag_value_key`], [`super::tag_history_key`].
@@ -40,6 +42,7 @@ pub mod cf {
         CONTACT_IDENTITIES,
         EVENTS,
         USER_ROWS,
+        USER_KEYS,
         BITMAPS,
         TAGS,
         DEDUPE,
@@ -228,6 +231,15 @@ pub fn user_row_key(table_id: u32, row_id: u64) -> [u8; 12] {
     k
 }
 
+/// Key of a user-table primary key entry: `table_id | key` (the key
+/// values encoded with [`crate::codec::encode_row`]).
+pub fn user_pk_key(table_id: u32, key: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(4 + key.len());
+    k.extend_from_slice(&table_id.to_be_bytes());
+    k.extend_from_slice(key);
+    k
+}
+
 /// Prefix of all rows of a user table.
 pub fn user_table_prefix(table_id: u32) -> [u8; 4] {
     table_id.to_be_bytes()
@@ -314,6 +326,14 @@ pub fn prefix_successor(prefix: &[u8]) -> Option<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn user_pk_keys_stay_inside_their_table_range() {
+        let k = user_pk_key(7, b"abc");
+        assert!(k.starts_with(&user_table_prefix(7)));
+        assert!(k.as_slice() < user_table_prefix(8).as_slice());
+        assert_eq!(&k[4..], b"abc");
+    }
 
     #[test]
     fn event_keys_sort_by_day_type_contact_time() {

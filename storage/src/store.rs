@@ -676,6 +676,21 @@ impl Store {
         Ok(())
     }
 
+    /// The row id a user table's primary key `key` names.
+    pub fn get_user_pk(&self, table_id: u32, key: &[u8]) -> Result<Option<u64>> {
+        Ok(self
+            .db
+            .get_cf(self.cf(cf::USER_KEYS), keys::user_pk_key(table_id, key))?
+            .and_then(|v| Some(u64::from_be_bytes(v.as_slice().try_into().ok()?))))
+    }
+
+    /// One user-table row.
+    pub fn get_user_row(&self, table_id: u32, row_id: u64) -> Result<Option<Vec<u8>>> {
+        Ok(self
+            .db
+            .get_cf(self.cf(cf::USER_ROWS), keys::user_row_key(table_id, row_id))?)
+    }
+
     /// Stops the writer (after the queued batches) and flushes memtables.
     pub fn shutdown(&self) -> Result<()> {
         self.writer.lock().expect("writer lock").take();
@@ -822,12 +837,38 @@ impl Batch {
         );
     }
 
-    /// Deletes every row of a user table (range deletion).
+    /// Deletes every row of a user table, and its primary key entries (range deletion).
     pub fn drop_user_table_rows(&mut self, table_id: u32) {
         let from = keys::user_table_prefix(table_id);
         let to = (table_id as u64 + 1).min(u32::MAX as u64) as u32;
         self.wb
             .delete_range_cf(cfh(&self.db, cf::USER_ROWS), from, to.to_be_bytes());
+        self.drop_user_pks(table_id);
+    }
+
+    /// Deletes every primary key entry of a user table (range deletion).
+    pub fn drop_user_pks(&mut self, table_id: u32) {
+        let from = keys::user_table_prefix(table_id);
+        let to = (table_id as u64 + 1).min(u32::MAX as u64) as u32;
+        self.wb
+            .delete_range_cf(cfh(&self.db, cf::USER_KEYS), from, to.to_be_bytes());
+    }
+
+    /// Points a user table's primary key `key` at `row_id`.
+    pub fn put_user_pk(&mut self, table_id: u32, key: &[u8], row_id: u64) {
+        self.wb.put_cf(
+            cfh(&self.db, cf::USER_KEYS),
+            keys::user_pk_key(table_id, key),
+            row_id.to_be_bytes(),
+        );
+    }
+
+    /// Removes a user table's primary key entry.
+    pub fn delete_user_pk(&mut self, table_id: u32, key: &[u8]) {
+        self.wb.delete_cf(
+            cfh(&self.db, cf::USER_KEYS),
+            keys::user_pk_key(table_id, key),
+        );
     }
 
     /// Deletes every event of UTC days before `day` (range deletion).

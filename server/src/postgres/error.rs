@@ -35,6 +35,7 @@ fn sql_code(e: &SqlError) -> &'static str {
         SqlError::DependentObjects(_) => "2BP01",
         SqlError::InsufficientPrivilege(_) => "42501",
         SqlError::ObjectState(_) => "55000",
+        SqlError::InvalidDefinition(_) => "42P16",
         SqlError::Cancelled(_) => "57014",
         SqlError::BadCopyFile(_) => "22P04",
         SqlError::ProgramLimit(_) => "54000",

@@ -79,6 +79,7 @@ pub fn audited(stmt: &Statement) -> Option<Audited> {
             }
         }
         Statement::Set(_)
+        | Statement::Maintenance { .. }
         | Statement::Show { .. }
         | Statement::SessionReset(_)
         | Statement::Discard

@@ -72,6 +72,7 @@ pub fn check_statement(stmt: &Statement, roles: RoleSet, user: &str) -> Result<(
             need_admin(roles, "to truncate tables")
         }
         Statement::AlterTable { .. } => need_admin(roles, "to alter tables"),
+        Statement::Maintenance { .. } => need_operate(roles, "to vacuum or analyze tables"),
         Statement::Mask(_) => need_admin(roles, "to mask or unmask columns"),
         Statement::Copy(c) => {
             if c.to {

@@ -45,6 +45,28 @@ pub async fn create_table(store: &Store, ct: &CreateTable) -> Result<Reply> {
             "CREATE TABLE needs at least one column".into(),
         ));
     }
+    let mut key_names: Vec<String> = Vec::new();
+    for c in &ct.columns {
+        if c.options.iter().any(|o| {
+            matches!(
+                o.option,
+                datafusion::sql::sqlparser::ast::ColumnOption::PrimaryKey(_)
+            )
+        }) {
+            key_names.push(c.name.value.clone());
+        }
+    }
+    for k in &ct.constraints {
+        if let datafusion::sql::sqlparser::ast::TableConstraint::PrimaryKey(pk) = k {
+            if !key_names.is_empty() {
+                return Err(SqlError::InvalidDefinition(format!(
+                    "multiple primary keys for table \"{name}\" are not allowed"
+                )));
+            }
+            key_names = index_columns(&pk.columns)?;
+        }
+    }
+    let primary_key = key_positions(&name, &cols, &key_names)?;
     let if_not_exists = ct.if_not_exists;
     let created = store
         .update_catalog(|data, _| -> Result<bool> {
@@ -69,12 +91,104 @@ pub async fn create_table(store: &Store, ct: &CreateTable) -> Result<Reply> {
                 id,
                 name: name.clone(),
                 columns: cols,
+                primary_key,
             });
             Ok(true)
         })
         .await?;
     let _ = created;
     Ok(Reply::command("CREATE TABLE"))
+}
+
+/// Column names of a key's column list.
+fn index_columns(cols: &[datafusion::sql::sqlparser::ast::IndexColumn]) -> Result<Vec<String>> {
+    cols.iter()
+        .map(|c| match &c.column.expr {
+            datafusion::sql::sqlparser::ast::Expr::Identifier(id) => Ok(id.value.clone()),
+            other => Err(SqlError::Unsupported(format!(
+                "a primary key lists columns, not expressions ({other})"
+            ))),
+        })
+        .collect()
+}
+
+/// Positions of the key columns `names` in `cols` (42703 for an unknown one).
+fn key_positions(table: &str, cols: &[ColumnDef], names: &[String]) -> Result<Vec<u32>> {
+    let mut out = Vec::with_capacity(names.len());
+    for n in names {
+        let Some(i) = cols.iter().position(|c| &c.name == n) else {
+            return Err(SqlError::UndefinedColumn(format!(
+                "column \"{n}\" named in key does not exist in table \"{table}\""
+            )));
+        };
+        if out.contains(&(i as u32)) {
+            return Err(SqlError::DuplicateColumn(format!(
+                "column \"{n}\" appears twice in primary key constraint"
+            )));
+        }
+        out.push(i as u32);
+    }
+    Ok(out)
+}
+
+/// `ALTER TABLE <user table> ADD [CONSTRAINT name] PRIMARY KEY (cols)`:
+/// every existing row is checked (23505 for a repeated key, 23502 for a
+/// NULL) and indexed; nothing changes when one fails.
+async fn add_primary_key(store: &Store, table: &str, key_names: &[String]) -> Result<Reply> {
+    use crate::ingest::batch::{duplicate_key, user_pk, USER_ROW_WRITES};
+    let _g = USER_ROW_WRITES.lock().await;
+    let Some(mut def) = store.catalog().table(table).cloned() else {
+        return Err(SqlError::UndefinedTable(format!(
+            "relation \"{table}\" does not exist"
+        )));
+    };
+    if !def.primary_key.is_empty() {
+        return Err(SqlError::InvalidDefinition(format!(
+            "multiple primary keys for table \"{table}\" are not allowed"
+        )));
+    }
+    def.primary_key = key_positions(table, &def.columns, key_names)?;
+    let mut seen = std::collections::HashSet::new();
+    let mut batch = store.batch();
+    batch.drop_user_pks(def.id);
+    let mut failure = None;
+    store.scan_user_rows(def.id, &mut |row_id, bytes| {
+        let row = cohortdb_storage::codec::decode_row(bytes, def.columns.len());
+        match user_pk(&def, &row) {
+            Ok(Some(key)) => {
+                if !seen.insert(key.clone()) {
+                    failure = Some(duplicate_key(&def, &row));
+                    return false;
+                }
+                batch.put_user_pk(def.id, &key, row_id);
+                true
+            }
+            Ok(None) => true,
+            Err(e) => {
+                failure = Some(e);
+                false
+            }
+        }
+    })?;
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    store.commit(batch).await?;
+    let key = def.primary_key.clone();
+    store
+        .update_catalog(|data, _| -> Result<()> {
+            match data.tables.iter_mut().find(|t| t.id == def.id) {
+                Some(t) => {
+                    t.primary_key = key.clone();
+                    Ok(())
+                }
+                None => Err(SqlError::UndefinedTable(format!(
+                    "relation \"{table}\" does not exist"
+                ))),
+            }
+        })
+        .await?;
+    Ok(Reply::command("ALTER TABLE"))
 }
 
 /// `DROP TABLE [IF EXISTS] names`.
@@ -136,9 +250,35 @@ pub async fn truncate(store: &Store, names: &[String]) -> Result<Reply> {
     Ok(Reply::command("TRUNCATE TABLE"))
 }
 
+/// `VACUUM` / `ANALYZE`: every named table must exist (42P01 otherwise);
+/// there is nothing to reclaim or collect (see [`Statement::Maintenance`]).
+///
+/// [`Statement::Maintenance`]: crate::statement::Statement::Maintenance
+pub async fn maintenance(
+    ctx: &datafusion::prelude::SessionContext,
+    kind: crate::statement::MaintenanceKind,
+    tables: &[String],
+) -> Result<Reply> {
+    for t in tables {
+        if !ctx.table_exist(t.as_str())? {
+            return Err(SqlError::UndefinedTable(format!(
+                "relation \"{t}\" does not exist"
+            )));
+        }
+    }
+    Ok(Reply::command(kind.tag()))
+}
+
 /// `ALTER TABLE contacts|events ADD COLUMN p_<name> <type>`.
 pub async fn alter_table(store: &Store, table: &str, ops: &[AlterTableOperation]) -> Result<Reply> {
     if table != "contacts" && table != "events" {
+        if let [AlterTableOperation::AddConstraint {
+            constraint: datafusion::sql::sqlparser::ast::TableConstraint::PrimaryKey(pk),
+            ..
+        }] = ops
+        {
+            return add_primary_key(store, table, &index_columns(&pk.columns)?).await;
+        }
         return Err(SqlError::Unsupported(format!(
             "ALTER TABLE is supported on contacts and events (ADD COLUMN p_<name> <type>), not on \"{table}\""
         )));

@@ -538,6 +538,64 @@ pub struct UserRowIngest {
     batch: Batch,
     rows: u64,
     max_row: u64,
+    /// Primary keys of the rows pushed, with their row ids.
+    keys: Vec<(Vec<u8>, u64)>,
+}
+
+/// Serialises writes of user-table rows that read before they write
+/// (UPDATE, and INSERT/COPY/DELETE of a table with a primary key), so two
+/// concurrent `SET x = x + 1` never lose an increment and two inserts of
+/// one key never both succeed.
+pub static USER_ROW_WRITES: std::sync::LazyLock<tokio::sync::Mutex<()>> =
+    std::sync::LazyLock::new(Default::default);
+
+/// The encoded primary key of `row` (values in column order); `None` for a
+/// table without one. A NULL key column is 23502.
+pub fn user_pk(table: &UserTableDef, row: &[Value]) -> Result<Option<Vec<u8>>> {
+    if table.primary_key.is_empty() {
+        return Ok(None);
+    }
+    for &i in &table.primary_key {
+        if matches!(row.get(i as usize), None | Some(Value::Null)) {
+            return Err(SqlError::NotNull(format!(
+                "null value in column \"{}\" of relation \"{}\" violates not-null constraint",
+                table.columns[i as usize].name, table.name
+            )));
+        }
+    }
+    Ok(Some(cohortdb_storage::codec::encode_row(
+        table
+            .primary_key
+            .iter()
+            .enumerate()
+            .map(|(k, &i)| (k as u32, &row[i as usize])),
+    )))
+}
+
+/// 23505 for `key` of `table`, naming the key's values as written in `row`.
+pub fn duplicate_key(table: &UserTableDef, row: &[Value]) -> SqlError {
+    let cols: Vec<&str> = table
+        .primary_key
+        .iter()
+        .map(|&i| table.columns[i as usize].name.as_str())
+        .collect();
+    let vals: Vec<String> = table
+        .primary_key
+        .iter()
+        .map(|&i| match &row[i as usize] {
+            Value::Int(n) => n.to_string(),
+            Value::Float(f) => f.to_string(),
+            Value::Str(s) => s.clone(),
+            Value::Bool(b) => if *b { "t" } else { "f" }.to_string(),
+            other => crate::model::rows::show(other),
+        })
+        .collect();
+    SqlError::UniqueViolation(format!(
+        "duplicate key value violates unique constraint \"{}_pkey\": Key ({})=({}) already exists",
+        table.name,
+        cols.join(", "),
+        vals.join(", ")
+    ))
 }
 
 impl UserRowIngest {
@@ -550,12 +608,19 @@ impl UserRowIngest {
             batch,
             rows: 0,
             max_row: 0,
+            keys: Vec::new(),
         }
     }
 
     /// Adds one row in column order.
     pub fn push(&mut self, row: &[Value]) -> Result<()> {
         let id = self.store.alloc_user_rows(1);
+        if let Some(key) = user_pk(&self.table, row)? {
+            if self.keys.iter().any(|(k, _)| *k == key) {
+                return Err(duplicate_key(&self.table, row));
+            }
+            self.keys.push((key, id));
+        }
         self.max_row = id;
         self.batch
             .put_user_row(self.table.id, id, &encode_fields(row));
@@ -566,12 +631,39 @@ impl UserRowIngest {
         Ok(())
     }
 
-    /// Writes atomically.
+    /// Writes atomically; with a primary key, only when no key exists yet.
     pub async fn commit(mut self) -> Result<u64> {
-        if self.rows > 0 {
-            self.batch.note_user_row(self.max_row);
-            self.store.commit(self.batch).await?;
+        if self.rows == 0 {
+            return Ok(0);
         }
+        self.batch.note_user_row(self.max_row);
+        if self.keys.is_empty() {
+            self.store.commit(self.batch).await?;
+            return Ok(self.rows);
+        }
+        let _g = USER_ROW_WRITES.lock().await;
+        for (key, id) in &self.keys {
+            if self.store.get_user_pk(self.table.id, key)?.is_some() {
+                let row = self
+                    .store
+                    .get_user_row(self.table.id, *id)
+                    .ok()
+                    .flatten()
+                    .map(|b| cohortdb_storage::codec::decode_row(&b, self.table.columns.len()));
+                // the row is not written yet: name the key from its encoding
+                let vals = row.unwrap_or_else(|| {
+                    let mut v = vec![Value::Null; self.table.columns.len()];
+                    let k = cohortdb_storage::codec::decode_row(key, self.table.primary_key.len());
+                    for (j, &i) in self.table.primary_key.iter().enumerate() {
+                        v[i as usize] = k[j].clone();
+                    }
+                    v
+                });
+                return Err(duplicate_key(&self.table, &vals));
+            }
+            self.batch.put_user_pk(self.table.id, key, *id);
+        }
+        self.store.commit(self.batch).await?;
         Ok(self.rows)
     }
 }

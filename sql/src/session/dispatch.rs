@@ -148,6 +148,11 @@ impl Session {
                     .into()
             }
             Statement::Truncate { names } => handler::ddl::truncate(store, &names).await?.into(),
+            Statement::Maintenance { kind, tables } => {
+                handler::ddl::maintenance(&ctx.df, kind, &tables)
+                    .await?
+                    .into()
+            }
             Statement::AlterTable { table, operations } => {
                 handler::ddl::alter_table(store, &table, &operations)
                     .await?

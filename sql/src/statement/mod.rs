@@ -54,6 +54,15 @@ pub enum Statement {
         /// Table names.
         names: Vec<String>,
     },
+    /// `VACUUM [options] [tables]` / `ANALYZE [tables]`: accepted and
+    /// checked (the tables must exist); RocksDB compacts by itself and the
+    /// planner keeps no statistics, so there is nothing else to do.
+    Maintenance {
+        /// `VACUUM` or `ANALYZE`.
+        kind: MaintenanceKind,
+        /// Named tables (none = all).
+        tables: Vec<String>,
+    },
     /// `ALTER TABLE contacts|events ADD COLUMN p_…`.
     AlterTable {
         /// The table.
@@ -118,6 +127,25 @@ pub enum Statement {
     },
 }
 
+/// Which maintenance statement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MaintenanceKind {
+    /// `VACUUM`.
+    Vacuum,
+    /// `ANALYZE`.
+    Analyze,
+}
+
+impl MaintenanceKind {
+    /// The command tag.
+    pub fn tag(&self) -> &'static str {
+        match self {
+            MaintenanceKind::Vacuum => "VACUUM",
+            MaintenanceKind::Analyze => "ANALYZE",
+        }
+    }
+}
+
 /// A `COPY` statement.
 #[derive(Debug, Clone)]
 pub struct CopyStatement {
@@ -169,6 +197,7 @@ impl Statement {
             Statement::CreateTable(_) => "CREATE TABLE",
             Statement::DropTable { .. } => "DROP TABLE",
             Statement::Truncate { .. } => "TRUNCATE TABLE",
+            Statement::Maintenance { kind, .. } => kind.tag(),
             Statement::AlterTable { .. } => "ALTER TABLE",
             Statement::Copy(_) => "COPY",
             Statement::Set(_) => "SET",

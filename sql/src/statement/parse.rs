@@ -39,6 +39,7 @@ pub fn parse(parser: &CompatParser, sql: &str, limits: ParseLimits) -> Result<Ve
     }
     crate::runtime::limits::check_expression_depth(sql, limits.max_expression_depth)?;
     let (sql, on_error) = extract_on_error(sql);
+    let sql = copy_boolean_words(&sql);
     let mut out = Vec::new();
     match crate::segments::groups::parse_script(&sql) {
         Some(parts) => {
@@ -78,6 +79,10 @@ fn parse_script(parser: &CompatParser, sql: &str, out: &mut Vec<Statement>) -> R
 }
 
 fn parse_sql(parser: &CompatParser, sql: &str, out: &mut Vec<Statement>) -> Result<()> {
+    if let Some(m) = parse_maintenance(sql)? {
+        out.push(m);
+        return Ok(());
+    }
     if let Some(users) = super::user::parse(sql) {
         out.extend(users.into_iter().map(Statement::User));
         return Ok(());
@@ -323,6 +328,134 @@ pub fn classify(stmt: ast::Statement) -> Result<Statement> {
     })
 }
 
+/// `VACUUM [FULL|FREEZE|VERBOSE|ANALYZE …] [(options)] [table [(cols)], …]`
+/// and `ANALYZE [VERBOSE] [table [(cols)], …]`; `None` for other statements.
+fn parse_maintenance(sql: &str) -> Result<Option<Statement>> {
+    use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
+    let head = sql.trim_start();
+    let first: String = head
+        .chars()
+        .take_while(|c| c.is_ascii_alphabetic())
+        .collect();
+    let kind = match first.to_ascii_uppercase().as_str() {
+        "VACUUM" => super::MaintenanceKind::Vacuum,
+        "ANALYZE" | "ANALYSE" => super::MaintenanceKind::Analyze,
+        _ => return Ok(None),
+    };
+    let tokens = Tokenizer::new(
+        &datafusion::sql::sqlparser::dialect::PostgreSqlDialect {},
+        sql,
+    )
+    .tokenize()
+    .map_err(|e| SqlError::Syntax(e.to_string()))?;
+    let sig: Vec<Token> = tokens
+        .into_iter()
+        .filter(|t| !matches!(t, Token::Whitespace(_) | Token::SemiColon))
+        .collect();
+    let mut i = 1;
+    // options: a parenthesised list, then option words
+    if sig.get(i) == Some(&Token::LParen) {
+        while i < sig.len() && sig[i] != Token::RParen {
+            i += 1;
+        }
+        i += 1;
+    }
+    while let Some(Token::Word(w)) = sig.get(i) {
+        if w.quote_style.is_none()
+            && matches!(
+                w.value.to_ascii_uppercase().as_str(),
+                "FULL" | "FREEZE" | "VERBOSE" | "ANALYZE" | "ANALYSE" | "SKIP_LOCKED"
+            )
+        {
+            i += 1;
+        } else {
+            break;
+        }
+    }
+    let mut tables = Vec::new();
+    let mut name: Vec<String> = Vec::new();
+    let mut depth = 0;
+    for t in &sig[i..] {
+        match t {
+            Token::LParen => depth += 1,
+            Token::RParen => depth -= 1,
+            _ if depth > 0 => {}
+            Token::Word(w) => name.push(if w.quote_style.is_some() {
+                w.value.clone()
+            } else {
+                w.value.to_ascii_lowercase()
+            }),
+            Token::Period => {}
+            Token::Comma => {
+                if let Some(last) = name.pop() {
+                    tables.push(last);
+                }
+                name.clear();
+            }
+            other => {
+                return Err(SqlError::Syntax(format!(
+                    "syntax error at or near \"{other}\" in {}",
+                    kind.tag()
+                )))
+            }
+        }
+    }
+    if let Some(last) = name.pop() {
+        tables.push(last);
+    }
+    Ok(Some(Statement::Maintenance { kind, tables }))
+}
+
+/// In a COPY statement, `FREEZE on|off` and `HEADER on|off` (pgbench
+/// writes `with (freeze on)`) become `true|false`, the only boolean
+/// spellings the parser takes there.
+fn copy_boolean_words(sql: &str) -> std::borrow::Cow<'_, str> {
+    use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
+    if !sql
+        .trim_start()
+        .get(..4)
+        .is_some_and(|w| w.eq_ignore_ascii_case("copy"))
+    {
+        return std::borrow::Cow::Borrowed(sql);
+    }
+    let Ok(mut tokens) = Tokenizer::new(
+        &datafusion::sql::sqlparser::dialect::PostgreSqlDialect {},
+        sql,
+    )
+    .tokenize() else {
+        return std::borrow::Cow::Borrowed(sql);
+    };
+    let mut changed = false;
+    let mut last_word: Option<String> = None;
+    for t in tokens.iter_mut() {
+        if matches!(t, Token::Whitespace(_)) {
+            continue;
+        }
+        let word = match t {
+            Token::Word(w) if w.quote_style.is_none() => Some(w.value.to_ascii_uppercase()),
+            _ => None,
+        };
+        if matches!(last_word.as_deref(), Some("FREEZE" | "HEADER")) {
+            match word.as_deref() {
+                Some("ON") => {
+                    *t = Token::make_keyword("TRUE");
+                    changed = true;
+                }
+                Some("OFF") => {
+                    *t = Token::make_keyword("FALSE");
+                    changed = true;
+                }
+                _ => {}
+            }
+        }
+        last_word = word;
+    }
+    if !changed {
+        return std::borrow::Cow::Borrowed(sql);
+    }
+    std::borrow::Cow::Owned(tokens.iter().map(|t| t.to_string()).collect())
+}
+
 /// Removes a `ON_ERROR <mode>` COPY option (which the parser does not know) from `sql`.
 fn extract_on_error(sql: &str) -> (String, Option<OnError>) {
     let upper = sql.to_ascii_uppercase();
@@ -356,6 +489,18 @@ fn extract_on_error(sql: &str) -> (String, Option<OnError>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn copy_booleans_spelled_on_off() {
+        assert_eq!(
+            copy_boolean_words("copy pgbench_accounts from stdin with (freeze on)"),
+            "copy pgbench_accounts from stdin with (freeze TRUE)"
+        );
+        assert_eq!(
+            copy_boolean_words("SELECT 'freeze on'"),
+            "SELECT 'freeze on'"
+        );
+    }
 
     #[test]
     fn on_error_option_is_extracted() {

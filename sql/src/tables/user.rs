@@ -18,14 +18,9 @@ use datafusion::physical_plan::ExecutionPlan;
 use super::contacts::{physical_predicate, unqualify};
 use super::{memory_exec, DmlExec, IngestSink};
 use crate::error::{Result, SqlError};
-use crate::ingest::batch::UserRowIngest;
+use crate::ingest::batch::{duplicate_key, user_pk, UserRowIngest, USER_ROW_WRITES};
 use crate::model::convert::{value_at, ColumnBuilder};
 use crate::model::layout::user_table_schema;
-
-/// Serialises read-modify-write of user-table rows (UPDATE), so two
-/// concurrent `SET x = x + 1` never lose one of the increments.
-static ROW_UPDATES: std::sync::LazyLock<tokio::sync::Mutex<()>> =
-    std::sync::LazyLock::new(Default::default);
 
 /// A user table provider.
 #[derive(Debug)]
@@ -49,13 +44,86 @@ impl UserTable {
     }
 }
 
-/// All rows of a user table, plus a trailing hidden row-id column when `with_row_id`.
+/// Which rows of a user table a statement reads.
+enum Rows {
+    /// Every row.
+    All,
+    /// The row a primary key equality names (none when no row has it).
+    Key(Option<u64>),
+}
+
+/// The row ids `filters` pin down through the primary key: a conjunct
+/// `key_column = literal` on a single-column key.
+fn rows_for(
+    store: &Store,
+    def: &UserTableDef,
+    schema: &SchemaRef,
+    filters: &[Expr],
+) -> Result<Rows> {
+    use datafusion::logical_expr::{BinaryExpr, Operator};
+    let [pk] = def.primary_key.as_slice() else {
+        return Ok(Rows::All);
+    };
+    let col = &def.columns[*pk as usize];
+    let literal_of = |e: &Expr| -> Option<datafusion::common::ScalarValue> {
+        match e {
+            Expr::Literal(v, _) => Some(v.clone()),
+            Expr::Cast(c) => match c.expr.as_ref() {
+                Expr::Literal(v, _) => Some(v.clone()),
+                _ => None,
+            },
+            _ => None,
+        }
+    };
+    let is_key = |e: &Expr| matches!(e, Expr::Column(c) if c.name == col.name);
+    for f in filters {
+        for conj in datafusion::logical_expr::utils::split_conjunction(f) {
+            let Expr::BinaryExpr(BinaryExpr {
+                left,
+                op: Operator::Eq,
+                right,
+            }) = conj
+            else {
+                continue;
+            };
+            let lit = if is_key(left) {
+                literal_of(right)
+            } else if is_key(right) {
+                literal_of(left)
+            } else {
+                None
+            };
+            let Some(lit) = lit else { continue };
+            if lit.is_null() {
+                return Ok(Rows::Key(None));
+            }
+            let arr = lit.to_array()?;
+            let target = schema.field(*pk as usize).data_type();
+            let Ok(arr) = datafusion::arrow::compute::cast(&arr, target) else {
+                continue;
+            };
+            let Ok(v) = value_at(arr.as_ref(), 0, col.data_type) else {
+                continue;
+            };
+            let mut row = vec![cohortdb_storage::Value::Null; def.columns.len()];
+            row[*pk as usize] = v;
+            let Some(key) = user_pk(def, &row)? else {
+                return Ok(Rows::All);
+            };
+            return Ok(Rows::Key(store.get_user_pk(def.id, &key)?));
+        }
+    }
+    Ok(Rows::All)
+}
+
+/// The rows `which` names, plus a trailing hidden row-id column when `with_row_id`.
 fn table_batch(
     store: &Store,
     def: &UserTableDef,
     schema: &SchemaRef,
     with_row_id: bool,
     tz: &str,
+    which: Rows,
 ) -> Result<RecordBatch> {
     let mut builders: Vec<ColumnBuilder> = def
         .columns
@@ -63,14 +131,23 @@ fn table_batch(
         .map(|c| ColumnBuilder::new_in(c.data_type, 1024, tz))
         .collect();
     let mut row_ids = Vec::new();
-    store.scan_user_rows(def.id, &mut |row_id, bytes| {
+    let mut add = |row_id: u64, bytes: &[u8]| {
         let vals = decode_row(bytes, def.columns.len());
         for (b, v) in builders.iter_mut().zip(vals.iter()) {
             b.append(v.as_ref());
         }
         row_ids.push(row_id as i64);
         true
-    })?;
+    };
+    match which {
+        Rows::All => store.scan_user_rows(def.id, &mut add)?,
+        Rows::Key(None) => {}
+        Rows::Key(Some(id)) => {
+            if let Some(bytes) = store.get_user_row(def.id, id)? {
+                add(id, &bytes);
+            }
+        }
+    }
     let mut cols: Vec<Arc<dyn datafusion::arrow::array::Array>> =
         builders.iter_mut().map(|b| b.finish()).collect();
     let mut schema = schema.clone();
@@ -122,14 +199,26 @@ impl TableProvider for UserTable {
         TableType::Base
     }
 
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> DfResult<Vec<datafusion::logical_expr::TableProviderFilterPushDown>> {
+        // Seen by `scan` for primary key lookups; DataFusion still applies them.
+        Ok(vec![
+            datafusion::logical_expr::TableProviderFilterPushDown::Inexact;
+            filters.len()
+        ])
+    }
+
     async fn scan(
         &self,
         _state: &dyn Session,
         projection: Option<&Vec<usize>>,
-        _filters: &[Expr],
+        filters: &[Expr],
         _limit: Option<usize>,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
-        let batch = table_batch(&self.store, &self.def, &self.schema, false, &self.tz)?;
+        let which = rows_for(&self.store, &self.def, &self.schema, filters)?;
+        let batch = table_batch(&self.store, &self.def, &self.schema, false, &self.tz, which)?;
         memory_exec(self.schema.clone(), vec![batch], projection)
     }
 
@@ -196,6 +285,7 @@ impl TableProvider for UserTable {
                 state.create_physical_expr(unqualify(expr)?, &df_schema)?,
             ));
         }
+        let key_filters = Arc::new(filters.clone());
         let pred = physical_predicate(state, &self.schema, filters)?;
         let (store, def, schema) = (self.store.clone(), self.def.clone(), self.schema.clone());
         let tz = self.tz.clone();
@@ -203,17 +293,19 @@ impl TableProvider for UserTable {
         Ok(DmlExec::new(
             format!("CohortUpdate: table={}", self.def.name),
             Arc::new(move || {
-                let (store, def, schema, pred, tz, sets) = (
+                let (store, def, schema, pred, tz, sets, key_filters) = (
                     store.clone(),
                     def.clone(),
                     schema.clone(),
                     pred.clone(),
                     tz.clone(),
                     sets.clone(),
+                    key_filters.clone(),
                 );
                 Box::pin(async move {
-                    let _g = ROW_UPDATES.lock().await;
-                    let full = table_batch(&store, &def, &schema, true, &tz)?;
+                    let _g = USER_ROW_WRITES.lock().await;
+                    let which = rows_for(&store, &def, &schema, &key_filters)?;
+                    let full = table_batch(&store, &def, &schema, true, &tz, which)?;
                     let hit = filter_rows(&full, def.columns.len(), pred.as_ref())?;
                     let visible = hit.project(&(0..def.columns.len()).collect::<Vec<_>>())?;
                     let mut new_cols = Vec::with_capacity(sets.len());
@@ -223,6 +315,9 @@ impl TableProvider for UserTable {
                     }
                     let ids = row_ids(&hit, def.columns.len());
                     let mut batch = store.batch();
+                    // primary keys the statement frees and takes
+                    let mut freed: Vec<Vec<u8>> = Vec::new();
+                    let mut taken: Vec<(Vec<u8>, u64, Vec<cohortdb_storage::Value>)> = Vec::new();
                     for r in 0..visible.num_rows() {
                         let mut row = Vec::with_capacity(def.columns.len());
                         for (c, col) in def.columns.iter().enumerate() {
@@ -239,8 +334,44 @@ impl TableProvider for UserTable {
                                 ))
                             })?);
                         }
+                        if !def.primary_key.is_empty()
+                            && sets
+                                .iter()
+                                .any(|(i, _)| def.primary_key.contains(&(*i as u32)))
+                        {
+                            let mut old = Vec::with_capacity(def.columns.len());
+                            for (c, col) in def.columns.iter().enumerate() {
+                                old.push(
+                                    value_at(visible.column(c).as_ref(), r, col.data_type)
+                                        .map_err(SqlError::InvalidText)?,
+                                );
+                            }
+                            let (Some(before), Some(after)) =
+                                (user_pk(&def, &old)?, user_pk(&def, &row)?)
+                            else {
+                                unreachable!("the table has a primary key")
+                            };
+                            if before != after {
+                                freed.push(before);
+                                taken.push((after, ids.value(r) as u64, row.clone()));
+                            }
+                        }
                         let bytes = encode_row(row.iter().enumerate().map(|(i, v)| (i as u32, v)));
                         batch.put_user_row(def.id, ids.value(r) as u64, &bytes);
+                    }
+                    for (i, (key, _, row)) in taken.iter().enumerate() {
+                        let clash_in_statement = taken[..i].iter().any(|(k, _, _)| k == key);
+                        let clash_stored =
+                            !freed.contains(key) && store.get_user_pk(def.id, key)?.is_some();
+                        if clash_in_statement || clash_stored {
+                            return Err(duplicate_key(&def, row).into());
+                        }
+                    }
+                    for key in &freed {
+                        batch.delete_user_pk(def.id, key);
+                    }
+                    for (key, id, _) in &taken {
+                        batch.put_user_pk(def.id, key, *id);
                     }
                     store.commit(batch).await?;
                     Ok(visible.num_rows() as u64)
@@ -254,26 +385,42 @@ impl TableProvider for UserTable {
         state: &dyn Session,
         filters: Vec<Expr>,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        let key_filters = Arc::new(filters.clone());
         let pred = physical_predicate(state, &self.schema, filters)?;
         let (store, def, schema) = (self.store.clone(), self.def.clone(), self.schema.clone());
         let tz = self.tz.clone();
         Ok(DmlExec::new(
             format!("CohortDelete: table={}", self.def.name),
             Arc::new(move || {
-                let (store, def, schema, pred, tz) = (
+                let (store, def, schema, pred, tz, key_filters) = (
                     store.clone(),
                     def.clone(),
                     schema.clone(),
                     pred.clone(),
                     tz.clone(),
+                    key_filters.clone(),
                 );
                 Box::pin(async move {
-                    let full = table_batch(&store, &def, &schema, true, &tz)?;
+                    let _g = USER_ROW_WRITES.lock().await;
+                    let which = rows_for(&store, &def, &schema, &key_filters)?;
+                    let full = table_batch(&store, &def, &schema, true, &tz, which)?;
                     let hit = filter_rows(&full, def.columns.len(), pred.as_ref())?;
                     let ids = row_ids(&hit, def.columns.len());
                     let mut batch = store.batch();
-                    for id in ids.values() {
+                    for (r, id) in ids.values().iter().enumerate() {
                         batch.delete_user_row(def.id, *id as u64);
+                        if !def.primary_key.is_empty() {
+                            let mut row = Vec::with_capacity(def.columns.len());
+                            for (c, col) in def.columns.iter().enumerate() {
+                                row.push(
+                                    value_at(hit.column(c).as_ref(), r, col.data_type)
+                                        .map_err(SqlError::InvalidText)?,
+                                );
+                            }
+                            if let Some(key) = user_pk(&def, &row)? {
+                                batch.delete_user_pk(def.id, &key);
+                            }
+                        }
                     }
                     store.commit(batch).await?;
                     Ok(ids.len() as u64)

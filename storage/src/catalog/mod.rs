@@ -78,6 +78,10 @@ pub struct UserTableDef {
     pub name: String,
     /// Columns in order; a column's field id is its position.
     pub columns: Vec<ColumnDef>,
+    /// Positions of the primary key columns (empty: none), indexed in
+    /// [`crate::keys::cf::USER_KEYS`].
+    #[serde(default)]
+    pub primary_key: Vec<u32>,
 }
 
 /// A SCRAM-SHA-256 secret: what authenticates a password without storing it.
