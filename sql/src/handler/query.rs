@@ -15,10 +15,12 @@ use datafusion::sql::sqlparser::ast::{SelectItem, Statement, TableObject};
 use crate::error::{Result, SqlError};
 use crate::runtime::Reply;
 
-/// The RETURNING items of an INSERT, if it has them.
+/// The RETURNING items of an INSERT, UPDATE or DELETE, if it has them.
 pub fn returning(stmt: &Statement) -> Option<&[SelectItem]> {
     match stmt {
         Statement::Insert(ins) => ins.returning.as_deref(),
+        Statement::Update(u) => u.returning.as_deref(),
+        Statement::Delete(d) => d.returning.as_deref(),
         _ => None,
     }
 }
@@ -31,18 +33,56 @@ fn without_returning(stmt: &Statement) -> std::borrow::Cow<'_, Statement> {
             ins.returning = None;
             std::borrow::Cow::Owned(Statement::Insert(ins))
         }
+        Statement::Update(u) if u.returning.is_some() => {
+            let mut u = u.clone();
+            u.returning = None;
+            std::borrow::Cow::Owned(Statement::Update(u))
+        }
+        Statement::Delete(d) if d.returning.is_some() => {
+            let mut d = d.clone();
+            d.returning = None;
+            std::borrow::Cow::Owned(Statement::Delete(d))
+        }
         other => std::borrow::Cow::Borrowed(other),
     }
 }
 
-/// The table an INSERT writes to.
-fn insert_target(stmt: &Statement) -> String {
+/// The table a DML statement writes to, and the name RETURNING items may
+/// qualify its columns with (its alias, else its name).
+fn dml_target(stmt: &Statement) -> (String, String) {
+    use datafusion::sql::sqlparser::ast::{FromTable, TableFactor};
+    let from_factor = |f: &TableFactor| match f {
+        TableFactor::Table { name, alias, .. } => {
+            let n = crate::statement::parse::object_name(name);
+            let a = alias
+                .as_ref()
+                .map(|a| a.name.value.clone())
+                .unwrap_or_else(|| n.clone());
+            (n, a)
+        }
+        _ => (String::new(), String::new()),
+    };
     match stmt {
         Statement::Insert(ins) => match &ins.table {
-            TableObject::TableName(n) => crate::statement::parse::object_name(n),
-            _ => String::new(),
+            TableObject::TableName(n) => {
+                let n = crate::statement::parse::object_name(n);
+                let a = ins
+                    .table_alias
+                    .as_ref()
+                    .map(|a| a.alias.value.clone())
+                    .unwrap_or_else(|| n.clone());
+                (n, a)
+            }
+            _ => (String::new(), String::new()),
         },
-        _ => String::new(),
+        Statement::Update(u) => from_factor(&u.table.relation),
+        Statement::Delete(d) => match &d.from {
+            FromTable::WithFromKeyword(t) | FromTable::WithoutKeyword(t) => t
+                .first()
+                .map(|t| from_factor(&t.relation))
+                .unwrap_or_default(),
+        },
+        _ => (String::new(), String::new()),
     }
 }
 
@@ -81,23 +121,25 @@ pub async fn returning_schema(ctx: &SessionContext, stmt: &Statement) -> Result<
     let Some(items) = returning(stmt) else {
         return Ok(None);
     };
-    let table = insert_target(stmt);
+    let (table, alias) = dml_target(stmt);
     check_returning_target(&table)?;
     let df = ctx
         .sql(&format!(
-            "SELECT {} FROM {table} WHERE false",
+            "SELECT {} FROM {table} AS {alias} WHERE false",
             returning_list(items)
         ))
         .await?;
     Ok(Some(Arc::new(df.schema().as_arrow().clone())))
 }
 
+/// RETURNING is answered for contacts and user tables; events and the
+/// other built-in relations refuse it (0A000) before anything is written.
 fn check_returning_target(table: &str) -> Result<()> {
-    if table == "contacts" {
+    if table == "contacts" || !crate::tables::catalog::BUILTIN_RELATIONS.contains(&table) {
         Ok(())
     } else {
         Err(SqlError::Unsupported(format!(
-            "INSERT … RETURNING is supported on contacts (the ids the server assigns), not on \"{table}\" yet"
+            "RETURNING is supported on contacts and user tables, not on \"{table}\""
         )))
     }
 }
@@ -106,7 +148,13 @@ fn check_returning_target(table: &str) -> Result<()> {
 /// memory pool): a query's rows, or a DML statement's command tag and count.
 pub async fn run_plan(ctx: &SessionContext, stmt: &Statement, plan: LogicalPlan) -> Result<Reply> {
     if let Some(items) = returning(stmt) {
-        return run_returning(ctx, &insert_target(stmt), items, plan).await;
+        let (table, alias) = dml_target(stmt);
+        let written_contacts =
+            table == "contacts" && matches!(stmt, Statement::Insert(_) | Statement::Update(_));
+        if written_contacts {
+            return run_returning(ctx, &table, items, plan).await;
+        }
+        return run_returning_rows(ctx, &table, &alias, items, plan).await;
     }
     let plan = crate::pgcompat::catalog_subqueries::neutralize_undecorrelated(ctx, plan)?;
     let df = ctx.execute_logical_plan(plan).await?;
@@ -132,6 +180,45 @@ pub async fn run_plan(ctx: &SessionContext, stmt: &Statement, plan: LogicalPlan)
     })
 }
 
+/// RETURNING of a user-table INSERT/UPDATE/DELETE or a contacts DELETE:
+/// the statement runs as usual while the table records the rows it wrote
+/// (new values) or removed (old values); `items` are computed over them.
+async fn run_returning_rows(
+    ctx: &SessionContext,
+    table: &str,
+    alias: &str,
+    items: &[SelectItem],
+    plan: LogicalPlan,
+) -> Result<Reply> {
+    check_returning_target(table)?;
+    let rows = Arc::new(Mutex::new(Vec::new()));
+    crate::tables::RETURNING_ROWS
+        .scope(rows.clone(), async {
+            ctx.execute_logical_plan(plan).await?.collect().await?;
+            Ok::<_, SqlError>(())
+        })
+        .await?;
+    let batches = std::mem::take(&mut *rows.lock().expect("returning rows"));
+    let schema = ctx.table_provider(table).await?.schema();
+    let batches: Vec<RecordBatch> = batches
+        .into_iter()
+        .map(|b| RecordBatch::try_new(schema.clone(), b.columns().to_vec()))
+        .collect::<std::result::Result<_, _>>()?;
+    let all = datafusion::arrow::compute::concat_batches(&schema, &batches)?;
+    // items are planned over the rows alone, named as the statement names the table
+    let rctx = SessionContext::new();
+    rctx.register_batch(alias, all)?;
+    let df = rctx
+        .sql(&format!(
+            "SELECT {} FROM \"{alias}\"",
+            returning_list(items)
+        ))
+        .await?;
+    let schema = Arc::new(df.schema().as_arrow().clone());
+    let out = datafusion::arrow::compute::concat_batches(&schema, &df.collect().await?)?;
+    Ok(Reply::Rows(ctx.read_batch(out)?))
+}
+
 /// `INSERT INTO contacts … RETURNING items`: the insert runs as usual
 /// while the ingest records the ids it commits; the inserted contacts are
 /// then read back in insertion order and projected to `items`.
@@ -143,7 +230,7 @@ async fn run_returning(
 ) -> Result<Reply> {
     check_returning_target(table)?;
     let ids = Arc::new(Mutex::new(Vec::new()));
-    crate::ingest::batch::INSERTED_CONTACTS
+    crate::ingest::batch::WRITTEN_CONTACTS
         .scope(ids.clone(), async {
             ctx.execute_logical_plan(plan).await?.collect().await?;
             Ok::<_, SqlError>(())

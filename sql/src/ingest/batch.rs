@@ -18,9 +18,10 @@ use crate::model::rows::{
 };
 
 tokio::task_local! {
-    /// Set by a statement that returns the contacts it inserts (`INSERT …
-    /// RETURNING`): the ids of the rows committed in its task, in row order.
-    pub static INSERTED_CONTACTS: std::sync::Arc<std::sync::Mutex<Vec<u64>>>;
+    /// Set by a statement that returns the contacts it writes (`INSERT …
+    /// RETURNING`, `UPDATE contacts … RETURNING`): the ids of the rows
+    /// committed in its task, in row order.
+    pub static WRITTEN_CONTACTS: std::sync::Arc<std::sync::Mutex<Vec<u64>>>;
 }
 
 /// Accumulates new contacts (INSERT / COPY).
@@ -30,7 +31,7 @@ pub struct ContactIngest {
     layout: ContactLayout,
     batch: Batch,
     ids: HashSet<u64>,
-    /// Ids in row order, kept only inside [`INSERTED_CONTACTS`].
+    /// Ids in row order, kept only inside [`WRITTEN_CONTACTS`].
     order: Option<Vec<u64>>,
     max_id: u64,
     rows: u64,
@@ -49,7 +50,7 @@ impl ContactIngest {
             layout,
             batch,
             ids: HashSet::new(),
-            order: INSERTED_CONTACTS.try_with(|_| Vec::new()).ok(),
+            order: WRITTEN_CONTACTS.try_with(|_| Vec::new()).ok(),
             max_id: 0,
             rows: 0,
             now: now_ms(),
@@ -135,7 +136,7 @@ impl ContactIngest {
     }
 
     /// Writes everything atomically; returns the number of rows. Inside
-    /// [`INSERTED_CONTACTS`] the committed ids are appended there.
+    /// [`WRITTEN_CONTACTS`] the committed ids are appended there.
     pub async fn commit(mut self) -> Result<u64> {
         if self.rows > 0 {
             self.batch.note_contact_id(self.max_id);
@@ -143,7 +144,7 @@ impl ContactIngest {
             self.store.commit(self.batch).await?;
         }
         if let Some(order) = &self.order {
-            let _ = INSERTED_CONTACTS.try_with(|ids| {
+            let _ = WRITTEN_CONTACTS.try_with(|ids| {
                 ids.lock().expect("inserted ids").extend_from_slice(order);
             });
         }

@@ -286,8 +286,63 @@ impl VisitorMut for ExistsInSelectList {
     }
 }
 
+/// Inside an INSERT's source, a `VALUES` list that is not the source itself
+/// (`INSERT INTO t (a, b) SELECT x, 'y' FROM (VALUES (1)) v(x)`) becomes
+/// `SELECT … AS column1 UNION ALL …`: DataFusion types every VALUES in an
+/// INSERT by the target's columns and refuses one with fewer columns.
+struct NestedValues {
+    depth: usize,
+}
+
+fn values_as_selects(q: &mut Query) {
+    let SetExpr::Values(v) = q.body.as_ref() else {
+        return;
+    };
+    let sql = v
+        .rows
+        .iter()
+        .map(|row| {
+            let items: Vec<String> = row
+                .iter()
+                .enumerate()
+                .map(|(i, e)| format!("{e} AS column{}", i + 1))
+                .collect();
+            format!("SELECT {}", items.join(", "))
+        })
+        .collect::<Vec<_>>()
+        .join(" UNION ALL ");
+    if let Ok(mut parsed) = datafusion::sql::sqlparser::parser::Parser::parse_sql(
+        &datafusion::sql::sqlparser::dialect::PostgreSqlDialect {},
+        &sql,
+    ) {
+        if let Some(Statement::Query(p)) = parsed.pop() {
+            q.body = p.body;
+        }
+    }
+}
+
+impl VisitorMut for NestedValues {
+    type Break = ();
+    fn pre_visit_query(&mut self, q: &mut Query) -> ControlFlow<()> {
+        self.depth += 1;
+        if self.depth > 1 {
+            values_as_selects(q);
+        }
+        ControlFlow::Continue(())
+    }
+    fn post_visit_query(&mut self, _: &mut Query) -> ControlFlow<()> {
+        self.depth -= 1;
+        ControlFlow::Continue(())
+    }
+}
+
 /// Applies cohortdb's rewrites to `stmt` in place.
 pub fn rewrite(stmt: &mut Statement) {
+    if let Statement::Insert(ins) = stmt {
+        if let Some(src) = ins.source.as_mut() {
+            let _ = src.visit(&mut NestedValues { depth: 0 });
+        }
+    }
     crate::pgcompat::output_names::rewrite(stmt);
     let _ = stmt.visit(&mut ExistsInSelectList);
     crate::pgcompat::client_rewrite::rewrite(stmt);

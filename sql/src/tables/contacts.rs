@@ -501,6 +501,7 @@ impl TableProvider for ContactsTable {
                     let mut deleted = Vec::new();
                     for b in &batches {
                         let hit = apply_predicate(b, &pred)?;
+                        super::record_returning(&hit);
                         let ids = hit
                             .column(0)
                             .as_any()
@@ -602,6 +603,7 @@ impl TableProvider for ContactsTable {
                     let mut batch = store.batch();
                     let now = now_ms();
                     let mut n = 0u64;
+                    let mut written = Vec::new();
                     for b in &batches {
                         let hit = apply_predicate(b, &pred)?;
                         if hit.num_rows() == 0 {
@@ -655,10 +657,13 @@ impl TableProvider for ContactsTable {
                                 fields[fid as usize] = Value::Ts(now);
                             }
                             batch.put_contact(id, &encode_contact(&fields));
+                            written.push(id);
                         }
                     }
                     crate::runtime::audit::take_into(&store, &mut batch, Some(n));
                     store.commit(batch).await?;
+                    let _ = crate::ingest::batch::WRITTEN_CONTACTS
+                        .try_with(|ids| ids.lock().expect("written ids").extend(written));
                     Ok(n)
                 })
             }),

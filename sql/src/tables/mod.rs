@@ -39,6 +39,18 @@ use futures::StreamExt;
 
 use crate::error::SqlError;
 
+tokio::task_local! {
+    /// Set by a statement with RETURNING: the rows its DML wrote (INSERT,
+    /// UPDATE: the new values) or removed (DELETE: the old values), in the
+    /// table's schema.
+    pub static RETURNING_ROWS: Arc<std::sync::Mutex<Vec<RecordBatch>>>;
+}
+
+/// Records rows for RETURNING when the running statement asked for them.
+pub fn record_returning(rows: &RecordBatch) {
+    let _ = RETURNING_ROWS.try_with(|v| v.lock().expect("returning rows").push(rows.clone()));
+}
+
 /// A scan over batches built in memory.
 pub fn memory_exec(
     schema: SchemaRef,

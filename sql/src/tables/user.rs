@@ -239,6 +239,7 @@ impl TableProvider for UserTable {
                     let mut ingest = UserRowIngest::new(store, def.clone());
                     let mut n = 0;
                     for b in &batches {
+                        super::record_returning(b);
                         for r in 0..b.num_rows() {
                             n += 1;
                             let mut row = Vec::with_capacity(def.columns.len());
@@ -367,6 +368,14 @@ impl TableProvider for UserTable {
                             return Err(duplicate_key(&def, row).into());
                         }
                     }
+                    if super::RETURNING_ROWS.try_with(|_| ()).is_ok() {
+                        let mut cols = visible.columns().to_vec();
+                        for (i, a) in &new_cols {
+                            cols[*i] =
+                                datafusion::arrow::compute::cast(a, schema.field(*i).data_type())?;
+                        }
+                        super::record_returning(&RecordBatch::try_new(schema.clone(), cols)?);
+                    }
                     for key in &freed {
                         batch.delete_user_pk(def.id, key);
                     }
@@ -406,6 +415,9 @@ impl TableProvider for UserTable {
                     let full = table_batch(&store, &def, &schema, true, &tz, which)?;
                     let hit = filter_rows(&full, def.columns.len(), pred.as_ref())?;
                     let ids = row_ids(&hit, def.columns.len());
+                    super::record_returning(
+                        &hit.project(&(0..def.columns.len()).collect::<Vec<_>>())?,
+                    );
                     let mut batch = store.batch();
                     for (r, id) in ids.values().iter().enumerate() {
                         batch.delete_user_row(def.id, *id as u64);
