@@ -22,7 +22,7 @@ pub mod wechat;
 pub mod writer;
 
 pub use bulk::EventBulk;
-pub use catalog::{Catalog, ColumnDef, EventTypeDef, FieldDef, PropertyDef, UserTableDef};
+pub use catalog::{Catalog, ColumnDef, EventTypeDef, FieldDef, PropertyDef, UserTableDef, ViewDef};
 pub use codec::{RowReader, Value, ValueRef};
 pub use error::{Result, StorageError};
 pub use groups::{GroupDef, GroupKind, RefreshPolicy, TagDef};

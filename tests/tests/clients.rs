@@ -88,6 +88,12 @@ fn psql_meta_commands() {
         "List of roles",
         "| Superuser, Create role, Create DB",
         "cohort_unmasked | Cannot login",
+        // a stored view and a CREATE TABLE … AS
+        "public | saved_cities | view",
+        "View \"public.saved_cities\"",
+        " count  | bigint",
+        "Table \"public.city_copy\"",
+        " n      | bigint",
     ] {
         assert!(
             out.contains(expected),

@@ -363,7 +363,21 @@ impl QueryHandler {
                     let opts = Arc::new(FormatOptions::from_client_metadata(client.metadata()));
                     arrow_pg::datatypes::df::encode_dataframe(df, format, Some(opts)).await?
                 };
-                q.row_schema = Arc::new(with_origins(q.row_schema.to_vec(), &origins));
+                // PostgreSQL's names whichever encoder built the fields
+                let named: Vec<FieldInfo> = q
+                    .row_schema
+                    .iter()
+                    .map(|f| {
+                        FieldInfo::new(
+                            pgtext::pg_column_name(f.name()),
+                            f.table_id(),
+                            f.column_id(),
+                            f.datatype().clone(),
+                            f.format(),
+                        )
+                    })
+                    .collect();
+                q.row_schema = Arc::new(with_origins(named, &origins));
                 let rows = std::mem::replace(&mut q.data_rows, Box::pin(stream::empty()));
                 q.data_rows = Box::pin(cancel::guard_stream(
                     state.session.interrupt().clone(),

@@ -62,6 +62,8 @@ pub fn audited(stmt: &Statement) -> Option<Audited> {
         },
         Statement::CreateTable(ct) => entry("create_table", "table", &ct.name.to_string()),
         Statement::DropTable { names, .. } => entry("drop_table", "table", &names.join(",")),
+        Statement::CreateView { name, .. } => entry("create_view", "view", name),
+        Statement::DropView { names, .. } => entry("drop_view", "view", &names.join(",")),
         Statement::Truncate { names } => entry("truncate_table", "table", &names.join(",")),
         Statement::AlterTable { table, .. } => entry("alter_table", "table", table),
         Statement::Copy(c) => {

@@ -63,6 +63,9 @@ pub fn check_statement(stmt: &Statement, roles: RoleSet, user: &str) -> Result<(
         Statement::IdentityInsert(_) => need_operate(roles, "to insert contacts or events"),
         Statement::CreateTable(_) => need_admin(roles, "to create tables"),
         Statement::DropTable { .. } => need_admin(roles, "to drop tables"),
+        Statement::CreateView { .. } | Statement::DropView { .. } => {
+            need_operate(roles, "to create or drop views")
+        }
         Statement::Truncate { names } => {
             if names.iter().any(|n| n == AUDIT_LOG) {
                 return Err(SqlError::InsufficientPrivilege(

@@ -15,12 +15,6 @@ use crate::tables::meta::{define_property, is_identifier};
 /// `CREATE TABLE [IF NOT EXISTS] name (columns)`.
 pub async fn create_table(store: &Store, ct: &CreateTable) -> Result<Reply> {
     let name = object_name(&ct.name);
-    if ct.query.is_some() {
-        return Err(SqlError::Unsupported(
-            "CREATE TABLE ... AS SELECT is not supported; create the table, then INSERT ... SELECT"
-                .into(),
-        ));
-    }
     let mut cols = Vec::new();
     for c in &ct.columns {
         let t = DataType::parse(&c.data_type.to_string()).ok_or_else(|| {
@@ -67,11 +61,25 @@ pub async fn create_table(store: &Store, ct: &CreateTable) -> Result<Reply> {
         }
     }
     let primary_key = key_positions(&name, &cols, &key_names)?;
-    let if_not_exists = ct.if_not_exists;
-    let created = store
+    add_table(store, &name, cols, primary_key, ct.if_not_exists).await?;
+    Ok(Reply::command("CREATE TABLE"))
+}
+
+/// Adds a user table to the catalog; `Ok(false)` when it exists and
+/// `if_not_exists` (42P07 otherwise, also for a view or built-in of that name).
+pub(crate) async fn add_table(
+    store: &Store,
+    name: &str,
+    cols: Vec<ColumnDef>,
+    primary_key: Vec<u32>,
+    if_not_exists: bool,
+) -> Result<bool> {
+    let name = name.to_string();
+    store
         .update_catalog(|data, _| -> Result<bool> {
             if BUILTIN_RELATIONS.contains(&name.as_str())
                 || data.tables.iter().any(|t| t.name == name)
+                || data.views.iter().any(|v| v.name == name)
             {
                 if if_not_exists {
                     return Ok(false);
@@ -90,14 +98,12 @@ pub async fn create_table(store: &Store, ct: &CreateTable) -> Result<Reply> {
             data.tables.push(UserTableDef {
                 id,
                 name: name.clone(),
-                columns: cols,
-                primary_key,
+                columns: cols.clone(),
+                primary_key: primary_key.clone(),
             });
             Ok(true)
         })
-        .await?;
-    let _ = created;
-    Ok(Reply::command("CREATE TABLE"))
+        .await
 }
 
 /// Column names of a key's column list.

@@ -16,6 +16,7 @@ pub mod ddl;
 pub mod journeys;
 pub mod procedures;
 pub mod query;
+pub mod views;
 pub mod wechat;
 
 use datafusion::dataframe::DataFrame;

@@ -464,15 +464,153 @@ pub fn register(ctx: &SessionContext) {
     ));
 }
 
+/// PostgreSQL's `age(a, b)`: `a - b` as years, months and days (then
+/// time), each field borrowed from the next larger one as `timestamp_age`
+/// does, from the wall-clock fields of both instants in zone `tz`.
+fn age_between(a_us: i64, b_us: i64, tz: &chrono_tz::Tz) -> (i32, i32, i64) {
+    use chrono::{Datelike, TimeZone, Timelike};
+    let fields = |us: i64| {
+        let t = chrono::Utc
+            .timestamp_micros(us)
+            .single()
+            .unwrap_or_default()
+            .with_timezone(tz)
+            .naive_local();
+        (
+            t.year() as i64,
+            t.month() as i64,
+            t.day() as i64,
+            t.hour() as i64,
+            t.minute() as i64,
+            t.second() as i64,
+            (t.nanosecond() / 1000) as i64,
+        )
+    };
+    let days_in = |y: i64, m: i64| -> i64 {
+        let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+        [
+            31,
+            if leap { 29 } else { 28 },
+            31,
+            30,
+            31,
+            30,
+            31,
+            31,
+            30,
+            31,
+            30,
+            31,
+        ][(m - 1) as usize]
+    };
+    let t1 = fields(a_us);
+    let t2 = fields(b_us);
+    let mut d = [
+        t1.0 - t2.0,
+        t1.1 - t2.1,
+        t1.2 - t2.2,
+        t1.3 - t2.3,
+        t1.4 - t2.4,
+        t1.5 - t2.5,
+        t1.6 - t2.6,
+    ];
+    let flip = a_us < b_us;
+    if flip {
+        d.iter_mut().for_each(|x| *x = -*x);
+    }
+    while d[6] < 0 {
+        d[6] += 1_000_000;
+        d[5] -= 1;
+    }
+    while d[5] < 0 {
+        d[5] += 60;
+        d[4] -= 1;
+    }
+    while d[4] < 0 {
+        d[4] += 60;
+        d[3] -= 1;
+    }
+    while d[3] < 0 {
+        d[3] += 24;
+        d[2] -= 1;
+    }
+    while d[2] < 0 {
+        d[2] += if flip {
+            days_in(t1.0, t1.1)
+        } else {
+            days_in(t2.0, t2.1)
+        };
+        d[1] -= 1;
+    }
+    while d[1] < 0 {
+        d[1] += 12;
+        d[0] -= 1;
+    }
+    if flip {
+        d.iter_mut().for_each(|x| *x = -*x);
+    }
+    let months = (d[0] * 12 + d[1]) as i32;
+    let nanos = (((d[3] * 60 + d[4]) * 60 + d[5]) * 1_000_000 + d[6]) * 1000;
+    (months, d[2] as i32, nanos)
+}
+
+/// Registers `age(a [, b])` for a session in zone `tz`.
+fn register_age(ctx: &SessionContext, tz: &str) {
+    use datafusion::arrow::array::{AsArray, IntervalMonthDayNanoArray};
+    use datafusion::arrow::datatypes::{
+        IntervalMonthDayNano, IntervalUnit, TimeUnit, TimestampMicrosecondType,
+    };
+    let zone: chrono_tz::Tz = tz.parse().unwrap_or(chrono_tz::UTC);
+    let ts = A::Timestamp(TimeUnit::Microsecond, Some(tz.into()));
+    ctx.register_udf(udf(
+        "age",
+        vec![vec![ts.clone()], vec![ts.clone(), ts]],
+        A::Interval(IntervalUnit::MonthDayNano),
+        Volatility::Stable,
+        move |a, rows| {
+            let first = a[0].as_primitive::<TimestampMicrosecondType>();
+            // age(x) counts from midnight today in the session's zone
+            let midnight = || {
+                use chrono::TimeZone;
+                let today = chrono::Utc::now().with_timezone(&zone).date_naive();
+                zone.from_local_datetime(&today.and_hms_opt(0, 0, 0).unwrap_or_default())
+                    .earliest()
+                    .map(|t| t.timestamp_micros())
+                    .unwrap_or(0)
+            };
+            let out: IntervalMonthDayNanoArray = (0..rows)
+                .map(|i| {
+                    let (x, y) = if a.len() == 2 {
+                        let second = a[1].as_primitive::<TimestampMicrosecondType>();
+                        if first.is_null(i) || second.is_null(i) {
+                            return None;
+                        }
+                        (first.value(i), second.value(i))
+                    } else {
+                        if first.is_null(i) {
+                            return None;
+                        }
+                        (midnight(), first.value(i))
+                    };
+                    let (m, d, ns) = age_between(x, y, &zone);
+                    Some(IntervalMonthDayNano::new(m, d, ns))
+                })
+                .collect();
+            Ok(Arc::new(out))
+        },
+    ));
+}
+
 /// Registers the functions that read or change session settings on a
 /// session's context: `current_setting(name [, missing_ok])` and
-/// `set_config(name, value, is_local)`.
+/// `set_config(name, value, is_local)`; and `age`, which reads the zone.
 pub fn register_session(
     ctx: &SessionContext,
     settings: SettingsMap,
     tz: String,
     interrupt: Arc<Interrupt>,
 ) {
+    register_age(ctx, &tz);
     use Volatility::*;
     use A::*;
     ctx.register_udf(udf(
@@ -554,4 +692,33 @@ pub fn register_session(
             Ok(Arc::new(StringArray::from(out)))
         },
     ));
+}
+
+#[cfg(test)]
+mod age_tests {
+    use super::age_between;
+
+    fn us(s: &str) -> i64 {
+        chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S")
+            .unwrap()
+            .and_utc()
+            .timestamp_micros()
+    }
+
+    #[test]
+    fn age_borrows_like_postgres() {
+        let utc = chrono_tz::UTC;
+        // PostgreSQL: age('2001-04-10', '1957-06-13') = 43 years 9 mons 27 days
+        assert_eq!(
+            age_between(us("2001-04-10 00:00:00"), us("1957-06-13 00:00:00"), &utc),
+            (43 * 12 + 9, 27, 0)
+        );
+        // age('1957-06-13', '2001-04-10') = -43 years -9 mons -27 days
+        let (m, d, _) = age_between(us("1957-06-13 00:00:00"), us("2001-04-10 00:00:00"), &utc);
+        assert_eq!((m, d), (-(43 * 12 + 9), -27));
+        assert_eq!(
+            age_between(us("2025-03-01 12:00:00"), us("2025-02-28 13:00:00"), &utc),
+            (0, 0, 23 * 3600 * 1_000_000_000)
+        );
+    }
 }

@@ -141,7 +141,34 @@ impl Session {
             Statement::IdentityInsert(ast) => crate::ingest::identity_insert::run(&ctx, &ast)
                 .await?
                 .into(),
-            Statement::CreateTable(ct) => handler::ddl::create_table(store, &ct).await?.into(),
+            Statement::CreateTable(ct) => match &ct.query {
+                Some(q) => handler::views::create_table_as(&ctx.df, store, &ct, q)
+                    .await?
+                    .into(),
+                None => handler::ddl::create_table(store, &ct).await?.into(),
+            },
+            Statement::CreateView {
+                name,
+                columns,
+                query,
+                or_replace,
+                if_not_exists,
+            } => handler::views::create_view(
+                &ctx.df,
+                store,
+                &name,
+                &columns,
+                &query,
+                or_replace,
+                if_not_exists,
+            )
+            .await?
+            .into(),
+            Statement::DropView { names, if_exists } => {
+                handler::views::drop_view(store, &names, if_exists)
+                    .await?
+                    .into()
+            }
             Statement::DropTable { names, if_exists } => {
                 handler::ddl::drop_table(store, &names, if_exists)
                     .await?

@@ -49,6 +49,26 @@ pub enum Statement {
         /// IF EXISTS.
         if_exists: bool,
     },
+    /// `CREATE [OR REPLACE] VIEW name [(columns)] AS query` (stored).
+    CreateView {
+        /// View name.
+        name: String,
+        /// Column names given in parentheses (else the query's).
+        columns: Vec<String>,
+        /// The query.
+        query: Box<ast::Query>,
+        /// OR REPLACE.
+        or_replace: bool,
+        /// IF NOT EXISTS.
+        if_not_exists: bool,
+    },
+    /// `DROP VIEW [IF EXISTS] a, b`.
+    DropView {
+        /// View names.
+        names: Vec<String>,
+        /// IF EXISTS.
+        if_exists: bool,
+    },
     /// `TRUNCATE [TABLE] a, b` (user tables).
     Truncate {
         /// Table names.
@@ -196,6 +216,8 @@ impl Statement {
             Statement::Delete(_) => "DELETE",
             Statement::CreateTable(_) => "CREATE TABLE",
             Statement::DropTable { .. } => "DROP TABLE",
+            Statement::CreateView { .. } => "CREATE VIEW",
+            Statement::DropView { .. } => "DROP VIEW",
             Statement::Truncate { .. } => "TRUNCATE TABLE",
             Statement::Maintenance { kind, .. } => kind.tag(),
             Statement::AlterTable { .. } => "ALTER TABLE",

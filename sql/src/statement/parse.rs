@@ -254,6 +254,30 @@ pub fn classify(stmt: ast::Statement) -> Result<Statement> {
         S::Update { .. } => Statement::Update(Box::new(stmt)),
         S::Delete(_) => Statement::Delete(Box::new(stmt)),
         S::CreateTable(ct) => Statement::CreateTable(Box::new(ct)),
+        S::CreateView(v) => {
+            if v.materialized {
+                return Err(SqlError::Unsupported(
+                    "materialized views are not supported: use CREATE TABLE … AS, or a group"
+                        .into(),
+                ));
+            }
+            Statement::CreateView {
+                name: object_name(&v.name),
+                columns: v.columns.iter().map(|c| c.name.value.clone()).collect(),
+                query: v.query,
+                or_replace: v.or_replace,
+                if_not_exists: v.if_not_exists,
+            }
+        }
+        S::Drop {
+            object_type: ObjectType::View,
+            names,
+            if_exists,
+            ..
+        } => Statement::DropView {
+            names: names.iter().map(object_name).collect(),
+            if_exists,
+        },
         S::Drop {
             object_type: ObjectType::Table,
             names,

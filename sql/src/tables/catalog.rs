@@ -163,7 +163,13 @@ impl CohortSchema {
                 ))
             }
             other => {
-                let def = e.store.catalog().table(other)?.clone();
+                let catalog = e.store.catalog();
+                if let Some(v) = catalog.view(other) {
+                    return crate::tables::view::ViewTable::new(v.clone())
+                        .ok()
+                        .map(|t| Arc::new(t) as Arc<dyn TableProvider>);
+                }
+                let def = catalog.table(other)?.clone();
                 Arc::new(UserTable::new(e.store.clone(), def, &e.session_tz))
             }
         })
@@ -174,15 +180,9 @@ impl CohortSchema {
 impl SchemaProvider for CohortSchema {
     fn table_names(&self) -> Vec<String> {
         let mut v: Vec<String> = BUILTIN_RELATIONS.iter().map(|s| s.to_string()).collect();
-        v.extend(
-            self.env
-                .store
-                .catalog()
-                .data()
-                .tables
-                .iter()
-                .map(|t| t.name.clone()),
-        );
+        let catalog = self.env.store.catalog();
+        v.extend(catalog.data().tables.iter().map(|t| t.name.clone()));
+        v.extend(catalog.data().views.iter().map(|t| t.name.clone()));
         v
     }
     async fn table(&self, name: &str) -> DfResult<Option<Arc<dyn TableProvider>>> {
@@ -192,11 +192,21 @@ impl SchemaProvider for CohortSchema {
         Ok(match name {
             "contact_view" | "event_view" => Some(TableType::View),
             n if BUILTIN_RELATIONS.contains(&n) => Some(TableType::Base),
-            n => self.env.store.catalog().table(n).map(|_| TableType::Base),
+            n => {
+                let catalog = self.env.store.catalog();
+                if catalog.view(n).is_some() {
+                    Some(TableType::View)
+                } else {
+                    catalog.table(n).map(|_| TableType::Base)
+                }
+            }
         })
     }
     fn table_exist(&self, name: &str) -> bool {
-        BUILTIN_RELATIONS.contains(&name) || self.env.store.catalog().table(name).is_some()
+        let catalog = self.env.store.catalog();
+        BUILTIN_RELATIONS.contains(&name)
+            || catalog.table(name).is_some()
+            || catalog.view(name).is_some()
     }
     fn register_table(
         &self,

@@ -16,6 +16,7 @@ pub mod identities;
 pub mod journeys;
 pub mod meta;
 pub mod user;
+pub mod view;
 pub mod wechat;
 
 use std::fmt;

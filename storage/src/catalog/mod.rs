@@ -84,6 +84,17 @@ pub struct UserTableDef {
     pub primary_key: Vec<u32>,
 }
 
+/// A stored view (`CREATE VIEW`): its query and its result columns.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ViewDef {
+    /// View name.
+    pub name: String,
+    /// The query, as SQL text (planned each time the view is read).
+    pub sql: String,
+    /// Its result columns as the SQL layer encodes them (opaque here).
+    pub columns: Vec<u8>,
+}
+
 /// A SCRAM-SHA-256 secret: what authenticates a password without storing it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct ScramSecret {
@@ -131,6 +142,9 @@ pub struct CatalogData {
     pub event_properties: Vec<PropertyDef>,
     /// User tables.
     pub tables: Vec<UserTableDef>,
+    /// Stored views.
+    #[serde(default)]
+    pub views: Vec<ViewDef>,
     /// Next event type id.
     pub next_event_type_id: u32,
     /// Next property id.
@@ -333,6 +347,7 @@ impl CatalogData {
             event_types,
             event_properties,
             tables: vec![],
+            views: vec![],
             next_table_id: 1,
             groups: vec![],
             tags: vec![],
@@ -432,5 +447,10 @@ impl Catalog {
     /// User table by name.
     pub fn table(&self, name: &str) -> Option<&UserTableDef> {
         self.data.tables.iter().find(|t| t.name == name)
+    }
+
+    /// A stored view by name.
+    pub fn view(&self, name: &str) -> Option<&ViewDef> {
+        self.data.views.iter().find(|v| v.name == name)
     }
 }
