@@ -394,6 +394,10 @@ impl QueryHandler {
                 match tag.as_str() {
                     "BEGIN" => Response::TransactionStart(t),
                     "COMMIT" | "ROLLBACK" => Response::TransactionEnd(t),
+                    // Leaves the failed state. pgwire keeps 'E' on a
+                    // TransactionStart, so the block reports idle ('I')
+                    // until it ends; statements before it stay applied.
+                    "ROLLBACK TO" => Response::TransactionEnd(Tag::new("ROLLBACK")),
                     _ => Response::Execution(t),
                 }
             }
@@ -502,8 +506,18 @@ fn binary_copy_out_stream(
     rows.chain(tail).boxed()
 }
 
+/// True for statements after which a failed block no longer refuses
+/// statements (the block ends, or rolls back to a savepoint).
 fn ends_transaction(stmt: &Statement) -> bool {
-    matches!(stmt, Statement::Commit | Statement::Rollback)
+    matches!(
+        stmt,
+        Statement::Commit
+            | Statement::Rollback
+            | Statement::Savepoint {
+                action: cohortdb_sql::statement::SavepointAction::RollbackTo,
+                ..
+            }
+    )
 }
 
 /// In a failed transaction block (an error after `BEGIN`) statements are
@@ -515,7 +529,11 @@ fn failed_transaction_gate(failed: bool, stmt: &Statement) -> Option<PgWireResul
         return None;
     }
     match stmt {
-        Statement::Rollback => None,
+        Statement::Rollback
+        | Statement::Savepoint {
+            action: cohortdb_sql::statement::SavepointAction::RollbackTo,
+            ..
+        } => None,
         Statement::Commit => Some(Ok(Response::TransactionEnd(Tag::new("ROLLBACK")))),
         _ => Some(Err(error::in_failed_transaction())),
     }

@@ -88,6 +88,7 @@ pub fn audited(stmt: &Statement) -> Option<Audited> {
         | Statement::Begin
         | Statement::Commit
         | Statement::Rollback
+        | Statement::Savepoint { .. }
         | Statement::Prepare { .. }
         | Statement::Execute { .. }
         | Statement::Deallocate { .. }

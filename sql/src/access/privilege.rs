@@ -96,6 +96,7 @@ pub fn check_statement(stmt: &Statement, roles: RoleSet, user: &str) -> Result<(
         | Statement::Begin
         | Statement::Commit
         | Statement::Rollback
+        | Statement::Savepoint { .. }
         | Statement::Prepare { .. }
         | Statement::Execute { .. }
         | Statement::Deallocate { .. } => Ok(()),

@@ -208,6 +208,11 @@ impl Session {
             Statement::Begin => Outcome::command("BEGIN"),
             Statement::Commit => Outcome::command("COMMIT"),
             Statement::Rollback => Outcome::command("ROLLBACK"),
+            Statement::Savepoint { action, .. } => Outcome::command(match action {
+                crate::statement::SavepointAction::Create => "SAVEPOINT",
+                crate::statement::SavepointAction::Release => "RELEASE",
+                crate::statement::SavepointAction::RollbackTo => "ROLLBACK TO",
+            }),
             Statement::Prepare {
                 name,
                 data_types,

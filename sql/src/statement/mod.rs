@@ -109,6 +109,16 @@ pub enum Statement {
     Commit,
     /// `ROLLBACK`.
     Rollback,
+    /// `SAVEPOINT name`, `RELEASE [SAVEPOINT] name`, `ROLLBACK TO
+    /// [SAVEPOINT] name`: accepted so drivers' nested transactions work;
+    /// each statement is atomic on its own, so a rollback to a savepoint
+    /// undoes nothing, but it ends a failed block's 25P02 state.
+    Savepoint {
+        /// Which statement.
+        action: SavepointAction,
+        /// The savepoint.
+        name: String,
+    },
     /// `PREPARE name [(types)] AS statement`.
     Prepare {
         /// Name.
@@ -145,6 +155,17 @@ pub enum Statement {
         /// The statement.
         stmt: Box<AnalyticsStatement>,
     },
+}
+
+/// Which savepoint statement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SavepointAction {
+    /// `SAVEPOINT`.
+    Create,
+    /// `RELEASE SAVEPOINT`.
+    Release,
+    /// `ROLLBACK TO SAVEPOINT`.
+    RollbackTo,
 }
 
 /// Which maintenance statement.
@@ -228,6 +249,11 @@ impl Statement {
             Statement::Begin => "BEGIN",
             Statement::Commit => "COMMIT",
             Statement::Rollback => "ROLLBACK",
+            Statement::Savepoint { action, .. } => match action {
+                SavepointAction::Create => "SAVEPOINT",
+                SavepointAction::Release => "RELEASE",
+                SavepointAction::RollbackTo => "ROLLBACK TO",
+            },
             Statement::Prepare { .. } => "PREPARE",
             Statement::Execute { .. } => "EXECUTE",
             Statement::Deallocate { .. } => "DEALLOCATE",

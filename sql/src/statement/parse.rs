@@ -323,7 +323,22 @@ pub fn classify(stmt: ast::Statement) -> Result<Statement> {
         S::Discard { .. } => Statement::Discard,
         S::StartTransaction { .. } => Statement::Begin,
         S::Commit { .. } => Statement::Commit,
+        S::Rollback {
+            savepoint: Some(name),
+            ..
+        } => Statement::Savepoint {
+            action: super::SavepointAction::RollbackTo,
+            name: name.value,
+        },
         S::Rollback { .. } => Statement::Rollback,
+        S::Savepoint { name } => Statement::Savepoint {
+            action: super::SavepointAction::Create,
+            name: name.value,
+        },
+        S::ReleaseSavepoint { name } => Statement::Savepoint {
+            action: super::SavepointAction::Release,
+            name: name.value,
+        },
         S::Prepare {
             name,
             data_types,

@@ -111,4 +111,23 @@ with psycopg.connect(host="127.0.0.1", port=port, user="admin", dbname="cohortdb
     assert conn.execute("SELECT 1").fetchone() == (1,)
     with conn.transaction():
         conn.execute("SELECT 1")
+    # nested transactions are savepoints; a failed inner block rolls back to
+    # its savepoint and the outer block goes on
+    with conn.transaction():
+        conn.execute("SELECT 1")
+        try:
+            with conn.transaction():
+                conn.execute("SELECT * FROM no_such_table")
+            raise SystemExit("expected 42P01")
+        except psycopg.errors.UndefinedTable:
+            pass
+        assert conn.execute("SELECT 2").fetchone() == (2,)
+
+# SQLAlchemy 2 on psycopg 3 (its connect runs TypeInfo.fetch inside a savepoint)
+import sqlalchemy as sa
+
+engine = sa.create_engine(f"postgresql+psycopg://admin@127.0.0.1:{port}/cohortdb")
+with engine.connect() as sconn:
+    assert sconn.execute(sa.text("SELECT 1")).scalar() == 1
+    assert "contacts" in sa.inspect(sconn).get_table_names()
 print("psycopg3 ok")
