@@ -176,3 +176,46 @@ async fn correlated_subqueries_in_select_lists_are_answered() {
         assert!(!vals.is_empty());
     }
 }
+
+/// Catalog queries of real clients, replayed: each failed before.
+#[tokio::test]
+async fn client_catalog_queries() {
+    let server = TestServer::start();
+    let c = server.client().await;
+    // pgjdbc getImportedKeys / getIndexInfo read max_index_keys
+    let rows = simple_rows(
+        &c,
+        "SELECT setting FROM pg_catalog.pg_settings WHERE name='max_index_keys'",
+    )
+    .await;
+    assert_eq!(rows[0][0].as_deref(), Some("32"));
+    // SQLAlchemy 1.4 (Superset) index reflection compares a boolean with 'f'
+    let rows = simple_rows(
+        &c,
+        "SELECT count(*) FROM pg_catalog.pg_index ix WHERE ix.indisprimary = 'f' OR ix.indisprimary = 't'",
+    )
+    .await;
+    assert!(rows[0][0].as_deref().unwrap_or("0").parse::<i64>().unwrap() > 0);
+    // sqlsmith's routine list: every routine has a schema name
+    let rows = simple_rows(
+        &c,
+        "SELECT count(*) FROM (SELECT (SELECT nspname FROM pg_namespace WHERE oid = pronamespace) AS n \
+         FROM pg_proc WHERE NOT (proretset OR prokind = 'a' OR prokind = 'w')) s WHERE n IS NULL",
+    )
+    .await;
+    assert_eq!(rows[0][0].as_deref(), Some("0"));
+    // ... and its routine parameters: proargtypes is an array
+    let rows = simple_rows(
+        &c,
+        "SELECT count(*) FROM (SELECT unnest(proargtypes) FROM pg_proc WHERE proname = 'abs') s",
+    )
+    .await;
+    assert!(rows[0][0].as_deref().unwrap_or("0").parse::<i64>().unwrap() > 0);
+    // pgcli's \db
+    let rows = simple_rows(
+        &c,
+        "SELECT EXISTS(SELECT * FROM pg_proc WHERE proname = 'pg_tablespace_location')",
+    )
+    .await;
+    assert_eq!(rows.len(), 1);
+}

@@ -89,12 +89,13 @@ fn dml_target(stmt: &Statement) -> (String, String) {
 /// Plans `stmt` in `ctx` as DataFusion types it; a RETURNING clause is
 /// left out of the plan (see [`run_plan`]).
 pub async fn plan_untyped(ctx: &SessionContext, stmt: &Statement) -> Result<LogicalPlan> {
-    Ok(ctx
+    let plan = ctx
         .state()
         .statement_to_plan(datafusion::sql::parser::Statement::Statement(Box::new(
             without_returning(stmt).into_owned(),
         )))
-        .await?)
+        .await?;
+    crate::pgcompat::literals::boolean_text_comparisons(plan)
 }
 
 /// Plans `stmt` in `ctx`; output literals of queries are typed as

@@ -542,6 +542,52 @@ pub async fn install(
             Err(e) => tracing::warn!("pg_catalog.{name} keeps its base rows: {e}"),
         }
     }
+    // pg_proc/pg_type rows of information_schema carry PostgreSQL's OID
+    // for it (13283); pg_namespace numbers it itself: point them there.
+    let info_oid =
+        "(SELECT max(oid) FROM pg_catalog.pg_namespace WHERE nspname = 'information_schema')";
+    for (name, subs) in [
+        (
+            "pg_proc",
+            vec![
+                (
+                    "pronamespace",
+                    format!("CASE WHEN pronamespace = 13283 THEN {info_oid} ELSE pronamespace END"),
+                ),
+                // oidvector: served as an array (sqlsmith unnests it)
+                (
+                    "proargtypes",
+                    "CAST(string_to_array(nullif(proargtypes, ''), ' ') AS INT[])".to_string(),
+                ),
+            ],
+        ),
+        (
+            "pg_type",
+            vec![(
+                "typnamespace",
+                format!("CASE WHEN typnamespace = 13283 THEN {info_oid} ELSE typnamespace END"),
+            )],
+        ),
+    ] {
+        let Some(t) = inner.table(name).await? else {
+            continue;
+        };
+        let types = sql_types(&t.schema());
+        match view(ctx, &substituted_view(name, &t.schema(), &types, &subs)).await {
+            Ok(v) => {
+                overrides.insert(name, v);
+            }
+            Err(e) => tracing::warn!("pg_catalog.{name} keeps its base rows: {e}"),
+        }
+    }
+    if let Some(t) = inner.table("pg_settings").await? {
+        match view(ctx, &pg_settings_sql(&t.schema())).await {
+            Ok(v) => {
+                overrides.insert("pg_settings", v);
+            }
+            Err(e) => tracing::warn!("pg_catalog.pg_settings keeps its base rows: {e}"),
+        }
+    }
     if inner.table("pg_roles").await?.is_some() {
         match view(ctx, &pg_roles_sql()).await {
             Ok(v) => {
@@ -584,6 +630,87 @@ pub async fn install(
         )?;
     }
     Ok(())
+}
+
+/// `SELECT` of every column of `pg_catalog.{table}`, some replaced by an
+/// expression (cast back to the column's type).
+fn substituted_view(
+    table: &str,
+    schema: &datafusion::arrow::datatypes::Schema,
+    types: &HashMap<String, String>,
+    subs: &[(&str, String)],
+) -> String {
+    let cols: Vec<String> = schema
+        .fields()
+        .iter()
+        .map(|f| {
+            let c = f.name();
+            match subs.iter().find(|(n, _)| n == c) {
+                // array-valued replacements keep their own type
+                Some((_, e)) if e.contains("[]") => format!("{e} AS {c}"),
+                Some((_, e)) => match types.get(c) {
+                    Some(t) => format!("CAST({e} AS {t}) AS {c}"),
+                    None => format!("{e} AS {c}"),
+                },
+                None => c.to_string(),
+            }
+        })
+        .collect();
+    format!("SELECT {} FROM pg_catalog.{table}", cols.join(", "))
+}
+
+/// Settings clients read from `pg_settings` besides the base rows:
+/// pgjdbc asks for `max_index_keys` (getImportedKeys, getIndexInfo).
+const EXTRA_SETTINGS: &[(&str, &str, &str)] = &[
+    ("max_index_keys", "32", "integer"),
+    ("max_identifier_length", "63", "integer"),
+    ("server_version", "16.0", "string"),
+    ("server_version_num", "160000", "integer"),
+    ("server_encoding", "UTF8", "string"),
+    ("client_encoding", "UTF8", "string"),
+    ("DateStyle", "ISO, MDY", "string"),
+    ("integer_datetimes", "on", "bool"),
+    ("block_size", "8192", "integer"),
+];
+
+fn pg_settings_sql(schema: &datafusion::arrow::datatypes::Schema) -> String {
+    let rows: Vec<String> = EXTRA_SETTINGS
+        .iter()
+        .map(|(name, setting, vartype)| {
+            let cols: Vec<String> = schema
+                .fields()
+                .iter()
+                .map(|f| {
+                    let t = match f.data_type() {
+                        datafusion::arrow::datatypes::DataType::Int32 => "INT",
+                        datafusion::arrow::datatypes::DataType::Int64 => "BIGINT",
+                        datafusion::arrow::datatypes::DataType::Boolean => "BOOLEAN",
+                        _ => "VARCHAR",
+                    };
+                    let v = match f.name().as_str() {
+                        "name" => format!("'{name}'"),
+                        "setting" | "reset_val" | "boot_val" => format!("'{setting}'"),
+                        "vartype" => format!("'{vartype}'"),
+                        "context" => "'internal'".to_string(),
+                        "source" => "'default'".to_string(),
+                        "pending_restart" => "false".to_string(),
+                        _ => "NULL".to_string(),
+                    };
+                    format!("CAST({v} AS {t}) AS {}", f.name())
+                })
+                .collect();
+            format!("SELECT {}", cols.join(", "))
+        })
+        .collect();
+    let names: Vec<String> = EXTRA_SETTINGS
+        .iter()
+        .map(|(n, _, _)| format!("'{n}'"))
+        .collect();
+    format!(
+        "SELECT * FROM pg_catalog.pg_settings WHERE name NOT IN ({}) UNION ALL {}",
+        names.join(", "),
+        rows.join(" UNION ALL ")
+    )
 }
 
 /// `pg_class.relam`: tables report `heap` (`pg_am` OID 2), as in PostgreSQL.
