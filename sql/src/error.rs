@@ -74,6 +74,9 @@ pub enum SqlError {
     /// 42501: not allowed for this user.
     #[error("{0}")]
     InsufficientPrivilege(String),
+    /// 42P02: a `$n` parameter no value was bound for.
+    #[error("{0}")]
+    UndefinedParameter(String),
     /// 42P16: a table definition that is not allowed (two primary keys).
     #[error("{0}")]
     InvalidDefinition(String),

@@ -219,3 +219,90 @@ async fn client_catalog_queries() {
     .await;
     assert_eq!(rows.len(), 1);
 }
+
+/// `$n` parameters in the analytics statements (FROM/TO and predicates)
+/// and in group definitions, from the extended protocol.
+#[tokio::test]
+async fn bound_parameters_in_analytics_and_group_statements() {
+    use tokio_postgres::types::Type;
+    let server = TestServer::start();
+    let c = server.client().await;
+    exec(
+        &c,
+        "INSERT INTO contacts (id, name, city) VALUES (1, 'A', 'x'), (2, 'B', 'y'), (3, 'C', 'x')",
+    )
+    .await;
+    exec(
+        &c,
+        "INSERT INTO events (contact_id, event, event_date) VALUES \
+         (1, 'app_launch', '2025-06-01 10:00:00+00'), (1, 'add_to_cart', '2025-06-01 11:00:00+00'), \
+         (2, 'app_launch', '2025-06-02 10:00:00+00'), (3, 'app_launch', '2025-06-20 10:00:00+00')",
+    )
+    .await;
+    let sql = "FUNNEL STEP event = $1, STEP event = $2 WITHIN 1 DAYS FROM $3 TO $4";
+    // Describe types FROM/TO as dates
+    let st = c.prepare(sql).await.unwrap();
+    assert_eq!(st.params()[2], Type::DATE);
+    assert_eq!(st.params()[3], Type::DATE);
+    // the client may declare text instead
+    let st = c
+        .prepare_typed(sql, &[Type::TEXT, Type::TEXT, Type::TEXT, Type::TEXT])
+        .await
+        .unwrap();
+    let rows = c
+        .query(
+            &st,
+            &[&"app_launch", &"add_to_cart", &"2025-06-01", &"2025-06-07"],
+        )
+        .await
+        .unwrap();
+    let counts: Vec<i64> = rows.iter().map(|r| r.get::<_, i64>("contacts")).collect();
+    assert_eq!(counts, vec![2, 1]);
+    // a wider range counts the third launch
+    let rows = c
+        .query(
+            &st,
+            &[&"app_launch", &"add_to_cart", &"2025-06-01", &"2025-06-30"],
+        )
+        .await
+        .unwrap();
+    assert_eq!(rows[0].get::<_, i64>("contacts"), 3);
+    // TO before FROM is the statement's own error
+    let err = c
+        .query(
+            &st,
+            &[&"app_launch", &"add_to_cart", &"2025-06-30", &"2025-06-01"],
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.code().map(|c| c.code()), Some("22023"), "{err}");
+    // unbound in the simple protocol: 42P02
+    let err = c
+        .simple_query(
+            "FUNNEL STEP event = 'a', STEP event = 'b' WITHIN 1 DAYS FROM $1 TO '2025-06-01'",
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.code().map(|c| c.code()), Some("42P02"), "{err}");
+    // a group defined with parameters stores the values
+    let st = c
+        .prepare_typed(
+            "CREATE GROUP group_city AS SELECT id FROM contacts WHERE city = $1",
+            &[Type::TEXT],
+        )
+        .await
+        .unwrap();
+    c.execute(&st, &[&"x"]).await.unwrap();
+    let rows = simple_rows(
+        &c,
+        "SELECT definition, members FROM groups WHERE id = 'group_city'",
+    )
+    .await;
+    assert_eq!(
+        rows[0],
+        vec![
+            Some("SELECT id FROM contacts WHERE city = 'x'".into()),
+            Some("2".into())
+        ]
+    );
+}

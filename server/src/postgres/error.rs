@@ -36,6 +36,7 @@ fn sql_code(e: &SqlError) -> &'static str {
         SqlError::InsufficientPrivilege(_) => "42501",
         SqlError::ObjectState(_) => "55000",
         SqlError::InvalidDefinition(_) => "42P16",
+        SqlError::UndefinedParameter(_) => "42P02",
         SqlError::Cancelled(_) => "57014",
         SqlError::BadCopyFile(_) => "22P04",
         SqlError::ProgramLimit(_) => "54000",

@@ -543,6 +543,11 @@ async fn compute(
     stmt: &AnalyticsStatement,
     explain: bool,
 ) -> Result<RecordBatch> {
+    if let Some(p) = stmt.from_param.or(stmt.to_param) {
+        return Err(SqlError::UndefinedParameter(format!(
+            "there is no parameter ${p}"
+        )));
+    }
     let ctx = sctx.df.clone();
     let tz = sctx.tz;
     let store = sctx.store.clone();

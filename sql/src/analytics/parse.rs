@@ -214,6 +214,63 @@ pub struct AnalyticsStatement {
     /// A trailing `ORDER BY … LIMIT … OFFSET …` applied to the result rows
     /// (SQL text, as BI tools append it).
     pub tail: Option<String>,
+    /// `FROM $n`: the parameter that gives FROM (bound before it runs).
+    pub from_param: Option<usize>,
+    /// `TO $n`: the parameter that gives TO.
+    pub to_param: Option<usize>,
+}
+
+impl AnalyticsStatement {
+    /// Every predicate and value expression of the statement (where `$n`
+    /// parameters may stand).
+    pub fn exprs_mut(&mut self) -> Vec<&mut SqlExpr> {
+        let mut out: Vec<&mut SqlExpr> = Vec::new();
+        if let Some(f) = self.filter.as_mut() {
+            out.push(f);
+        }
+        match &mut self.body {
+            Body::Funnel { steps, .. } => out.extend(steps.iter_mut().map(|s| &mut s.expr)),
+            Body::Retention { initial, ret, .. } => {
+                out.push(initial);
+                out.push(ret);
+            }
+            Body::Attribute {
+                target,
+                value,
+                touches,
+                ..
+            } => {
+                out.push(target);
+                if let Some(v) = value.as_mut() {
+                    out.push(v);
+                }
+                out.extend(touches.iter_mut().map(|t| &mut t.expr));
+            }
+            Body::Ltv {
+                initial,
+                revenue,
+                value,
+                ..
+            } => {
+                if let LtvInitial::Event(e) = initial {
+                    out.push(e);
+                }
+                out.push(revenue);
+                out.push(value);
+            }
+            Body::Paths {
+                events,
+                anchor_expr,
+                ..
+            } => {
+                out.push(events);
+                if let Some(a) = anchor_expr.as_mut() {
+                    out.push(a);
+                }
+            }
+        }
+        out
+    }
 }
 
 /// One statement of a query string.
@@ -446,6 +503,19 @@ fn string_lit(t: Option<&Token>, what: &str) -> Result<String> {
     }
 }
 
+/// A date literal, or a `$n` parameter (its number; the date is a placeholder).
+fn date_or_param(t: Option<&Token>, what: &str) -> Result<(chrono::NaiveDate, Option<usize>)> {
+    if let Some(Token::Placeholder(p)) = t {
+        let n = p
+            .strip_prefix('$')
+            .and_then(|n| n.parse::<usize>().ok())
+            .filter(|n| *n >= 1)
+            .ok_or_else(|| syntax(format!("{what} expects a date or $n, got {p}")))?;
+        return Ok((chrono::NaiveDate::MIN, Some(n)));
+    }
+    Ok((date_lit(t, what)?, None))
+}
+
 fn date_lit(t: Option<&Token>, what: &str) -> Result<chrono::NaiveDate> {
     let s = string_lit(t, what)?;
     chrono::NaiveDate::parse_from_str(s.trim(), "%Y-%m-%d").map_err(|_| {
@@ -535,6 +605,8 @@ fn column_list(tokens: &[Token], what: &str) -> Result<Vec<ByColumn>> {
 pub fn parse_statement(kind: Kind, tokens: Vec<Token>, text: String) -> Result<AnalyticsStatement> {
     let cl = clauses(kind, &tokens)?;
     let mut from = None;
+    let mut from_param = None;
+    let mut to_param = None;
     let mut to = None;
     let mut filter = None;
     let mut group = None;
@@ -578,7 +650,9 @@ pub fn parse_statement(kind: Kind, tokens: Vec<Token>, text: String) -> Result<A
                 if toks.first().and_then(word).as_deref() == Some("DATE") {
                     i = 1;
                 }
-                from = Some(date_lit(toks.get(i), "FROM")?);
+                let (d, p) = date_or_param(toks.get(i), "FROM")?;
+                from = Some(d);
+                from_param = p;
                 if toks.get(i + 1).and_then(word).as_deref() != Some("TO") {
                     return Err(syntax("expected FROM 'YYYY-MM-DD' TO 'YYYY-MM-DD'"));
                 }
@@ -586,7 +660,9 @@ pub fn parse_statement(kind: Kind, tokens: Vec<Token>, text: String) -> Result<A
                 if toks.get(j).and_then(word).as_deref() == Some("DATE") {
                     j += 1;
                 }
-                to = Some(date_lit(toks.get(j), "TO")?);
+                let (d, p) = date_or_param(toks.get(j), "TO")?;
+                to = Some(d);
+                to_param = p;
                 expect_end(&toks, j + 1, "FROM ... TO ...")?;
             }
             "WHERE" => filter = Some(parse_expr_tokens(&toks, "WHERE")?),
@@ -663,7 +739,7 @@ pub fn parse_statement(kind: Kind, tokens: Vec<Token>, text: String) -> Result<A
             kind.name()
         )));
     };
-    if to < from {
+    if from_param.is_none() && to_param.is_none() && to < from {
         return Err(SqlError::InvalidValue(format!(
             "FROM {from} is after TO {to}"
         )));
@@ -915,6 +991,8 @@ pub fn parse_statement(kind: Kind, tokens: Vec<Token>, text: String) -> Result<A
         as_of,
         text,
         tail: None,
+        from_param,
+        to_param,
     })
 }
 

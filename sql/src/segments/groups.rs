@@ -137,6 +137,29 @@ impl GroupStatement {
         }
     }
 
+    /// The SQL texts the statement carries (its queries), where `$n`
+    /// parameters may stand.
+    pub fn texts_mut(&mut self) -> Vec<&mut String> {
+        match self {
+            GroupStatement::CreateGroup { query, .. } => vec![query],
+            GroupStatement::AlterGroup {
+                source: ContactSource::Query(q),
+                ..
+            } => vec![q],
+            GroupStatement::CreateTag {
+                source: TagSource::Query(q),
+                ..
+            } => vec![q],
+            GroupStatement::AlterGroup { .. }
+            | GroupStatement::CreateStaticGroup { .. }
+            | GroupStatement::RefreshGroup { .. }
+            | GroupStatement::DropGroup { .. }
+            | GroupStatement::CreateTag { .. }
+            | GroupStatement::RefreshTag { .. }
+            | GroupStatement::DropTag { .. } => vec![],
+        }
+    }
+
     /// The command tag the statement completes with.
     pub fn tag(&self) -> &'static str {
         match self {

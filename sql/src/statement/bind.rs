@@ -11,6 +11,7 @@ use datafusion::common::{ParamValues, ScalarValue};
 use datafusion::sql::sqlparser::ast::{
     self, Array, Expr, SetExpr, TableObject, Value, ValueWithSpan, VisitMut, VisitorMut,
 };
+use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
 use std::ops::ControlFlow;
 use std::sync::Arc;
 
@@ -53,6 +54,16 @@ fn for_each_expr(stmt: &mut Statement, f: &mut dyn FnMut(&mut Expr) -> Result<()
             flow
         }
         Statement::IdentityInsert(s) => s.visit(&mut v),
+        Statement::Analytics { stmt, .. } => {
+            let mut flow = ControlFlow::Continue(());
+            for e in stmt.exprs_mut() {
+                flow = e.visit(&mut v);
+                if flow.is_break() {
+                    break;
+                }
+            }
+            flow
+        }
         _ => ControlFlow::Continue(()),
     };
     match flow {
@@ -71,7 +82,62 @@ pub fn parameter_count(stmt: &Statement) -> usize {
         }
         Ok(())
     });
+    if let Statement::Analytics { stmt: a, .. } = &stmt {
+        n = n
+            .max(a.from_param.unwrap_or(0))
+            .max(a.to_param.unwrap_or(0));
+    }
+    if let Statement::Segment(g) = &mut stmt {
+        for text in g.texts_mut() {
+            for t in text_tokens(text) {
+                if let Token::Placeholder(p) = t {
+                    if let Some(i) = p.strip_prefix('$').and_then(|i| i.parse::<usize>().ok()) {
+                        n = n.max(i);
+                    }
+                }
+            }
+        }
+    }
     n
+}
+
+fn text_tokens(sql: &str) -> Vec<Token> {
+    Tokenizer::new(
+        &datafusion::sql::sqlparser::dialect::PostgreSqlDialect {},
+        sql,
+    )
+    .tokenize()
+    .unwrap_or_default()
+}
+
+/// `sql` with every `$n` token replaced by the literal of its value.
+fn bind_text(
+    sql: &str,
+    values: &[datafusion::common::metadata::ScalarAndMetadata],
+) -> Result<String> {
+    let mut out = String::with_capacity(sql.len());
+    for t in text_tokens(sql) {
+        match &t {
+            Token::Placeholder(p) => {
+                let i: usize = p
+                    .strip_prefix('$')
+                    .and_then(|i| i.parse().ok())
+                    .ok_or_else(|| SqlError::Syntax(format!("invalid parameter {p}")))?;
+                let v = i
+                    .checked_sub(1)
+                    .and_then(|k| values.get(k))
+                    .ok_or_else(|| {
+                        SqlError::Syntax(format!(
+                            "no value bound for parameter ${i} ({} given)",
+                            values.len()
+                        ))
+                    })?;
+                out.push_str(&literal(v.value())?.to_string());
+            }
+            other => out.push_str(&other.to_string()),
+        }
+    }
+    Ok(out)
 }
 
 /// The Arrow type of a stored column type, as parameters are decoded.
@@ -138,6 +204,13 @@ pub fn parameter_types(
         Statement::Call(call) => {
             for (k, a) in call.args.iter().enumerate() {
                 note(a, Some(procedure_arg_type(call.procedure, k)));
+            }
+        }
+        Statement::Analytics { stmt: a, .. } => {
+            for p in [a.from_param, a.to_param].into_iter().flatten() {
+                if p >= 1 && p <= n && inferred[p - 1].is_none() {
+                    inferred[p - 1] = Some(DataType::Date32);
+                }
             }
         }
         Statement::IdentityInsert(s) => {
@@ -242,6 +315,48 @@ pub fn bind(mut stmt: Statement, params: &ParamValues) -> Result<Statement> {
         }
         Ok(())
     })?;
+    if let Statement::Segment(g) = &mut stmt {
+        for text in g.texts_mut() {
+            *text = bind_text(text, values)?;
+        }
+    }
+    if let Statement::Analytics { stmt: a, .. } = &mut stmt {
+        let date = |p: usize| -> Result<chrono::NaiveDate> {
+            let v = values.get(p - 1).ok_or_else(|| {
+                SqlError::Syntax(format!(
+                    "no value bound for parameter ${p} ({} given)",
+                    values.len()
+                ))
+            })?;
+            match v.value() {
+                ScalarValue::Date32(Some(d)) => Ok(crate::model::convert::date_from_days(*d)),
+                ScalarValue::Utf8(Some(s))
+                | ScalarValue::LargeUtf8(Some(s))
+                | ScalarValue::Utf8View(Some(s)) => {
+                    chrono::NaiveDate::parse_from_str(s.trim(), "%Y-%m-%d").map_err(|_| {
+                        SqlError::InvalidDatetime(format!(
+                            "invalid date '{s}' for ${p} (expected 'YYYY-MM-DD')"
+                        ))
+                    })
+                }
+                other => Err(SqlError::InvalidDatetime(format!(
+                    "${p} must be a date, got {other}"
+                ))),
+            }
+        };
+        if let Some(p) = a.from_param.take() {
+            a.from = date(p)?;
+        }
+        if let Some(p) = a.to_param.take() {
+            a.to = date(p)?;
+        }
+        if a.to < a.from {
+            return Err(SqlError::InvalidValue(format!(
+                "FROM {} is after TO {}",
+                a.from, a.to
+            )));
+        }
+    }
     Ok(stmt)
 }
 
