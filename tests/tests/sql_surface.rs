@@ -211,6 +211,18 @@ async fn client_catalog_queries() {
     )
     .await;
     assert!(rows[0][0].as_deref().unwrap_or("0").parse::<i64>().unwrap() > 0);
+    // pgcli's `relkind = ANY($1)`: an untyped parameter is an array of the other side's type
+    let st = c
+        .prepare("SELECT count(*) FROM pg_catalog.pg_class c WHERE c.relkind = ANY($1)")
+        .await
+        .unwrap();
+    assert_eq!(st.params()[0], tokio_postgres::types::Type::TEXT_ARRAY);
+    let n: i64 = c
+        .query_one(&st, &[&vec!["r".to_string(), "v".to_string()]])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(n > 0);
     // pgcli's \db
     let rows = simple_rows(
         &c,

@@ -38,6 +38,50 @@ pub fn parameter_types(plan: &LogicalPlan) -> Result<Vec<Option<DataType>>> {
             })
         })
     })?;
+    // `x = ANY($1)` (planned as `array_has($1, x)`): an untyped $1 is an
+    // array of x's type, as PostgreSQL infers it (pgcli's `relkind = ANY($1)`)
+    let mut arrays: HashMap<usize, DataType> = HashMap::new();
+    plan.apply_with_subqueries(|p| {
+        let inputs = p.inputs();
+        let schema = match inputs.as_slice() {
+            [one] => one.schema().clone(),
+            _ => p.schema().clone(),
+        };
+        p.apply_expressions(|e| {
+            e.apply(|e| {
+                if let Expr::ScalarFunction(f) = e {
+                    if f.name() == "array_has" {
+                        if let [Expr::Placeholder(Placeholder { id, field: None }), x] =
+                            f.args.as_slice()
+                        {
+                            if let Ok(t) = datafusion::logical_expr::ExprSchemable::get_type(
+                                x,
+                                schema.as_ref(),
+                            ) {
+                                arrays.entry(index(id)).or_insert_with(|| {
+                                    DataType::List(std::sync::Arc::new(
+                                        datafusion::arrow::datatypes::Field::new_list_field(
+                                            match t {
+                                                DataType::Utf8View | DataType::LargeUtf8 => {
+                                                    DataType::Utf8
+                                                }
+                                                other => other,
+                                            },
+                                            true,
+                                        ),
+                                    ))
+                                });
+                            }
+                        }
+                    }
+                }
+                Ok(TreeNodeRecursion::Continue)
+            })
+        })
+    })?;
+    for (i, t) in arrays {
+        casts.entry(i).or_insert(t);
+    }
     let max = found.keys().copied().max().unwrap_or(0);
     let mut out = vec![None; max];
     for (i, t) in found {
