@@ -364,19 +364,7 @@ impl QueryHandler {
                     arrow_pg::datatypes::df::encode_dataframe(df, format, Some(opts)).await?
                 };
                 // PostgreSQL's names whichever encoder built the fields
-                let named: Vec<FieldInfo> = q
-                    .row_schema
-                    .iter()
-                    .map(|f| {
-                        FieldInfo::new(
-                            pgtext::pg_column_name(f.name()),
-                            f.table_id(),
-                            f.column_id(),
-                            f.datatype().clone(),
-                            f.format(),
-                        )
-                    })
-                    .collect();
+                let named = pg_named(q.row_schema.iter().cloned());
                 q.row_schema = Arc::new(with_origins(named, &origins));
                 let rows = std::mem::replace(&mut q.data_rows, Box::pin(stream::empty()));
                 q.data_rows = Box::pin(cancel::guard_stream(
@@ -545,7 +533,12 @@ fn pg_fields(
     format: &Format,
 ) -> PgWireResult<Vec<FieldInfo>> {
     let fields = arrow_pg::datatypes::arrow_schema_to_pg_fields(schema, format, None)?;
-    Ok(fields
+    Ok(pg_named(fields))
+}
+
+/// `fields` renamed as PostgreSQL names unaliased columns.
+fn pg_named(fields: impl IntoIterator<Item = FieldInfo>) -> Vec<FieldInfo> {
+    fields
         .into_iter()
         .map(|f| {
             FieldInfo::new(
@@ -556,7 +549,7 @@ fn pg_fields(
                 f.format(),
             )
         })
-        .collect())
+        .collect()
 }
 
 /// Encodes a result in Postgres text format with cohortdb's formatter

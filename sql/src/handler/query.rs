@@ -165,8 +165,16 @@ pub async fn run_plan(ctx: &SessionContext, stmt: &Statement, plan: LogicalPlan)
         Statement::Delete(_) => "DELETE",
         _ => return Ok(Reply::Rows(df)),
     };
-    let batches = df.collect().await?;
-    let n = batches
+    let n = dml_count(&df.collect().await?);
+    Ok(Reply::Command {
+        tag: tag.into(),
+        rows: Some(n),
+    })
+}
+
+/// The row count a DataFusion DML plan reports (its `count` column).
+pub(crate) fn dml_count(batches: &[RecordBatch]) -> u64 {
+    batches
         .first()
         .and_then(|b| b.column_by_name("count"))
         .and_then(|c| {
@@ -174,11 +182,7 @@ pub async fn run_plan(ctx: &SessionContext, stmt: &Statement, plan: LogicalPlan)
                 .downcast_ref::<datafusion::arrow::array::UInt64Array>()
                 .map(|a| a.value(0))
         })
-        .unwrap_or(0);
-    Ok(Reply::Command {
-        tag: tag.into(),
-        rows: Some(n),
-    })
+        .unwrap_or(0)
 }
 
 /// RETURNING of a user-table INSERT/UPDATE/DELETE or a contacts DELETE:

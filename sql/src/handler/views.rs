@@ -172,17 +172,7 @@ pub async fn create_table_as(
     let insert = format!("INSERT INTO \"{name}\" {query}");
     let filled = async {
         let batches = ctx.sql(&insert).await?.collect().await?;
-        Ok::<u64, SqlError>(
-            batches
-                .first()
-                .and_then(|b| b.column_by_name("count"))
-                .and_then(|c| {
-                    c.as_any()
-                        .downcast_ref::<datafusion::arrow::array::UInt64Array>()
-                        .map(|a| a.value(0))
-                })
-                .unwrap_or(0),
-        )
+        Ok::<u64, SqlError>(super::query::dml_count(&batches))
     }
     .await;
     match filled {

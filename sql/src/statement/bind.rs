@@ -110,6 +110,22 @@ fn text_tokens(sql: &str) -> Vec<Token> {
     .unwrap_or_default()
 }
 
+/// The value bound for `$i`.
+fn bound(
+    values: &[datafusion::common::metadata::ScalarAndMetadata],
+    i: usize,
+) -> Result<&ScalarValue> {
+    i.checked_sub(1)
+        .and_then(|k| values.get(k))
+        .map(|v| v.value())
+        .ok_or_else(|| {
+            SqlError::Syntax(format!(
+                "no value bound for parameter ${i} ({} given)",
+                values.len()
+            ))
+        })
+}
+
 /// `sql` with every `$n` token replaced by the literal of its value.
 fn bind_text(
     sql: &str,
@@ -123,16 +139,7 @@ fn bind_text(
                     .strip_prefix('$')
                     .and_then(|i| i.parse().ok())
                     .ok_or_else(|| SqlError::Syntax(format!("invalid parameter {p}")))?;
-                let v = i
-                    .checked_sub(1)
-                    .and_then(|k| values.get(k))
-                    .ok_or_else(|| {
-                        SqlError::Syntax(format!(
-                            "no value bound for parameter ${i} ({} given)",
-                            values.len()
-                        ))
-                    })?;
-                out.push_str(&literal(v.value())?.to_string());
+                out.push_str(&literal(bound(values, i)?)?.to_string());
             }
             other => out.push_str(&other.to_string()),
         }
@@ -302,16 +309,7 @@ pub fn bind(mut stmt: Statement, params: &ParamValues) -> Result<Statement> {
     };
     for_each_expr(&mut stmt, &mut |e| {
         if let Some(i) = placeholder(e) {
-            let v = i
-                .checked_sub(1)
-                .and_then(|k| values.get(k))
-                .ok_or_else(|| {
-                    SqlError::Syntax(format!(
-                        "no value bound for parameter ${i} ({} given)",
-                        values.len()
-                    ))
-                })?;
-            *e = literal(v.value())?;
+            *e = literal(bound(values, i)?)?;
         }
         Ok(())
     })?;
@@ -322,13 +320,7 @@ pub fn bind(mut stmt: Statement, params: &ParamValues) -> Result<Statement> {
     }
     if let Statement::Analytics { stmt: a, .. } = &mut stmt {
         let date = |p: usize| -> Result<chrono::NaiveDate> {
-            let v = values.get(p - 1).ok_or_else(|| {
-                SqlError::Syntax(format!(
-                    "no value bound for parameter ${p} ({} given)",
-                    values.len()
-                ))
-            })?;
-            match v.value() {
+            match bound(values, p)? {
                 ScalarValue::Date32(Some(d)) => Ok(crate::model::convert::date_from_days(*d)),
                 ScalarValue::Utf8(Some(s))
                 | ScalarValue::LargeUtf8(Some(s))
