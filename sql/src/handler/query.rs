@@ -197,12 +197,7 @@ async fn run_returning_rows(
 ) -> Result<Reply> {
     check_returning_target(table)?;
     let rows = Arc::new(Mutex::new(Vec::new()));
-    crate::tables::RETURNING_ROWS
-        .scope(rows.clone(), async {
-            ctx.execute_logical_plan(plan).await?.collect().await?;
-            Ok::<_, SqlError>(())
-        })
-        .await?;
+    run_recording(ctx, &crate::tables::RETURNING_ROWS, rows.clone(), plan).await?;
     let batches = std::mem::take(&mut *rows.lock().expect("returning rows"));
     let schema = ctx.table_provider(table).await?.schema();
     let batches: Vec<RecordBatch> = batches
@@ -219,9 +214,31 @@ async fn run_returning_rows(
             returning_list(items)
         ))
         .await?;
+    Ok(Reply::Rows(ctx.read_batch(one_batch(df).await?)?))
+}
+
+/// All rows of `df` in one batch.
+async fn one_batch(df: datafusion::dataframe::DataFrame) -> Result<RecordBatch> {
     let schema = Arc::new(df.schema().as_arrow().clone());
-    let out = datafusion::arrow::compute::concat_batches(&schema, &df.collect().await?)?;
-    Ok(Reply::Rows(ctx.read_batch(out)?))
+    Ok(datafusion::arrow::compute::concat_batches(
+        &schema,
+        &df.collect().await?,
+    )?)
+}
+
+/// Runs `plan` to completion inside the task-local `key` set to `cell`, so
+/// the table providers can record what the statement wrote.
+async fn run_recording<T: 'static>(
+    ctx: &SessionContext,
+    key: &'static tokio::task::LocalKey<Arc<Mutex<T>>>,
+    cell: Arc<Mutex<T>>,
+    plan: LogicalPlan,
+) -> Result<()> {
+    key.scope(cell, async {
+        ctx.execute_logical_plan(plan).await?.collect().await?;
+        Ok::<_, SqlError>(())
+    })
+    .await
 }
 
 /// `INSERT INTO contacts … RETURNING items`: the insert runs as usual
@@ -235,12 +252,13 @@ async fn run_returning(
 ) -> Result<Reply> {
     check_returning_target(table)?;
     let ids = Arc::new(Mutex::new(Vec::new()));
-    crate::ingest::batch::WRITTEN_CONTACTS
-        .scope(ids.clone(), async {
-            ctx.execute_logical_plan(plan).await?.collect().await?;
-            Ok::<_, SqlError>(())
-        })
-        .await?;
+    run_recording(
+        ctx,
+        &crate::ingest::batch::WRITTEN_CONTACTS,
+        ids.clone(),
+        plan,
+    )
+    .await?;
     let ids = ids.lock().expect("inserted ids").clone();
     let list = if ids.is_empty() {
         "NULL".to_string()
@@ -256,8 +274,8 @@ async fn run_returning(
             returning_list(items)
         ))
         .await?;
-    let full_schema = Arc::new(df.schema().as_arrow().clone());
-    let batch = datafusion::arrow::compute::concat_batches(&full_schema, &df.collect().await?)?;
+    let batch = one_batch(df).await?;
+    let full_schema = batch.schema();
     // insertion order, then drop the row id
     let found = batch.column(0).as_primitive::<Int64Type>().clone();
     let pos: std::collections::HashMap<i64, u32> = (0..found.len())
