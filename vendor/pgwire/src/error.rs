@@ -19,6 +19,8 @@ pub enum PgWireError {
     MessageTooLarge(usize, usize),
     #[error("Invalid element count {0}: {1} bytes required, {2} remaining")]
     InvalidElementCount(usize, usize, usize),
+    #[error("invalid message format: {0}")]
+    MalformedMessage(String),
     #[error("Invalid target type, received {0}")]
     InvalidTargetType(u8),
     #[error("Invalid transaction status, received {0}")]
@@ -330,6 +332,9 @@ impl From<PgWireError> for ErrorInfo {
                 ErrorInfo::new("FATAL".to_owned(), "08P01".to_owned(), error.to_string())
             }
             PgWireError::InvalidElementCount(..) => {
+                ErrorInfo::new("FATAL".to_owned(), "08P01".to_owned(), error.to_string())
+            }
+            PgWireError::MalformedMessage(_) => {
                 ErrorInfo::new("FATAL".to_owned(), "08P01".to_owned(), error.to_string())
             }
             PgWireError::InvalidTransactionStatus(_) => {

@@ -74,7 +74,12 @@ impl Format {
         match self {
             Format::UnifiedText => FieldFormat::Text,
             Format::UnifiedBinary => FieldFormat::Binary,
-            Format::Individual(fv) => FieldFormat::from(fv[idx]),
+            // Bind validated the parameter codes; result codes beyond the
+            // columns' count fall back to text rather than panicking.
+            Format::Individual(fv) => fv
+                .get(idx)
+                .map(|v| FieldFormat::from(*v))
+                .unwrap_or(FieldFormat::Text),
         }
     }
 
@@ -106,6 +111,14 @@ impl<S: Clone> Portal<S> {
             .portal_name
             .clone()
             .unwrap_or_else(|| DEFAULT_NAME.to_owned());
+
+        let format_count = bind.parameter_format_codes.len();
+        if format_count > 1 && format_count != bind.parameters.len() {
+            return Err(PgWireError::MalformedMessage(format!(
+                "bind message has {format_count} parameter formats but {} parameters",
+                bind.parameters.len()
+            )));
+        }
 
         // param format
         let param_format = Format::from_codes(&bind.parameter_format_codes);

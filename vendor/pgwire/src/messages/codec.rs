@@ -86,14 +86,81 @@ where
         if msg_len > max_size {
             return Err(PgWireError::MessageTooLarge(max_size, msg_len));
         }
+        if msg_len < 4 {
+            return Err(PgWireError::MalformedMessage(format!(
+                "message length {msg_len} is below the 4 bytes of the length itself"
+            )));
+        }
 
         if buf.remaining() >= msg_len + offset {
-            buf.advance(offset + 4);
-            return decode_fn(buf, msg_len).map(|r| Some(r));
+            // The decoder sees exactly this message's bytes: a field that
+            // claims more than the frame holds fails in the checked readers
+            // below instead of reading the next message or past the buffer.
+            let mut frame = buf.split_to(offset + msg_len);
+            frame.advance(offset + 4);
+            return decode_fn(&mut frame, msg_len).map(|r| Some(r));
         }
     }
 
     Ok(None)
+}
+
+fn truncated(what: &str, needed: usize, buf: &BytesMut) -> PgWireError {
+    PgWireError::MalformedMessage(format!(
+        "{what} needs {needed} bytes, the message has {} left",
+        buf.remaining()
+    ))
+}
+
+/// Read one byte, or fail with [`PgWireError::MalformedMessage`] when the
+/// message has ended.
+pub(crate) fn read_u8(buf: &mut BytesMut, what: &str) -> PgWireResult<u8> {
+    buf.try_get_u8().map_err(|_| truncated(what, 1, buf))
+}
+
+/// Read a big-endian u16 (checked, see [`read_u8`]).
+pub(crate) fn read_u16(buf: &mut BytesMut, what: &str) -> PgWireResult<u16> {
+    buf.try_get_u16().map_err(|_| truncated(what, 2, buf))
+}
+
+/// Read a big-endian i16 (checked, see [`read_u8`]).
+pub(crate) fn read_i16(buf: &mut BytesMut, what: &str) -> PgWireResult<i16> {
+    buf.try_get_i16().map_err(|_| truncated(what, 2, buf))
+}
+
+/// Read a big-endian u32 (checked, see [`read_u8`]).
+pub(crate) fn read_u32(buf: &mut BytesMut, what: &str) -> PgWireResult<u32> {
+    buf.try_get_u32().map_err(|_| truncated(what, 4, buf))
+}
+
+/// Read a big-endian i32 (checked, see [`read_u8`]).
+pub(crate) fn read_i32(buf: &mut BytesMut, what: &str) -> PgWireResult<i32> {
+    buf.try_get_i32().map_err(|_| truncated(what, 4, buf))
+}
+
+/// Take `len` bytes (checked, see [`read_u8`]).
+pub(crate) fn read_bytes(buf: &mut BytesMut, len: usize, what: &str) -> PgWireResult<BytesMut> {
+    if len > buf.remaining() {
+        return Err(truncated(what, len, buf));
+    }
+    Ok(buf.split_to(len))
+}
+
+/// Read a NUL-terminated string that must be present (an empty one is
+/// `Some("")` here, unlike [`get_cstring`]).
+pub(crate) fn read_cstring(buf: &mut BytesMut, what: &str) -> PgWireResult<String> {
+    let Some(end) = buf.iter().position(|b| *b == 0) else {
+        return Err(PgWireError::MalformedMessage(format!(
+            "{what} is not NUL-terminated inside the message"
+        )));
+    };
+    let bytes = buf.split_to(end + 1);
+    Ok(String::from_utf8_lossy(&bytes[..end]).into_owned())
+}
+
+/// [`read_cstring`] where an empty string means "unnamed" (`None`).
+pub(crate) fn read_name(buf: &mut BytesMut, what: &str) -> PgWireResult<Option<String>> {
+    read_cstring(buf, what).map(|s| if s.is_empty() { None } else { Some(s) })
 }
 
 // pub(crate) fn get_and_ensure_message_type(buf: &mut BytesMut, t: u8) -> PgWireResult<()> {

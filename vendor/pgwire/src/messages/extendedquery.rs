@@ -1,7 +1,7 @@
-use bytes::{Buf, BufMut, Bytes};
+use bytes::{BufMut, Bytes};
 
 use super::{DecodeContext, Message, codec};
-use crate::error::PgWireResult;
+use crate::error::{PgWireError, PgWireResult};
 
 /// Request from frontend to parse a prepared query string
 #[non_exhaustive]
@@ -49,13 +49,14 @@ impl Message for Parse {
         _: usize,
         _ctx: &DecodeContext,
     ) -> PgWireResult<Self> {
-        let name = codec::get_cstring(buf);
-        let query = codec::get_cstring(buf).unwrap_or_else(|| "".to_owned());
-        let type_oid_count = buf.get_u16();
+        let name = codec::read_name(buf, "Parse statement name")?;
+        let query = codec::read_cstring(buf, "Parse query string")?;
+        let type_oid_count = codec::read_u16(buf, "Parse parameter type count")?;
+        codec::ensure_count(type_oid_count as usize, 4, buf)?;
 
         let mut type_oids = Vec::with_capacity(type_oid_count as usize);
         for _ in 0..type_oid_count {
-            type_oids.push(buf.get_u32());
+            type_oids.push(codec::read_u32(buf, "Parse parameter type")?);
         }
 
         Ok(Parse {
@@ -142,8 +143,8 @@ impl Message for Close {
         _: usize,
         _ctx: &DecodeContext,
     ) -> PgWireResult<Self> {
-        let target_type = buf.get_u8();
-        let name = codec::get_cstring(buf);
+        let target_type = codec::read_u8(buf, "Close target type")?;
+        let name = codec::read_name(buf, "Close name")?;
 
         Ok(Close { target_type, name })
     }
@@ -258,34 +259,41 @@ impl Message for Bind {
         _: usize,
         _ctx: &DecodeContext,
     ) -> PgWireResult<Self> {
-        let portal_name = codec::get_cstring(buf);
-        let statement_name = codec::get_cstring(buf);
+        let portal_name = codec::read_name(buf, "Bind portal name")?;
+        let statement_name = codec::read_name(buf, "Bind statement name")?;
 
-        let parameter_format_code_len = buf.get_u16();
+        let parameter_format_code_len = codec::read_u16(buf, "Bind parameter format count")?;
+        codec::ensure_count(parameter_format_code_len as usize, 2, buf)?;
         let mut parameter_format_codes = Vec::with_capacity(parameter_format_code_len as usize);
 
         for _ in 0..parameter_format_code_len {
-            parameter_format_codes.push(buf.get_i16());
+            parameter_format_codes.push(codec::read_i16(buf, "Bind parameter format")?);
         }
 
-        let parameter_len = buf.get_u16();
+        let parameter_len = codec::read_u16(buf, "Bind parameter count")?;
+        codec::ensure_count(parameter_len as usize, 4, buf)?;
         let mut parameters = Vec::with_capacity(parameter_len as usize);
         for _ in 0..parameter_len {
-            let data_len = buf.get_i32();
+            let data_len = codec::read_i32(buf, "Bind parameter length")?;
 
             if data_len >= 0 {
-                parameters.push(Some(buf.split_to(data_len as usize).freeze()));
-            } else {
+                let value = codec::read_bytes(buf, data_len as usize, "Bind parameter value")?;
+                parameters.push(Some(value.freeze()));
+            } else if data_len == -1 {
                 parameters.push(None);
+            } else {
+                return Err(PgWireError::MalformedMessage(format!(
+                    "Bind parameter length {data_len} (only -1, meaning NULL, may be negative)"
+                )));
             }
         }
 
-        let result_column_format_code_len = buf.get_u16();
+        let result_column_format_code_len = codec::read_u16(buf, "Bind result format count")?;
         codec::ensure_count(result_column_format_code_len as usize, 2, buf)?;
         let mut result_column_format_codes =
             Vec::with_capacity(result_column_format_code_len as usize);
         for _ in 0..result_column_format_code_len {
-            result_column_format_codes.push(buf.get_i16());
+            result_column_format_codes.push(codec::read_i16(buf, "Bind result format")?);
         }
 
         Ok(Bind {
@@ -372,8 +380,8 @@ impl Message for Describe {
         _: usize,
         _ctx: &DecodeContext,
     ) -> PgWireResult<Self> {
-        let target_type = buf.get_u8();
-        let name = codec::get_cstring(buf);
+        let target_type = codec::read_u8(buf, "Describe target type")?;
+        let name = codec::read_name(buf, "Describe name")?;
 
         Ok(Describe { target_type, name })
     }
@@ -411,8 +419,8 @@ impl Message for Execute {
         _: usize,
         _ctx: &DecodeContext,
     ) -> PgWireResult<Self> {
-        let name = codec::get_cstring(buf);
-        let max_rows = buf.get_i32();
+        let name = codec::read_name(buf, "Execute portal name")?;
+        let max_rows = codec::read_i32(buf, "Execute row limit")?;
 
         Ok(Execute { name, max_rows })
     }

@@ -269,6 +269,16 @@ impl PgWireFrontendMessage {
 
     /// Decode a frontend message from the given buffer.
     pub fn decode(buf: &mut BytesMut, ctx: &DecodeContext) -> PgWireResult<Option<Self>> {
+        if ctx.awaiting_frontend_ssl || ctx.awaiting_frontend_startup {
+            // Every message of this phase starts with a length word and is at
+            // least 8 bytes long: reject a shorter (or negative) one now
+            // instead of waiting for bytes that will never come.
+            if let Some(len) = codec::get_length(buf, 0) {
+                if !(8..=startup::Startup::max_message_length()).contains(&len) {
+                    return Err(PgWireError::InvalidStartupMessage);
+                }
+            }
+        }
         if ctx.awaiting_frontend_ssl {
             // Connection just established, the incoming message can be:
             // - SSLRequest

@@ -89,7 +89,7 @@ impl Message for Startup {
         }
 
         // parse
-        let protocol_number_major = buf.get_u16();
+        let protocol_number_major = codec::read_u16(buf, "startup protocol version")?;
 
         // ensure the protocol version is correct and supported
         if !(Self::PG_PROTOCOL_EARLIEST..=Self::PG_PROTOCOL_LATEST).contains(&protocol_number_major)
@@ -97,7 +97,7 @@ impl Message for Startup {
             return Err(PgWireError::InvalidStartupMessage);
         }
 
-        let protocol_number_minor = buf.get_u16();
+        let protocol_number_minor = codec::read_u16(buf, "startup protocol version")?;
 
         // end by reading the last \0
         let mut parameters = BTreeMap::new();
@@ -283,7 +283,7 @@ impl Message for PasswordMessageFamily {
         full_len: usize,
         _ctx: &DecodeContext,
     ) -> PgWireResult<Self> {
-        let body = buf.split_to(full_len - 4);
+        let body = codec::read_bytes(buf, full_len.saturating_sub(4), "password message")?;
         Ok(PasswordMessageFamily::Raw(body))
     }
 }
@@ -350,7 +350,7 @@ impl Message for Password {
     }
 
     fn decode_body(buf: &mut BytesMut, _: usize, _ctx: &DecodeContext) -> PgWireResult<Self> {
-        let pass = codec::get_cstring(buf).unwrap_or_else(|| "".to_owned());
+        let pass = codec::read_cstring(buf, "password")?;
 
         Ok(Password::new(pass))
     }
@@ -506,9 +506,9 @@ impl SecretKey {
 
         match ctx.protocol_version {
             ProtocolVersion::PROTOCOL3_2 | ProtocolVersion::PROTOCOL3_9999 => {
-                Ok(SecretKey::Bytes(buf.split_to(data_len).freeze()))
+                Ok(SecretKey::Bytes(codec::read_bytes(buf, data_len, "secret key")?.freeze()))
             }
-            ProtocolVersion::PROTOCOL3_0 => Ok(SecretKey::I32(buf.get_i32())),
+            ProtocolVersion::PROTOCOL3_0 => Ok(SecretKey::I32(codec::read_i32(buf, "secret key")?)),
         }
     }
 }
@@ -729,12 +729,16 @@ impl Message for SASLInitialResponse {
         _full_len: usize,
         _ctx: &DecodeContext,
     ) -> PgWireResult<Self> {
-        let auth_method = codec::get_cstring(buf).unwrap_or_else(|| "".to_owned());
-        let data_len = buf.get_i32();
+        let auth_method = codec::read_cstring(buf, "SASL mechanism")?;
+        let data_len = codec::read_i32(buf, "SASL initial response length")?;
         let data = if data_len == -1 {
             None
+        } else if data_len < 0 {
+            return Err(PgWireError::MalformedMessage(format!(
+                "SASL initial response length {data_len}"
+            )));
         } else {
-            Some(buf.split_to(data_len as usize).freeze())
+            Some(codec::read_bytes(buf, data_len as usize, "SASL initial response")?.freeze())
         };
 
         Ok(SASLInitialResponse { auth_method, data })
@@ -769,7 +773,7 @@ impl Message for SASLResponse {
         full_len: usize,
         _ctx: &DecodeContext,
     ) -> PgWireResult<Self> {
-        let data = buf.split_to(full_len - 4).freeze();
+        let data = codec::read_bytes(buf, full_len.saturating_sub(4), "SASL response")?.freeze();
         Ok(SASLResponse { data })
     }
 }

@@ -590,7 +590,21 @@ macro_rules! process_socket_messages {
                 socket.next().await
             };
 
-            if let Some(Ok(msg)) = msg {
+            let msg = match msg {
+                Some(Ok(msg)) => Some(msg),
+                Some(Err(PgWireError::IoError(_))) | None => None,
+                Some(Err(e)) => {
+                    // A frame that does not decode (malformed or oversized):
+                    // tell the client why (FATAL, 08P01) and close, as
+                    // PostgreSQL does. The stream cannot be resynchronised.
+                    let error_info: ErrorInfo = e.into();
+                    let _ = socket
+                        .send(PgWireBackendMessage::ErrorResponse(error_info.into()))
+                        .await;
+                    None
+                }
+            };
+            if let Some(msg) = msg {
                 // A Terminate ('X') means the client is disconnecting: the backend
                 // must close the connection. Some clients (asyncpg) send Terminate
                 // and then block waiting for the server to drop the socket, so
