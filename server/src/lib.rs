@@ -158,7 +158,18 @@ pub async fn run(cfg: Config, demo: bool) -> Result<(), String> {
                 tasks.spawn(async move {
                     match permit {
                         Ok(_permit) => {
-                            if let Err(e) = pgwire::tokio::process_socket(socket, tls, handlers).await {
+                            let watched = std::os::fd::AsFd::as_fd(&socket).try_clone_to_owned();
+                            let connection = pgwire::tokio::process_socket(socket, tls, handlers);
+                            // a duplicate descriptor lets running statements see
+                            // the client leave (client_connection_check_interval)
+                            let served = match watched {
+                                Ok(fd) => postgres::liveness::serve_with_socket(fd, connection).await,
+                                Err(e) => {
+                                    tracing::warn!("cannot watch the socket of {addr} ({e}); its statements run unchecked");
+                                    connection.await
+                                }
+                            };
+                            if let Err(e) = served {
                                 tracing::debug!("connection {addr} ended: {e}");
                             }
                         }

@@ -1,9 +1,10 @@
-//! CancelRequest and `statement_timeout`: the registry of running sessions
-//! by backend key, and the guard that ends a statement's row stream with
-//! SQLSTATE 57014 when it is interrupted.
+//! CancelRequest, `statement_timeout` and closed clients: the registry of
+//! running sessions by backend key, and the guard that ends a statement (or
+//! its row stream) with SQLSTATE 57014 when it is interrupted.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use cohortdb_sql::runtime::interrupt::{Interrupt, Reason};
@@ -14,6 +15,28 @@ use pgwire::messages::cancel::CancelRequest;
 use pgwire::messages::startup::SecretKey;
 
 use super::error::to_pg;
+use super::liveness;
+
+/// What a running statement is watched by: its session's interrupt (cancel
+/// requests, `statement_timeout`) and its client's socket.
+#[derive(Clone)]
+pub struct Watch {
+    /// The session's interrupt flag.
+    pub interrupt: Arc<Interrupt>,
+    /// The client's socket, when the connection is TCP.
+    pub peer: Option<liveness::PeerSocket>,
+    /// `client_connection_check_interval` (`None` = no check).
+    pub check_every: Option<Duration>,
+}
+
+impl Watch {
+    /// Resolves once the client is gone, having interrupted the statement.
+    async fn client_gone(&self) {
+        liveness::wait_peer_gone(self.peer.as_ref(), self.check_every).await;
+        tracing::info!("client closed its connection: cancelling its running statement");
+        self.interrupt.interrupt(None, Reason::ClientGone);
+    }
+}
 
 /// Sessions that can be cancelled, by backend process id.
 #[derive(Debug, Default)]
@@ -83,41 +106,45 @@ pub fn begin(interrupt: &Arc<Interrupt>, timeout: Option<std::time::Duration>) {
     }
 }
 
-/// Runs `fut` unless the statement is interrupted first (then 57014).
+/// Runs `fut` unless the statement is interrupted or its client goes away
+/// first (then 57014; `fut` is dropped, which stops its work).
 pub async fn guard<T>(
-    interrupt: &Interrupt,
+    watch: &Watch,
     fut: impl std::future::Future<Output = PgWireResult<T>>,
 ) -> PgWireResult<T> {
     tokio::select! {
         r = fut => r,
-        _ = interrupt.interrupted() => Err(to_pg(interrupt.error())),
+        _ = watch.interrupt.interrupted() => Err(to_pg(watch.interrupt.error())),
+        _ = watch.client_gone() => Err(to_pg(watch.interrupt.error())),
     }
 }
 
-/// `rows`, ending with a 57014 error as soon as the statement is interrupted.
+/// `rows`, ending with a 57014 error as soon as the statement is interrupted
+/// or its client goes away (the rest of `rows` is dropped unread).
 pub fn guard_stream<T: Send + 'static>(
-    interrupt: Arc<Interrupt>,
+    watch: Watch,
     rows: impl Stream<Item = PgWireResult<T>> + Send + 'static,
 ) -> impl Stream<Item = PgWireResult<T>> + Send + 'static {
     futures::stream::unfold(
-        (Box::pin(rows), interrupt, false),
-        |(mut rows, interrupt, done)| async move {
+        (Box::pin(rows), watch, false),
+        |(mut rows, watch, done)| async move {
             if done {
                 return None;
             }
-            if let Err(e) = interrupt.check() {
-                return Some((Err(to_pg(e)), (rows, interrupt, true)));
+            if let Err(e) = watch.interrupt.check() {
+                return Some((Err(to_pg(e)), (rows, watch, true)));
             }
             let next = tokio::select! {
                 item = rows.next() => item.map(Ok),
-                _ = interrupt.interrupted() => Some(Err(())),
+                _ = watch.interrupt.interrupted() => Some(Err(())),
+                _ = watch.client_gone() => Some(Err(())),
             };
             match next {
                 None => None,
-                Some(Ok(item)) => Some((item, (rows, interrupt, false))),
+                Some(Ok(item)) => Some((item, (rows, watch, false))),
                 Some(Err(())) => {
-                    let e = to_pg(interrupt.error());
-                    Some((Err(e), (rows, interrupt, true)))
+                    let e = to_pg(watch.interrupt.error());
+                    Some((Err(e), (rows, watch, true)))
                 }
             }
         },

@@ -4,6 +4,7 @@
 mod auth;
 mod cancel;
 pub mod error;
+pub mod liveness;
 mod params;
 pub mod tls;
 
@@ -50,6 +51,19 @@ pub struct ConnState {
     copy: Mutex<Option<ActiveCopy>>,
     /// Backend key under which the session can be cancelled.
     registration: std::sync::Mutex<Option<(i32, Arc<cancel::Registry>)>>,
+    /// The client's TCP socket, checked while statements run.
+    peer: Option<liveness::PeerSocket>,
+}
+
+impl ConnState {
+    /// What this connection's next statement is watched by.
+    fn watch(&self) -> cancel::Watch {
+        cancel::Watch {
+            interrupt: self.session.interrupt().clone(),
+            peer: self.peer.clone(),
+            check_every: self.session.connection_check_interval(),
+        }
+    }
 }
 
 impl Drop for ConnState {
@@ -72,6 +86,7 @@ pub(crate) fn conn<C: ClientInfo + ?Sized>(client: &C, engine: &Arc<Engine>) -> 
             session: engine.session(),
             copy: Mutex::new(None),
             registration: std::sync::Mutex::new(None),
+            peer: liveness::current_socket(),
         })
 }
 
@@ -367,10 +382,7 @@ impl QueryHandler {
                 let named = pg_named(q.row_schema.iter().cloned());
                 q.row_schema = Arc::new(with_origins(named, &origins));
                 let rows = std::mem::replace(&mut q.data_rows, Box::pin(stream::empty()));
-                q.data_rows = Box::pin(cancel::guard_stream(
-                    state.session.interrupt().clone(),
-                    rows,
-                ));
+                q.data_rows = Box::pin(cancel::guard_stream(state.watch(), rows));
                 Response::Query(q)
             }
             Outcome::Command { tag, rows } => {
@@ -623,9 +635,9 @@ impl SimpleQueryHandler for QueryHandler {
             if ends_transaction(&stmt) {
                 failed = false;
             }
-            let interrupt = state.session.interrupt().clone();
-            cancel::begin(&interrupt, state.session.statement_timeout());
-            let r = match cancel::guard(&interrupt, async {
+            let watch = state.watch();
+            cancel::begin(&watch.interrupt, state.session.statement_timeout());
+            let r = match cancel::guard(&watch, async {
                 state.session.execute(stmt).await.map_err(to_pg)
             })
             .await
@@ -733,9 +745,9 @@ impl ExtendedQueryHandler for QueryHandler {
                 )?)
             }
         };
-        let interrupt = state.session.interrupt().clone();
-        cancel::begin(&interrupt, state.session.statement_timeout());
-        let outcome = cancel::guard(&interrupt, async {
+        let watch = state.watch();
+        cancel::begin(&watch.interrupt, state.session.statement_timeout());
+        let outcome = cancel::guard(&watch, async {
             state
                 .session
                 .execute_prepared(p, params)

@@ -18,6 +18,8 @@ pub enum Reason {
     UserRequest = 1,
     /// `statement_timeout` elapsed.
     Timeout = 2,
+    /// The client closed its connection (`client_connection_check_interval`).
+    ClientGone = 3,
 }
 
 /// A session's interrupt flag for the statement it runs.
@@ -51,9 +53,12 @@ impl Interrupt {
 
     /// The error the interrupted statement fails with (SQLSTATE 57014).
     pub fn error(&self) -> SqlError {
+        let reason = self.reason.load(Ordering::SeqCst);
         SqlError::Cancelled(
-            if self.reason.load(Ordering::SeqCst) == Reason::Timeout as u8 {
+            if reason == Reason::Timeout as u8 {
                 "canceling statement due to statement timeout"
+            } else if reason == Reason::ClientGone as u8 {
+                "canceling statement: the client closed the connection"
             } else {
                 "canceling statement due to user request"
             }

@@ -52,6 +52,7 @@ pub fn default_value(name: &str, tz: &str) -> Option<String> {
         "search_path" => "\"$user\", public".into(),
         "application_name" => String::new(),
         "extra_float_digits" => "1".into(),
+        "client_connection_check_interval" => "500ms".into(),
         "statement_timeout"
         | "lock_timeout"
         | "idle_in_transaction_session_timeout"

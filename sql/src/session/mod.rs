@@ -125,6 +125,12 @@ impl Session {
         crate::runtime::interrupt::parse_timeout(&self.setting("statement_timeout")?)
     }
 
+    /// `client_connection_check_interval`: how often a running statement
+    /// checks that its client is still connected (`None` = never).
+    pub fn connection_check_interval(&self) -> Option<std::time::Duration> {
+        crate::runtime::interrupt::parse_timeout(&self.setting("client_connection_check_interval")?)
+    }
+
     /// Value of a setting as `SHOW` reports it.
     pub fn setting(&self, name: &str) -> Option<String> {
         crate::runtime::settings::lookup(&self.settings, name, self.timezone().name()).or_else(

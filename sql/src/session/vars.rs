@@ -112,7 +112,7 @@ impl Session {
 /// Refuses a value cohortdb cannot apply for a setting it interprets (22023).
 fn validate_setting(name: &str, value: &str) -> Result<()> {
     let ok = match name {
-        "statement_timeout" => {
+        "statement_timeout" | "client_connection_check_interval" => {
             value.trim_matches('\'').trim() == "0"
                 || crate::runtime::interrupt::parse_timeout(value).is_some()
         }
@@ -125,7 +125,9 @@ fn validate_setting(name: &str, value: &str) -> Result<()> {
         Err(SqlError::InvalidValue(format!(
             "invalid value for parameter \"{name}\": \"{value}\" ({})",
             match name {
-                "statement_timeout" => "use milliseconds or a number with ms, s, min, h or d",
+                "statement_timeout" | "client_connection_check_interval" => {
+                    "use milliseconds or a number with ms, s, min, h or d"
+                }
                 _ => "use MB, or a number with kB, MB, GB or TB; 0 means no limit",
             }
         )))
