@@ -29,6 +29,9 @@ pub struct Config {
     /// Most memory (MiB) one query may use (SQLSTATE 53200 beyond; sorts and
     /// aggregations spill to disk first). Sessions may `SET max_query_memory`. 0 = no limit.
     pub max_query_memory_mb: usize,
+    /// Most memory (MiB) all running queries together may use (SQLSTATE
+    /// 53200 for the query crossing it). Default: half of physical memory. 0 = no limit.
+    pub max_server_memory_mb: usize,
     /// Longest statement text (Query/Parse message) in MiB (SQLSTATE 54000
     /// beyond); the protocol itself ends a connection sending a frame over 1 GiB.
     pub max_message_mb: usize,
@@ -71,6 +74,7 @@ impl Default for Config {
             block_cache_mb: 256,
             max_statement_mb: 4096,
             max_query_memory_mb: cohortdb_sql::runtime::limits::DEFAULT_MAX_QUERY_MEMORY_MB,
+            max_server_memory_mb: cohortdb_sql::runtime::memory_budget::default_server_memory_mb(),
             max_expression_depth: cohortdb_sql::runtime::limits::DEFAULT_MAX_EXPRESSION_DEPTH,
             max_message_mb: cohortdb_sql::runtime::limits::DEFAULT_MAX_MESSAGE_MB,
             tls_cert: None,

@@ -43,6 +43,7 @@ pub async fn run(cfg: Config, demo: bool) -> Result<(), String> {
             max_expression_depth: cfg.max_expression_depth,
             max_message: cfg.max_message_mb << 20,
             max_query_memory: cfg.max_query_memory_mb << 20,
+            max_server_memory: cfg.max_server_memory_mb << 20,
         },
     )
     .map_err(|e| e.to_string())?;

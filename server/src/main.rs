@@ -6,6 +6,15 @@ use clap::{Parser, Subcommand};
 
 use cohortdb_server::config::Config;
 
+/// The system allocator, counting the bytes the process holds: the server
+/// memory budget (`max_server_memory_mb`) compares it with its limit.
+#[global_allocator]
+static ALLOCATOR: cap::Cap<std::alloc::System> = cap::Cap::new(std::alloc::System, usize::MAX);
+
+fn allocated_bytes() -> usize {
+    ALLOCATOR.allocated()
+}
+
 #[derive(Parser)]
 #[command(
     name = "cohortdb",
@@ -40,6 +49,7 @@ enum Command {
 }
 
 fn main() {
+    cohortdb_sql::runtime::memory_budget::set_allocation_gauge(allocated_bytes);
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("COHORTDB_LOG")

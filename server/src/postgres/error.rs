@@ -66,6 +66,14 @@ fn datafusion_code(e: &DataFusionError) -> (&'static str, String) {
             }
         }
         DataFusionError::NotImplemented(_) => "0A000",
+        DataFusionError::ResourcesExhausted(m)
+            if m.contains(cohortdb_sql::runtime::memory_budget::SERVER_BUDGET_EXHAUSTED) =>
+        {
+            return (
+                "53200",
+                format!("out of memory: running queries together use the server's memory budget; retry when they finish, or raise max_server_memory_mb. {msg}"),
+            )
+        }
         DataFusionError::ResourcesExhausted(_) => {
             return (
                 "53200",

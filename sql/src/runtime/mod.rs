@@ -10,6 +10,7 @@ pub mod audit;
 pub mod context;
 pub mod interrupt;
 pub mod limits;
+pub mod memory_budget;
 pub mod settings;
 
 pub use context::{ContextSource, Reply, StatementContext};

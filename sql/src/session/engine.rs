@@ -32,6 +32,9 @@ pub struct EngineConfig {
     /// Memory one query may use, in bytes, unless the session sets
     /// `max_query_memory` (0 = no limit; SQLSTATE 53200 beyond).
     pub max_query_memory: usize,
+    /// Memory all running queries together may use, in bytes (0 = no
+    /// limit; the query crossing it gets SQLSTATE 53200).
+    pub max_server_memory: usize,
 }
 
 impl Default for EngineConfig {
@@ -41,6 +44,7 @@ impl Default for EngineConfig {
             max_expression_depth: crate::runtime::limits::DEFAULT_MAX_EXPRESSION_DEPTH,
             max_message: crate::runtime::limits::DEFAULT_MAX_MESSAGE_MB << 20,
             max_query_memory: crate::runtime::limits::DEFAULT_MAX_QUERY_MEMORY_MB << 20,
+            max_server_memory: crate::runtime::memory_budget::default_server_memory_mb() << 20,
         }
     }
 }
@@ -52,6 +56,8 @@ pub struct Engine {
     env: TableEnv,
     pub(super) limits: EngineConfig,
     pub(super) relation_oids: crate::pgcompat::origins::RelationOids,
+    /// What all running queries' memory pools draw from.
+    pub(super) memory_budget: Arc<crate::runtime::memory_budget::ServerBudget>,
     parser: CompatParser,
     scheduler: Arc<Scheduler>,
 }
@@ -95,10 +101,14 @@ impl Engine {
         ))?;
         crate::pgcompat::bi_functions::register(&base);
         futures::executor::block_on(crate::pgcompat::bi_functions::install(&base, DATABASE))?;
+        let memory_budget =
+            crate::runtime::memory_budget::ServerBudget::new(config.max_server_memory);
+        memory_budget.install();
         let engine = Arc::new(Engine {
             store,
             base,
             env,
+            memory_budget,
             limits: config,
             relation_oids: Default::default(),
             parser: CompatParser::new(),

@@ -155,18 +155,27 @@ impl Session {
     }
 
     /// A context for one query: the session's, with a memory pool of the
-    /// query's own when `max_query_memory` limits it.
+    /// query's own (`max_query_memory`) drawing from the server's budget
+    /// (`max_server_memory`).
     fn query_context(&self) -> crate::error::Result<SessionContext> {
+        use crate::runtime::memory_budget::BudgetedPool;
+        use datafusion::execution::memory_pool::{MemoryPool, UnboundedMemoryPool};
         let ctx = self.context();
         let limit = self.max_query_memory();
-        if limit == 0 {
+        let budget = &self.engine.memory_budget;
+        if limit == 0 && budget.limit().is_none() {
             return Ok(ctx);
         }
+        let own: Arc<dyn MemoryPool> = if limit == 0 {
+            Arc::new(UnboundedMemoryPool::default())
+        } else {
+            crate::runtime::limits::query_memory_pool(limit)
+        };
         let state = ctx.state();
         let runtime = datafusion::execution::runtime_env::RuntimeEnvBuilder::from_runtime_env(
             state.runtime_env(),
         )
-        .with_memory_pool(crate::runtime::limits::query_memory_pool(limit))
+        .with_memory_pool(Arc::new(BudgetedPool::new(own, budget.clone())))
         .build_arc()?;
         let state =
             datafusion::execution::session_state::SessionStateBuilder::new_from_existing(state)

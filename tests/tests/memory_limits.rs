@@ -1,0 +1,103 @@
+//! Oversize values and the server memory budget over the wire: several
+//! concurrent sessions build values over 1 GB (`string_agg`, `array_agg`,
+//! `||`, `concat`, `repeat`) or aggregate more than the budget; each gets
+//! 54000 or 53200, a sentinel session keeps answering `SELECT 1`, the
+//! server's peak RSS stays bounded, and afterwards the budget is free again.
+
+use std::time::{Duration, Instant};
+
+use cohortdb_tests::{simple_rows, TestServer};
+
+/// `VmHWM` (peak resident set) of the process, in MiB.
+fn peak_rss_mb(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc status");
+    let line = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .expect("VmHWM");
+    let kb: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+    kb / 1024
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn oversize_values_and_the_server_budget_fail_cleanly_while_others_are_served() {
+    const BUDGET_MB: u64 = 1536;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("cohortdb.toml");
+    std::fs::write(
+        &config,
+        format!("max_server_memory_mb = {BUDGET_MB}\nmax_query_memory_mb = 1200\n"),
+    )
+    .expect("write config");
+    let server = TestServer::start_with(
+        &dir.path().join("data"),
+        &["--config", config.to_str().expect("utf-8")],
+    );
+    let pid = server.pid().expect("pid");
+    let sentinel = server.client().await;
+    let baseline = peak_rss_mb(pid);
+
+    let oversize = [
+        // one value over 1 GB, built row by row
+        ("SELECT length(string_agg(repeat('x', 1000000), '')) FROM generate_series(1, 1300)", &["54000", "53200"][..]),
+        ("SELECT cardinality(array_agg(repeat('x', 1000000))) FROM generate_series(1, 1300)", &["54000", "53200"]),
+        // refused before the value is built (54000), or before its halves
+        // are when the budget is taken by the others (53200)
+        ("SELECT length(repeat('x', 600000000) || repeat('y', 600000000))", &["54000", "53200"]),
+        ("SELECT length(concat(repeat('x', 700000000), repeat('y', 700000000)))", &["54000", "53200"]),
+        ("SELECT length(repeat('x', 2000000000))", &["54000"]),
+        // many groups of moderate values: more than the budget in total
+        (
+            "SELECT x % 64, length(string_agg(repeat('x', 100000), '')) FROM generate_series(1, 40000) t(x) GROUP BY 1",
+            &["53200"],
+        ),
+    ];
+    let mut running = Vec::new();
+    for (sql, codes) in oversize {
+        let c = server.client().await;
+        running.push(tokio::spawn(async move {
+            let err = c
+                .simple_query(sql)
+                .await
+                .expect_err("an oversize query must fail");
+            let code = err.code().map(|c| c.code().to_string()).unwrap_or_default();
+            assert!(codes.contains(&code.as_str()), "{sql}: {code} {err}");
+            (sql, code)
+        }));
+    }
+    // the sentinel answers throughout
+    let mut latencies = Vec::new();
+    while running.iter().any(|h| !h.is_finished()) {
+        let t = Instant::now();
+        let rows = simple_rows(&sentinel, "SELECT 1").await;
+        latencies.push(t.elapsed());
+        assert_eq!(rows[0][0].as_deref(), Some("1"));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut outcomes = Vec::new();
+    for h in running {
+        outcomes.push(h.await.expect("oversize query task"));
+    }
+    latencies.sort();
+    let worst = latencies.last().copied().unwrap_or_default();
+    let peak = peak_rss_mb(pid);
+    eprintln!(
+        "oversize queries: {outcomes:?}\nsentinel SELECT 1: {} answers, worst {worst:?}\npeak RSS {peak} MiB (baseline {baseline} MiB, budget {BUDGET_MB} MiB)",
+        latencies.len()
+    );
+    // bounded: the budget plus the batches being built when it was checked
+    // (1.3 GB for each of the two 1 MB × 1300 batches here)
+    assert!(
+        peak < baseline + BUDGET_MB + 2048,
+        "peak RSS {peak} MiB (baseline {baseline} MiB, budget {BUDGET_MB} MiB)"
+    );
+
+    // the budget was given back: a query needing most of it runs
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let rows = simple_rows(
+        &sentinel,
+        "SELECT length(string_agg(repeat('x', 1000000), '')) FROM generate_series(1, 500)",
+    )
+    .await;
+    assert_eq!(rows[0][0].as_deref(), Some("500000000"));
+}
