@@ -6,7 +6,8 @@
 
 use std::time::{Duration, Instant};
 
-use cohortdb_tests::{simple_rows, try_simple_rows, TestServer};
+use cohortdb_tests::{exec, simple_rows, try_simple_rows, TestServer};
+use futures::SinkExt;
 
 /// `VmHWM` (peak resident set) of the process, in MiB.
 fn peak_rss_mb(pid: u32) -> u64 {
@@ -106,4 +107,61 @@ async fn oversize_values_and_the_server_budget_fail_cleanly_while_others_are_ser
         }
     };
     assert_eq!(rows[0][0].as_deref(), Some("500000000"));
+}
+
+/// A COPY staging more than the server budget stops with 53200 and applies
+/// nothing; once it is gone, the budget is free for the next one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_copy_staging_past_the_server_budget_gets_53200_and_applies_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("cohortdb.toml");
+    std::fs::write(&config, "max_server_memory_mb = 256\n").expect("write config");
+    let server = TestServer::start_with(
+        &dir.path().join("data"),
+        &["--config", config.to_str().expect("utf-8")],
+    );
+    let c = server.client().await;
+    exec(&c, "CREATE TABLE notes (id bigint PRIMARY KEY, body text)").await;
+    // 4,000 rows of 100 kB: 400 MB staged, past the 256 MB budget
+    let body = "x".repeat(100_000);
+    let sink = c
+        .copy_in::<_, bytes::Bytes>("COPY notes FROM STDIN")
+        .await
+        .expect("copy starts");
+    let mut sink = Box::pin(sink);
+    let mut sent = Ok(());
+    for i in 0..4000 {
+        sent = sink
+            .as_mut()
+            .feed(bytes::Bytes::from(format!("{i}\t{body}\n")))
+            .await;
+        if sent.is_err() {
+            break;
+        }
+    }
+    let err = match sent {
+        Err(e) => e,
+        Ok(()) => sink.as_mut().finish().await.expect_err("53200"),
+    };
+    assert_eq!(err.code().map(|c| c.code()), Some("53200"), "{err}");
+    let message = err
+        .as_db_error()
+        .map(|d| d.message().to_string())
+        .unwrap_or_default();
+    assert!(message.contains("max_server_memory"), "{message}");
+    let rows = simple_rows(&c, "SELECT count(*) FROM notes").await;
+    assert_eq!(rows[0][0].as_deref(), Some("0"));
+    // a COPY within the budget goes through afterwards
+    let sink = c
+        .copy_in::<_, bytes::Bytes>("COPY notes FROM STDIN")
+        .await
+        .expect("copy starts");
+    let mut sink = Box::pin(sink);
+    for i in 0..500 {
+        sink.as_mut()
+            .feed(bytes::Bytes::from(format!("{i}\t{body}\n")))
+            .await
+            .expect("send");
+    }
+    assert_eq!(sink.as_mut().finish().await.expect("copy done"), 500);
 }

@@ -152,7 +152,9 @@ impl ContactIngest {
     }
 }
 
-/// Fails with 54000 when a statement has staged more than the configured maximum.
+/// Fails with 54000 when a statement has staged more than the configured
+/// maximum, and with 53200 when the process is past the server memory
+/// budget (`max_server_memory_mb`) while it stages.
 fn check_statement_size(store: &Store, bytes: usize) -> Result<()> {
     let max = store.max_statement_bytes();
     if bytes > max {
@@ -161,6 +163,7 @@ fn check_statement_size(store: &Store, bytes: usize) -> Result<()> {
             max >> 20
         )));
     }
+    crate::runtime::memory_budget::check_staging(bytes)?;
     Ok(())
 }
 

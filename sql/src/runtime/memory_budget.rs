@@ -72,6 +72,13 @@ pub fn check_headroom(bytes: usize) -> DfResult<Headroom> {
     }
 }
 
+/// Refuses (53200) to go on staging a COPY or INSERT when the process plus
+/// `staged` (the statement's write batch, held by RocksDB outside the
+/// allocator's count) is past the installed budget.
+pub fn check_staging(staged: usize) -> DfResult<()> {
+    check_headroom(staged).map(drop)
+}
+
 fn exhausted(used: usize, bytes: usize, limit: usize) -> DataFusionError {
     DataFusionError::ResourcesExhausted(format!(
         "{SERVER_BUDGET_EXHAUSTED}: {} MB are in use, {} MB more were asked for, max_server_memory is {} MB",
