@@ -25,6 +25,25 @@ fn cpu_share(pid: u32, window: Duration) -> f64 {
     (cpu_seconds(pid) - before) / window.as_secs_f64()
 }
 
+/// Starts `COPY sku FROM STDIN` and feeds it `rows` rows (no CopyDone yet).
+async fn copy_sku_rows(
+    client: &tokio_postgres::Client,
+    rows: usize,
+) -> std::pin::Pin<Box<tokio_postgres::CopyInSink<bytes::Bytes>>> {
+    let sink = client
+        .copy_in::<_, bytes::Bytes>("COPY sku FROM STDIN")
+        .await
+        .expect("copy starts");
+    let mut sink = Box::pin(sink);
+    for i in 0..rows {
+        sink.as_mut()
+            .feed(bytes::Bytes::from(format!("c{i}\t{i}.5\n")))
+            .await
+            .expect("send");
+    }
+    sink
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_closed_client_cancels_its_statement_and_an_abandoned_copy_applies_nothing() {
     let server = TestServer::start();
@@ -97,17 +116,7 @@ async fn a_closed_client_cancels_its_statement_and_an_abandoned_copy_applies_not
         .await
         .expect("connect");
     let conn_task = tokio::spawn(connection);
-    let sink = client
-        .copy_in::<_, bytes::Bytes>("COPY sku FROM STDIN")
-        .await
-        .expect("copy starts");
-    let mut sink = Box::pin(sink);
-    for i in 0..1000 {
-        sink.as_mut()
-            .feed(bytes::Bytes::from(format!("c{i}\t{i}.5\n")))
-            .await
-            .expect("send");
-    }
+    let mut sink = copy_sku_rows(&client, 1000).await;
     sink.as_mut().flush().await.expect("flush");
     tokio::time::sleep(Duration::from_millis(300)).await;
     conn_task.abort();
@@ -121,17 +130,7 @@ async fn a_closed_client_cancels_its_statement_and_an_abandoned_copy_applies_not
         "an abandoned COPY applied rows"
     );
     // the same COPY finished applies everything
-    let sink = sentinel
-        .copy_in::<_, bytes::Bytes>("COPY sku FROM STDIN")
-        .await
-        .expect("copy starts");
-    let mut sink = Box::pin(sink);
-    for i in 0..1000 {
-        sink.as_mut()
-            .feed(bytes::Bytes::from(format!("c{i}\t{i}.5\n")))
-            .await
-            .expect("send");
-    }
+    let mut sink = copy_sku_rows(&sentinel, 1000).await;
     let n = sink.as_mut().finish().await.expect("copy done");
     assert_eq!(n, 1000);
 }
