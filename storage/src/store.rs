@@ -629,6 +629,20 @@ impl Store {
         }
     }
 
+    /// One identity row by its key: `(contact, created_at_ms)`.
+    pub fn get_identity(
+        &self,
+        id_type: &str,
+        channel_id: &str,
+        id_value: &str,
+    ) -> Result<Option<(u64, i64)>> {
+        let k = keys::identity_key(id_type, channel_id, id_value);
+        match self.db.get_pinned_cf(self.cf(cf::IDENTITIES), k)? {
+            Some(v) => Ok(Some(decode_identity_value(&v)?)),
+            None => Ok(None),
+        }
+    }
+
     /// The contact a merged (retired) contact id now resolves to, following
     /// chains of merges; `None` when `id` was never merged away.
     pub fn resolve_alias(&self, id: u64) -> Result<Option<u64>> {

@@ -19,8 +19,9 @@ use cohortdb_sql::ingest::copy::{format_header, format_row, CopyIn, CopyOptions}
 use cohortdb_sql::model::pgtext;
 use cohortdb_sql::runtime::settings::PG_VERSION_NUM;
 use cohortdb_sql::{Engine, Outcome, Prepared, Session, Statement};
+use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::DataType;
-use futures::{stream, Sink, SinkExt, StreamExt};
+use futures::{stream, Sink, SinkExt, Stream, StreamExt};
 use pgwire::api::auth::{ServerParameterProvider, StartupHandler};
 use pgwire::api::copy::CopyHandler;
 use pgwire::api::portal::{Format, Portal};
@@ -365,24 +366,15 @@ impl QueryHandler {
         Ok(match outcome {
             Outcome::Rows(df) => {
                 let origins = state.session.column_origins(df.logical_plan()).await;
-                let all_text = (0..df.schema().fields().len())
-                    .all(|i| format.format_for(i) == FieldFormat::Text);
-                let supported = df
-                    .schema()
-                    .fields()
-                    .iter()
-                    .all(|f| pgtext::supports(f.data_type()));
-                let mut q = if all_text && supported {
-                    encode_text(df, state.session.timezone()).await?
-                } else {
-                    let opts = Arc::new(FormatOptions::from_client_metadata(client.metadata()));
-                    arrow_pg::datatypes::df::encode_dataframe(df, format, Some(opts)).await?
-                };
-                // PostgreSQL's names whichever encoder built the fields
-                let named = pg_named(q.row_schema.iter().cloned());
-                q.row_schema = Arc::new(with_origins(named, &origins));
-                let rows = std::mem::replace(&mut q.data_rows, Box::pin(stream::empty()));
-                q.data_rows = Box::pin(cancel::guard_stream(state.watch(), rows));
+                let schema = Arc::new(df.schema().as_arrow().clone());
+                let batches = df.execute_stream().await.map_err(|e| to_pg(e.into()))?;
+                let q = encode_rows(client, state, &schema, batches, &origins, format)?;
+                Response::Query(q)
+            }
+            Outcome::Batch { batch, origins } => {
+                let schema = batch.schema();
+                let batches = stream::once(async move { Ok(batch) });
+                let q = encode_rows(client, state, &schema, batches, &origins, format)?;
                 Response::Query(q)
             }
             Outcome::Command { tag, rows } => {
@@ -564,11 +556,66 @@ fn pg_named(fields: impl IntoIterator<Item = FieldInfo>) -> Vec<FieldInfo> {
         .collect()
 }
 
-/// Encodes a result in Postgres text format with cohortdb's formatter
-/// (`cohortdb_sql::model::pgtext`), matching what PostgreSQL prints.
-async fn encode_text(df: datafusion::dataframe::DataFrame, tz: Tz) -> PgWireResult<QueryResponse> {
-    let fields = Arc::new(pg_fields(df.schema().as_arrow(), &Format::UnifiedText)?);
-    let batches = df.execute_stream().await.map_err(|e| to_pg(e.into()))?;
+/// Encodes rows for the client: all-text results with cohortdb's
+/// formatter (`cohortdb_sql::model::pgtext`, matching what PostgreSQL
+/// prints), others with arrow-pg; columns named as PostgreSQL names them,
+/// with their origins, the stream guarded by the connection's cancel watch.
+fn encode_rows<C, S>(
+    client: &C,
+    state: &ConnState,
+    schema: &datafusion::arrow::datatypes::Schema,
+    batches: S,
+    origins: &[cohortdb_sql::pgcompat::origins::Origin],
+    format: &Format,
+) -> PgWireResult<QueryResponse>
+where
+    C: ClientInfo,
+    S: Stream<Item = datafusion::error::Result<RecordBatch>> + Send + 'static,
+{
+    let all_text = (0..schema.fields().len()).all(|i| format.format_for(i) == FieldFormat::Text);
+    let supported = schema
+        .fields()
+        .iter()
+        .all(|f| pgtext::supports(f.data_type()));
+    let mut q = if all_text && supported {
+        encode_text(schema, batches, state.session.timezone())?
+    } else {
+        let opts = Arc::new(FormatOptions::from_client_metadata(client.metadata()));
+        let fields = Arc::new(arrow_pg::datatypes::arrow_schema_to_pg_fields(
+            schema,
+            format,
+            Some(opts),
+        )?);
+        let row_fields = fields.clone();
+        let rows = batches
+            .map(move |b| {
+                let rows: Box<dyn Iterator<Item = PgWireResult<DataRow>> + Send + Sync> = match b {
+                    Ok(b) => arrow_pg::datatypes::encode_recordbatch(row_fields.clone(), b),
+                    Err(e) => Box::new(std::iter::once(Err(to_pg(e.into())))),
+                };
+                stream::iter(rows)
+            })
+            .flatten();
+        QueryResponse::new(fields, rows)
+    };
+    // PostgreSQL's names whichever encoder built the fields
+    let named = pg_named(q.row_schema.iter().cloned());
+    q.row_schema = Arc::new(with_origins(named, origins));
+    let rows = std::mem::replace(&mut q.data_rows, Box::pin(stream::empty()));
+    q.data_rows = Box::pin(cancel::guard_stream(state.watch(), rows));
+    Ok(q)
+}
+
+/// Encodes rows in Postgres text format with cohortdb's formatter.
+fn encode_text<S>(
+    schema: &datafusion::arrow::datatypes::Schema,
+    batches: S,
+    tz: Tz,
+) -> PgWireResult<QueryResponse>
+where
+    S: Stream<Item = datafusion::error::Result<RecordBatch>> + Send + 'static,
+{
+    let fields = Arc::new(pg_fields(schema, &Format::UnifiedText)?);
     let schema = fields.clone();
     let rows = batches.flat_map(move |b| {
         let rows: Vec<PgWireResult<DataRow>> = match b {

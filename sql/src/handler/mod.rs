@@ -6,7 +6,8 @@
 //! - `query.rs`: queries and DML planned by DataFusion;
 //! - `ddl.rs`: `CREATE TABLE`, `DROP TABLE`, `ALTER TABLE … ADD COLUMN`;
 //! - `copy.rs`: `COPY FROM STDIN` / `COPY TO STDOUT` set-up;
-//! - `procedures.rs`: `CALL`.
+//! - `procedures.rs`: `CALL`;
+//! - `lookup.rs`: queries that read rows by key, answered without DataFusion execution.
 //!
 //! May use: `access`, `statement`, `analytics`, `tables`, `ingest`,
 //! `identity`, `segments`, `pgcompat`, `runtime`, `model`, `error`.
@@ -14,6 +15,7 @@
 pub mod copy;
 pub mod ddl;
 pub mod journeys;
+pub mod lookup;
 pub mod procedures;
 pub mod query;
 pub mod views;
@@ -28,6 +30,14 @@ use crate::runtime::Reply;
 pub enum Outcome {
     /// Rows to send.
     Rows(DataFrame),
+    /// Rows already computed (a key lookup), with the table OID and column
+    /// number of each column (RowDescription).
+    Batch {
+        /// The rows.
+        batch: datafusion::arrow::array::RecordBatch,
+        /// Origin of each column, as `Session::column_origins` reports them.
+        origins: Vec<crate::pgcompat::origins::Origin>,
+    },
     /// A completed command: tag and affected rows (`INSERT 0 n` is formatted by the server).
     Command {
         /// Command tag word(s), e.g. `CREATE TABLE`.

@@ -5,9 +5,46 @@
 use datafusion::arrow::datatypes::DataType as ArrowType;
 use datafusion::logical_expr::LogicalPlan;
 
-use super::{Prepared, Session};
-use crate::error::Result;
+use std::sync::Arc;
+
+use datafusion::common::tree_node::TreeNodeRecursion;
+
+use super::{CurrentPlan, PlannedIn, Prepared, Session};
+use crate::error::{Result, SqlError};
+use crate::handler::lookup::KeyLookup;
 use crate::statement::Statement;
+
+/// Whether every table `plan` reads is still defined as in `catalog`
+/// (providers that cannot tell count as changed).
+fn reads_current_tables(plan: &LogicalPlan, catalog: &cohortdb_storage::Catalog) -> bool {
+    let mut current = true;
+    let _ = plan.apply_with_subqueries(|p| {
+        let source = match p {
+            LogicalPlan::TableScan(scan) => &scan.source,
+            LogicalPlan::Dml(dml) => &dml.target,
+            _ => return Ok(TreeNodeRecursion::Continue),
+        };
+        let same = datafusion::datasource::source_as_provider(source)
+            .ok()
+            .and_then(|t| crate::tables::keyed::defined_as_in(t.as_ref(), catalog));
+        if same != Some(true) {
+            current = false;
+            return Ok(TreeNodeRecursion::Stop);
+        }
+        Ok(TreeNodeRecursion::Continue)
+    });
+    current
+}
+
+/// Whether two plans return the same columns (names and types).
+fn same_columns(a: &LogicalPlan, b: &LogicalPlan) -> bool {
+    let (a, b) = (a.schema().as_arrow(), b.schema().as_arrow());
+    a.fields().len() == b.fields().len()
+        && a.fields()
+            .iter()
+            .zip(b.fields())
+            .all(|(x, y)| x.name() == y.name() && x.data_type() == y.data_type())
+}
 
 impl Session {
     /// Plans a statement for Parse/Describe (no side effects).
@@ -44,9 +81,12 @@ impl Session {
                 schema,
                 origins: vec![],
                 bound_types,
+                lookup: None,
+                planned_in: None,
             });
         };
         let is_query = matches!(ast, datafusion::sql::sqlparser::ast::Statement::Query(_));
+        let catalog = self.engine.store().catalog();
         let schema = match crate::handler::query::returning_schema(&self.context(), ast).await? {
             Some(s) => Some(s),
             None => schema,
@@ -64,13 +104,83 @@ impl Session {
         } else {
             vec![]
         };
+        let lookup = if is_query {
+            KeyLookup::recognize(&plan).map(Arc::new)
+        } else {
+            None
+        };
         Ok(Prepared {
             stmt,
             plan: Some(plan),
             schema,
             origins,
             bound_types: vec![],
+            lookup,
+            planned_in: Some(PlannedIn {
+                catalog,
+                client_types: client_types.to_vec(),
+                current: Default::default(),
+            }),
         })
+    }
+
+    /// The plan (and key lookup) a prepared statement runs now: the one
+    /// Parse made while the tables it reads are defined as they were then;
+    /// otherwise the statement planned again, which must keep its result
+    /// columns and parameter types (as PostgreSQL, 0A000 "cached plan must
+    /// not change result type" when a column was added to a `SELECT *`).
+    pub(super) async fn current_plan(
+        &self,
+        p: &Prepared,
+        plan: &LogicalPlan,
+    ) -> Result<(LogicalPlan, Option<Arc<KeyLookup>>)> {
+        let Some(planned_in) = &p.planned_in else {
+            return Ok((plan.clone(), p.lookup.clone()));
+        };
+        let now = self.engine.store().catalog();
+        if Arc::ptr_eq(&now, &planned_in.catalog) {
+            return Ok((plan.clone(), p.lookup.clone()));
+        }
+        if let Some(c) = planned_in.current.lock().expect("current plan").as_ref() {
+            if Arc::ptr_eq(&now, &c.catalog) {
+                return Ok((c.plan.clone(), c.lookup.clone()));
+            }
+        }
+        let current = if reads_current_tables(plan, &now) {
+            CurrentPlan {
+                catalog: now,
+                plan: plan.clone(),
+                lookup: p.lookup.clone(),
+            }
+        } else {
+            let fresh =
+                Box::pin(self.prepare_typed(p.stmt.clone(), &planned_in.client_types)).await?;
+            let Some(fresh_plan) = fresh.plan else {
+                return Err(SqlError::Unsupported(
+                    "cached plan must not change result type".into(),
+                ));
+            };
+            if !p.stmt.is_dml() && !same_columns(plan, &fresh_plan) {
+                return Err(SqlError::Unsupported(
+                    "cached plan must not change result type (a table it reads was altered since it was prepared; prepare it again)".into(),
+                ));
+            }
+            if crate::pgcompat::params::parameter_types(plan)?
+                != crate::pgcompat::params::parameter_types(&fresh_plan)?
+            {
+                return Err(SqlError::Unsupported(
+                    "cached plan must not change parameter types (a table it reads was altered since it was prepared; prepare it again)".into(),
+                ));
+            }
+            CurrentPlan {
+                catalog: now,
+                plan: fresh_plan,
+                lookup: fresh.lookup,
+            }
+        };
+        let out = (current.plan.clone(), current.lookup.clone());
+        *planned_in.current.lock().expect("current plan") = Some(current);
+        Ok(out)
     }
 
     /// Table OID and column number of each output column of `plan` that is

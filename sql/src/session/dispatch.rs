@@ -6,12 +6,14 @@
 
 use datafusion::common::tree_node::TreeNode;
 use datafusion::common::ParamValues;
+use datafusion::logical_expr::LogicalPlan;
 
 use super::{Outcome, Prepared, Session};
 use crate::access::privilege;
 use crate::access::roles::RoleSet;
 use crate::error::Result;
 use crate::handler;
+use crate::handler::lookup::KeyLookup;
 use crate::statement::Statement;
 
 impl Session {
@@ -33,10 +35,24 @@ impl Session {
             (Some(plan), Some(ast)) => {
                 let roles = self.authorize();
                 privilege::check_statement(&p.stmt, roles, &self.user())?;
-                privilege::check_plan(plan, roles)?;
+                let (plan, lookup) = self.current_plan(p, plan).await?;
+                privilege::check_plan(&plan, roles)?;
+                if params.is_none() && matches!(plan, LogicalPlan::Explain(_)) {
+                    if let Some(out) = self.key_lookup(&plan).await? {
+                        return Ok(out);
+                    }
+                }
+                if let Some(lookup) = lookup {
+                    if let Some(batch) = lookup.run(params.as_ref()).await? {
+                        return Ok(Outcome::Batch {
+                            batch,
+                            origins: p.origins.clone(),
+                        });
+                    }
+                }
                 let plan = match params {
-                    Some(v) => plan.clone().replace_params_with_values(&v)?,
-                    None => plan.clone(),
+                    Some(v) => plan.replace_params_with_values(&v)?,
+                    None => plan,
                 };
                 let reply = handler::query::run_plan(&self.query_context()?, ast, plan).await?;
                 Ok(reply.into())
@@ -50,6 +66,35 @@ impl Session {
             },
             (Some(_), None) => self.execute(p.stmt.clone()).await,
         }
+    }
+
+    /// A query that reads rows by key, answered by `handler::lookup`
+    /// (`None`: not one; run the plan). `EXPLAIN` of one runs as usual and
+    /// shows the lookup as its physical plan.
+    async fn key_lookup(&self, plan: &LogicalPlan) -> Result<Option<Outcome>> {
+        if let LogicalPlan::Explain(e) = plan {
+            let Some(lookup) = KeyLookup::recognize(&e.plan) else {
+                return Ok(None);
+            };
+            let df = self
+                .query_context()?
+                .execute_logical_plan(plan.clone())
+                .await?;
+            let schema = std::sync::Arc::new(df.schema().as_arrow().clone());
+            let batch = datafusion::arrow::compute::concat_batches(&schema, &df.collect().await?)?;
+            return Ok(Some(Outcome::Batch {
+                batch: explained_as_lookup(&batch, &lookup.describe())?,
+                origins: vec![],
+            }));
+        }
+        let Some(lookup) = KeyLookup::recognize(plan) else {
+            return Ok(None);
+        };
+        let Some(batch) = lookup.run(None).await? else {
+            return Ok(None);
+        };
+        let origins = self.column_origins(plan).await;
+        Ok(Some(Outcome::Batch { batch, origins }))
     }
 
     /// Executes one statement: privileges first, then the statement, then
@@ -104,6 +149,9 @@ impl Session {
             | Statement::Delete(ast) => {
                 let plan = handler::query::plan(&ctx.df, &ast).await?;
                 privilege::check_plan(&plan, roles)?;
+                if let Some(out) = self.key_lookup(&plan).await? {
+                    return Ok(out);
+                }
                 let mut audit = None;
                 plan.apply(|p| {
                     if let datafusion::logical_expr::LogicalPlan::Dml(d) = p {
@@ -241,6 +289,33 @@ impl Session {
             }
         })
     }
+}
+
+/// An EXPLAIN result with its physical plan replaced by `lookup` (the
+/// rows of `plan_type` `physical_plan`).
+fn explained_as_lookup(
+    batch: &datafusion::arrow::array::RecordBatch,
+    lookup: &str,
+) -> Result<datafusion::arrow::array::RecordBatch> {
+    use datafusion::arrow::array::{Array, AsArray, StringArray};
+    if batch.num_columns() != 2 {
+        return Ok(batch.clone());
+    }
+    let kinds = batch.column(0).as_string::<i32>();
+    let plans = batch.column(1).as_string::<i32>();
+    let replaced: StringArray = (0..batch.num_rows())
+        .map(|r| {
+            if kinds.value(r) == "physical_plan" {
+                Some(lookup.to_string())
+            } else {
+                plans.is_valid(r).then(|| plans.value(r).to_string())
+            }
+        })
+        .collect();
+    Ok(datafusion::arrow::array::RecordBatch::try_new(
+        batch.schema(),
+        vec![batch.column(0).clone(), std::sync::Arc::new(replaced)],
+    )?)
 }
 
 /// The detail of a statement's audit row: its row count, if any.

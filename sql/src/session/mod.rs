@@ -45,6 +45,36 @@ pub struct Prepared {
     /// Types of the `$n` parameters of statements DataFusion does not plan
     /// (`CALL`, identity-keyed INSERT; see `statement::bind`).
     pub bound_types: Vec<Option<DataType>>,
+    /// The key lookup the plan is, when it is one (`handler::lookup`).
+    pub lookup: Option<Arc<crate::handler::lookup::KeyLookup>>,
+    /// The catalog the plan was made in, and its re-planning since.
+    pub planned_in: Option<PlannedIn>,
+}
+
+/// The catalog a prepared plan was made in, what it was made with, and the
+/// plan Execute uses once the catalog has changed (`describe.rs`).
+#[derive(Clone)]
+pub struct PlannedIn {
+    catalog: Arc<cohortdb_storage::Catalog>,
+    /// The Parse message's parameter types.
+    client_types: Vec<Option<DataType>>,
+    current: Arc<Mutex<Option<CurrentPlan>>>,
+}
+
+impl std::fmt::Debug for PlannedIn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PlannedIn")
+            .field("client_types", &self.client_types)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A prepared statement's plan valid in `catalog`.
+#[derive(Clone)]
+struct CurrentPlan {
+    catalog: Arc<cohortdb_storage::Catalog>,
+    plan: LogicalPlan,
+    lookup: Option<Arc<crate::handler::lookup::KeyLookup>>,
 }
 
 impl Prepared {

@@ -69,6 +69,24 @@ impl ContactsTable {
         }
     }
 
+    /// The keyed read of `contacts` (`contact_view` has none).
+    pub fn keyed(&self) -> Option<&dyn super::keyed::KeyedRead> {
+        (!self.view).then_some(self as &dyn super::keyed::KeyedRead)
+    }
+
+    /// Whether this provider's columns are those `catalog` defines now.
+    pub fn defined_as_in(&self, catalog: &cohortdb_storage::Catalog) -> bool {
+        let now = ContactLayout::new_in(catalog, &self.layout.tz);
+        if now.cols != self.layout.cols {
+            return false;
+        }
+        match &self.extras {
+            None => true,
+            // the group and tag columns
+            Some(x) => super::groups::ViewExtras::new(&self.store, &now).schema == x.schema,
+        }
+    }
+
     fn name(&self) -> &'static str {
         if self.view {
             "contact_view"
@@ -356,6 +374,32 @@ fn batch_rows(
         }
     }
     Ok(rows)
+}
+
+impl super::keyed::KeyedRead for ContactsTable {
+    fn key_columns(&self) -> Vec<usize> {
+        self.layout
+            .cols
+            .iter()
+            .position(|(_, c)| matches!(c, ContactCol::Id))
+            .into_iter()
+            .collect()
+    }
+
+    fn read_keys(&self, keys: &[Vec<ScalarValue>]) -> Result<RecordBatch> {
+        // as `scan` reads `id = …` / `id IN (…)`: sorted, each id once
+        let mut ids: Vec<u64> = keys
+            .iter()
+            .filter_map(|k| k.first().and_then(scalar_to_u64))
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let batches = contact_batches(&self.store, &self.layout, Some(&ids), &self.masked_now())?;
+        Ok(datafusion::arrow::compute::concat_batches(
+            &self.layout.schema,
+            &batches,
+        )?)
+    }
 }
 
 #[async_trait::async_trait]

@@ -89,3 +89,50 @@ impl TableProvider for IdentitiesTable {
         memory_exec(schema(&self.tz), vec![batch], projection)
     }
 }
+
+impl super::keyed::KeyedRead for IdentitiesTable {
+    fn key_columns(&self) -> Vec<usize> {
+        vec![1, 2, 3]
+    }
+
+    fn read_keys(
+        &self,
+        keys: &[Vec<datafusion::common::ScalarValue>],
+    ) -> crate::error::Result<RecordBatch> {
+        use datafusion::common::ScalarValue as S;
+        let (mut c, mut t, mut ch, mut v) = (
+            Int64Builder::new(),
+            StringBuilder::new(),
+            StringBuilder::new(),
+            StringBuilder::new(),
+        );
+        let mut ts = TimestampMillisecondBuilder::new().with_timezone(self.tz.as_ref());
+        for key in keys {
+            let [S::Utf8(Some(id_type)), S::Utf8(Some(channel)), S::Utf8(Some(value))] =
+                key.as_slice()
+            else {
+                return Err(crate::error::SqlError::InvalidValue(
+                    "an identities key lookup takes id_type, channel_id and id_value as text"
+                        .into(),
+                ));
+            };
+            if let Some((contact, created)) = self.store.get_identity(id_type, channel, value)? {
+                c.append_value(contact as i64);
+                t.append_value(id_type);
+                ch.append_value(channel);
+                v.append_value(value);
+                ts.append_value(created);
+            }
+        }
+        Ok(RecordBatch::try_new(
+            schema(&self.tz),
+            vec![
+                Arc::new(c.finish()),
+                Arc::new(t.finish()),
+                Arc::new(ch.finish()),
+                Arc::new(v.finish()),
+                Arc::new(ts.finish()),
+            ],
+        )?)
+    }
+}

@@ -14,6 +14,7 @@ pub mod events;
 pub mod groups;
 pub mod identities;
 pub mod journeys;
+pub mod keyed;
 pub mod meta;
 pub mod user;
 pub mod view;

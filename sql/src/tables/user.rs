@@ -48,8 +48,8 @@ impl UserTable {
 enum Rows {
     /// Every row.
     All,
-    /// The row a primary key equality names (none when no row has it).
-    Key(Option<u64>),
+    /// The rows primary key equalities name, in row-id (scan) order.
+    Keys(Vec<u64>),
 }
 
 /// The row ids `filters` pin down through the primary key: a conjunct
@@ -95,25 +95,53 @@ fn rows_for(
             };
             let Some(lit) = lit else { continue };
             if lit.is_null() {
-                return Ok(Rows::Key(None));
+                return Ok(Rows::Keys(vec![]));
             }
-            let arr = lit.to_array()?;
-            let target = schema.field(*pk as usize).data_type();
-            let Ok(arr) = datafusion::arrow::compute::cast(&arr, target) else {
-                continue;
-            };
-            let Ok(v) = value_at(arr.as_ref(), 0, col.data_type) else {
-                continue;
-            };
-            let mut row = vec![cohortdb_storage::Value::Null; def.columns.len()];
-            row[*pk as usize] = v;
-            let Some(key) = user_pk(def, &row)? else {
-                return Ok(Rows::All);
-            };
-            return Ok(Rows::Key(store.get_user_pk(def.id, &key)?));
+            match row_of_key(store, def, schema, &lit)? {
+                KeyRow::Unusable => continue,
+                KeyRow::Scan => return Ok(Rows::All),
+                KeyRow::Found(row) => return Ok(Rows::Keys(row.into_iter().collect())),
+            }
         }
     }
     Ok(Rows::All)
+}
+
+/// What a primary key value names.
+enum KeyRow {
+    /// The value does not convert to the key's type: not a key lookup.
+    Unusable,
+    /// The key cannot be encoded (NULL part): read every row.
+    Scan,
+    /// The row id it names, if a row has it.
+    Found(Option<u64>),
+}
+
+/// The row the one-column primary key value `lit` names.
+fn row_of_key(
+    store: &Store,
+    def: &UserTableDef,
+    schema: &SchemaRef,
+    lit: &datafusion::common::ScalarValue,
+) -> Result<KeyRow> {
+    let [pk] = def.primary_key.as_slice() else {
+        return Ok(KeyRow::Scan);
+    };
+    let col = &def.columns[*pk as usize];
+    let arr = lit.to_array()?;
+    let target = schema.field(*pk as usize).data_type();
+    let Ok(arr) = datafusion::arrow::compute::cast(&arr, target) else {
+        return Ok(KeyRow::Unusable);
+    };
+    let Ok(v) = value_at(arr.as_ref(), 0, col.data_type) else {
+        return Ok(KeyRow::Unusable);
+    };
+    let mut row = vec![cohortdb_storage::Value::Null; def.columns.len()];
+    row[*pk as usize] = v;
+    let Some(key) = user_pk(def, &row)? else {
+        return Ok(KeyRow::Scan);
+    };
+    Ok(KeyRow::Found(store.get_user_pk(def.id, &key)?))
 }
 
 /// The rows `which` names, plus a trailing hidden row-id column when `with_row_id`.
@@ -141,10 +169,11 @@ fn table_batch(
     };
     match which {
         Rows::All => store.scan_user_rows(def.id, &mut add)?,
-        Rows::Key(None) => {}
-        Rows::Key(Some(id)) => {
-            if let Some(bytes) = store.get_user_row(def.id, id)? {
-                add(id, &bytes);
+        Rows::Keys(ids) => {
+            for id in ids {
+                if let Some(bytes) = store.get_user_row(def.id, id)? {
+                    add(id, &bytes);
+                }
             }
         }
     }
@@ -188,6 +217,56 @@ fn filter_rows(
     Ok(datafusion::arrow::compute::filter_record_batch(
         full, &mask,
     )?)
+}
+
+impl UserTable {
+    /// The keyed read of this table: one with a one-column primary key.
+    pub fn keyed(&self) -> Option<&dyn super::keyed::KeyedRead> {
+        (self.def.primary_key.len() == 1).then_some(self as &dyn super::keyed::KeyedRead)
+    }
+
+    /// Whether this provider's definition is the one `catalog` holds now.
+    pub fn defined_as_in(&self, catalog: &cohortdb_storage::Catalog) -> bool {
+        catalog.data().tables.iter().any(|t| t == &self.def)
+    }
+}
+
+impl super::keyed::KeyedRead for UserTable {
+    fn key_columns(&self) -> Vec<usize> {
+        self.def.primary_key.iter().map(|c| *c as usize).collect()
+    }
+
+    fn read_keys(&self, keys: &[Vec<datafusion::common::ScalarValue>]) -> Result<RecordBatch> {
+        let mut ids = Vec::with_capacity(keys.len());
+        for k in keys {
+            let [v] = k.as_slice() else {
+                return Err(SqlError::InvalidValue(
+                    "a user-table key lookup takes one value per key".into(),
+                ));
+            };
+            match row_of_key(&self.store, &self.def, &self.schema, v)? {
+                KeyRow::Found(Some(id)) => ids.push(id),
+                KeyRow::Found(None) => {}
+                KeyRow::Unusable | KeyRow::Scan => {
+                    return Err(SqlError::InvalidValue(format!(
+                        "key value {v} of table {} cannot be looked up",
+                        self.def.name
+                    )))
+                }
+            }
+        }
+        // a scan returns rows in row-id order, each once
+        ids.sort_unstable();
+        ids.dedup();
+        table_batch(
+            &self.store,
+            &self.def,
+            &self.schema,
+            false,
+            &self.tz,
+            Rows::Keys(ids),
+        )
+    }
 }
 
 #[async_trait::async_trait]
