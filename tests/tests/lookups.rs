@@ -117,6 +117,18 @@ async fn setup(c: &Client) {
     exec(c, "CALL identify('oa_news', 'openid_1', '{}')").await;
     exec(
         c,
+        "CREATE GROUP group_bj REFRESH MANUAL AS SELECT id FROM contact_view WHERE city = '北京'",
+    )
+    .await;
+    exec(c, "REFRESH GROUP group_bj").await;
+    exec(c, "CREATE STATIC GROUP group_form").await;
+    exec(
+        c,
+        "ALTER GROUP group_form ADD CONTACTS VALUES (1), (4), (9)",
+    )
+    .await;
+    exec(
+        c,
         "CREATE TABLE skus (sku INT PRIMARY KEY, title TEXT, price DOUBLE)",
     )
     .await;
@@ -202,6 +214,17 @@ async fn fast_path_returns_what_the_general_path_returns() {
             let fast = format!("SELECT {p} FROM contacts WHERE id = $1");
             let general = format!("SELECT {p} FROM contacts WHERE id = $1 AND true");
             compare(&c, &fast, &general, &[id]).await;
+        }
+    }
+    // contact_view: fields, then group membership columns
+    for id in [1i64, 4, 5, 12, 21, 30, 999] {
+        for p in ["*", "id, group_form, name", "group_bj"] {
+            let fast = format!("SELECT {p} FROM contact_view WHERE id = {id}");
+            let general = format!("SELECT {p} FROM contact_view WHERE id = {id} AND true");
+            compare_simple(&c, &fast, &general).await;
+            let fast = format!("SELECT {p} FROM contact_view WHERE id = $1");
+            let general = format!("SELECT {p} FROM contact_view WHERE id = $1 AND true");
+            compare(&c, &fast, &general, &[&id]).await;
         }
     }
     // IN lists, duplicates, LIMIT, an alias, a NULL parameter

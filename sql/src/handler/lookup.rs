@@ -1,5 +1,5 @@
 //! The key-lookup fast path: a planned query that reads rows of one table
-//! by its whole key (`contacts.id`, a user table's one-column primary key,
+//! by its whole key (`contacts.id`, `contact_view.id`, a user table's one-column primary key,
 //! `identities (id_type, channel_id, id_value)`) and projects columns is
 //! answered with direct RocksDB gets, without DataFusion execution.
 //!
@@ -255,10 +255,11 @@ impl KeyLookup {
             keys.push(key);
         }
         let rows = if keys.len() <= INLINE_KEYS {
-            read(self.table.as_ref(), &keys)?
+            read(self.table.as_ref(), &keys, &self.columns)?
         } else {
             let table = self.table.clone();
-            tokio::task::spawn_blocking(move || read(table.as_ref(), &keys))
+            let columns = self.columns.clone();
+            tokio::task::spawn_blocking(move || read(table.as_ref(), &keys, &columns))
                 .await
                 .map_err(|e| crate::error::SqlError::Unsupported(format!("key lookup: {e}")))??
         };
@@ -277,9 +278,13 @@ impl KeyLookup {
     }
 }
 
-fn read(table: &dyn TableProvider, keys: &[Vec<ScalarValue>]) -> Result<RecordBatch> {
+fn read(
+    table: &dyn TableProvider,
+    keys: &[Vec<ScalarValue>],
+    columns: &[usize],
+) -> Result<RecordBatch> {
     match keyed(table) {
-        Some(k) => k.read_keys(keys),
+        Some(k) => k.read_keys(keys, columns),
         None => Err(crate::error::SqlError::Unsupported(
             "key lookup on a table without a keyed read".into(),
         )),

@@ -69,9 +69,9 @@ impl ContactsTable {
         }
     }
 
-    /// The keyed read of `contacts` (`contact_view` has none).
+    /// The keyed read of `contacts` and `contact_view` (by `id`).
     pub fn keyed(&self) -> Option<&dyn super::keyed::KeyedRead> {
-        (!self.view).then_some(self as &dyn super::keyed::KeyedRead)
+        Some(self as &dyn super::keyed::KeyedRead)
     }
 
     /// Whether this provider's columns are those `catalog` defines now.
@@ -386,7 +386,7 @@ impl super::keyed::KeyedRead for ContactsTable {
             .collect()
     }
 
-    fn read_keys(&self, keys: &[Vec<ScalarValue>]) -> Result<RecordBatch> {
+    fn read_keys(&self, keys: &[Vec<ScalarValue>], columns: &[usize]) -> Result<RecordBatch> {
         // as `scan` reads `id = …` / `id IN (…)`: sorted, each id once
         let mut ids: Vec<u64> = keys
             .iter()
@@ -394,6 +394,16 @@ impl super::keyed::KeyedRead for ContactsTable {
             .collect();
         ids.sort_unstable();
         ids.dedup();
+        if let Some(x) = &self.extras {
+            return super::groups::view_rows(
+                &self.store,
+                &self.layout,
+                x,
+                &ids,
+                Some(columns),
+                &self.masked_now(),
+            );
+        }
         let batches = contact_batches(&self.store, &self.layout, Some(&ids), &self.masked_now())?;
         Ok(datafusion::arrow::compute::concat_batches(
             &self.layout.schema,

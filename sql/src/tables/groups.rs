@@ -417,6 +417,109 @@ impl Members<'_> {
     }
 }
 
+/// Rows of `contact_view` for the contacts `fetch` names (all when `None`)
+/// except those in `except`: contact fields, then group and tag columns
+/// (NULL where `projection` leaves them out).
+#[allow(clippy::too_many_arguments)]
+fn view_batches(
+    store: &Store,
+    layout: &ContactLayout,
+    extras: &ViewExtras,
+    members: &mut Members<'_>,
+    fetch: Option<&[u64]>,
+    except: Option<&RoaringTreemap>,
+    projection: Option<&[usize]>,
+    mask: &[(usize, crate::model::masking::MaskKind)],
+) -> Result<Vec<RecordBatch>> {
+    let wanted = |i: usize| projection.map_or(true, |p| p.contains(&i));
+    let mut out = Vec::new();
+    for batch in contact_batches(store, layout, fetch, mask)? {
+        let idcol = batch
+            .column(0)
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .expect("id column")
+            .clone();
+        let batch = match except {
+            Some(x) => {
+                let mask: BooleanArray = idcol
+                    .iter()
+                    .map(|v| Some(!v.is_some_and(|i| x.contains(i as u64))))
+                    .collect();
+                filter_record_batch(&batch, &mask)?
+            }
+            None => batch,
+        };
+        if batch.num_rows() == 0 {
+            continue;
+        }
+        let ids: Vec<u64> = batch
+            .column(0)
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .expect("id column")
+            .values()
+            .iter()
+            .map(|i| *i as u64)
+            .collect();
+        let mut cols: Vec<ArrayRef> = batch.columns().to_vec();
+        let mut idx = layout.schema.fields().len();
+        for g in &extras.groups {
+            if wanted(idx) {
+                let m = members.get(&g.name)?;
+                let arr: BooleanArray = ids.iter().map(|i| Some(m.contains(*i))).collect();
+                cols.push(Arc::new(arr));
+            } else {
+                cols.push(new_null_array(&A::Boolean, ids.len()));
+            }
+            idx += 1;
+        }
+        for t in &extras.tags {
+            let ty = extras.schema.field(idx).data_type().clone();
+            if wanted(idx) {
+                cols.push(crate::segments::tags::tag_column(
+                    store, t, &ids, &layout.tz,
+                )?);
+            } else {
+                cols.push(new_null_array(&ty, ids.len()));
+            }
+            idx += 1;
+        }
+        out.push(RecordBatch::try_new(extras.schema.clone(), cols)?);
+    }
+    Ok(out)
+}
+
+/// Rows of `contact_view` for contacts `ids` (sorted, each once), as a scan
+/// filtered on `id` returns them; columns outside `projection` are NULL.
+pub fn view_rows(
+    store: &Store,
+    layout: &ContactLayout,
+    extras: &ViewExtras,
+    ids: &[u64],
+    projection: Option<&[usize]>,
+    mask: &[(usize, crate::model::masking::MaskKind)],
+) -> Result<RecordBatch> {
+    let mut members = Members {
+        store,
+        loaded: HashMap::new(),
+    };
+    let batches = view_batches(
+        store,
+        layout,
+        extras,
+        &mut members,
+        Some(ids),
+        None,
+        projection,
+        mask,
+    )?;
+    Ok(datafusion::arrow::compute::concat_batches(
+        &extras.schema,
+        &batches,
+    )?)
+}
+
 /// Scans `contact_view`: contact fields, group and tag columns, with group
 /// predicates answered from bitmaps.
 pub async fn scan_view(
@@ -440,9 +543,7 @@ pub async fn scan_view(
         .join(" AND ");
     let projection = projection.cloned();
     let projection_out = projection.clone();
-    let schema = extras.schema.clone();
     let view_schema = extras.schema.clone();
-    let base_width = layout.schema.fields().len();
     let out = tokio::task::spawn_blocking(
         move || -> Result<(Vec<RecordBatch>, Option<u64>, Option<u64>)> {
             let mut members = Members {
@@ -481,62 +582,16 @@ pub async fn scan_view(
                 ),
                 (Some(Bits::Comp(s)), ids) => (ids, Some(s)),
             };
-            let wanted = |i: usize| projection.as_ref().map_or(true, |p| p.contains(&i));
-            let mut out = Vec::new();
-            for batch in contact_batches(&store, &layout, fetch.as_deref(), &mask)? {
-                let idcol = batch
-                    .column(0)
-                    .as_any()
-                    .downcast_ref::<Int64Array>()
-                    .expect("id column")
-                    .clone();
-                let batch = match &except {
-                    Some(x) => {
-                        let mask: BooleanArray = idcol
-                            .iter()
-                            .map(|v| Some(!v.is_some_and(|i| x.contains(i as u64))))
-                            .collect();
-                        filter_record_batch(&batch, &mask)?
-                    }
-                    None => batch,
-                };
-                if batch.num_rows() == 0 {
-                    continue;
-                }
-                let ids: Vec<u64> = batch
-                    .column(0)
-                    .as_any()
-                    .downcast_ref::<Int64Array>()
-                    .expect("id column")
-                    .values()
-                    .iter()
-                    .map(|i| *i as u64)
-                    .collect();
-                let mut cols: Vec<ArrayRef> = batch.columns().to_vec();
-                let mut idx = base_width;
-                for g in &extras.groups {
-                    if wanted(idx) {
-                        let m = members.get(&g.name)?;
-                        let arr: BooleanArray = ids.iter().map(|i| Some(m.contains(*i))).collect();
-                        cols.push(Arc::new(arr));
-                    } else {
-                        cols.push(new_null_array(&A::Boolean, ids.len()));
-                    }
-                    idx += 1;
-                }
-                for t in &extras.tags {
-                    let ty = schema.field(idx).data_type().clone();
-                    if wanted(idx) {
-                        cols.push(crate::segments::tags::tag_column(
-                            &store, t, &ids, &layout.tz,
-                        )?);
-                    } else {
-                        cols.push(new_null_array(&ty, ids.len()));
-                    }
-                    idx += 1;
-                }
-                out.push(RecordBatch::try_new(schema.clone(), cols)?);
-            }
+            let out = view_batches(
+                &store,
+                &layout,
+                &extras,
+                &mut members,
+                fetch.as_deref(),
+                except.as_ref(),
+                projection.as_deref(),
+                &mask,
+            )?;
             Ok((out, bitmap_count, None))
         },
     )

@@ -98,6 +98,7 @@ impl super::keyed::KeyedRead for IdentitiesTable {
     fn read_keys(
         &self,
         keys: &[Vec<datafusion::common::ScalarValue>],
+        _columns: &[usize],
     ) -> crate::error::Result<RecordBatch> {
         use datafusion::common::ScalarValue as S;
         let (mut c, mut t, mut ch, mut v) = (

@@ -21,12 +21,13 @@ pub trait KeyedRead: Send + Sync + std::fmt::Debug {
     /// The rows whose key is one of `keys` (tuples in key-column order,
     /// each value of its column's Arrow type, none NULL), in the table's
     /// schema and in the order a scan with the same filter returns them,
-    /// masked as this session's scans mask them.
-    fn read_keys(&self, keys: &[Vec<ScalarValue>]) -> Result<RecordBatch>;
+    /// masked as this session's scans mask them. Only `columns` (positions
+    /// in the table's schema) need be read; others may be NULL.
+    fn read_keys(&self, keys: &[Vec<ScalarValue>], columns: &[usize]) -> Result<RecordBatch>;
 }
 
-/// The keyed read of `provider`, when it has one: `contacts` (by `id`), a
-/// user table with a one-column primary key, `identities` (by `id_type`,
+/// The keyed read of `provider`, when it has one: `contacts` and
+/// `contact_view` (by `id`), a user table with a one-column primary key, `identities` (by `id_type`,
 /// `channel_id`, `id_value`).
 pub fn keyed(provider: &dyn TableProvider) -> Option<&dyn KeyedRead> {
     if let Some(t) = provider.downcast_ref::<ContactsTable>() {

@@ -236,7 +236,11 @@ impl super::keyed::KeyedRead for UserTable {
         self.def.primary_key.iter().map(|c| *c as usize).collect()
     }
 
-    fn read_keys(&self, keys: &[Vec<datafusion::common::ScalarValue>]) -> Result<RecordBatch> {
+    fn read_keys(
+        &self,
+        keys: &[Vec<datafusion::common::ScalarValue>],
+        _columns: &[usize],
+    ) -> Result<RecordBatch> {
         let mut ids = Vec::with_capacity(keys.len());
         for k in keys {
             let [v] = k.as_slice() else {
