@@ -283,6 +283,31 @@ async fn fast_path_returns_what_the_general_path_returns() {
         .await;
     }
 
+    // an identity joined with its contact (either order, ON or WHERE)
+    for (channel, openid) in [
+        ("mp_shop", "openid_3"),
+        ("oa_news", "openid_1"),
+        ("mp_shop", "openid_404"),
+    ] {
+        for sql in [
+            format!("SELECT c.*, i.created_at FROM contacts c JOIN identities i ON i.contact_id = c.id \
+                     WHERE i.id_type = 'openid' AND i.channel_id = '{channel}' AND i.id_value = '{openid}'"),
+            format!("SELECT i.id_value, c.name, c.group_form FROM identities i, contact_view c \
+                     WHERE c.id = i.contact_id AND i.id_value = '{openid}' AND i.channel_id = '{channel}' AND i.id_type = 'openid'"),
+        ] {
+            compare_simple(&c, &sql, &format!("{sql} AND true")).await;
+        }
+        compare(
+            &c,
+            "SELECT c.id, c.name, c.p_level FROM identities i JOIN contacts c ON c.id = i.contact_id \
+             WHERE i.id_type = 'openid' AND i.channel_id = $1 AND i.id_value = $2",
+            "SELECT c.id, c.name, c.p_level FROM identities i JOIN contacts c ON c.id = i.contact_id \
+             WHERE i.id_type = 'openid' AND i.channel_id = $1 AND i.id_value = $2 AND true",
+            &[&channel, &openid],
+        )
+        .await;
+    }
+
     // user tables by primary key: integer and text
     for sku in [1i64, 2, 3, 4, 40000, -1] {
         let fast = format!("SELECT * FROM skus WHERE sku = {sku}");
@@ -334,6 +359,13 @@ async fn explain_shows_which_path_runs() {
         "{plan}"
     );
     assert_fast(&c, "SELECT * FROM skus WHERE sku IN (1, 2)", true).await;
+    let plan = explain(
+        &c,
+        "SELECT c.name FROM contacts c JOIN identities i ON i.contact_id = c.id \
+         WHERE i.id_type = 'openid' AND i.channel_id = 'mp_shop' AND i.id_value = 'openid_1'",
+    )
+    .await;
+    assert!(plan.contains("join=contacts on id = contact_id"), "{plan}");
     // not lookups: a partial key, a residual predicate, an expression,
     // an ordering, a key compared with a non-key column, a view
     for sql in [
@@ -345,6 +377,12 @@ async fn explain_shows_which_path_runs() {
         "SELECT * FROM contacts WHERE id > 5",
         "SELECT * FROM skus WHERE price = 3",
         "SELECT * FROM contacts WHERE id = 5 OFFSET 1",
+        "SELECT c.name FROM contacts c JOIN identities i ON i.contact_id = c.id \
+         WHERE i.id_type = 'openid' AND i.channel_id = 'mp_shop' AND i.id_value = 'openid_1' AND c.city = 'x'",
+        "SELECT c.name FROM contacts c LEFT JOIN identities i ON i.contact_id = c.id \
+         WHERE i.id_type = 'openid' AND i.channel_id = 'mp_shop' AND i.id_value = 'openid_1'",
+        "SELECT c.name FROM contacts c JOIN identities i ON i.contact_id = c.p_level \
+         WHERE i.id_type = 'openid' AND i.channel_id = 'mp_shop' AND i.id_value = 'openid_1'",
     ] {
         assert_fast(&c, sql, false).await;
     }

@@ -23,14 +23,18 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::array::{AsArray, RecordBatch};
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::common::{ParamValues, ScalarValue};
 use datafusion::datasource::{source_as_provider, TableProvider};
 use datafusion::logical_expr::utils::split_conjunction;
-use datafusion::logical_expr::{BinaryExpr, Expr, FetchType, LogicalPlan, Operator, SkipType};
+use datafusion::logical_expr::{
+    BinaryExpr, Expr, FetchType, JoinType, LogicalPlan, Operator, SkipType, TableScan,
+};
 
 use crate::error::Result;
+use crate::tables::contacts::ContactsTable;
+use crate::tables::identities::IdentitiesTable;
 use crate::tables::keyed::keyed;
 
 /// Batches of more keys than this are read on the blocking pool.
@@ -56,11 +60,46 @@ pub struct KeyLookup {
     key_types: Vec<DataType>,
     /// One tuple per looked-up key, values in key-column order.
     keys: Vec<Vec<KeyValue>>,
-    /// For each output column, its position in the table's schema.
-    columns: Vec<usize>,
+    /// Where each output column comes from.
+    columns: Vec<Column>,
+    /// The contact an identity lookup is joined with, if it is.
+    contact: Option<ContactJoin>,
     /// The statement's output schema.
     schema: SchemaRef,
     limit: Option<usize>,
+}
+
+/// Where an output column comes from: a position in the keyed table's
+/// schema, or in the joined contacts'.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Column {
+    Keyed(usize),
+    Contact(usize),
+}
+
+/// `identities JOIN contacts ON identities.contact_id = contacts.id`: the
+/// contact of the identity read by key (either side of the join).
+#[derive(Debug)]
+struct ContactJoin {
+    table_name: String,
+    contacts: Arc<dyn TableProvider>,
+}
+
+/// `identities.contact_id`.
+const IDENTITY_CONTACT_ID: usize = 0;
+
+/// The table under an optional alias.
+fn table_scan(plan: &LogicalPlan) -> Option<&TableScan> {
+    let plan = match plan {
+        LogicalPlan::SubqueryAlias(a) => a.input.as_ref(),
+        other => other,
+    };
+    match plan {
+        LogicalPlan::TableScan(scan) if scan.filters.is_empty() && scan.fetch.is_none() => {
+            Some(scan)
+        }
+        _ => None,
+    }
 }
 
 /// Why a key tuple matches no row, or its value ready for the keyed read.
@@ -94,54 +133,153 @@ impl KeyLookup {
         let LogicalPlan::Filter(filter) = projection.input.as_ref() else {
             return None;
         };
-        let scan = match filter.input.as_ref() {
-            LogicalPlan::SubqueryAlias(a) => a.input.as_ref(),
-            other => other,
+        let mut conjuncts: Vec<&Expr> = split_conjunction(&filter.predicate);
+        // one table, or identities joined with contacts / contact_view
+        let (scans, join_on) = match filter.input.as_ref() {
+            LogicalPlan::Join(j) if j.join_type == JoinType::Inner => {
+                if let Some(f) = &j.filter {
+                    conjuncts.extend(split_conjunction(f));
+                }
+                (
+                    vec![table_scan(&j.left)?, table_scan(&j.right)?],
+                    j.on.clone(),
+                )
+            }
+            other => (vec![table_scan(other)?], vec![]),
         };
-        let LogicalPlan::TableScan(scan) = scan else {
-            return None;
+        let providers = scans
+            .iter()
+            .map(|s| source_as_provider(&s.source).ok())
+            .collect::<Option<Vec<_>>>()?;
+        // the keyed table, and the contacts an identity is joined with
+        let (keyed_side, contact_side) = match providers.len() {
+            1 => (0, None),
+            _ => {
+                let is_identities = |t: &Arc<dyn TableProvider>| t.is::<IdentitiesTable>();
+                let is_contacts = |t: &Arc<dyn TableProvider>| t.is::<ContactsTable>();
+                if is_identities(&providers[0]) && is_contacts(&providers[1]) {
+                    (0, Some(1))
+                } else if is_identities(&providers[1]) && is_contacts(&providers[0]) {
+                    (1, Some(0))
+                } else {
+                    return None;
+                }
+            }
         };
-        if !scan.filters.is_empty() || scan.fetch.is_some() {
-            return None;
-        }
-        let table = source_as_provider(&scan.source).ok()?;
+        let table = providers[keyed_side].clone();
+        let scan = scans[keyed_side];
         let key_columns = keyed(table.as_ref())?.key_columns();
         let table_schema = table.schema();
-        // a column of the filter's input, as a position in the table's schema
+        // a column of the filter's input, as (side, position in that table's schema)
         let input_schema = filter.input.schema();
-        let table_column = |e: &Expr| -> Option<usize> {
+        let left_width = scans[0].projected_schema.fields().len();
+        let column_of = |e: &Expr| -> Option<(usize, usize)> {
             let Expr::Column(c) = e else { return None };
             let i = input_schema.index_of_column(c).ok()?;
-            Some(match &scan.projection {
-                Some(p) => *p.get(i)?,
-                None => i,
-            })
+            let (side, i) = if scans.len() == 2 && i >= left_width {
+                (1, i - left_width)
+            } else {
+                (0, i)
+            };
+            Some((
+                side,
+                match &scans[side].projection {
+                    Some(p) => *p.get(i)?,
+                    None => i,
+                },
+            ))
         };
         let columns = projection
             .expr
             .iter()
-            .map(|e| match e {
-                Expr::Alias(a) => table_column(&a.expr),
-                other => table_column(other),
+            .map(|e| {
+                let (side, c) = match e {
+                    Expr::Alias(a) => column_of(&a.expr),
+                    other => column_of(other),
+                }?;
+                Some(if side == keyed_side {
+                    Column::Keyed(c)
+                } else {
+                    Column::Contact(c)
+                })
             })
-            .collect::<Option<Vec<usize>>>()?;
+            .collect::<Option<Vec<Column>>>()?;
+        // the join of an identity to its contact: identities.contact_id = contacts.id
+        let contact = match contact_side {
+            None => {
+                if !join_on.is_empty() {
+                    return None;
+                }
+                None
+            }
+            Some(cs) => {
+                let contacts = providers[cs].clone();
+                let id = *keyed(contacts.as_ref())?.key_columns().first()?;
+                let is_link = |a: &Expr, b: &Expr| {
+                    column_of(a) == Some((keyed_side, IDENTITY_CONTACT_ID))
+                        && column_of(b) == Some((cs, id))
+                };
+                let mut links = 0;
+                for (l, r) in &join_on {
+                    if !(is_link(l, r) || is_link(r, l)) {
+                        return None;
+                    }
+                    links += 1;
+                }
+                conjuncts.retain(|c| match c {
+                    Expr::BinaryExpr(BinaryExpr {
+                        left,
+                        op: Operator::Eq,
+                        right,
+                    }) if is_link(left, right) || is_link(right, left) => {
+                        links += 1;
+                        false
+                    }
+                    _ => true,
+                });
+                if links == 0 {
+                    return None;
+                }
+                Some(ContactJoin {
+                    table_name: scans[cs].table_name.table().to_string(),
+                    contacts,
+                })
+            }
+        };
+        let table_column = |e: &Expr| -> Option<usize> {
+            match column_of(e)? {
+                (side, c) if side == keyed_side => Some(c),
+                _ => None,
+            }
+        };
+        // a column of the other side compared with anything is not a key
+        let other_side = |e: &Expr| column_of(e).is_some_and(|(side, _)| side != keyed_side);
         // key column → the values it is compared with
         let mut found: Vec<Option<Vec<KeyValue>>> = vec![None; key_columns.len()];
-        for conjunct in split_conjunction(&filter.predicate) {
+        for conjunct in conjuncts {
             let (column, values) = match conjunct {
                 Expr::BinaryExpr(BinaryExpr {
                     left,
                     op: Operator::Eq,
                     right,
-                }) => match (table_column(left), table_column(right)) {
-                    (Some(c), None) => (c, vec![key_value(right)?]),
-                    (None, Some(c)) => (c, vec![key_value(left)?]),
-                    _ => return None,
-                },
-                Expr::InList(l) if !l.negated && key_columns.len() == 1 && !l.list.is_empty() => (
-                    table_column(&l.expr)?,
-                    l.list.iter().map(key_value).collect::<Option<Vec<_>>>()?,
-                ),
+                }) if !other_side(left) && !other_side(right) => {
+                    match (table_column(left), table_column(right)) {
+                        (Some(c), None) => (c, vec![key_value(right)?]),
+                        (None, Some(c)) => (c, vec![key_value(left)?]),
+                        _ => return None,
+                    }
+                }
+                Expr::InList(l)
+                    if !l.negated
+                        && key_columns.len() == 1
+                        && contact.is_none()
+                        && !l.list.is_empty() =>
+                {
+                    (
+                        table_column(&l.expr)?,
+                        l.list.iter().map(key_value).collect::<Option<Vec<_>>>()?,
+                    )
+                }
                 _ => return None,
             };
             let k = key_columns.iter().position(|c| *c == column)?;
@@ -177,6 +315,7 @@ impl KeyLookup {
             return None;
         }
         Some(KeyLookup {
+            contact,
             table_name: scan.table_name.table().to_string(),
             key_names: key_columns
                 .iter()
@@ -226,8 +365,13 @@ impl KeyLookup {
             .limit
             .map(|n| format!(", limit={n}"))
             .unwrap_or_default();
+        let join = self
+            .contact
+            .as_ref()
+            .map(|j| format!(", join={} on id = contact_id", j.table_name))
+            .unwrap_or_default();
         format!(
-            "KeyLookup: table={}, key={key}, values=[{keys}]{limit}",
+            "KeyLookup: table={}, key={key}, values=[{keys}]{join}{limit}",
             self.table_name
         )
     }
@@ -254,20 +398,63 @@ impl KeyLookup {
             }
             keys.push(key);
         }
+        let keyed_columns: Vec<usize> = self
+            .columns
+            .iter()
+            .filter_map(|c| match c {
+                Column::Keyed(c) => Some(*c),
+                Column::Contact(_) => None,
+            })
+            .chain(self.contact.as_ref().map(|_| IDENTITY_CONTACT_ID))
+            .collect();
         let rows = if keys.len() <= INLINE_KEYS {
-            read(self.table.as_ref(), &keys, &self.columns)?
+            read(self.table.as_ref(), &keys, &keyed_columns)?
         } else {
             let table = self.table.clone();
-            let columns = self.columns.clone();
-            tokio::task::spawn_blocking(move || read(table.as_ref(), &keys, &columns))
+            tokio::task::spawn_blocking(move || read(table.as_ref(), &keys, &keyed_columns))
                 .await
                 .map_err(|e| crate::error::SqlError::Unsupported(format!("key lookup: {e}")))??
+        };
+        let (rows, contacts) = match &self.contact {
+            None => (rows, None),
+            Some(join) => {
+                // identities are read by their whole key: at most one row
+                let ids = rows
+                    .column(IDENTITY_CONTACT_ID)
+                    .as_primitive::<datafusion::arrow::datatypes::Int64Type>();
+                let contact_columns: Vec<usize> = self
+                    .columns
+                    .iter()
+                    .filter_map(|c| match c {
+                        Column::Contact(c) => Some(*c),
+                        Column::Keyed(_) => None,
+                    })
+                    .collect();
+                let keys: Vec<Vec<ScalarValue>> = ids
+                    .iter()
+                    .flatten()
+                    .map(|id| vec![ScalarValue::Int64(Some(id))])
+                    .collect();
+                let contacts = read(join.contacts.as_ref(), &keys, &contact_columns)?;
+                if rows.num_rows() != 1 || contacts.num_rows() != 1 {
+                    (rows.slice(0, 0), Some(contacts.slice(0, 0)))
+                } else {
+                    (rows, Some(contacts))
+                }
+            }
         };
         let columns = self
             .columns
             .iter()
-            .map(|c| rows.column(*c).clone())
-            .collect();
+            .map(|c| match (c, &contacts) {
+                (Column::Keyed(c), _) => Some(rows.column(*c).clone()),
+                (Column::Contact(c), Some(contacts)) => Some(contacts.column(*c).clone()),
+                (Column::Contact(_), None) => None,
+            })
+            .collect::<Option<Vec<_>>>();
+        let Some(columns) = columns else {
+            return Ok(None);
+        };
         let Ok(out) = RecordBatch::try_new(self.schema.clone(), columns) else {
             return Ok(None);
         };
