@@ -10,6 +10,8 @@
 //! - `groups`: refresh of dynamic groups and group intersection counts.
 //! - `collector`: events/s and latency through the HTTP collector, beside
 //!   COPY of the same events.
+//! - `lookups`: pgbench point reads (contacts by id, by openid) and one-row
+//!   writes (INSERT, identify), optionally beside PostgreSQL 15.
 //!
 //! See `docs/benchmark.md` for how to run it and what it measures.
 
@@ -18,6 +20,7 @@ mod collector;
 mod dataset;
 mod groups;
 mod ingest;
+mod lookups;
 mod postgres;
 mod report;
 
@@ -50,6 +53,8 @@ enum Command {
     Groups(groups::GroupsArgs),
     /// Events/s and latency through the HTTP collector, beside COPY.
     Collector(collector::CollectorArgs),
+    /// pgbench point reads and one-row writes, beside PostgreSQL 15.
+    Lookups(lookups::LookupsArgs),
 }
 
 #[tokio::main]
@@ -60,6 +65,7 @@ async fn main() -> ExitCode {
         Command::Analytics(args) => analytics::run(args).await,
         Command::Groups(args) => groups::run(args).await,
         Command::Collector(args) => collector::run(args).await,
+        Command::Lookups(args) => lookups::run(args).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -115,6 +115,9 @@ async fn setup(c: &Client) {
         .await;
     }
     exec(c, "CALL identify('oa_news', 'openid_1', '{}')").await;
+    exec(c, "CALL identify('mp_shop', '77', '{}')").await;
+    // a cast argument, as pgbench scripts write it
+    exec(c, "CALL identify('mp_shop', CAST(78 AS TEXT), '{}')").await;
     exec(
         c,
         "CREATE GROUP group_bj REFRESH MANUAL AS SELECT id FROM contact_view WHERE city = '北京'",
@@ -271,14 +274,29 @@ async fn fast_path_returns_what_the_general_path_returns() {
         ("nope", "openid_1"),
     ] {
         let fast = format!(
-            "SELECT * FROM identities WHERE id_type = 'openid' AND channel_id = '{channel}' AND id_value = '{openid}'"
+            "SELECT * FROM identities WHERE id_type = 'external_id' AND channel_id = '{channel}' AND id_value = '{openid}'"
         );
         compare_simple(&c, &fast, &format!("{fast} AND true")).await;
         compare(
             &c,
-            "SELECT contact_id, created_at FROM identities WHERE id_value = $2 AND channel_id = $1 AND id_type = 'openid'",
-            "SELECT contact_id, created_at FROM identities WHERE id_value = $2 AND channel_id = $1 AND id_type = 'openid' AND true",
+            "SELECT contact_id, created_at FROM identities WHERE id_value = $2 AND channel_id = $1 AND id_type = 'external_id'",
+            "SELECT contact_id, created_at FROM identities WHERE id_value = $2 AND channel_id = $1 AND id_type = 'external_id' AND true",
             &[&channel, &openid],
+        )
+        .await;
+    }
+
+    // a key given as CAST(integer AS text) (pgbench scripts, generated ids)
+    for v in ["77", "78"] {
+        let fast = format!(
+            "SELECT contact_id FROM identities WHERE id_type = 'external_id' AND channel_id = 'mp_shop' AND id_value = CAST({v} AS TEXT)"
+        );
+        compare_simple(&c, &fast, &format!("{fast} AND true")).await;
+        compare(
+            &c,
+            "SELECT contact_id FROM identities WHERE id_type = 'external_id' AND channel_id = 'mp_shop' AND id_value = CAST($1 AS TEXT)",
+            "SELECT contact_id FROM identities WHERE id_type = 'external_id' AND channel_id = 'mp_shop' AND id_value = CAST($1 AS TEXT) AND true",
+            &[&v],
         )
         .await;
     }
@@ -291,18 +309,18 @@ async fn fast_path_returns_what_the_general_path_returns() {
     ] {
         for sql in [
             format!("SELECT c.*, i.created_at FROM contacts c JOIN identities i ON i.contact_id = c.id \
-                     WHERE i.id_type = 'openid' AND i.channel_id = '{channel}' AND i.id_value = '{openid}'"),
+                     WHERE i.id_type = 'external_id' AND i.channel_id = '{channel}' AND i.id_value = '{openid}'"),
             format!("SELECT i.id_value, c.name, c.group_form FROM identities i, contact_view c \
-                     WHERE c.id = i.contact_id AND i.id_value = '{openid}' AND i.channel_id = '{channel}' AND i.id_type = 'openid'"),
+                     WHERE c.id = i.contact_id AND i.id_value = '{openid}' AND i.channel_id = '{channel}' AND i.id_type = 'external_id'"),
         ] {
             compare_simple(&c, &sql, &format!("{sql} AND true")).await;
         }
         compare(
             &c,
             "SELECT c.id, c.name, c.p_level FROM identities i JOIN contacts c ON c.id = i.contact_id \
-             WHERE i.id_type = 'openid' AND i.channel_id = $1 AND i.id_value = $2",
+             WHERE i.id_type = 'external_id' AND i.channel_id = $1 AND i.id_value = $2",
             "SELECT c.id, c.name, c.p_level FROM identities i JOIN contacts c ON c.id = i.contact_id \
-             WHERE i.id_type = 'openid' AND i.channel_id = $1 AND i.id_value = $2 AND true",
+             WHERE i.id_type = 'external_id' AND i.channel_id = $1 AND i.id_value = $2 AND true",
             &[&channel, &openid],
         )
         .await;
@@ -351,7 +369,7 @@ async fn explain_shows_which_path_runs() {
     );
     let plan = explain(
         &c,
-        "SELECT * FROM identities WHERE id_type = 'openid' AND channel_id = 'mp_shop' AND id_value = 'openid_1'",
+        "SELECT * FROM identities WHERE id_type = 'external_id' AND channel_id = 'mp_shop' AND id_value = 'openid_1'",
     )
     .await;
     assert!(
@@ -362,7 +380,7 @@ async fn explain_shows_which_path_runs() {
     let plan = explain(
         &c,
         "SELECT c.name FROM contacts c JOIN identities i ON i.contact_id = c.id \
-         WHERE i.id_type = 'openid' AND i.channel_id = 'mp_shop' AND i.id_value = 'openid_1'",
+         WHERE i.id_type = 'external_id' AND i.channel_id = 'mp_shop' AND i.id_value = 'openid_1'",
     )
     .await;
     assert!(plan.contains("join=contacts on id = contact_id"), "{plan}");
@@ -378,11 +396,11 @@ async fn explain_shows_which_path_runs() {
         "SELECT * FROM skus WHERE price = 3",
         "SELECT * FROM contacts WHERE id = 5 OFFSET 1",
         "SELECT c.name FROM contacts c JOIN identities i ON i.contact_id = c.id \
-         WHERE i.id_type = 'openid' AND i.channel_id = 'mp_shop' AND i.id_value = 'openid_1' AND c.city = 'x'",
+         WHERE i.id_type = 'external_id' AND i.channel_id = 'mp_shop' AND i.id_value = 'openid_1' AND c.city = 'x'",
         "SELECT c.name FROM contacts c LEFT JOIN identities i ON i.contact_id = c.id \
-         WHERE i.id_type = 'openid' AND i.channel_id = 'mp_shop' AND i.id_value = 'openid_1'",
+         WHERE i.id_type = 'external_id' AND i.channel_id = 'mp_shop' AND i.id_value = 'openid_1'",
         "SELECT c.name FROM contacts c JOIN identities i ON i.contact_id = c.p_level \
-         WHERE i.id_type = 'openid' AND i.channel_id = 'mp_shop' AND i.id_value = 'openid_1'",
+         WHERE i.id_type = 'external_id' AND i.channel_id = 'mp_shop' AND i.id_value = 'openid_1'",
     ] {
         assert_fast(&c, sql, false).await;
     }

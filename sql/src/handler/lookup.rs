@@ -47,6 +47,50 @@ pub enum KeyValue {
     Literal(ScalarValue),
     /// A bound parameter (`$1`).
     Param(String),
+    /// `CAST(v AS text)` of an integer or text value.
+    Text(Box<KeyValue>),
+}
+
+impl KeyValue {
+    /// The value, given the statement's parameters (`None`: cannot tell
+    /// exactly; run the general path).
+    fn resolve(&self, params: Option<&ParamValues>) -> Result<Option<ScalarValue>> {
+        Ok(match self {
+            KeyValue::Literal(s) => Some(s.clone()),
+            KeyValue::Param(id) => match params {
+                Some(p) => Some(p.get_placeholders_with_values(id)?.value),
+                None => None,
+            },
+            KeyValue::Text(inner) => match inner.resolve(params)? {
+                None => None,
+                Some(v) if v.is_null() => Some(ScalarValue::Utf8(None)),
+                Some(
+                    ScalarValue::Utf8(Some(s))
+                    | ScalarValue::LargeUtf8(Some(s))
+                    | ScalarValue::Utf8View(Some(s)),
+                ) => Some(ScalarValue::Utf8(Some(s))),
+                Some(
+                    v @ (ScalarValue::Int8(_)
+                    | ScalarValue::Int16(_)
+                    | ScalarValue::Int32(_)
+                    | ScalarValue::Int64(_)
+                    | ScalarValue::UInt8(_)
+                    | ScalarValue::UInt16(_)
+                    | ScalarValue::UInt32(_)
+                    | ScalarValue::UInt64(_)),
+                ) => Some(ScalarValue::Utf8(Some(v.to_string()))),
+                Some(_) => None,
+            },
+        })
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            KeyValue::Literal(s) => s.to_string(),
+            KeyValue::Param(p) => p.clone(),
+            KeyValue::Text(inner) => format!("CAST({} AS text)", inner.describe()),
+        }
+    }
 }
 
 /// A recognized key lookup (see the module docs).
@@ -341,13 +385,7 @@ impl KeyLookup {
             .keys
             .iter()
             .map(|k| {
-                let parts: Vec<String> = k
-                    .iter()
-                    .map(|v| match v {
-                        KeyValue::Literal(s) => s.to_string(),
-                        KeyValue::Param(p) => p.clone(),
-                    })
-                    .collect();
+                let parts: Vec<String> = k.iter().map(KeyValue::describe).collect();
                 if parts.len() == 1 {
                     parts[0].clone()
                 } else {
@@ -383,12 +421,8 @@ impl KeyLookup {
         'tuples: for tuple in &self.keys {
             let mut key = Vec::with_capacity(tuple.len());
             for (v, t) in tuple.iter().zip(&self.key_types) {
-                let value = match v {
-                    KeyValue::Literal(s) => s.clone(),
-                    KeyValue::Param(id) => match params {
-                        Some(p) => p.get_placeholders_with_values(id)?.value,
-                        None => return Ok(None),
-                    },
+                let Some(value) = v.resolve(params)? else {
+                    return Ok(None);
                 };
                 match convert(&value, t) {
                     Converted::Key(k) => key.push(k),
@@ -483,6 +517,18 @@ fn key_value(e: &Expr) -> Option<KeyValue> {
     match e {
         Expr::Literal(v, _) => Some(KeyValue::Literal(v.clone())),
         Expr::Placeholder(p) => Some(KeyValue::Param(p.id.clone())),
+        Expr::Cast(c)
+            if matches!(
+                c.field.data_type(),
+                DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
+            ) =>
+        {
+            Some(KeyValue::Text(Box::new(key_value(&c.expr)?)))
+        }
+        // `CAST(v AS text)` as the session plans it (`pgcompat::text_cast`)
+        Expr::ScalarFunction(f) if f.name() == "text" && f.args.len() == 1 => {
+            Some(KeyValue::Text(Box::new(key_value(&f.args[0])?)))
+        }
         _ => None,
     }
 }

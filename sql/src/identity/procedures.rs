@@ -49,12 +49,36 @@ fn literal(e: &Expr) -> Result<Arg> {
         Expr::Cast { expr, .. } | Expr::Nested(expr) => literal(expr)?,
         Expr::Array(a) => Arg::List(a.elem.iter().map(literal).collect::<Result<_>>()?),
         Expr::Identifier(i) => Arg::Text(i.value.clone()),
+        // `CAST(x AS text)` as the parser's PostgreSQL rewrites leave it: `text(x)`
+        Expr::Function(f) if cast_function(f).is_some() => {
+            literal(cast_function(f).expect("checked"))?
+        }
         other => {
             return Err(SqlError::InvalidValue(format!(
                 "procedure arguments must be literals, got {other}"
             )))
         }
     })
+}
+
+/// The argument of a one-argument call named as a type (`text(1)`,
+/// `int8('5')`): a cast.
+fn cast_function(f: &datafusion::sql::sqlparser::ast::Function) -> Option<&Expr> {
+    use datafusion::sql::sqlparser::ast::{FunctionArg, FunctionArgExpr, FunctionArguments};
+    let name = f.name.to_string().to_ascii_lowercase();
+    if !matches!(
+        name.as_str(),
+        "text" | "varchar" | "int2" | "int4" | "int8" | "bigint" | "integer" | "int" | "bool"
+    ) {
+        return None;
+    }
+    let FunctionArguments::List(list) = &f.args else {
+        return None;
+    };
+    match list.args.as_slice() {
+        [FunctionArg::Unnamed(FunctionArgExpr::Expr(e))] => Some(e),
+        _ => None,
+    }
 }
 
 fn text(a: &Arg, what: &str) -> Result<String> {
