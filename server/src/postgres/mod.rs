@@ -648,6 +648,16 @@ where
     Ok(QueryResponse::new(fields, rows))
 }
 
+/// One statement of a simple-protocol query text, and how it runs.
+enum Step {
+    /// Planned when the session ran the same text before.
+    Planned(Box<Prepared>),
+    /// The text's only statement, a query: planned, kept for the text, run.
+    ForText(Box<Statement>),
+    /// Run as it is.
+    Plain(Box<Statement>),
+}
+
 #[async_trait]
 impl SimpleQueryHandler for QueryHandler {
     async fn do_query<C>(&self, client: &mut C, query: &str) -> PgWireResult<Vec<Response>>
@@ -658,14 +668,35 @@ impl SimpleQueryHandler for QueryHandler {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         let state = conn(client, &self.engine);
-        let stmts = self.engine.parse(query).map_err(to_pg)?;
-        if stmts.is_empty() {
+        // a text the session ran before runs on its kept plan
+        let steps: Vec<Step> = match state.session.cached_query(query) {
+            Some(p) => vec![Step::Planned(Box::new(p))],
+            None => {
+                let stmts = self.engine.parse(query).map_err(to_pg)?;
+                if stmts.len() == 1 && Session::caches(query, &stmts[0]) {
+                    stmts
+                        .into_iter()
+                        .map(|s| Step::ForText(Box::new(s)))
+                        .collect()
+                } else {
+                    stmts
+                        .into_iter()
+                        .map(|s| Step::Plain(Box::new(s)))
+                        .collect()
+                }
+            }
+        };
+        if steps.is_empty() {
             return Ok(vec![Response::EmptyQuery]);
         }
         let mut out = Vec::new();
         let mut failed = client.transaction_status() == TransactionStatus::Error;
-        for stmt in stmts {
-            if let Some(r) = failed_transaction_gate(failed, &stmt) {
+        for step in steps {
+            let stmt = match &step {
+                Step::Planned(p) => &p.stmt,
+                Step::ForText(s) | Step::Plain(s) => s.as_ref(),
+            };
+            if let Some(r) = failed_transaction_gate(failed, stmt) {
                 match r {
                     Ok(resp) => {
                         out.push(resp);
@@ -679,13 +710,22 @@ impl SimpleQueryHandler for QueryHandler {
                     }
                 }
             }
-            if ends_transaction(&stmt) {
+            if ends_transaction(stmt) {
                 failed = false;
             }
             let watch = state.watch();
             cancel::begin(&watch.interrupt, state.session.statement_timeout());
+            let session = &state.session;
             let r = match cancel::guard(&watch, async {
-                state.session.execute(stmt).await.map_err(to_pg)
+                match step {
+                    Step::Planned(p) => session.execute_prepared(&p, None).await,
+                    Step::ForText(s) => match session.prepare_for_text(query, *s).await {
+                        Ok(p) => session.execute_prepared(&p, None).await,
+                        Err(e) => Err(e),
+                    },
+                    Step::Plain(s) => session.execute(*s).await,
+                }
+                .map_err(to_pg)
             })
             .await
             {

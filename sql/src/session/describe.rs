@@ -109,12 +109,13 @@ impl Session {
         } else {
             None
         };
+        let bound_types = crate::pgcompat::params::parameter_types(&plan)?;
         Ok(Prepared {
             stmt,
             plan: Some(plan),
             schema,
             origins,
-            bound_types: vec![],
+            bound_types,
             lookup,
             planned_in: Some(PlannedIn {
                 catalog,

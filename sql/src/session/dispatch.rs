@@ -100,6 +100,10 @@ impl Session {
     /// Executes one statement: privileges first, then the statement, then
     /// its audit row.
     pub async fn execute(&self, stmt: Statement) -> Result<Outcome> {
+        if !matches!(stmt, Statement::Query(_)) {
+            // settings and definitions shape plans
+            self.query_cache.clear();
+        }
         let roles = self.authorize();
         privilege::check_statement(&stmt, roles, &self.user())?;
         let Some(a) = crate::access::audit::audited(&stmt) else {

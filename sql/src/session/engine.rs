@@ -199,6 +199,7 @@ impl Engine {
             user: Mutex::new("admin".into()),
             tz: Mutex::new(self.env.tz),
             prepared: Default::default(),
+            query_cache: Default::default(),
         }
     }
 

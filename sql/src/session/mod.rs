@@ -2,11 +2,13 @@
 //! per connection with its settings, time zone, user, prepared statements
 //! and interrupt flag. `dispatch.rs` holds the one exhaustive match that
 //! routes every [`Statement`] kind (to a handler, or to session state);
-//! `describe.rs` plans statements for Parse/Describe without running them.
+//! `describe.rs` plans statements for Parse/Describe without running them;
+//! `cache.rs` keeps the plans of recent simple-protocol query texts.
 //!
 //! May use every other folder of the crate; nothing imports `session`
 //! (the server crate uses it through the crate root).
 
+mod cache;
 mod describe;
 mod dispatch;
 pub mod engine;
@@ -42,8 +44,9 @@ pub struct Prepared {
     /// Table OID and column number of each result column read from a
     /// relation (RowDescription); empty when none are known.
     pub origins: Vec<crate::pgcompat::origins::Origin>,
-    /// Types of the `$n` parameters of statements DataFusion does not plan
-    /// (`CALL`, identity-keyed INSERT; see `statement::bind`).
+    /// Types of the `$n` parameters: of the plan (found once, at Parse), or
+    /// of statements DataFusion does not plan (`CALL`, identity-keyed
+    /// INSERT; see `statement::bind`).
     pub bound_types: Vec<Option<DataType>>,
     /// The key lookup the plan is, when it is one (`handler::lookup`).
     pub lookup: Option<Arc<crate::handler::lookup::KeyLookup>>,
@@ -81,10 +84,7 @@ impl Prepared {
     /// Types of the statement's `$n` parameters, as Describe reports them
     /// and Bind decodes them (`None`: left to the client's declared type).
     pub fn parameter_types(&self) -> crate::error::Result<Vec<Option<DataType>>> {
-        match &self.plan {
-            Some(plan) => crate::pgcompat::params::parameter_types(plan),
-            None => Ok(self.bound_types.clone()),
-        }
+        Ok(self.bound_types.clone())
     }
 }
 
@@ -99,6 +99,7 @@ pub struct Session {
     user: Mutex<String>,
     tz: Mutex<Tz>,
     prepared: prepared::PreparedStatements,
+    query_cache: cache::QueryCache,
 }
 
 impl Session {
@@ -125,6 +126,7 @@ impl Session {
     /// Sets the user this session is logged in as (at startup).
     pub fn set_user(&self, name: &str) {
         *self.user.lock().expect("user") = name.to_string();
+        self.query_cache.clear();
         crate::pgcompat::bi_functions::register_user(&self.context(), name);
     }
 
