@@ -466,3 +466,47 @@ async fn table_altered_between_prepare_and_execute() {
     let err = c.query(&sku, &[&1i64]).await.expect_err("dropped table");
     assert_eq!(SqlError::from(&err).code.as_deref(), Some("42P01"), "{err}");
 }
+
+/// The simple protocol keeps the plans of texts it ran; a setting changed
+/// since, or a table altered by another session, makes the text plan again
+/// (never an error: a text is not a prepared statement).
+#[tokio::test]
+async fn simple_protocol_texts_plan_again_when_needed() {
+    let server = TestServer::start();
+    let c = server.client().await;
+    let other = server.client().await;
+    setup(&c).await;
+    let when = "SELECT created_at::text FROM contacts WHERE id = 4";
+    let utc = simple_rows(&c, when).await;
+    assert_eq!(simple_rows(&c, when).await, utc);
+    assert!(
+        utc[0][0].as_deref().is_some_and(|t| t.ends_with("+00")),
+        "{utc:?}"
+    );
+    exec(&c, "SET TIME ZONE 'Asia/Shanghai'").await;
+    let shanghai = simple_rows(&c, when).await;
+    assert!(
+        shanghai[0][0]
+            .as_deref()
+            .is_some_and(|t| t.ends_with("+08")),
+        "{shanghai:?}"
+    );
+
+    let star = "SELECT * FROM contacts WHERE id = 4";
+    let before = simple_rows(&c, star).await;
+    let scan = "SELECT * FROM contacts WHERE name IS NOT NULL ORDER BY id LIMIT 3";
+    let scanned = simple_rows(&c, scan).await;
+    exec(&other, "ALTER TABLE contacts ADD COLUMN p_added VARCHAR").await;
+    let after = simple_rows(&c, star).await;
+    assert_eq!(after[0].len(), before[0].len() + 1, "{after:?}");
+    assert_eq!(simple_rows(&c, scan).await[0].len(), scanned[0].len() + 1);
+    exec(&other, "UPDATE contacts SET p_added = 'x' WHERE id = 4").await;
+    assert_eq!(
+        simple_rows(&c, star).await[0]
+            .last()
+            .cloned()
+            .flatten()
+            .as_deref(),
+        Some("x")
+    );
+}

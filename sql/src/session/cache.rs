@@ -44,6 +44,13 @@ impl QueryCache {
             .cloned()
     }
 
+    fn remove(&self, text: &str) {
+        let mut e = self.inner.lock().expect("query cache");
+        if e.by_text.remove(text).is_some() {
+            e.order.retain(|t| t != text);
+        }
+    }
+
     fn insert(&self, text: &str, p: Prepared) {
         let mut e = self.inner.lock().expect("query cache");
         if e.by_text.insert(text.to_string(), p).is_none() {
@@ -92,7 +99,19 @@ impl Session {
     /// The plan of simple-protocol text `text`, if this session ran it
     /// recently and nothing since could change how it plans.
     pub fn cached_query(&self, text: &str) -> Option<Prepared> {
-        self.query_cache.get(text)
+        let p = self.query_cache.get(text)?;
+        // a text is planned again, never refused, once a table it reads
+        // was altered (by another session)
+        if let (Some(plan), Some(planned_in)) = (&p.plan, &p.planned_in) {
+            let now = self.engine.store().catalog();
+            if !std::sync::Arc::ptr_eq(&now, &planned_in.catalog)
+                && !super::describe::reads_current_tables(plan, &now)
+            {
+                self.query_cache.remove(text);
+                return None;
+            }
+        }
+        Some(p)
     }
 
     /// Whether `stmt`, the only statement of a simple-protocol text, is one

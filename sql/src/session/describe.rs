@@ -16,7 +16,10 @@ use crate::statement::Statement;
 
 /// Whether every table `plan` reads is still defined as in `catalog`
 /// (providers that cannot tell count as changed).
-fn reads_current_tables(plan: &LogicalPlan, catalog: &cohortdb_storage::Catalog) -> bool {
+pub(super) fn reads_current_tables(
+    plan: &LogicalPlan,
+    catalog: &cohortdb_storage::Catalog,
+) -> bool {
     let mut current = true;
     let _ = plan.apply_with_subqueries(|p| {
         let source = match p {
