@@ -211,6 +211,10 @@ pub(crate) fn rand_u32() -> u32 {
 #[derive(Clone, Default)]
 pub struct ParsedStatement {
     prepared: Option<Prepared>,
+    /// Its result columns in text format, found at the first Describe and
+    /// reused by later Describes and Executes (drivers describe every
+    /// execution; pgbench `-M prepared` does).
+    text_fields: Arc<std::sync::OnceLock<Arc<Vec<FieldInfo>>>>,
 }
 
 /// Parses statements for the extended protocol.
@@ -315,6 +319,7 @@ impl QueryParser for Parser {
             .map_err(to_pg)?;
         Ok(Some(ParsedStatement {
             prepared: Some(prepared),
+            text_fields: Default::default(),
         }))
     }
 
@@ -337,10 +342,19 @@ impl QueryParser for Parser {
         stmt: &ParsedStatement,
         format: Option<&Format>,
     ) -> PgWireResult<Vec<FieldInfo>> {
-        match &stmt.prepared {
-            Some(p) => result_fields(p, format.unwrap_or(&Format::UnifiedText)),
-            None => Ok(vec![]),
+        let Some(p) = &stmt.prepared else {
+            return Ok(vec![]);
+        };
+        let format = format.unwrap_or(&Format::UnifiedText);
+        if !matches!(format, Format::UnifiedText) {
+            return result_fields(p, format);
         }
+        if let Some(f) = stmt.text_fields.get() {
+            return Ok(f.as_ref().clone());
+        }
+        let fields = result_fields(p, format)?;
+        let _ = stmt.text_fields.set(Arc::new(fields.clone()));
+        Ok(fields)
     }
 }
 
@@ -357,6 +371,7 @@ impl QueryHandler {
         state: &ConnState,
         outcome: Outcome,
         format: &Format,
+        described: Option<Arc<Vec<FieldInfo>>>,
     ) -> PgWireResult<Response>
     where
         C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
@@ -365,16 +380,21 @@ impl QueryHandler {
     {
         Ok(match outcome {
             Outcome::Rows(df) => {
-                let origins = state.session.column_origins(df.logical_plan()).await;
                 let schema = Arc::new(df.schema().as_arrow().clone());
+                let described = described.filter(|f| f.len() == schema.fields().len());
+                let origins = match described {
+                    Some(_) => vec![],
+                    None => state.session.column_origins(df.logical_plan()).await,
+                };
                 let batches = df.execute_stream().await.map_err(|e| to_pg(e.into()))?;
-                let q = encode_rows(client, state, &schema, batches, &origins, format)?;
+                let q = encode_rows(client, state, &schema, batches, &origins, format, described)?;
                 Response::Query(q)
             }
             Outcome::Batch { batch, origins } => {
                 let schema = batch.schema();
+                let described = described.filter(|f| f.len() == schema.fields().len());
                 let batches = stream::once(async move { Ok(batch) });
-                let q = encode_rows(client, state, &schema, batches, &origins, format)?;
+                let q = encode_rows(client, state, &schema, batches, &origins, format, described)?;
                 Response::Query(q)
             }
             Outcome::Command { tag, rows } => {
@@ -567,6 +587,7 @@ fn encode_rows<C, S>(
     batches: S,
     origins: &[cohortdb_sql::pgcompat::origins::Origin],
     format: &Format,
+    described: Option<Arc<Vec<FieldInfo>>>,
 ) -> PgWireResult<QueryResponse>
 where
     C: ClientInfo,
@@ -577,6 +598,13 @@ where
         .fields()
         .iter()
         .all(|f| pgtext::supports(f.data_type()));
+    if let (true, true, Some(fields)) = (all_text, supported, described) {
+        // the columns as Describe reported them: named, typed and with origins
+        let mut q = encode_text_as(fields, batches, state.session.timezone());
+        let rows = std::mem::replace(&mut q.data_rows, Box::pin(stream::empty()));
+        q.data_rows = Box::pin(cancel::guard_stream(state.watch(), rows));
+        return Ok(q);
+    }
     let mut q = if all_text && supported {
         encode_text(schema, batches, state.session.timezone())?
     } else {
@@ -616,6 +644,14 @@ where
     S: Stream<Item = datafusion::error::Result<RecordBatch>> + Send + 'static,
 {
     let fields = Arc::new(pg_fields(schema, &Format::UnifiedText)?);
+    Ok(encode_text_as(fields, batches, tz))
+}
+
+/// Encodes rows in Postgres text format as the columns `fields`.
+fn encode_text_as<S>(fields: Arc<Vec<FieldInfo>>, batches: S, tz: Tz) -> QueryResponse
+where
+    S: Stream<Item = datafusion::error::Result<RecordBatch>> + Send + 'static,
+{
     let schema = fields.clone();
     let rows = batches.flat_map(move |b| {
         let rows: Vec<PgWireResult<DataRow>> = match b {
@@ -645,7 +681,7 @@ where
         };
         stream::iter(rows)
     });
-    Ok(QueryResponse::new(fields, rows))
+    QueryResponse::new(fields, rows)
 }
 
 /// One statement of a simple-protocol query text, and how it runs.
@@ -729,7 +765,10 @@ impl SimpleQueryHandler for QueryHandler {
             })
             .await
             {
-                Ok(o) => self.respond(client, &state, o, &Format::UnifiedText).await,
+                Ok(o) => {
+                    self.respond(client, &state, o, &Format::UnifiedText, None)
+                        .await
+                }
                 Err(e) => Err(e),
             };
             match r {
@@ -784,13 +823,14 @@ impl ExtendedQueryHandler for QueryHandler {
                         .parameters()
                         .map(|ts| ts.iter().map(|t| t.oid()).collect())
                         .unwrap_or_default();
+                    // fed, not flushed: Sync or Flush sends them (as PostgreSQL)
                     client
-                        .send(PgWireBackendMessage::ParameterDescription(
+                        .feed(PgWireBackendMessage::ParameterDescription(
                             ParameterDescription::new(oids),
                         ))
                         .await?;
                     client
-                        .send(PgWireBackendMessage::NoData(NoData::new()))
+                        .feed(PgWireBackendMessage::NoData(NoData::new()))
                         .await?;
                     return Ok(());
                 }
@@ -842,8 +882,18 @@ impl ExtendedQueryHandler for QueryHandler {
                 .map_err(to_pg)
         })
         .await?;
-        self.respond(client, &state, outcome, &portal.result_column_format)
-            .await
+        let described = match &portal.result_column_format {
+            Format::UnifiedText => parsed.text_fields.get().cloned(),
+            _ => None,
+        };
+        self.respond(
+            client,
+            &state,
+            outcome,
+            &portal.result_column_format,
+            described,
+        )
+        .await
     }
 }
 

@@ -168,17 +168,19 @@ pub fn contact_batches(
 ) -> Result<Vec<RecordBatch>> {
     let catalog = store.catalog();
     let mut out = Vec::new();
+    // point reads build batches of their own size, not of a scan's
+    let capacity = ids.map_or(SCAN_BATCH_ROWS, |ids| ids.len().clamp(1, SCAN_BATCH_ROWS));
     let new_builders = || -> Vec<ContactBuilder> {
         layout
             .cols
             .iter()
             .map(|(_, c)| match c {
-                ContactCol::Id => ContactBuilder::Id(Int64Builder::with_capacity(SCAN_BATCH_ROWS)),
+                ContactCol::Id => ContactBuilder::Id(Int64Builder::with_capacity(capacity)),
                 ContactCol::IsIdentified => {
-                    ContactBuilder::Bool(BooleanBuilder::with_capacity(SCAN_BATCH_ROWS))
+                    ContactBuilder::Bool(BooleanBuilder::with_capacity(capacity))
                 }
                 ContactCol::Field(_, t) => {
-                    ContactBuilder::Col(ColumnBuilder::new_in(*t, SCAN_BATCH_ROWS, &layout.tz))
+                    ContactBuilder::Col(ColumnBuilder::new_in(*t, capacity, &layout.tz))
                 }
             })
             .collect()

@@ -208,7 +208,7 @@ pub trait ExtendedQueryHandler: Send + Sync {
             None => client.portal_store().put_empty_statement(&name),
         }
         client
-            .send(PgWireBackendMessage::ParseComplete(ParseComplete::new()))
+            .feed(PgWireBackendMessage::ParseComplete(ParseComplete::new()))
             .await?;
 
         Ok(())
@@ -253,7 +253,7 @@ pub trait ExtendedQueryHandler: Send + Sync {
         }
 
         client
-            .send(PgWireBackendMessage::BindComplete(BindComplete::new()))
+            .feed(PgWireBackendMessage::BindComplete(BindComplete::new()))
             .await?;
         Ok(())
     }
@@ -353,7 +353,7 @@ pub trait ExtendedQueryHandler: Send + Sync {
                 }
                 Response::Error(err) => {
                     client
-                        .send(PgWireBackendMessage::ErrorResponse((*err).into()))
+                        .feed(PgWireBackendMessage::ErrorResponse((*err).into()))
                         .await?;
                     transaction_status = transaction_status.to_error_state();
                     false
@@ -390,12 +390,12 @@ pub trait ExtendedQueryHandler: Send + Sync {
             }
             if fetch_result.suspended {
                 client
-                    .send(PgWireBackendMessage::PortalSuspended(PortalSuspended))
+                    .feed(PgWireBackendMessage::PortalSuspended(PortalSuspended))
                     .await?;
             } else {
                 let tag = Tag::new(&command_tag).with_rows(row_count);
                 client
-                    .send(PgWireBackendMessage::CommandComplete(tag.into()))
+                    .feed(PgWireBackendMessage::CommandComplete(tag.into()))
                     .await?;
             }
         }
@@ -518,7 +518,7 @@ pub trait ExtendedQueryHandler: Send + Sync {
             _ => {}
         }
         client
-            .send(PgWireBackendMessage::CloseComplete(CloseComplete))
+            .feed(PgWireBackendMessage::CloseComplete(CloseComplete))
             .await?;
         Ok(())
     }
@@ -675,12 +675,12 @@ where
 
     if suspended {
         client
-            .send(PgWireBackendMessage::PortalSuspended(PortalSuspended))
+            .feed(PgWireBackendMessage::PortalSuspended(PortalSuspended))
             .await?;
     } else {
         let tag = Tag::new(&command_tag).with_rows(rows);
         client
-            .send(PgWireBackendMessage::CommandComplete(tag.into()))
+            .feed(PgWireBackendMessage::CommandComplete(tag.into()))
             .await?;
     }
 
@@ -735,17 +735,17 @@ where
     if let Some(parameter_types) = describe_response.parameters() {
         // parameter type inference
         client
-            .send(PgWireBackendMessage::ParameterDescription(
+            .feed(PgWireBackendMessage::ParameterDescription(
                 ParameterDescription::new(parameter_types.iter().map(|t| t.oid()).collect()),
             ))
             .await?;
     }
     if describe_response.is_no_data() {
-        client.send(PgWireBackendMessage::NoData(NoData)).await?;
+        client.feed(PgWireBackendMessage::NoData(NoData)).await?;
     } else {
         let row_desc = into_row_description(describe_response.fields());
         client
-            .send(PgWireBackendMessage::RowDescription(row_desc))
+            .feed(PgWireBackendMessage::RowDescription(row_desc))
             .await?;
     }
 
