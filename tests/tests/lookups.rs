@@ -510,3 +510,54 @@ async fn simple_protocol_texts_plan_again_when_needed() {
         Some("x")
     );
 }
+
+/// Simple-protocol lookups that differ only in their key constants share
+/// one plan; every other constant must match, and a constant the lookup
+/// cannot take exactly (a fraction, text for an integer key) runs the
+/// usual way. Results equal the general path's throughout.
+#[tokio::test]
+async fn texts_of_one_shape_share_a_plan() {
+    let server = TestServer::start();
+    let c = server.client().await;
+    setup(&c).await;
+    let shapes: Vec<(String, String)> = [4, 5, 999, 6, 9, 3]
+        .iter()
+        .flat_map(|id| {
+            [
+                format!("SELECT id, name FROM contacts WHERE id = {id}"),
+                format!("SELECT name FROM contacts WHERE id IN ({id}, 5) LIMIT 1"),
+                format!("SELECT name FROM contacts WHERE id IN ({id}, 5) LIMIT 2"),
+                format!(
+                    "SELECT contact_id FROM identities WHERE id_type = 'external_id' \
+                     AND channel_id = '{}' AND id_value = 'openid_{id}'",
+                    if id % 2 == 0 { "mp_shop" } else { "oa_news" }
+                ),
+            ]
+        })
+        .chain([
+            "SELECT id, name FROM contacts WHERE id = 1.5".to_string(),
+            "SELECT id, name FROM contacts WHERE id = '5'".to_string(),
+            "SELECT id, name FROM contacts WHERE id = 99999999999999999999".to_string(),
+            "SELECT contact_id FROM identities WHERE id_type = 'external_id' \
+             AND channel_id = 'mp_shop' AND id_value = 'it''s'"
+                .to_string(),
+        ])
+        .map(|fast| {
+            let general = if fast.contains(" LIMIT") {
+                fast.replace(" LIMIT", " AND true LIMIT")
+            } else {
+                format!("{fast} AND true")
+            };
+            (fast, general)
+        })
+        .collect();
+    for (fast, general) in &shapes {
+        let a = cohortdb_tests::try_simple_rows(&c, fast).await;
+        let b = cohortdb_tests::try_simple_rows(&c, general).await;
+        match (a, b) {
+            (Ok(a), Ok(b)) => assert_eq!(a, b, "\n[fast] {fast}\n[general] {general}"),
+            (Err(a), Err(b)) => assert_eq!(a.code, b.code, "\n[fast] {fast}\n[general] {general}"),
+            (a, b) => panic!("{a:?} vs {b:?}\n[fast] {fast}\n[general] {general}"),
+        }
+    }
+}

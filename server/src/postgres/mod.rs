@@ -704,6 +704,36 @@ impl SimpleQueryHandler for QueryHandler {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         let state = conn(client, &self.engine);
+        // a key lookup of a shape the session ran before runs without
+        // parsing or planning
+        if client.transaction_status() != TransactionStatus::Error {
+            let watch = state.watch();
+            cancel::begin(&watch.interrupt, state.session.statement_timeout());
+            let session = &state.session;
+            let templated = cancel::guard(&watch, async {
+                match session.run_templated(query).await {
+                    Some(r) => r.map(Some).map_err(to_pg),
+                    None => Ok(None),
+                }
+            })
+            .await;
+            match templated {
+                Ok(Some(o)) => {
+                    let r = self
+                        .respond(client, &state, o, &Format::UnifiedText, None)
+                        .await;
+                    return r.map(|resp| vec![resp]).map_err(|mut e| {
+                        error::remap(&mut e);
+                        e
+                    });
+                }
+                Ok(None) => {}
+                Err(mut e) => {
+                    error::remap(&mut e);
+                    return Err(e);
+                }
+            }
+        }
         // a text the session ran before runs on its kept plan
         let steps: Vec<Step> = match state.session.cached_query(query) {
             Some(p) => vec![Step::Planned(Box::new(p))],

@@ -52,6 +52,23 @@ pub enum KeyValue {
 }
 
 impl KeyValue {
+    /// The constant this value is, looking through `CAST(… AS text)`.
+    fn literal(&self) -> Option<&ScalarValue> {
+        match self {
+            KeyValue::Literal(s) => Some(s),
+            KeyValue::Param(_) => None,
+            KeyValue::Text(inner) => inner.literal(),
+        }
+    }
+
+    /// This value with its constant replaced by `v`.
+    fn with_literal(&self, v: ScalarValue) -> KeyValue {
+        match self {
+            KeyValue::Literal(_) | KeyValue::Param(_) => KeyValue::Literal(v),
+            KeyValue::Text(inner) => KeyValue::Text(Box::new(inner.with_literal(v))),
+        }
+    }
+
     /// The value, given the statement's parameters (`None`: cannot tell
     /// exactly; run the general path).
     fn resolve(&self, params: Option<&ParamValues>) -> Result<Option<ScalarValue>> {
@@ -94,7 +111,7 @@ impl KeyValue {
 }
 
 /// A recognized key lookup (see the module docs).
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct KeyLookup {
     table: Arc<dyn TableProvider>,
     table_name: String,
@@ -123,7 +140,7 @@ enum Column {
 
 /// `identities JOIN contacts ON identities.contact_id = contacts.id`: the
 /// contact of the identity read by key (either side of the join).
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct ContactJoin {
     table_name: String,
     contacts: Arc<dyn TableProvider>,
@@ -377,6 +394,39 @@ impl KeyLookup {
     /// The statement's output columns.
     pub fn schema(&self) -> &SchemaRef {
         &self.schema
+    }
+
+    /// The constants the keys are, in key order (tuple by tuple), when all
+    /// of them are constants of the statement text.
+    pub fn literal_values(&self) -> Option<Vec<ScalarValue>> {
+        self.keys
+            .iter()
+            .flatten()
+            .map(|v| v.literal().cloned())
+            .collect()
+    }
+
+    /// The same lookup of other constants (`values` in the order of
+    /// [`KeyLookup::literal_values`]).
+    pub fn with_literal_values(&self, values: &[ScalarValue]) -> KeyLookup {
+        let mut values = values.iter();
+        let keys = self
+            .keys
+            .iter()
+            .map(|tuple| {
+                tuple
+                    .iter()
+                    .map(|v| match values.next() {
+                        Some(n) => v.with_literal(n.clone()),
+                        None => v.clone(),
+                    })
+                    .collect()
+            })
+            .collect();
+        KeyLookup {
+            keys,
+            ..self.clone()
+        }
     }
 
     /// One line for EXPLAIN: the table, its key and the values looked up.

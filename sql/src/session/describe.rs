@@ -128,8 +128,9 @@ impl Session {
         })
     }
 
-    /// The plan (and key lookup) a prepared statement runs now: the one
-    /// Parse made while the tables it reads are defined as they were then;
+    /// The plan (and key lookup) a prepared statement runs now, when not
+    /// its own (`None`): its own while the catalog is the one it was
+    /// planned in; a kept one while the tables it reads are defined as then;
     /// otherwise the statement planned again, which must keep its result
     /// columns and parameter types (as PostgreSQL, 0A000 "cached plan must
     /// not change result type" when a column was added to a `SELECT *`).
@@ -137,17 +138,17 @@ impl Session {
         &self,
         p: &Prepared,
         plan: &LogicalPlan,
-    ) -> Result<(LogicalPlan, Option<Arc<KeyLookup>>)> {
+    ) -> Result<Option<(LogicalPlan, Option<Arc<KeyLookup>>)>> {
         let Some(planned_in) = &p.planned_in else {
-            return Ok((plan.clone(), p.lookup.clone()));
+            return Ok(None);
         };
         let now = self.engine.store().catalog();
         if Arc::ptr_eq(&now, &planned_in.catalog) {
-            return Ok((plan.clone(), p.lookup.clone()));
+            return Ok(None);
         }
         if let Some(c) = planned_in.current.lock().expect("current plan").as_ref() {
             if Arc::ptr_eq(&now, &c.catalog) {
-                return Ok((c.plan.clone(), c.lookup.clone()));
+                return Ok(Some((c.plan.clone(), c.lookup.clone())));
             }
         }
         let current = if reads_current_tables(plan, &now) {
@@ -184,7 +185,7 @@ impl Session {
         };
         let out = (current.plan.clone(), current.lookup.clone());
         *planned_in.current.lock().expect("current plan") = Some(current);
-        Ok(out)
+        Ok(Some(out))
     }
 
     /// Table OID and column number of each output column of `plan` that is

@@ -18,7 +18,7 @@ use crate::statement::Statement;
 
 impl Session {
     /// The user's roles now, with the session's masking set from them.
-    fn authorize(&self) -> RoleSet {
+    pub(super) fn authorize(&self) -> RoleSet {
         let roles = RoleSet::of_name(self.engine.store(), &self.user());
         self.mask.set(!roles.unmasked());
         roles
@@ -35,10 +35,14 @@ impl Session {
             (Some(plan), Some(ast)) => {
                 let roles = self.authorize();
                 privilege::check_statement(&p.stmt, roles, &self.user())?;
-                let (plan, lookup) = self.current_plan(p, plan).await?;
-                privilege::check_plan(&plan, roles)?;
+                let current = self.current_plan(p, plan).await?;
+                let (plan, lookup) = match &current {
+                    Some((plan, lookup)) => (plan, lookup),
+                    None => (plan, &p.lookup),
+                };
+                privilege::check_plan(plan, roles)?;
                 if params.is_none() && matches!(plan, LogicalPlan::Explain(_)) {
-                    if let Some(out) = self.key_lookup(&plan).await? {
+                    if let Some(out) = self.key_lookup(plan).await? {
                         return Ok(out);
                     }
                 }
@@ -51,8 +55,8 @@ impl Session {
                     }
                 }
                 let plan = match params {
-                    Some(v) => plan.replace_params_with_values(&v)?,
-                    None => plan,
+                    Some(v) => plan.clone().replace_params_with_values(&v)?,
+                    None => plan.clone(),
                 };
                 let reply = handler::query::run_plan(&self.query_context()?, ast, plan).await?;
                 Ok(reply.into())

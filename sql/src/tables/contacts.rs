@@ -406,7 +406,11 @@ impl super::keyed::KeyedRead for ContactsTable {
                 &self.masked_now(),
             );
         }
-        let batches = contact_batches(&self.store, &self.layout, Some(&ids), &self.masked_now())?;
+        let mut batches =
+            contact_batches(&self.store, &self.layout, Some(&ids), &self.masked_now())?;
+        if batches.len() == 1 {
+            return Ok(batches.remove(0));
+        }
         Ok(datafusion::arrow::compute::concat_batches(
             &self.layout.schema,
             &batches,
