@@ -44,6 +44,50 @@ fn schema(tz: &str) -> SchemaRef {
     ]))
 }
 
+/// Identity rows being built into a batch of the table's schema.
+struct IdentityRows {
+    contact: Int64Builder,
+    id_type: StringBuilder,
+    channel: StringBuilder,
+    value: StringBuilder,
+    created: TimestampMillisecondBuilder,
+    tz: Arc<str>,
+}
+
+impl IdentityRows {
+    fn new(tz: &Arc<str>) -> Self {
+        IdentityRows {
+            contact: Int64Builder::new(),
+            id_type: StringBuilder::new(),
+            channel: StringBuilder::new(),
+            value: StringBuilder::new(),
+            created: TimestampMillisecondBuilder::new().with_timezone(tz.as_ref()),
+            tz: tz.clone(),
+        }
+    }
+
+    fn push(&mut self, id_type: &str, channel: &str, value: &str, contact: u64, created: i64) {
+        self.contact.append_value(contact as i64);
+        self.id_type.append_value(id_type);
+        self.channel.append_value(channel);
+        self.value.append_value(value);
+        self.created.append_value(created);
+    }
+
+    fn finish(mut self) -> std::result::Result<RecordBatch, datafusion::arrow::error::ArrowError> {
+        RecordBatch::try_new(
+            schema(&self.tz),
+            vec![
+                Arc::new(self.contact.finish()),
+                Arc::new(self.id_type.finish()),
+                Arc::new(self.channel.finish()),
+                Arc::new(self.value.finish()),
+                Arc::new(self.created.finish()),
+            ],
+        )
+    }
+}
+
 #[async_trait::async_trait]
 impl TableProvider for IdentitiesTable {
     fn schema(&self) -> SchemaRef {
@@ -59,33 +103,14 @@ impl TableProvider for IdentitiesTable {
         _filters: &[Expr],
         _limit: Option<usize>,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
-        let (mut c, mut t, mut ch, mut v) = (
-            Int64Builder::new(),
-            StringBuilder::new(),
-            StringBuilder::new(),
-            StringBuilder::new(),
-        );
-        let mut ts = TimestampMillisecondBuilder::new().with_timezone(self.tz.as_ref());
+        let mut rows = IdentityRows::new(&self.tz);
         self.store
             .scan_identities(&mut |id_type, channel, value, contact, created| {
-                c.append_value(contact as i64);
-                t.append_value(id_type);
-                ch.append_value(channel);
-                v.append_value(value);
-                ts.append_value(created);
+                rows.push(id_type, channel, value, contact, created);
                 true
             })
             .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))?;
-        let batch = RecordBatch::try_new(
-            schema(&self.tz),
-            vec![
-                Arc::new(c.finish()),
-                Arc::new(t.finish()),
-                Arc::new(ch.finish()),
-                Arc::new(v.finish()),
-                Arc::new(ts.finish()),
-            ],
-        )?;
+        let batch = rows.finish()?;
         memory_exec(schema(&self.tz), vec![batch], projection)
     }
 }
@@ -101,13 +126,7 @@ impl super::keyed::KeyedRead for IdentitiesTable {
         _columns: &[usize],
     ) -> crate::error::Result<RecordBatch> {
         use datafusion::common::ScalarValue as S;
-        let (mut c, mut t, mut ch, mut v) = (
-            Int64Builder::new(),
-            StringBuilder::new(),
-            StringBuilder::new(),
-            StringBuilder::new(),
-        );
-        let mut ts = TimestampMillisecondBuilder::new().with_timezone(self.tz.as_ref());
+        let mut rows = IdentityRows::new(&self.tz);
         for key in keys {
             let [S::Utf8(Some(id_type)), S::Utf8(Some(channel)), S::Utf8(Some(value))] =
                 key.as_slice()
@@ -118,22 +137,9 @@ impl super::keyed::KeyedRead for IdentitiesTable {
                 ));
             };
             if let Some((contact, created)) = self.store.get_identity(id_type, channel, value)? {
-                c.append_value(contact as i64);
-                t.append_value(id_type);
-                ch.append_value(channel);
-                v.append_value(value);
-                ts.append_value(created);
+                rows.push(id_type, channel, value, contact, created);
             }
         }
-        Ok(RecordBatch::try_new(
-            schema(&self.tz),
-            vec![
-                Arc::new(c.finish()),
-                Arc::new(t.finish()),
-                Arc::new(ch.finish()),
-                Arc::new(v.finish()),
-                Arc::new(ts.finish()),
-            ],
-        )?)
+        Ok(rows.finish()?)
     }
 }
