@@ -898,6 +898,20 @@ async fn compute(
         }
     };
     let side2 = side.clone();
+    // GROUP BY event and contact columns together: each event's key becomes
+    // the pair (its event tuple, its contact's tuple).
+    let mixed =
+        (!key_cols.is_empty() && by.iter().any(|b| matches!(b.side, Side::Contact))).then(|| {
+            let null_contact: Vec<ScalarValue> = by
+                .iter()
+                .filter(|b| matches!(b.side, Side::Contact))
+                .map(|b| null_of(b.field.data_type()))
+                .collect();
+            Arc::new(MixedKeys::new(
+                dict.lock().expect("dict").intern(null_contact),
+            ))
+        });
+    let mixed2 = mixed.clone();
     let attr_mode = matches!(
         &stmt.body,
         Body::Ltv {
@@ -914,7 +928,16 @@ async fn compute(
             &|| interrupt.check(),
             &make_acc,
             &|acc: &mut Acc, contact: u64, evs: &[Event]| {
-                let ck = side2.keys.get(&contact).copied();
+                let mut ck = side2.keys.get(&contact).copied();
+                let paired;
+                let evs = match &mixed2 {
+                    Some(m) => {
+                        paired = m.pair(evs, ck);
+                        ck = None;
+                        &paired[..]
+                    }
+                    None => evs,
+                };
                 match acc {
                     Acc::Funnel(a) => a.add_contact(evs, ck),
                     Acc::Retention(a) => a.add_contact(evs),
@@ -941,8 +964,70 @@ async fn compute(
     for a in it {
         acc.merge(a);
     }
-    let dict = std::mem::take(&mut *dict.lock().expect("dict"));
+    let mut dict = std::mem::take(&mut *dict.lock().expect("dict"));
+    if let Some(m) = mixed {
+        dict = m.dictionary(&by, &dict);
+    }
     build_output(stmt, &acc, &by, &dict, &catalog, out_schema)
+}
+
+/// Group keys of a GROUP BY mixing event and contact columns: the event
+/// tuple (interned by the scan) and the contact tuple (interned by
+/// [`contact_side`]) of each event, paired under one id.
+struct MixedKeys {
+    /// Dictionary id of the contact tuple of all NULLs (a contact without a row).
+    null_contact: u32,
+    /// (event tuple id, contact tuple id) → pair id (from 1).
+    pairs: Mutex<HashMap<(u32, u32), u32>>,
+}
+
+impl MixedKeys {
+    fn new(null_contact: u32) -> Self {
+        MixedKeys {
+            null_contact,
+            pairs: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// `evs` with each key replaced by the id of (its key, `contact_key`).
+    fn pair(&self, evs: &[Event], contact_key: Option<u32>) -> Vec<Event> {
+        let ck = contact_key.unwrap_or(self.null_contact);
+        let mut pairs = self.pairs.lock().expect("pairs");
+        evs.iter()
+            .map(|e| {
+                let next = pairs.len() as u32 + 1;
+                Event {
+                    key: *pairs.entry((e.key, ck)).or_insert(next),
+                    ..*e
+                }
+            })
+            .collect()
+    }
+
+    /// The dictionary of pair ids: each value the tuple in `by` order.
+    fn dictionary(&self, by: &[ByResolved], parts: &Dictionary) -> Dictionary {
+        let pairs = self.pairs.lock().expect("pairs");
+        let mut values = vec![Vec::new(); pairs.len() + 1];
+        for (&(ek, ck), &id) in pairs.iter() {
+            let empty = Vec::new();
+            let ev = parts.values.get(ek as usize).unwrap_or(&empty);
+            let ct = parts.values.get(ck as usize).unwrap_or(&empty);
+            let (mut ei, mut ci) = (0, 0);
+            values[id as usize] = by
+                .iter()
+                .map(|b| {
+                    let (tuple, i) = match b.side {
+                        Side::Event => (ev, &mut ei),
+                        Side::Contact => (ct, &mut ci),
+                    };
+                    let v = tuple.get(*i).cloned();
+                    *i += 1;
+                    v.unwrap_or_else(|| null_of(b.field.data_type()))
+                })
+                .collect();
+        }
+        Dictionary::from_values(values)
+    }
 }
 
 fn null_of(t: &A) -> ScalarValue {

@@ -71,6 +71,18 @@ impl Dictionary {
         }
     }
 
+    /// A dictionary whose id `i` is `values[i]` (`values[0]` unused); the
+    /// values must be distinct.
+    pub fn from_values(values: Vec<Vec<ScalarValue>>) -> Self {
+        let ids = values
+            .iter()
+            .enumerate()
+            .skip(1)
+            .map(|(i, v)| (v.clone(), i as u32))
+            .collect();
+        Dictionary { ids, values }
+    }
+
     /// The id of `v`, interning it.
     pub fn intern(&mut self, v: Vec<ScalarValue>) -> u32 {
         if let Some(id) = self.ids.get(&v) {
