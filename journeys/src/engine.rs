@@ -255,11 +255,118 @@ impl Runner {
         Ok(out)
     }
 
+    /// `subscribe` and `scan_qrcode`, when some QR code has options to run.
+    fn qr_types(&self) -> Vec<u32> {
+        let catalog = self.store.catalog();
+        if !catalog
+            .data()
+            .wechat_qrcodes
+            .iter()
+            .any(|q| q.options.as_object().is_some_and(|o| !o.is_empty()))
+        {
+            return Vec::new();
+        }
+        ["subscribe", "scan_qrcode"]
+            .iter()
+            .filter_map(|e| catalog.event_type(e).map(|t| t.id))
+            .collect()
+    }
+
+    /// The `(channel_id, s_qrcode_id)` of the events of `key`'s contact, type and time.
+    async fn qr_scenes(&self, key: &EventKey, code: &str) -> Res<Vec<(String, String)>> {
+        let mut out = Vec::new();
+        let sql = format!(
+            "SELECT channel_id, s_qrcode_id FROM event_view WHERE contact_id = {} AND event = '{code}' \
+             AND event_date = '{}' AND s_qrcode_id IS NOT NULL AND channel_id IS NOT NULL",
+            key.contact,
+            rfc3339(key.ts_ms)
+        );
+        if let Outcome::Rows(df) = self.sql(&sql).await? {
+            for b in df.collect().await.map_err(|e| e.to_string())? {
+                let text = |i: usize| {
+                    datafusion::arrow::compute::cast(
+                        b.column(i),
+                        &datafusion::arrow::datatypes::DataType::Utf8,
+                    )
+                    .map_err(|e| e.to_string())
+                };
+                let (c, q) = (text(0)?, text(1)?);
+                let (c, q) = (
+                    datafusion::arrow::array::AsArray::as_string::<i32>(&c),
+                    datafusion::arrow::array::AsArray::as_string::<i32>(&q),
+                );
+                for r in 0..b.num_rows() {
+                    out.push((c.value(r).to_string(), q.value(r).to_string()));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Runs the options of the QR code a `subscribe`/`scan_qrcode` event
+    /// names: the static group add and the reply (a customer-service send
+    /// through the sender's rules). Both are idempotent (the reply's
+    /// `client_send_id` is the event's), and the event is marked handled
+    /// after them: a crash in between repeats them without effect, so each
+    /// runs once per event.
+    async fn on_qr_event(&mut self, key: &EventKey, code: &str) -> Res<()> {
+        if self
+            .store
+            .qr_event_handled(key.seq)
+            .map_err(|e| e.to_string())?
+        {
+            return Ok(());
+        }
+        let catalog = self.store.catalog();
+        for (channel, scene) in self.qr_scenes(key, code).await? {
+            let Some(qr) = catalog
+                .data()
+                .wechat_qrcodes
+                .iter()
+                .find(|q| q.account_id == channel && q.qr_id == scene)
+                .cloned()
+            else {
+                continue;
+            };
+            let c = key.contact;
+            if let Some(g) = qr.options.get("add_to_group").and_then(Json::as_str) {
+                if let Err(e) = self
+                    .sql(&format!("ALTER GROUP {g} ADD CONTACTS VALUES ({c})"))
+                    .await
+                {
+                    tracing::warn!("QR code {scene}: adding contact {c} to {g} failed: {e}");
+                }
+            }
+            if let Some(reply) = qr.options.get("reply") {
+                let sql = format!(
+                    "CALL wechat_custom_send('{}', 'contact:{c}', {}, {}, client_send_id => 'qr-event-{}')",
+                    channel.replace('\'', "''"),
+                    sql_literal(reply.get("msg_type").unwrap_or(&Json::Null)),
+                    sql_literal(&Json::String(
+                        reply.get("content").cloned().unwrap_or_default().to_string()
+                    )),
+                    key.seq
+                );
+                match self.sql(&sql).await {
+                    Ok(Outcome::Rows(df)) => {
+                        let _ = df.collect().await;
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!("QR code {scene}: reply to contact {c} failed: {e}"),
+                }
+            }
+        }
+        let mut b = self.store.batch();
+        b.put_qr_event_handled(key.seq, now_ms());
+        self.store.commit(b).await.map_err(|e| e.to_string())
+    }
+
     /// Event types some published journey reacts to (triggers and
-    /// `until_event` waits).
+    /// `until_event` waits), and the QR-code scan events when a QR code has
+    /// options.
     fn watched_types(&mut self) -> Vec<u32> {
         let catalog = self.store.catalog();
-        let mut types = Vec::new();
+        let mut types = self.qr_types();
         for (_, _, def) in self.published() {
             if let Trigger::Event { event, .. } = &def.trigger {
                 types.extend(catalog.event_type(event).map(|t| t.id));
@@ -391,6 +498,7 @@ impl Runner {
     async fn on_events(&mut self, keys: &[EventKey]) -> Res<()> {
         let catalog = self.store.catalog();
         let journeys = self.published();
+        let qr_types = self.qr_types();
         for key in keys {
             let Some(code) = catalog
                 .event_type_by_id(key.event_type)
@@ -398,6 +506,9 @@ impl Runner {
             else {
                 continue;
             };
+            if qr_types.contains(&key.event_type) {
+                self.on_qr_event(key, &code).await?;
+            }
             // waiting runs of this contact that wait for an event
             let mut waiting = self.waiting_of(key.contact)?;
             for run in waiting.iter_mut().filter(|r| r.status == "waiting") {

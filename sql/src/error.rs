@@ -50,6 +50,12 @@ pub enum SqlError {
     /// 42704: unknown object (event type, property, setting).
     #[error("{0}")]
     UndefinedObject(String),
+    /// 58000: an external service (the WeChat API) failed or refused.
+    #[error("{0}")]
+    External(String),
+    /// 42883: no function or procedure of that signature (an unknown named argument).
+    #[error("{0}")]
+    UndefinedFunction(String),
     /// 42701: column already exists.
     #[error("{0}")]
     DuplicateColumn(String),

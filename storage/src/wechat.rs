@@ -1,11 +1,15 @@
 //! The WeChat outbox (`wechat` column family): sends and their recipients.
 //!
 //! Keys: `'S' | send_id: u64` → [`SendRecord`] (JSON);
-//! `'R' | send_id: u64 | contact_id: u64` → [`RecipientRecord`] (JSON).
+//! `'R' | send_id: u64 | contact_id: u64` → [`RecipientRecord`] (JSON);
+//! `'C' | client_send_id (UTF-8)` → send_id: u64 (the send a client's
+//! idempotency key created); `'Q' | event seq: u64` → handled at (ms, i64):
+//! a QR-code scan event whose reply and group add are done.
 //! A recipient moves `pending → sending → sent | failed`, or is `skipped`
 //! when created; `sending` is committed (WAL synced) before the API call,
 //! so a crash mid-call leaves it `sending`, which the sender turns into
-//! `unknown` at start and never retries.
+//! `unknown` at start and never retries, except recipients of a mass call,
+//! whose `clientmsgid` makes the retry safe.
 
 use std::sync::atomic::Ordering;
 
@@ -44,6 +48,9 @@ pub struct SendRecord {
     pub finished_at: Option<i64>,
     /// Who created it.
     pub created_by: String,
+    /// The client's idempotency key (`client_send_id => '…'`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_send_id: Option<String>,
 }
 
 /// One recipient of a send.
@@ -63,6 +70,12 @@ pub struct RecipientRecord {
     /// Not retried before (ms).
     #[serde(default)]
     pub not_before: i64,
+    /// The `clientmsgid` of the mass call that carried this recipient: a
+    /// retry of that call (after a crash, a lost answer or a transient
+    /// error) sends the same recipients with the same id, which WeChat
+    /// answers `45065` instead of sending again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clientmsgid: Option<String>,
 }
 
 fn send_key(id: u64) -> [u8; 9] {
@@ -75,6 +88,19 @@ fn recipient_key(send: u64, contact: u64) -> [u8; 17] {
     let mut k = [b'R'; 17];
     k[1..9].copy_from_slice(&send.to_be_bytes());
     k[9..].copy_from_slice(&contact.to_be_bytes());
+    k
+}
+
+fn client_send_key(id: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(1 + id.len());
+    k.push(b'C');
+    k.extend_from_slice(id.as_bytes());
+    k
+}
+
+fn qr_event_key(seq: u64) -> [u8; 9] {
+    let mut k = [b'Q'; 9];
+    k[1..].copy_from_slice(&seq.to_be_bytes());
     k
 }
 
@@ -112,6 +138,22 @@ impl Store {
             Some(v) => Ok(Some(serde_json::from_slice(&v)?)),
             None => Ok(None),
         }
+    }
+
+    /// The send created with client idempotency key `id`.
+    pub fn send_by_client_id(&self, id: &str) -> Result<Option<u64>> {
+        Ok(self
+            .db
+            .get_cf(self.cf(cf::WECHAT), client_send_key(id))?
+            .and_then(|v| v.as_slice().try_into().ok().map(u64::from_be_bytes)))
+    }
+
+    /// Whether the QR-code actions of event `seq` are done.
+    pub fn qr_event_handled(&self, seq: u64) -> Result<bool> {
+        Ok(self
+            .db
+            .get_cf(self.cf(cf::WECHAT), qr_event_key(seq))?
+            .is_some())
     }
 
     /// Every send, oldest first.
@@ -165,6 +207,24 @@ impl Batch {
         );
     }
 
+    /// Records that client idempotency key `id` created send `send`.
+    pub fn put_client_send_id(&mut self, id: &str, send: u64) {
+        self.wb.put_cf(
+            cfh(&self.db, cf::WECHAT),
+            client_send_key(id),
+            send.to_be_bytes(),
+        );
+    }
+
+    /// Marks the QR-code actions of event `seq` done.
+    pub fn put_qr_event_handled(&mut self, seq: u64, at_ms: i64) {
+        self.wb.put_cf(
+            cfh(&self.db, cf::WECHAT),
+            qr_event_key(seq),
+            at_ms.to_be_bytes(),
+        );
+    }
+
     /// Writes a recipient of send `send`.
     pub fn put_recipient(&mut self, send: u64, contact: u64, r: &RecipientRecord) {
         self.wb.put_cf(
@@ -201,6 +261,7 @@ mod tests {
                 scheduled_at: None,
                 finished_at: None,
                 created_by: "admin".into(),
+                client_send_id: None,
             });
             for c in [300u64, 2, 70_000] {
                 b.put_recipient(
@@ -213,6 +274,7 @@ mod tests {
                         updated_at: 1,
                         attempts: 0,
                         not_before: 0,
+                        clientmsgid: None,
                     },
                 );
             }
@@ -236,5 +298,20 @@ mod tests {
             ]
         );
         assert_eq!(last_send_id(&store.db).unwrap(), 2);
+        // client keys sort before the sends and do not disturb their scan
+        let mut b = store.batch();
+        b.put_client_send_id("retry-1", 2);
+        store.commit(b).await.unwrap();
+        assert_eq!(store.send_by_client_id("retry-1").unwrap(), Some(2));
+        assert_eq!(store.send_by_client_id("retry-2").unwrap(), None);
+        assert_eq!(store.scan_sends().unwrap().len(), 2);
+        assert_eq!(last_send_id(&store.db).unwrap(), 2);
+        // QR markers too
+        let mut b = store.batch();
+        b.put_qr_event_handled(77, 1);
+        store.commit(b).await.unwrap();
+        assert!(store.qr_event_handled(77).unwrap());
+        assert!(!store.qr_event_handled(78).unwrap());
+        assert_eq!(store.scan_sends().unwrap().len(), 2);
     }
 }

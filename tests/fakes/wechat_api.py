@@ -5,7 +5,9 @@ Usage: wechat_api.py PORT LOG_FILE
 
 Serves the real paths (/cgi-bin/token, /cgi-bin/message/mass/send,
 /cgi-bin/message/template/send, /cgi-bin/message/custom/send,
-/cgi-bin/message/subscribe/bizsend) with the real answer shapes, appends
+/cgi-bin/message/subscribe/bizsend, /cgi-bin/qrcode/create) with the real
+answer shapes, answers a mass send whose clientmsgid it has seen with
+45065 (sending nothing), appends
 every call to LOG_FILE as one JSON line {"path", "query", "body", "ts",
 "errcode"} (the errcode it answered; -500 for HTTP 500),
 and takes fault injection on POST /_control:
@@ -14,6 +16,10 @@ and takes fault injection on POST /_control:
   {"expire_token_once": true}            answer 40001 once (token expired)
   {"http_500_once": true}                answer HTTP 500 once
   {"latency_ms": 20}                     wait this long before each send answer
+  {"drop_once": 2}                       take the next 2 send calls (logged with
+                                         errcode -1000: delivered), then close the
+                                         connection without an answer
+  {"token_ttl": 5}                       tokens expire after 5 s (42001)
 """
 import json
 import sys
@@ -24,7 +30,7 @@ from urllib.parse import parse_qs, urlparse
 
 LOCK = threading.RLock()
 STATE = {"token_n": 0, "fail": {}, "transient": set(), "expire": False, "http500": False,
-         "latency": 0.0}
+         "latency": 0.0, "drop": 0, "ttl": 7200, "token_at": 0.0, "clientmsgids": set()}
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -59,8 +65,9 @@ class Handler(BaseHTTPRequestHandler):
                 return self.answer({"errcode": 40125, "errmsg": "invalid appsecret"})
             with LOCK:
                 STATE["token_n"] += 1
+                STATE["token_at"] = time.time()
                 tok = "TOKEN%d" % STATE["token_n"]
-            return self.answer({"access_token": tok, "expires_in": 7200})
+            return self.answer({"access_token": tok, "expires_in": STATE["ttl"]})
         self.answer({"errcode": 404, "errmsg": "not found"}, 404)
 
     def do_POST(self):
@@ -75,24 +82,51 @@ class Handler(BaseHTTPRequestHandler):
                 STATE["expire"] = body.get("expire_token_once", STATE["expire"])
                 STATE["http500"] = body.get("http_500_once", STATE["http500"])
                 STATE["latency"] = body.get("latency_ms", STATE["latency"] * 1000) / 1000.0
+                STATE["drop"] = body.get("drop_once", STATE["drop"])
+                STATE["ttl"] = body.get("token_ttl", STATE["ttl"])
             return self.answer({"ok": True})
         self.body = body
         if STATE["latency"]:
             time.sleep(STATE["latency"])
         token = parse_qs(u.query).get("access_token", [""])[0]
         with LOCK:
+            if STATE["drop"] > 0:
+                # delivered, then the answer is lost (-1000 in the log)
+                STATE["drop"] -= 1
+                if u.path == "/cgi-bin/message/mass/send" and body.get("clientmsgid"):
+                    STATE["clientmsgids"].add(body["clientmsgid"])
+                self.record(body, -1000)
+                self.close_connection = True
+                self.connection.shutdown(2)
+                return
             if STATE["http500"]:
                 STATE["http500"] = False
                 return self.answer({"errmsg": "boom"}, 500)
             if token != "TOKEN%d" % STATE["token_n"]:
                 return self.answer({"errcode": 40001, "errmsg": "invalid credential"})
+            if time.time() - STATE["token_at"] > STATE["ttl"]:
+                return self.answer({"errcode": 42001, "errmsg": "access_token expired"})
             if STATE["expire"]:
                 STATE["expire"] = False
                 STATE["token_n"] += 1
                 return self.answer({"errcode": 42001, "errmsg": "access_token expired"})
             if u.path == "/cgi-bin/message/mass/send":
+                cm = body.get("clientmsgid")
+                if cm and cm in STATE["clientmsgids"]:
+                    return self.answer({"errcode": 45065, "errmsg": "clientmsgid exist"})
+                if cm:
+                    STATE["clientmsgids"].add(cm)
                 return self.answer({"errcode": 0, "errmsg": "send job submission success",
                                     "msg_id": 1000, "msg_data_id": 2000})
+            if u.path == "/cgi-bin/qrcode/create":
+                scene = body.get("action_info", {}).get("scene", {}).get("scene_str", "")
+                if not scene or len(scene) > 64:
+                    return self.answer({"errcode": 40097, "errmsg": "invalid args"})
+                permanent = body.get("action_name") == "QR_LIMIT_STR_SCENE"
+                answer = {"ticket": "TICKET_" + scene, "url": "http://weixin.qq.com/q/" + scene}
+                if not permanent:
+                    answer["expire_seconds"] = body.get("expire_seconds", 60)
+                return self.answer(answer)
             touser = body.get("touser")
             if touser in STATE["fail"]:
                 return self.answer({"errcode": STATE["fail"][touser], "errmsg": "fail"})

@@ -506,3 +506,300 @@ async fn journey_wechat_step_sends_once() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(fake.calls("/cgi-bin/message/template/send").len(), 1);
 }
+
+/// `client_send_id => '…'`: a call repeated after a timeout answers the
+/// first call's send; the same key with other arguments is refused; four
+/// concurrent retries make one send and one API call per fan.
+#[tokio::test]
+async fn client_send_id_makes_a_retried_call_create_one_send() {
+    let fake = Fake::start();
+    let server = TestServer::start();
+    let c = server.client().await;
+    exec(
+        &c,
+        &format!(
+            "CALL wechat_add_account('wx_i', 'wxi', 'service', 'http://127.0.0.1:{}', 'fake-secret')",
+            fake.port
+        ),
+    )
+    .await;
+    exec(
+        &c,
+        "INSERT INTO events (openid, channel_id, event, event_date) \
+         SELECT 'i_' || x, 'wx_i', 'subscribe', now() FROM generate_series(1, 3) t(x)",
+    )
+    .await;
+    let call = "CALL wechat_template_send('wx_i', 'all', 'TPL_I', '{\"a\": {\"value\": \"b\"}}', client_send_id => 'order-42')";
+    let first = send(&c, call).await;
+    assert_eq!(send(&c, call).await, first);
+    // bound parameters, as drivers send them
+    let row = c
+        .query_one(
+            "CALL wechat_template_send('wx_i', 'all', 'TPL_I', $1, client_send_id => $2)",
+            &[&"{\"a\": {\"value\": \"b\"}}", &"order-42"],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, i64>(0).to_string(), first);
+    let e = expect_sqlstate(
+        &c,
+        "CALL wechat_template_send('wx_i', 'all', 'TPL_OTHER', '{}', client_send_id => 'order-42')",
+        "42710",
+    )
+    .await;
+    assert!(e.message.contains("order-42"), "{e:?}");
+    expect_sqlstate(
+        &c,
+        "CALL wechat_template_send('wx_i', 'all', 'TPL_I', '{}', idempotency => 'x')",
+        "42883",
+    )
+    .await;
+    // concurrent retries of a new key
+    let mut tasks = Vec::new();
+    for _ in 0..4 {
+        let c = server.client().await;
+        tasks.push(tokio::spawn(async move {
+            send(
+                &c,
+                "CALL wechat_mass_send('wx_i', 'all', 'text', '{\"content\": \"hi\"}', client_send_id => 'mass-7')",
+            )
+            .await
+        }));
+    }
+    let mut ids = Vec::new();
+    for t in tasks {
+        ids.push(t.await.unwrap());
+    }
+    ids.dedup();
+    assert_eq!(ids.len(), 1, "{ids:?}");
+    finished(&c, &first).await;
+    finished(&c, &ids[0]).await;
+    let sends = simple_rows(&c, "SELECT count(*) FROM wechat_sends").await;
+    assert_eq!(sends[0][0].as_deref(), Some("2"));
+    assert_eq!(fake.calls("/cgi-bin/message/template/send").len(), 3);
+    assert_eq!(fake.calls("/cgi-bin/message/mass/send").len(), 1);
+}
+
+/// A mass call whose connection drops before the answer is made again
+/// with the same `clientmsgid`; the fake, like WeChat, answers 45065 to
+/// the repeat if the first went through, and every fan gets it once.
+#[tokio::test]
+async fn a_lost_mass_answer_is_retried_with_its_clientmsgid() {
+    let fake = Fake::start();
+    let server = TestServer::start();
+    let c = server.client().await;
+    exec(
+        &c,
+        &format!(
+            "CALL wechat_add_account('wx_m', 'wxm', 'subscription', 'http://127.0.0.1:{}', 'fake-secret')",
+            fake.port
+        ),
+    )
+    .await;
+    exec(
+        &c,
+        "INSERT INTO events (openid, channel_id, event, event_date) \
+         SELECT 'm_' || x, 'wx_m', 'subscribe', now() FROM generate_series(1, 5) t(x)",
+    )
+    .await;
+    fake.control(r#"{"drop_once": 1}"#);
+    let id = send(
+        &c,
+        "CALL wechat_mass_send('wx_m', 'all', 'text', '{\"content\": \"hi\"}')",
+    )
+    .await;
+    let r = finished(&c, &id).await;
+    assert!(r.iter().all(|x| x.1 == "sent"), "{r:?}");
+    let calls = fake.calls("/cgi-bin/message/mass/send");
+    assert_eq!(calls.len(), 2, "{calls:?}");
+    assert_eq!(calls[0]["errcode"], -1000, "the first answer was dropped");
+    assert_eq!(calls[1]["errcode"], 45065, "the repeat was recognised");
+    assert_eq!(
+        calls[0]["body"]["clientmsgid"],
+        calls[1]["body"]["clientmsgid"]
+    );
+}
+
+/// QR codes: `wechat_create_qrcode` asks WeChat for the code and keeps it;
+/// a fan's `subscribe` carrying its scene id gets the reply and joins the
+/// static group, once per event (also across kill -9), and a later
+/// `scan_qrcode` gets its own reply.
+#[tokio::test]
+async fn qr_code_scans_reply_and_add_to_group_once_per_event() {
+    let fake = Fake::start();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("d");
+    let mut server = TestServer::start_with(&data, &[]);
+    let c = server.client().await;
+    exec(
+        &c,
+        &format!(
+            "CALL wechat_add_account('wx_q', 'wxq', 'service', 'http://127.0.0.1:{}', 'fake-secret')",
+            fake.port
+        ),
+    )
+    .await;
+    exec(&c, "CREATE STATIC GROUP group_qr_shop").await;
+    exec(
+        &c,
+        "CREATE GROUP group_dyn AS SELECT id FROM contact_view WHERE city = 'x'",
+    )
+    .await;
+    let made = simple_rows(
+        &c,
+        r#"CALL wechat_create_qrcode('wx_q', 'shop_1', 'temporary', '3600',
+             '{"reply": {"msg_type": "text", "content": {"content": "欢迎光临"}}, "add_to_group": "group_qr_shop"}')"#,
+    )
+    .await;
+    assert_eq!(
+        made[0],
+        vec![
+            Some("shop_1".to_string()),
+            Some("TICKET_shop_1".into()),
+            Some("http://weixin.qq.com/q/shop_1".into()),
+            Some("3600".into())
+        ]
+    );
+    let calls = fake.calls("/cgi-bin/qrcode/create");
+    assert_eq!(calls.len(), 1);
+    assert_eq!(calls[0]["body"]["action_name"], "QR_STR_SCENE");
+    assert_eq!(calls[0]["body"]["expire_seconds"], 3600);
+    assert_eq!(
+        calls[0]["body"]["action_info"]["scene"]["scene_str"],
+        "shop_1"
+    );
+    simple_rows(
+        &c,
+        "CALL wechat_create_qrcode('wx_q', 'forever', 'permanent')",
+    )
+    .await;
+    assert_eq!(
+        fake.calls("/cgi-bin/qrcode/create")[1]["body"]["action_name"],
+        "QR_LIMIT_STR_SCENE"
+    );
+    let rows = simple_rows(
+        &c,
+        "SELECT qr_id, kind, ticket, expire_at IS NULL FROM wechat_qrcodes ORDER BY qr_id",
+    )
+    .await;
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[0][1].as_deref(), Some("permanent"));
+    assert_eq!(rows[0][3].as_deref(), Some("t"));
+    assert_eq!(rows[1][3].as_deref(), Some("f"));
+
+    // refusals change nothing
+    for (sql, code) in [
+        (
+            "CALL wechat_create_qrcode('wx_nope', 'a', 'temporary')",
+            "42704",
+        ),
+        ("CALL wechat_create_qrcode('wx_q', 'a', 'forever')", "22023"),
+        (
+            "CALL wechat_create_qrcode('wx_q', 'a b', 'temporary')",
+            "22023",
+        ),
+        (
+            "CALL wechat_create_qrcode('wx_q', 'a', 'temporary', '5')",
+            "22023",
+        ),
+        (
+            "CALL wechat_create_qrcode('wx_q', 'a', 'permanent', '600')",
+            "22023",
+        ),
+        (
+            r#"CALL wechat_create_qrcode('wx_q', 'a', 'temporary', '', '{"welcome": 1}')"#,
+            "22023",
+        ),
+        (
+            r#"CALL wechat_create_qrcode('wx_q', 'a', 'temporary', '', '{"add_to_group": "group_none"}')"#,
+            "42704",
+        ),
+        (
+            r#"CALL wechat_create_qrcode('wx_q', 'a', 'temporary', '', '{"add_to_group": "group_dyn"}')"#,
+            "22023",
+        ),
+        (
+            r#"CALL wechat_create_qrcode('wx_q', 'a', 'temporary', '', '{"reply": {"msg_type": "fax", "content": {}}}')"#,
+            "22023",
+        ),
+        (
+            "CALL wechat_create_qrcode('wx_q', 'a', 'temporary', '', 'not json')",
+            "22023",
+        ),
+    ] {
+        let e = expect_sqlstate(&c, sql, code).await;
+        assert!(!e.message.is_empty());
+    }
+    // WeChat refusing: a wrong secret cannot get a token
+    exec(
+        &c,
+        &format!(
+            "CALL wechat_add_account('wx_bad', 'wxb', 'service', 'http://127.0.0.1:{}', 'wrong')",
+            fake.port
+        ),
+    )
+    .await;
+    let e = expect_sqlstate(
+        &c,
+        "CALL wechat_create_qrcode('wx_bad', 'a', 'temporary')",
+        "58000",
+    )
+    .await;
+    assert!(e.message.contains("40125"), "{e:?}");
+    let n = simple_rows(&c, "SELECT count(*) FROM wechat_qrcodes").await;
+    assert_eq!(n[0][0].as_deref(), Some("2"));
+
+    // a fan subscribes through the code
+    exec(
+        &c,
+        "INSERT INTO events (openid, channel_id, event, event_date, s_qrcode_id) \
+         VALUES ('fan_q', 'wx_q', 'subscribe', now(), 'shop_1')",
+    )
+    .await;
+    let replies = |n: usize| {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let calls = fake.calls("/cgi-bin/message/custom/send");
+            if calls.len() >= n {
+                return calls;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{n} replies expected, got {calls:?}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    let calls = replies(1);
+    assert_eq!(calls[0]["body"]["touser"], "fan_q");
+    assert_eq!(calls[0]["body"]["msgtype"], "text");
+    assert_eq!(calls[0]["body"]["text"]["content"], "欢迎光临");
+    let members = simple_rows(&c, "SELECT count(*) FROM contact_view WHERE group_qr_shop").await;
+    assert_eq!(members[0][0].as_deref(), Some("1"));
+    // nothing runs again after a restart
+    drop(c);
+    server.kill9();
+    let server = TestServer::start_with(&data, &[]);
+    let c = server.client().await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(fake.calls("/cgi-bin/message/custom/send").len(), 1);
+    // a scan by the (now following) fan: its own reply
+    exec(
+        &c,
+        "INSERT INTO events (openid, channel_id, event, event_date, s_qrcode_id) \
+         VALUES ('fan_q', 'wx_q', 'scan_qrcode', now(), 'shop_1')",
+    )
+    .await;
+    replies(2);
+    // an event naming the code without options does nothing
+    exec(
+        &c,
+        "INSERT INTO events (openid, channel_id, event, event_date, s_qrcode_id) \
+         VALUES ('fan_r', 'wx_q', 'subscribe', now(), 'forever')",
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(fake.calls("/cgi-bin/message/custom/send").len(), 2);
+    let members = simple_rows(&c, "SELECT count(*) FROM contact_view WHERE group_qr_shop").await;
+    assert_eq!(members[0][0].as_deref(), Some("1"));
+}

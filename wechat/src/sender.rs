@@ -9,8 +9,11 @@
 //! (`-1`, `45011`, HTTP 5xx, refused connections: backoff; `45009`: the
 //! next day). `40001`/`42001` refresh the access token once. An answer
 //! that never came leaves the recipients `unknown`. Mass sends go up to
-//! 10,000 openids a call with `clientmsgid` (`45065`, already sent, counts
-//! as sent); the others one recipient a call, several calls at once.
+//! 10,000 openids a call with a `clientmsgid` kept on each recipient of
+//! the call: a call whose answer was lost, or that a crash interrupted, is
+//! made again with the same recipients and id, and WeChat's `45065`
+//! (already sent) counts as sent. The others go one recipient a call,
+//! several calls at once.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -26,6 +29,7 @@ use tokio::sync::Mutex;
 
 use crate::client::{call, CallError};
 use crate::limits::Bucket;
+use crate::tokens::{shared as tokens, TokenError};
 
 /// Settings of the sender.
 #[derive(Debug, Clone)]
@@ -86,7 +90,6 @@ fn verdict(r: Result<Json, CallError>) -> Verdict {
 struct State {
     store: Arc<Store>,
     settings: SenderSettings,
-    tokens: Mutex<HashMap<String, (String, i64)>>,
     buckets: Mutex<HashMap<String, Bucket>>,
 }
 
@@ -103,7 +106,6 @@ pub fn spawn(store: Arc<Store>, settings: SenderSettings) -> tokio::task::JoinHa
         let st = Arc::new(State {
             store,
             settings,
-            tokens: Mutex::new(HashMap::new()),
             buckets: Mutex::new(HashMap::new()),
         });
         if let Err(e) = recover(&st.store).await {
@@ -124,7 +126,8 @@ pub fn spawn(store: Arc<Store>, settings: SenderSettings) -> tokio::task::JoinHa
     })
 }
 
-/// `sending` recipients of unfinished sends become `unknown`.
+/// `sending` recipients of unfinished sends become `unknown`, except those
+/// of a mass call, which is made again with its `clientmsgid`.
 async fn recover(store: &Store) -> cohortdb_storage::Result<()> {
     let now = now_ms();
     let mut batch = store.batch();
@@ -134,8 +137,13 @@ async fn recover(store: &Store) -> cohortdb_storage::Result<()> {
         }
         store.scan_recipients(s.send_id, &mut |c, mut r| {
             if r.status == "sending" {
-                r.status = "unknown".into();
-                r.reason = Some("interrupted during the API call (not retried)".into());
+                if r.clientmsgid.is_some() {
+                    r.status = "pending".into();
+                    r.reason = None;
+                } else {
+                    r.status = "unknown".into();
+                    r.reason = Some("interrupted during the API call (not retried)".into());
+                }
                 r.updated_at = now;
                 batch.put_recipient(s.send_id, c, &r);
             }
@@ -161,22 +169,38 @@ async fn step(st: &Arc<State>) -> Result<bool, String> {
         } else {
             st.settings.concurrency * 4
         };
-        let (mut due, mut waiting) = (Vec::new(), false);
+        // `again`: the recipients of one earlier mass call, sent again
+        // together under its clientmsgid
+        let (mut fresh, mut again, mut waiting) = (Vec::new(), Vec::new(), false);
+        let mut resumed: Option<String> = None;
         store
             .scan_recipients(s.send_id, &mut |c, r| {
                 if r.status == "pending" {
-                    if r.not_before <= now {
-                        due.push((c, r));
+                    if r.not_before > now {
+                        waiting = true;
+                    } else if let Some(cm) = r.clientmsgid.clone() {
+                        if resumed.is_none() {
+                            resumed = Some(cm.clone());
+                        }
+                        if resumed.as_deref() == Some(cm.as_str()) {
+                            again.push((c, r));
+                        } else {
+                            waiting = true;
+                        }
+                    } else if fresh.len() < limit {
+                        fresh.push((c, r));
                     } else {
                         waiting = true;
                     }
                 } else if r.status == "sending" {
                     waiting = true;
                 }
-                // a full chunk is enough: the rest waits for the next turn
-                due.len() < limit
+                // a full chunk is enough (the rest waits for the next
+                // turn), unless a resumed call's recipients may follow
+                resumed.is_some() || fresh.len() < limit
             })
             .map_err(|e| e.to_string())?;
+        let due = if again.is_empty() { fresh } else { again };
         if due.is_empty() {
             if !waiting {
                 let mut done = s.clone();
@@ -243,7 +267,21 @@ async fn deliver(
     let now = now_ms();
     let mut b = store.batch();
     let mut marked = Vec::with_capacity(recipients.len());
+    // a mass call's id: kept by its recipients for any retry of the call
+    let clientmsgid = (s.kind == "mass").then(|| {
+        recipients
+            .iter()
+            .find_map(|(_, r)| r.clientmsgid.clone())
+            .unwrap_or_else(|| {
+                format!(
+                    "cohortdb-{}-{}-{now}",
+                    s.send_id,
+                    recipients.first().map(|m| m.0).unwrap_or(0)
+                )
+            })
+    });
     for (c, mut r) in recipients {
+        r.clientmsgid = clientmsgid.clone();
         r.status = "sending".into();
         r.attempts += 1;
         r.updated_at = now;
@@ -267,14 +305,16 @@ async fn deliver(
     }
     let mut refreshed = false;
     let v = loop {
-        let token = match token(st, account, false).await {
+        let token = match tokens().get(account, st.settings.call_timeout).await {
             Ok(t) => t,
-            Err(v) => break v,
+            // no token request reached WeChat's send API: nothing was sent
+            Err(TokenError::Transient(e)) => break Verdict::Transient(format!("token: {e}")),
+            Err(TokenError::Refused(n)) => break Verdict::Failed(format!("token errcode {n}")),
         };
         let v = verdict(api_call(st, account, s, &marked, &token).await);
         if v == Verdict::TokenExpired && !refreshed {
             refreshed = true;
-            st.tokens.lock().await.remove(&account.account_id);
+            tokens().invalidate(&account.account_id, &token).await;
             continue;
         }
         break v;
@@ -299,7 +339,7 @@ async fn api_call(
                 "msgtype": msg_type,
                 msg_type.clone(): s.content,
                 "send_ignore_reprint": 0,
-                "clientmsgid": format!("cohortdb-{}-{}", s.send_id, marked.first().map(|m| m.0).unwrap_or(0)),
+                "clientmsgid": marked.first().and_then(|m| m.1.clientmsgid.clone()).unwrap_or_default(),
             }),
         ),
         "template" => {
@@ -336,41 +376,6 @@ async fn api_call(
         st.settings.call_timeout,
     )
     .await
-}
-
-/// The cached access token of `account`, fetched when missing or expired.
-async fn token(st: &State, account: &WechatAccountDef, _force: bool) -> Result<String, Verdict> {
-    let now = now_ms();
-    // held while fetching: concurrent calls wait for one fetch instead of
-    // each fetching a token that invalidates the others'
-    let mut tokens = st.tokens.lock().await;
-    if let Some((t, until)) = tokens.get(&account.account_id) {
-        if *until > now {
-            return Ok(t.clone());
-        }
-    }
-    let url = format!(
-        "{}/cgi-bin/token?grant_type=client_credential&appid={}&secret={}",
-        account.api_base_url, account.app_id, account.app_secret
-    );
-    match call(&url, None, st.settings.call_timeout).await {
-        Ok(v) => match v.get("access_token").and_then(Json::as_str) {
-            Some(t) => {
-                let secs = v.get("expires_in").and_then(Json::as_i64).unwrap_or(7200);
-                tokens.insert(
-                    account.account_id.clone(),
-                    (t.to_string(), now + (secs - 60).max(1) * 1000),
-                );
-                Ok(t.to_string())
-            }
-            None => Err(match v.get("errcode").and_then(Json::as_i64) {
-                Some(-1) | None => Verdict::Transient("token: no access_token".into()),
-                Some(n) => Verdict::Failed(format!("token errcode {n}")),
-            }),
-        },
-        // no token request reached WeChat's send API: nothing was sent
-        Err(e) => Err(Verdict::Transient(format!("token: {e}"))),
-    }
 }
 
 /// Commits the outcome `v` for `marked` (and the timeline events of sent ones).
@@ -431,6 +436,13 @@ async fn finish(
             Verdict::Failed(reason) => {
                 r.status = "failed".into();
                 r.reason = Some(reason.clone());
+            }
+            // a mass call is made again under its clientmsgid
+            Verdict::Unknown(_)
+                if r.clientmsgid.is_some() && r.attempts < st.settings.max_attempts =>
+            {
+                r.status = "pending".into();
+                r.not_before = now + 500 * (1i64 << r.attempts.min(10));
             }
             Verdict::Unknown(reason) => {
                 r.status = "unknown".into();

@@ -26,6 +26,8 @@ fn sql_code(e: &SqlError) -> &'static str {
         SqlError::UndefinedColumn(_) => "42703",
         SqlError::UndefinedTable(_) => "42P01",
         SqlError::UndefinedObject(_) => "42704",
+        SqlError::UndefinedFunction(_) => "42883",
+        SqlError::External(_) => "58000",
         SqlError::DuplicateColumn(_) => "42701",
         SqlError::DuplicateTable(_) => "42P07",
         SqlError::DuplicateObject(_) => "42710",

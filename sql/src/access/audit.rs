@@ -111,6 +111,7 @@ pub fn audited(stmt: &Statement) -> Option<Audited> {
             | Procedure::WechatCustomSend
             | Procedure::WechatSubscribeSend => entry(call.procedure.name(), "wechat_send", ""),
             Procedure::WechatCancelSend => entry("wechat_cancel_send", "wechat_send", ""),
+            Procedure::WechatCreateQrcode => entry("wechat_create_qrcode", "wechat_qrcode", ""),
             Procedure::CreateJourney => entry("journey_create", "journey", &first_arg(call)),
             Procedure::PublishJourney => entry("journey_publish", "journey", &first_arg(call)),
             Procedure::StopJourney => entry("journey_stop", "journey", &first_arg(call)),

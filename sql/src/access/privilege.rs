@@ -109,6 +109,7 @@ pub fn check_statement(stmt: &Statement, roles: RoleSet, user: &str) -> Result<(
             | Procedure::WechatCustomSend
             | Procedure::WechatSubscribeSend
             | Procedure::WechatCancelSend => need_operate(roles, "to send WeChat messages"),
+            Procedure::WechatCreateQrcode => need_operate(roles, "to create WeChat QR codes"),
             Procedure::CreateJourney
             | Procedure::PublishJourney
             | Procedure::StopJourney

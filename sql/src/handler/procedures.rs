@@ -60,6 +60,7 @@ pub fn result_schema(call: &ProcedureCall) -> Option<SchemaRef> {
         | Procedure::WechatTemplateSend
         | Procedure::WechatCustomSend
         | Procedure::WechatSubscribeSend => Some(super::wechat::send_schema()),
+        Procedure::WechatCreateQrcode => Some(super::wechat::qrcode_schema()),
         Procedure::WechatAddAccount
         | Procedure::WechatCancelSend
         | Procedure::CreateJourney
@@ -116,8 +117,13 @@ pub async fn call(ctx: &StatementContext, call: &ProcedureCall) -> Result<Reply>
         | Procedure::WechatTemplateSend
         | Procedure::WechatCustomSend
         | Procedure::WechatSubscribeSend => {
-            let args = text_args(&a)?;
-            super::wechat::send(ctx, call.procedure, &args).await
+            let (positional, client_send_id) = call.split_named("client_send_id")?;
+            let args = text_args(&positional)?;
+            let client_send_id = match client_send_id {
+                Some(e) => text_args(&[e])?.pop(),
+                None => None,
+            };
+            super::wechat::send(ctx, call.procedure, &args, client_send_id).await
         }
         Procedure::CreateJourney => super::journeys::create(ctx, &text_args(&a)?).await,
         Procedure::PublishJourney => {
@@ -130,6 +136,10 @@ pub async fn call(ctx: &StatementContext, call: &ProcedureCall) -> Result<Reply>
         Procedure::WechatCancelSend => {
             let args = text_args(&a)?;
             super::wechat::cancel(ctx, &args).await
+        }
+        Procedure::WechatCreateQrcode => {
+            let args = text_args(&a)?;
+            super::wechat::create_qrcode(ctx, &args).await
         }
         Procedure::AuditVerify => {
             use datafusion::arrow::array::{BooleanArray, Int64Array};

@@ -155,8 +155,27 @@ fn sql_text(s: &str) -> String {
     s.replace('\'', "''")
 }
 
+/// Held while a send with a `client_send_id` looks for an earlier one and
+/// commits, so two retries of one call create one send.
+static CLIENT_SENDS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+fn send_id_reply(ctx: &StatementContext, send_id: u64) -> Result<Reply> {
+    let b = RecordBatch::try_new(
+        send_schema(),
+        vec![Arc::new(Int64Array::from(vec![send_id as i64]))],
+    )?;
+    Ok(Reply::Rows(ctx.df.read_batch(b)?))
+}
+
 /// Creates a send of `procedure` with its arguments (already strings).
-pub async fn send(ctx: &StatementContext, procedure: Procedure, a: &[String]) -> Result<Reply> {
+/// With `client_send_id`, a call repeated with the same key and arguments
+/// answers the first call's send instead of creating another.
+pub async fn send(
+    ctx: &StatementContext,
+    procedure: Procedure,
+    a: &[String],
+    client_send_id: Option<String>,
+) -> Result<Reply> {
     let (kind, min, max, usage) = match procedure {
         Procedure::WechatMassSend => (
             "mass",
@@ -258,6 +277,37 @@ pub async fn send(ctx: &StatementContext, procedure: Procedure, a: &[String]) ->
         }
     }
     let acct = &account.account_id;
+    let _one_at_a_time = match &client_send_id {
+        Some(k) => {
+            if k.is_empty() || k.len() > 128 || k.chars().any(char::is_control) {
+                return Err(invalid(format!(
+                    "invalid client_send_id '{k}': use 1 to 128 printable characters"
+                )));
+            }
+            let guard = CLIENT_SENDS.lock().await;
+            if let Some(id) = ctx.store.send_by_client_id(k)? {
+                let first = ctx.store.get_send(id)?;
+                let same = first.as_ref().is_some_and(|f| {
+                    f.account_id == *acct
+                        && f.kind == kind
+                        && f.msg_type == msg_type
+                        && f.template_id == template_id
+                        && f.content == content
+                        && f.url == url
+                        && f.audience == audience
+                        && f.scheduled_at == scheduled_at
+                });
+                if !same {
+                    return Err(SqlError::DuplicateObject(format!(
+                        "client_send_id '{k}' already created send {id} with other arguments"
+                    )));
+                }
+                return send_id_reply(ctx, id);
+            }
+            Some(guard)
+        }
+        None => None,
+    };
     // fans of the account: contact → openid
     let mut openids: HashMap<u64, String> = HashMap::new();
     ctx.store.scan_identities(&mut |t, c, v, contact, _| {
@@ -414,7 +464,11 @@ pub async fn send(ctx: &StatementContext, procedure: Procedure, a: &[String]) ->
         scheduled_at,
         finished_at: None,
         created_by: ctx.user.clone(),
+        client_send_id: client_send_id.clone(),
     });
+    if let Some(k) = &client_send_id {
+        batch.put_client_send_id(k, send_id);
+    }
     for c in audience_ids {
         let openid = openids.get(&c).cloned();
         let reason = match (&openid, following.get(&c)) {
@@ -445,15 +499,12 @@ pub async fn send(ctx: &StatementContext, procedure: Procedure, a: &[String]) ->
                 updated_at: now,
                 attempts: 0,
                 not_before: 0,
+                clientmsgid: None,
             },
         );
     }
     ctx.store.commit(batch).await?;
-    let b = RecordBatch::try_new(
-        send_schema(),
-        vec![Arc::new(Int64Array::from(vec![send_id as i64]))],
-    )?;
-    Ok(Reply::Rows(ctx.df.read_batch(b)?))
+    send_id_reply(ctx, send_id)
 }
 
 fn rfc3339(ms: i64) -> String {
@@ -508,4 +559,180 @@ pub async fn cancel(ctx: &StatementContext, a: &[String]) -> Result<Reply> {
     batch.put_send(&send);
     ctx.store.commit(batch).await?;
     Ok(Reply::command("CALL"))
+}
+
+/// Result columns of `wechat_create_qrcode`.
+pub fn qrcode_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("qr_id", DataType::Utf8, false),
+        Field::new("ticket", DataType::Utf8, false),
+        Field::new("url", DataType::Utf8, false),
+        Field::new("expire_seconds", DataType::Int64, true),
+    ]))
+}
+
+/// Temporary QR codes live 7 days unless told otherwise.
+const DEFAULT_QR_EXPIRE_SECONDS: i64 = 604_800;
+
+/// The options of a QR code, checked: `reply` is a customer-service message
+/// (`{"msg_type", "content"}`), `add_to_group` a static group.
+fn qr_options(ctx: &StatementContext, text: &str) -> Result<Json> {
+    let v = json_arg("options_json", text)?;
+    for (k, x) in v.as_object().expect("an object") {
+        match k.as_str() {
+            "reply" => {
+                let msg_type = x.get("msg_type").and_then(Json::as_str).ok_or_else(|| {
+                    invalid("options_json.reply needs \"msg_type\" (a customer-service message type such as \"text\")".into())
+                })?;
+                if !CUSTOM_TYPES.contains(&msg_type) {
+                    return Err(invalid(format!(
+                        "invalid options_json.reply.msg_type '{msg_type}' (use one of: {})",
+                        CUSTOM_TYPES.join(", ")
+                    )));
+                }
+                if !x.get("content").is_some_and(Json::is_object) {
+                    return Err(invalid(
+                        "options_json.reply needs \"content\", a JSON object (for text: {\"content\": \"…\"})".into(),
+                    ));
+                }
+                if let Some(extra) = x.as_object().and_then(|o| {
+                    o.keys()
+                        .find(|k| !matches!(k.as_str(), "msg_type" | "content"))
+                }) {
+                    return Err(invalid(format!(
+                        "unknown field options_json.reply.{extra} (reply takes msg_type and content)"
+                    )));
+                }
+            }
+            "add_to_group" => {
+                let g = x.as_str().ok_or_else(|| {
+                    invalid("options_json.add_to_group must be a group id (a string)".into())
+                })?;
+                let catalog = ctx.store.catalog();
+                match catalog.data().groups.iter().find(|d| d.name == g) {
+                    None => {
+                        return Err(SqlError::UndefinedObject(format!(
+                            "group \"{g}\" does not exist (options_json.add_to_group)"
+                        )))
+                    }
+                    Some(d)
+                        if d.kind != cohortdb_storage::catalog::segments::GroupKind::Static =>
+                    {
+                        return Err(invalid(format!(
+                            "group \"{g}\" is dynamic: options_json.add_to_group needs a static group"
+                        )))
+                    }
+                    Some(_) => {}
+                }
+            }
+            other => {
+                return Err(invalid(format!(
+                    "unknown field options_json.{other} (use reply, add_to_group)"
+                )))
+            }
+        }
+    }
+    Ok(v)
+}
+
+/// `CALL wechat_create_qrcode(account_id, qr_id, 'temporary'|'permanent'
+/// [, expire_seconds [, options_json]])`: asks WeChat for a QR code of
+/// scene `qr_id` and keeps it (again for the same `qr_id`: a new code
+/// replaces it). A fan's `subscribe`/`scan_qrcode` event carrying that
+/// `s_qrcode_id` runs the options once (the journey engine does).
+pub async fn create_qrcode(ctx: &StatementContext, a: &[String]) -> Result<Reply> {
+    if a.len() < 3 || a.len() > 5 {
+        return Err(invalid(
+            "usage: CALL wechat_create_qrcode(account_id, qr_id, 'temporary'|'permanent' [, expire_seconds [, options_json]])".into(),
+        ));
+    }
+    let account = ctx
+        .store
+        .catalog()
+        .data()
+        .wechat_accounts
+        .iter()
+        .find(|x| x.account_id == a[0])
+        .cloned()
+        .ok_or_else(|| {
+            SqlError::UndefinedObject(format!(
+                "wechat account \"{}\" does not exist (CALL wechat_add_account first)",
+                a[0]
+            ))
+        })?;
+    check_id("qr_id", &a[1])?;
+    let permanent = match a[2].as_str() {
+        "temporary" => false,
+        "permanent" => true,
+        other => {
+            return Err(invalid(format!(
+                "invalid kind '{other}': use 'temporary' or 'permanent'"
+            )))
+        }
+    };
+    let expire = match a.get(3).map(|s| s.trim()).filter(|s| !s.is_empty()) {
+        None => DEFAULT_QR_EXPIRE_SECONDS,
+        Some(_) if permanent => {
+            return Err(invalid(
+                "expire_seconds is for temporary QR codes; give '' for a permanent one".into(),
+            ))
+        }
+        Some(s) => match s.parse::<i64>() {
+            Ok(n) if (60..=cohortdb_wechat::api::MAX_QR_EXPIRE_SECONDS).contains(&n) => n,
+            _ => {
+                return Err(invalid(format!(
+                    "invalid expire_seconds '{s}': use 60 to {} (30 days)",
+                    cohortdb_wechat::api::MAX_QR_EXPIRE_SECONDS
+                )))
+            }
+        },
+    };
+    let options = match a.get(4) {
+        Some(t) if !t.trim().is_empty() => qr_options(ctx, t)?,
+        _ => Json::Object(Default::default()),
+    };
+    let made = cohortdb_wechat::api::create_qrcode(
+        &account,
+        &a[1],
+        permanent,
+        expire,
+        std::time::Duration::from_secs(10),
+    )
+    .await
+    .map_err(|e| SqlError::External(format!("creating QR code '{}': {e}", a[1])))?;
+    let now = now_ms();
+    let def = cohortdb_storage::catalog::wechat::WechatQrCodeDef {
+        account_id: account.account_id.clone(),
+        qr_id: a[1].clone(),
+        kind: if permanent { "permanent" } else { "temporary" }.into(),
+        ticket: made.ticket.clone(),
+        url: made.url.clone(),
+        expire_at: (!permanent).then(|| now + made.expire_seconds.unwrap_or(expire) * 1000),
+        options,
+        created_at: now,
+    };
+    ctx.store
+        .update_catalog(|data, _| {
+            data.wechat_qrcodes
+                .retain(|q| !(q.account_id == def.account_id && q.qr_id == def.qr_id));
+            data.wechat_qrcodes.push(def.clone());
+            Ok::<_, SqlError>(())
+        })
+        .await?;
+    let b = RecordBatch::try_new(
+        qrcode_schema(),
+        vec![
+            Arc::new(datafusion::arrow::array::StringArray::from(vec![
+                a[1].clone()
+            ])),
+            Arc::new(datafusion::arrow::array::StringArray::from(vec![
+                made.ticket,
+            ])),
+            Arc::new(datafusion::arrow::array::StringArray::from(vec![made.url])),
+            Arc::new(Int64Array::from(vec![
+                (!permanent).then(|| made.expire_seconds.unwrap_or(expire))
+            ])),
+        ],
+    )?;
+    Ok(Reply::Rows(ctx.df.read_batch(b)?))
 }

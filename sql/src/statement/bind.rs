@@ -180,6 +180,7 @@ fn procedure_arg_type(procedure: Procedure, arg: usize) -> DataType {
             | Procedure::WechatTemplateSend
             | Procedure::WechatCustomSend
             | Procedure::WechatSubscribeSend
+            | Procedure::WechatCreateQrcode
             | Procedure::CreateJourney
             | Procedure::PublishJourney
             | Procedure::StopJourney

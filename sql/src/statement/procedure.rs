@@ -40,6 +40,8 @@ pub enum Procedure {
     WechatSubscribeSend,
     /// `wechat_cancel_send(send_id)`.
     WechatCancelSend,
+    /// `wechat_create_qrcode(account_id, qr_id, kind [, expire_seconds [, options_json]])`.
+    WechatCreateQrcode,
     /// `create_journey(journey_id, definition_json)`.
     CreateJourney,
     /// `publish_journey(journey_id)`.
@@ -68,6 +70,7 @@ impl Procedure {
         Procedure::WechatCustomSend,
         Procedure::WechatSubscribeSend,
         Procedure::WechatCancelSend,
+        Procedure::WechatCreateQrcode,
         Procedure::CreateJourney,
         Procedure::PublishJourney,
         Procedure::StopJourney,
@@ -92,6 +95,7 @@ impl Procedure {
             Procedure::WechatCustomSend => "wechat_custom_send",
             Procedure::WechatSubscribeSend => "wechat_subscribe_send",
             Procedure::WechatCancelSend => "wechat_cancel_send",
+            Procedure::WechatCreateQrcode => "wechat_create_qrcode",
             Procedure::CreateJourney => "create_journey",
             Procedure::PublishJourney => "publish_journey",
             Procedure::StopJourney => "stop_journey",
@@ -113,6 +117,8 @@ pub struct ProcedureCall {
     pub procedure: Procedure,
     /// Its arguments as written (named arguments by position).
     pub args: Vec<Expr>,
+    /// The name of each argument given in named notation (`name => value`).
+    pub names: Vec<Option<String>>,
 }
 
 impl ProcedureCall {
@@ -130,22 +136,58 @@ impl ProcedureCall {
                     .join(", ")
             ))
         })?;
-        let args = match &f.args {
+        let (args, names) = match &f.args {
             FunctionArguments::List(l) => l
                 .args
                 .iter()
                 .filter_map(|a| match a {
-                    FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => Some(e.clone()),
+                    FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => Some((e.clone(), None)),
                     FunctionArg::Named {
+                        name,
                         arg: FunctionArgExpr::Expr(e),
                         ..
-                    } => Some(e.clone()),
+                    }
+                    | FunctionArg::ExprNamed {
+                        name: Expr::Identifier(name),
+                        arg: FunctionArgExpr::Expr(e),
+                        ..
+                    } => Some((e.clone(), Some(name.value.to_ascii_lowercase()))),
                     _ => None,
                 })
-                .collect(),
-            _ => vec![],
+                .unzip(),
+            _ => (vec![], vec![]),
         };
-        Ok(ProcedureCall { procedure, args })
+        Ok(ProcedureCall {
+            procedure,
+            args,
+            names,
+        })
+    }
+
+    /// The positional arguments and the one named `name` (`name => value`);
+    /// 42883 when another argument is named or `name` is not last.
+    pub fn split_named(&self, name: &str) -> Result<(Vec<&Expr>, Option<&Expr>)> {
+        let mut positional = Vec::new();
+        let mut named = None;
+        for (e, n) in self.args.iter().zip(&self.names) {
+            match n.as_deref() {
+                None if named.is_none() => positional.push(e),
+                None => {
+                    return Err(SqlError::InvalidValue(format!(
+                        "positional arguments of {} cannot follow the named argument {name}",
+                        self.procedure.name()
+                    )))
+                }
+                Some(n) if n == name => named = Some(e),
+                Some(n) => {
+                    return Err(SqlError::UndefinedFunction(format!(
+                        "procedure {} has no argument named {n} (named arguments: {name})",
+                        self.procedure.name()
+                    )))
+                }
+            }
+        }
+        Ok((positional, named))
     }
 
     /// The arguments by reference.

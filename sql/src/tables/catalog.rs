@@ -34,6 +34,7 @@ pub const BUILTIN_RELATIONS: &[&str] = &[
     "wechat_accounts",
     "wechat_sends",
     "wechat_send_recipients",
+    "wechat_qrcodes",
     "journeys",
     "journey_runs",
     "journey_step_stats",
@@ -115,11 +116,12 @@ impl CohortSchema {
                 Arc::new(MetaTable::new(e.store.clone(), MetaKind::EventProperties))
             }
             "identities" => Arc::new(IdentitiesTable::new(e.store.clone(), e.session_tz.clone())),
-            "wechat_accounts" | "wechat_sends" | "wechat_send_recipients" => {
+            "wechat_accounts" | "wechat_sends" | "wechat_send_recipients" | "wechat_qrcodes" => {
                 use crate::tables::wechat::{WechatTable, WechatTableProvider};
                 let t = match name {
                     "wechat_accounts" => WechatTable::Accounts,
                     "wechat_sends" => WechatTable::Sends,
+                    "wechat_qrcodes" => WechatTable::Qrcodes,
                     _ => WechatTable::Recipients,
                 };
                 Arc::new(crate::tables::RowsTable(WechatTableProvider::new(

@@ -1,5 +1,6 @@
 //! The WeChat tables: `wechat_accounts` (never the secret), `wechat_sends`
-//! (with live counts from the outbox) and `wechat_send_recipients`.
+//! (with live counts from the outbox), `wechat_send_recipients` and
+//! `wechat_qrcodes`.
 
 use std::sync::Arc;
 
@@ -20,6 +21,8 @@ pub enum WechatTable {
     Sends,
     /// `wechat_send_recipients`.
     Recipients,
+    /// `wechat_qrcodes`.
+    Qrcodes,
 }
 
 /// A WeChat table provider.
@@ -69,6 +72,16 @@ impl WechatTableProvider {
                 f("status", A::Utf8, false),
                 f("reason", A::Utf8, true),
                 f("updated_at", self.ts(), false),
+            ],
+            WechatTable::Qrcodes => vec![
+                f("account_id", A::Utf8, false),
+                f("qr_id", A::Utf8, false),
+                f("kind", A::Utf8, false),
+                f("ticket", A::Utf8, false),
+                f("url", A::Utf8, false),
+                f("expire_at", self.ts(), true),
+                f("options", A::Utf8, false),
+                f("created_at", self.ts(), false),
             ],
         }))
     }
@@ -189,6 +202,35 @@ impl WechatTableProvider {
                     Arc::new(status.finish()),
                     Arc::new(reason.finish()),
                     Arc::new(at.finish()),
+                ]
+            }
+            WechatTable::Qrcodes => {
+                let mut text: [StringBuilder; 6] = Default::default();
+                let (mut expire, mut created) = (tsb(), tsb());
+                for q in &self.store.catalog().data().wechat_qrcodes {
+                    for (b, v) in text.iter_mut().zip([
+                        &q.account_id,
+                        &q.qr_id,
+                        &q.kind,
+                        &q.ticket,
+                        &q.url,
+                        &q.options.to_string(),
+                    ]) {
+                        b.append_value(v);
+                    }
+                    expire.append_option(q.expire_at);
+                    created.append_value(q.created_at);
+                }
+                let [mut acct, mut qr, mut kind, mut ticket, mut url, mut options] = text;
+                vec![
+                    Arc::new(acct.finish()),
+                    Arc::new(qr.finish()),
+                    Arc::new(kind.finish()),
+                    Arc::new(ticket.finish()),
+                    Arc::new(url.finish()),
+                    Arc::new(expire.finish()),
+                    Arc::new(options.finish()),
+                    Arc::new(created.finish()),
                 ]
             }
         })

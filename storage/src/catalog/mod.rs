@@ -175,6 +175,9 @@ pub struct CatalogData {
     /// Official accounts sends go through.
     #[serde(default)]
     pub wechat_accounts: Vec<wechat::WechatAccountDef>,
+    /// QR codes of the official accounts.
+    #[serde(default)]
+    pub wechat_qrcodes: Vec<wechat::WechatQrCodeDef>,
     /// Customer journeys.
     #[serde(default)]
     pub journeys: Vec<wechat::JourneyDef>,
@@ -357,6 +360,7 @@ impl CatalogData {
             collector_apps: vec![],
             wechat_tokens: vec![],
             wechat_accounts: vec![],
+            wechat_qrcodes: vec![],
             journeys: vec![],
         }
     }

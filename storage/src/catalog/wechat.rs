@@ -1,5 +1,6 @@
-//! Catalog entries of WeChat official accounts (`wechat_add_account`) and
-//! of customer journeys (`create_journey`), which send through them.
+//! Catalog entries of WeChat official accounts (`wechat_add_account`),
+//! their QR codes (`wechat_create_qrcode`) and customer journeys
+//! (`create_journey`), which send through them.
 
 use serde::{Deserialize, Serialize};
 
@@ -17,6 +18,29 @@ pub struct WechatAccountDef {
     /// App secret (needed to fetch access tokens; never shown by SQL).
     pub app_secret: String,
     /// When it was added (ms).
+    pub created_at: i64,
+}
+
+/// A QR code of an official account (`wechat_create_qrcode`): its scene
+/// id comes back as `s_qrcode_id` on the `subscribe`/`scan_qrcode` events
+/// of fans who scan it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct WechatQrCodeDef {
+    /// The account (channel) id.
+    pub account_id: String,
+    /// The scene id (`scene_str`).
+    pub qr_id: String,
+    /// `temporary` or `permanent`.
+    pub kind: String,
+    /// WeChat's ticket (shows the image).
+    pub ticket: String,
+    /// The URL the code encodes.
+    pub url: String,
+    /// When a temporary code expires (ms).
+    pub expire_at: Option<i64>,
+    /// What a scan does: `{"reply": {"msg_type", "content"}, "add_to_group": group}`.
+    pub options: serde_json::Value,
+    /// Created (ms).
     pub created_at: i64,
 }
 
