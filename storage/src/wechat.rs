@@ -178,8 +178,18 @@ impl Store {
         id: u64,
         f: &mut dyn FnMut(u64, RecipientRecord) -> bool,
     ) -> Result<()> {
+        self.scan_recipients_from(id, 0, f)
+    }
+
+    /// [`Store::scan_recipients`] from contact `from` on.
+    pub fn scan_recipients_from(
+        &self,
+        id: u64,
+        from: u64,
+        f: &mut dyn FnMut(u64, RecipientRecord) -> bool,
+    ) -> Result<()> {
         let mut it = self.db.raw_iterator_cf(self.cf(cf::WECHAT));
-        let start = recipient_key(id, 0);
+        let start = recipient_key(id, from);
         it.seek(start);
         while let (Some(k), Some(v)) = (it.key(), it.value()) {
             if k.len() != 17 || k[..9] != start[..9] {

@@ -139,5 +139,10 @@ class Handler(BaseHTTPRequestHandler):
         self.answer({"errcode": 404, "errmsg": "not found"}, 404)
 
 
+class Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 256
+
+
 if __name__ == "__main__":
-    ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Handler).serve_forever()
+    Server(("127.0.0.1", int(sys.argv[1])), Handler).serve_forever()

@@ -803,3 +803,159 @@ async fn qr_code_scans_reply_and_add_to_group_once_per_event() {
     let members = simple_rows(&c, "SELECT count(*) FROM contact_view WHERE group_qr_shop").await;
     assert_eq!(members[0][0].as_deref(), Some("1"));
 }
+
+/// A 20,000-recipient template send and a 20,000-recipient mass send, the
+/// rate limit lifted, the server killed with -9 at random moments ten
+/// times: no fan is sent a message twice (the fake's log of accepted
+/// calls), every recipient ends `sent`, `failed`, `skipped` or `unknown`
+/// (mass recipients always `sent`: their calls are repeated under their
+/// clientmsgid), and the counts and timeline events add up.
+#[tokio::test]
+async fn kill_9_ten_times_during_20000_recipient_sends() {
+    use rand::{Rng, SeedableRng};
+    let seed: u64 = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    eprintln!("seed {seed}");
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let fake = Fake::start();
+    fake.control(r#"{"latency_ms": 2}"#);
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("d");
+    let conf = dir.path().join("c.toml");
+    std::fs::write(&conf, "wechat_recipients_per_minute = 100000000\n").unwrap();
+    let args = ["--config", conf.to_str().unwrap()];
+    let fans = 20_000usize;
+    let (template_id, mass_id) = {
+        let server = TestServer::start_with(&data, &args);
+        let c = server.client().await;
+        for (acct, kind) in [("wx_t", "service"), ("wx_ms", "subscription")] {
+            exec(
+                &c,
+                &format!(
+                    "CALL wechat_add_account('{acct}', '{acct}', '{kind}', 'http://127.0.0.1:{}', 'fake-secret')",
+                    fake.port
+                ),
+            )
+            .await;
+        }
+        for (prefix, acct) in [("t_", "wx_t"), ("m_", "wx_ms")] {
+            exec(
+                &c,
+                &format!(
+                    "INSERT INTO events (openid, channel_id, event, event_date) \
+                     SELECT '{prefix}' || x, '{acct}', 'subscribe', now() FROM generate_series(1, {fans}) t(x)"
+                ),
+            )
+            .await;
+        }
+        let t = send(
+            &c,
+            "CALL wechat_template_send('wx_t', 'all', 'TPL_K', '{\"a\": {\"value\": \"b\"}}')",
+        )
+        .await;
+        let m = send(
+            &c,
+            "CALL wechat_mass_send('wx_ms', 'all', 'text', '{\"content\": \"hi\"}')",
+        )
+        .await;
+        drop(c);
+        let mut server = server;
+        tokio::time::sleep(Duration::from_millis(rng.random_range(100..1500))).await;
+        server.kill9();
+        (t, m)
+    };
+    for _ in 1..10 {
+        let mut server = TestServer::start_with(&data, &args);
+        tokio::time::sleep(Duration::from_millis(rng.random_range(200..2500))).await;
+        server.kill9();
+    }
+    let server = TestServer::start_with(&data, &args);
+    let c = server.client().await;
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        let st = simple_rows(
+            &c,
+            &format!(
+                "SELECT count(*) FROM wechat_sends WHERE send_id IN ({template_id}, {mass_id}) AND status = 'done'"
+            ),
+        )
+        .await;
+        if st[0][0].as_deref() == Some("2") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the sends did not finish");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    // accepted deliveries per fan (0: answered, -1000: answer dropped)
+    let mut delivered: std::collections::HashMap<String, usize> = Default::default();
+    for call in fake.calls("/cgi-bin/message/template/send") {
+        if call["errcode"] == 0 || call["errcode"] == -1000 {
+            *delivered
+                .entry(call["body"]["touser"].as_str().unwrap().to_string())
+                .or_default() += 1;
+        }
+    }
+    for call in fake.calls("/cgi-bin/message/mass/send") {
+        if call["errcode"] == 0 || call["errcode"] == -1000 {
+            for o in call["body"]["touser"].as_array().unwrap() {
+                *delivered
+                    .entry(o.as_str().unwrap().to_string())
+                    .or_default() += 1;
+            }
+        }
+    }
+    let twice: Vec<_> = delivered.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(
+        twice.is_empty(),
+        "fans sent twice: {:?}",
+        &twice[..twice.len().min(5)]
+    );
+    for (id, event) in [
+        (&template_id, "wechat_template_sent"),
+        (&mass_id, "wechat_mass_sent"),
+    ] {
+        let rows = simple_rows(
+            &c,
+            &format!("SELECT openid, status FROM wechat_send_recipients WHERE send_id = {id}"),
+        )
+        .await;
+        assert_eq!(rows.len(), fans);
+        let mut unknown = 0;
+        for r in &rows {
+            let openid = r[0].as_deref().unwrap();
+            match r[1].as_deref().unwrap() {
+                "sent" => assert_eq!(
+                    delivered.get(openid),
+                    Some(&1),
+                    "{openid} sent without a call"
+                ),
+                "unknown" => {
+                    assert!(id == &template_id, "a mass recipient ended unknown");
+                    unknown += 1;
+                }
+                "failed" | "skipped" => {}
+                other => panic!("{openid} ended {other}"),
+            }
+        }
+        let counts = simple_rows(
+            &c,
+            &format!("SELECT recipients, sent, sent + failed + skipped FROM wechat_sends WHERE send_id = {id}"),
+        )
+        .await;
+        assert_eq!(counts[0][0].as_deref(), Some(fans.to_string().as_str()));
+        assert_eq!(
+            counts[0][2].as_deref(),
+            Some((fans - unknown).to_string().as_str())
+        );
+        let timeline = simple_rows(
+            &c,
+            &format!(
+                "SELECT count(*) FROM event_view WHERE event = '{event}' AND s_send_id = '{id}'"
+            ),
+        )
+        .await;
+        assert_eq!(timeline[0][0], counts[0][1], "{event}");
+    }
+}

@@ -91,6 +91,10 @@ struct State {
     store: Arc<Store>,
     settings: SenderSettings,
     buckets: Mutex<HashMap<String, Bucket>>,
+    /// Per send, the contact the next scan for due recipients starts at
+    /// (the ones before it were taken), so a turn does not read the whole
+    /// outbox of a large send again.
+    cursors: std::sync::Mutex<HashMap<u64, u64>>,
 }
 
 fn now_ms() -> i64 {
@@ -107,6 +111,7 @@ pub fn spawn(store: Arc<Store>, settings: SenderSettings) -> tokio::task::JoinHa
             store,
             settings,
             buckets: Mutex::new(HashMap::new()),
+            cursors: std::sync::Mutex::new(HashMap::new()),
         });
         if let Err(e) = recover(&st.store).await {
             tracing::error!("WeChat sender: recovering the outbox failed: {e}");
@@ -173,8 +178,15 @@ async fn step(st: &Arc<State>) -> Result<bool, String> {
         // together under its clientmsgid
         let (mut fresh, mut again, mut waiting) = (Vec::new(), Vec::new(), false);
         let mut resumed: Option<String> = None;
+        let from = st
+            .cursors
+            .lock()
+            .expect("cursors")
+            .get(&s.send_id)
+            .copied()
+            .unwrap_or(0);
         store
-            .scan_recipients(s.send_id, &mut |c, r| {
+            .scan_recipients_from(s.send_id, from, &mut |c, r| {
                 if r.status == "pending" {
                     if r.not_before > now {
                         waiting = true;
@@ -201,7 +213,23 @@ async fn step(st: &Arc<State>) -> Result<bool, String> {
             })
             .map_err(|e| e.to_string())?;
         let due = if again.is_empty() { fresh } else { again };
+        {
+            let mut cursors = st.cursors.lock().expect("cursors");
+            match due.last() {
+                Some((c, _)) => {
+                    cursors.insert(s.send_id, c + 1);
+                }
+                // the end was reached: the next turn starts over, for
+                // recipients that came back (retries) before the cursor
+                None => {
+                    cursors.remove(&s.send_id);
+                }
+            }
+        }
         if due.is_empty() {
+            if from > 0 {
+                continue;
+            }
             if !waiting {
                 let mut done = s.clone();
                 done.status = "done".into();
@@ -220,37 +248,21 @@ async fn step(st: &Arc<State>) -> Result<bool, String> {
             .find(|a| a.account_id == s.account_id)
             .cloned()
         else {
-            finish(st, &s, &due, &Verdict::Failed("account removed".into())).await?;
+            let gone = Verdict::Failed("account removed".into());
+            finish(st, &s, due.into_iter().map(|m| (m, gone.clone())).collect()).await?;
             continue;
         };
         worked = true;
-        if s.kind == "mass" {
-            deliver(st, &account, &s, due).await?;
-        } else {
-            let mut tasks = Vec::new();
-            for one in due {
-                let (st2, account, s) = (st.clone(), account.clone(), s.clone());
-                tasks.push(tokio::spawn(async move {
-                    deliver(&st2, &account, &s, vec![one]).await
-                }));
-                if tasks.len() >= st.settings.concurrency.max(1) {
-                    for t in tasks.drain(..) {
-                        t.await.map_err(|e| e.to_string())??;
-                    }
-                }
-            }
-            for t in tasks {
-                t.await.map_err(|e| e.to_string())??;
-            }
-        }
+        deliver(st, &account, &s, due).await?;
     }
     Ok(worked)
 }
 
-/// Commits `recipients` as `sending`, calls the API once (mass) or for the
-/// one recipient, and commits the outcome.
+/// Commits `recipients` as `sending` in one batch, calls the API (one
+/// mass call, or one call per recipient with `concurrency` in flight) and
+/// commits every outcome in one batch.
 async fn deliver(
-    st: &State,
+    st: &Arc<State>,
     account: &WechatAccountDef,
     s: &SendRecord,
     recipients: Vec<(u64, RecipientRecord)>,
@@ -303,23 +315,55 @@ async fn deliver(
         }
         tokio::time::sleep(wait).await;
     }
+    let outcomes: Vec<((u64, RecipientRecord), Verdict)> = if s.kind == "mass" {
+        let v = call_with_token(st, account, s, &marked).await;
+        marked.into_iter().map(|m| (m, v.clone())).collect()
+    } else {
+        let permits = Arc::new(tokio::sync::Semaphore::new(st.settings.concurrency.max(1)));
+        let mut calls = tokio::task::JoinSet::new();
+        for (k, one) in marked.into_iter().enumerate() {
+            let (st, account, s, permits) =
+                (st.clone(), account.clone(), s.clone(), permits.clone());
+            calls.spawn(async move {
+                let _permit = permits.acquire_owned().await;
+                let v = call_with_token(&st, &account, &s, std::slice::from_ref(&one)).await;
+                (k, one, v)
+            });
+        }
+        let mut out = Vec::with_capacity(calls.len());
+        while let Some(done) = calls.join_next().await {
+            out.push(done.map_err(|e| e.to_string())?);
+        }
+        out.sort_by_key(|x| x.0);
+        out.into_iter().map(|(_, m, v)| (m, v)).collect()
+    };
+    finish(st, s, outcomes).await
+}
+
+/// One API call for `marked` with the account's token, refreshed once on
+/// `40001`/`42001`.
+async fn call_with_token(
+    st: &State,
+    account: &WechatAccountDef,
+    s: &SendRecord,
+    marked: &[(u64, RecipientRecord)],
+) -> Verdict {
     let mut refreshed = false;
-    let v = loop {
+    loop {
         let token = match tokens().get(account, st.settings.call_timeout).await {
             Ok(t) => t,
             // no token request reached WeChat's send API: nothing was sent
-            Err(TokenError::Transient(e)) => break Verdict::Transient(format!("token: {e}")),
-            Err(TokenError::Refused(n)) => break Verdict::Failed(format!("token errcode {n}")),
+            Err(TokenError::Transient(e)) => return Verdict::Transient(format!("token: {e}")),
+            Err(TokenError::Refused(n)) => return Verdict::Failed(format!("token errcode {n}")),
         };
-        let v = verdict(api_call(st, account, s, &marked, &token).await);
+        let v = verdict(api_call(st, account, s, marked, &token).await);
         if v == Verdict::TokenExpired && !refreshed {
             refreshed = true;
             tokens().invalidate(&account.account_id, &token).await;
             continue;
         }
-        break v;
-    };
-    finish(st, s, &marked, &v).await
+        return v;
+    }
 }
 
 async fn api_call(
@@ -378,12 +422,12 @@ async fn api_call(
     .await
 }
 
-/// Commits the outcome `v` for `marked` (and the timeline events of sent ones).
+/// Commits the outcome of each recipient in one batch (with the timeline
+/// events of the sent ones).
 async fn finish(
     st: &State,
     s: &SendRecord,
-    marked: &[(u64, RecipientRecord)],
-    v: &Verdict,
+    outcomes: Vec<((u64, RecipientRecord), Verdict)>,
 ) -> Result<(), String> {
     let store = &st.store;
     let now = now_ms();
@@ -394,8 +438,8 @@ async fn finish(
     let prop = |n: &str| catalog.property(n).map(|p| p.id);
     let (send_prop, template_prop) = (prop("s_send_id"), prop("s_template_id"));
     let mut max_seq = 0;
-    for (c, r) in marked {
-        let mut r = r.clone();
+    for ((c, mut r), v) in outcomes {
+        let c = &c;
         r.updated_at = now;
         match v {
             Verdict::Sent => {
