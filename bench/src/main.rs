@@ -12,6 +12,8 @@
 //!   COPY of the same events.
 //! - `lookups`: pgbench point reads (contacts by id, by openid) and one-row
 //!   writes (INSERT, identify), optionally beside PostgreSQL 15.
+//! - `wechat`: WeChat sends against the local fake of the WeChat API:
+//!   audience resolution, delivery with the rate limit lifted and paced.
 //!
 //! See `docs/benchmark.md` for how to run it and what it measures.
 
@@ -23,6 +25,7 @@ mod ingest;
 mod lookups;
 mod postgres;
 mod report;
+mod wechat;
 
 use std::process::ExitCode;
 
@@ -55,6 +58,9 @@ enum Command {
     Collector(collector::CollectorArgs),
     /// pgbench point reads and one-row writes, beside PostgreSQL 15.
     Lookups(lookups::LookupsArgs),
+    /// WeChat sends against the fake WeChat API: audience resolution,
+    /// delivery rate with the limit lifted and with the default limit.
+    Wechat(wechat::WechatArgs),
 }
 
 #[tokio::main]
@@ -66,6 +72,7 @@ async fn main() -> ExitCode {
         Command::Groups(args) => groups::run(args).await,
         Command::Collector(args) => collector::run(args).await,
         Command::Lookups(args) => lookups::run(args).await,
+        Command::Wechat(args) => wechat::run(args).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

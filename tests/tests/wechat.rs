@@ -577,6 +577,19 @@ async fn client_send_id_makes_a_retried_call_create_one_send() {
     let sends = simple_rows(&c, "SELECT count(*) FROM wechat_sends").await;
     assert_eq!(sends[0][0].as_deref(), Some("2"));
     assert_eq!(fake.calls("/cgi-bin/message/template/send").len(), 3);
+    // a group audience: only its members
+    exec(
+        &c,
+        "CREATE GROUP group_i2 AS SELECT contact_id AS id FROM identities WHERE id_value = 'i_2'",
+    )
+    .await;
+    let id = send(
+        &c,
+        "CALL wechat_template_send('wx_i', 'group_i2', 'TPL_G', '{\"a\": {\"value\": \"b\"}}')",
+    )
+    .await;
+    let r = finished(&c, &id).await;
+    assert_eq!(r, vec![rec("i_2", "sent", "")]);
     assert_eq!(fake.calls("/cgi-bin/message/mass/send").len(), 1);
 }
 
@@ -957,5 +970,52 @@ async fn kill_9_ten_times_during_20000_recipient_sends() {
         )
         .await;
         assert_eq!(timeline[0][0], counts[0][1], "{event}");
+    }
+}
+
+/// The rate limit, measured on the fake's timestamps: 600 recipients a
+/// minute (10 a second, at most one second's burst).
+#[tokio::test]
+async fn the_rate_limit_paces_calls() {
+    let fake = Fake::start();
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("c.toml");
+    std::fs::write(&conf, "wechat_recipients_per_minute = 600\n").unwrap();
+    let server =
+        TestServer::start_with(&dir.path().join("d"), &["--config", conf.to_str().unwrap()]);
+    let c = server.client().await;
+    exec(
+        &c,
+        &format!(
+            "CALL wechat_add_account('wx_r', 'wxr', 'service', 'http://127.0.0.1:{}', 'fake-secret')",
+            fake.port
+        ),
+    )
+    .await;
+    exec(
+        &c,
+        "INSERT INTO events (openid, channel_id, event, event_date) \
+         SELECT 'r_' || x, 'wx_r', 'subscribe', now() FROM generate_series(1, 40) t(x)",
+    )
+    .await;
+    let id = send(
+        &c,
+        "CALL wechat_template_send('wx_r', 'all', 'TPL_R', '{\"a\": {\"value\": \"b\"}}')",
+    )
+    .await;
+    let r = finished(&c, &id).await;
+    assert!(r.iter().all(|x| x.1 == "sent"), "{r:?}");
+    let ts: Vec<f64> = fake
+        .calls("/cgi-bin/message/template/send")
+        .iter()
+        .map(|c| c["ts"].as_f64().unwrap())
+        .collect();
+    assert_eq!(ts.len(), 40);
+    // 10 at once, then 30 more at 10 a second
+    let span = ts.last().unwrap() - ts[0];
+    assert!(span >= 2.7, "40 calls in {span:.2} s");
+    for (i, t) in ts.iter().enumerate() {
+        let in_a_second = ts[i..].iter().take_while(|u| **u < t + 1.0).count();
+        assert!(in_a_second <= 21, "{in_a_second} calls within a second");
     }
 }

@@ -301,21 +301,8 @@ async fn deliver(
         marked.push((c, r));
     }
     store.commit(b).await.map_err(|e| e.to_string())?;
-    // rate limit
-    loop {
-        let wait = st
-            .buckets
-            .lock()
-            .await
-            .entry(account.account_id.clone())
-            .or_insert_with(|| Bucket::new(st.settings.recipients_per_minute))
-            .take(marked.len() as u64);
-        if wait.is_zero() {
-            break;
-        }
-        tokio::time::sleep(wait).await;
-    }
     let outcomes: Vec<((u64, RecipientRecord), Verdict)> = if s.kind == "mass" {
+        pace(st, &account.account_id, marked.len() as u64).await;
         let v = call_with_token(st, account, s, &marked).await;
         marked.into_iter().map(|m| (m, v.clone())).collect()
     } else {
@@ -326,6 +313,7 @@ async fn deliver(
                 (st.clone(), account.clone(), s.clone(), permits.clone());
             calls.spawn(async move {
                 let _permit = permits.acquire_owned().await;
+                pace(&st, &account.account_id, 1).await;
                 let v = call_with_token(&st, &account, &s, std::slice::from_ref(&one)).await;
                 (k, one, v)
             });
@@ -338,6 +326,23 @@ async fn deliver(
         out.into_iter().map(|(_, m, v)| (m, v)).collect()
     };
     finish(st, s, outcomes).await
+}
+
+/// Waits until the account's rate limit lets `n` recipients go.
+async fn pace(st: &State, account_id: &str, n: u64) {
+    loop {
+        let wait = st
+            .buckets
+            .lock()
+            .await
+            .entry(account_id.to_string())
+            .or_insert_with(|| Bucket::new(st.settings.recipients_per_minute))
+            .take(n);
+        if wait.is_zero() {
+            return;
+        }
+        tokio::time::sleep(wait).await;
+    }
 }
 
 /// One API call for `marked` with the account's token, refreshed once on

@@ -323,7 +323,7 @@ pub async fn send(
     } else {
         pairs(
             ctx,
-            &format!("SELECT id, id FROM contact_view WHERE \"{audience}\""),
+            &format!("SELECT id, id AS same_id FROM contact_view WHERE \"{audience}\""),
         )
         .await?
         .into_iter()
