@@ -35,6 +35,38 @@ fn sql_literal(v: &Json) -> String {
     }
 }
 
+/// The `CALL` of a WeChat step for `run`'s contact. Its `client_send_id`
+/// names the run and step, so making the call again (after a crash while
+/// the step was acting) answers the first call's send instead of sending
+/// twice.
+fn wechat_call(run: &RunRecord, step: &str, kind: &StepKind) -> String {
+    let StepKind::Wechat {
+        kind,
+        account,
+        what,
+        body,
+        url,
+    } = kind
+    else {
+        return String::new();
+    };
+    let mut s = format!(
+        "CALL wechat_{kind}_send('{account}', 'contact:{}', {}, {}",
+        run.contact_id,
+        sql_literal(&Json::String(what.clone())),
+        sql_literal(&Json::String(body.to_string()))
+    );
+    if let Some(u) = url {
+        s.push_str(&format!(", {}", sql_literal(&Json::String(u.clone()))));
+    }
+    s.push_str(&format!(
+        ", client_send_id => 'journey-run-{}-{}')",
+        run.run_id,
+        step.replace('\'', "''")
+    ));
+    s
+}
+
 struct Runner {
     engine: Arc<Engine>,
     store: Arc<Store>,
@@ -466,6 +498,15 @@ impl Runner {
             };
             run.acting = false;
             let i = def.index(&run.step).unwrap_or(0);
+            // a WeChat step's send is named by the run: asking again
+            // creates it if the crash came before it, and nothing if after
+            if let Some(step) = def.steps.get(i) {
+                if matches!(step.kind, StepKind::Wechat { .. }) {
+                    if let Err(e) = self.sql(&wechat_call(&run, &step.id, &step.kind)).await {
+                        tracing::warn!("journeys: run {} step {}: {e}", run.run_id, step.id);
+                    }
+                }
+            }
             self.go(&mut run, &def, def.after(i)).await?;
             self.advance(run, &def).await?;
         }
@@ -699,24 +740,7 @@ impl Runner {
                             "UPDATE contacts SET \"{field}\" = {} WHERE id = {c}",
                             sql_literal(value)
                         ),
-                        StepKind::Wechat {
-                            kind,
-                            account,
-                            what,
-                            body,
-                            url,
-                        } => {
-                            let mut s = format!(
-                                "CALL wechat_{kind}_send('{account}', 'contact:{c}', {}, {}",
-                                sql_literal(&Json::String(what.clone())),
-                                sql_literal(&Json::String(body.to_string()))
-                            );
-                            if let Some(u) = url {
-                                s.push_str(&format!(", {}", sql_literal(&Json::String(u.clone()))));
-                            }
-                            s.push(')');
-                            s
-                        }
+                        StepKind::Wechat { .. } => wechat_call(&run, &step.id, action),
                         _ => unreachable!("handled above"),
                     };
                     // at most once: committed as acting before the action

@@ -56,6 +56,9 @@ pub struct Config {
     pub wechat_daily_cap: u64,
     /// WeChat sends: recipients per minute per account (the platform's limit).
     pub wechat_recipients_per_minute: u64,
+    /// PEM bundle `https://` WeChat API servers are checked against
+    /// (unset: the system's, /etc/ssl/certs/ca-certificates.crt).
+    pub wechat_ca_file: Option<PathBuf>,
     /// Address of the HTTP collector (`host:port`); empty turns it off.
     pub http_listen: String,
     /// Limits of the HTTP collector (`[collector]`).
@@ -85,6 +88,7 @@ impl Default for Config {
             journeys_enabled: true,
             wechat_daily_cap: 0,
             wechat_recipients_per_minute: 30_000,
+            wechat_ca_file: None,
             http_listen: "127.0.0.1:5480".into(),
             collector: cohortdb_collector::CollectorSettings::default(),
         }

@@ -90,6 +90,9 @@ pub async fn run(cfg: Config, demo: bool) -> Result<(), String> {
     let journeys = cfg
         .journeys_enabled
         .then(|| cohortdb_journeys::spawn(engine.clone()));
+    if let Some(ca) = &cfg.wechat_ca_file {
+        cohortdb_wechat::client::set_ca_file(ca.clone());
+    }
     let wechat_sender = cohortdb_wechat::spawn(
         store.clone(),
         cohortdb_wechat::SenderSettings {

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """A local fake of the WeChat official-account API for cohortdb's tests.
 
-Usage: wechat_api.py PORT LOG_FILE
+Usage: wechat_api.py PORT LOG_FILE [CERT_PEM KEY_PEM]   (with a certificate: https)
 
 Serves the real paths (/cgi-bin/token, /cgi-bin/message/mass/send,
 /cgi-bin/message/template/send, /cgi-bin/message/custom/send,
@@ -145,4 +145,10 @@ class Server(ThreadingHTTPServer):
 
 
 if __name__ == "__main__":
-    Server(("127.0.0.1", int(sys.argv[1])), Handler).serve_forever()
+    server = Server(("127.0.0.1", int(sys.argv[1])), Handler)
+    if len(sys.argv) > 4:
+        import ssl
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(sys.argv[3], sys.argv[4])
+        server.socket = ctx.wrap_socket(server.socket, server_side=True)
+    server.serve_forever()

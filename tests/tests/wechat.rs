@@ -26,6 +26,15 @@ impl Drop for Fake {
 
 impl Fake {
     fn start() -> Fake {
+        Fake::start_with(false)
+    }
+
+    /// The fake serving https with tests/fakes/tls/server.pem (CA: ca.pem).
+    fn start_tls() -> Fake {
+        Fake::start_with(true)
+    }
+
+    fn start_with(tls: bool) -> Fake {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("calls.jsonl");
         let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -33,13 +42,16 @@ impl Fake {
             .local_addr()
             .unwrap()
             .port();
-        let script = cohortdb_tests::tests_dir().join("fakes/wechat_api.py");
-        let child = Command::new("python3")
-            .arg(script)
+        let fakes = cohortdb_tests::tests_dir().join("fakes");
+        let mut cmd = Command::new("python3");
+        cmd.arg(fakes.join("wechat_api.py"))
             .arg(port.to_string())
-            .arg(&log)
-            .spawn()
-            .expect("python3");
+            .arg(&log);
+        if tls {
+            cmd.arg(fakes.join("tls/server.pem"))
+                .arg(fakes.join("tls/server.key"));
+        }
+        let child = cmd.spawn().expect("python3");
         let deadline = Instant::now() + Duration::from_secs(10);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
             assert!(
@@ -1018,4 +1030,72 @@ async fn the_rate_limit_paces_calls() {
         let in_a_second = ts[i..].iter().take_while(|u| **u < t + 1.0).count();
         assert!(in_a_second <= 21, "{in_a_second} calls within a second");
     }
+}
+
+/// `https://` API URLs: the fake serves TLS with a certificate of a test
+/// CA; a server trusting that CA (`wechat_ca_file`) sends and makes QR
+/// codes, one trusting only the system's CAs refuses the handshake and
+/// sends nothing.
+#[tokio::test]
+async fn https_api_urls_are_checked_against_the_ca_bundle() {
+    let fake = Fake::start_tls();
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("c.toml");
+    let ca = cohortdb_tests::tests_dir().join("fakes/tls/ca.pem");
+    std::fs::write(
+        &conf,
+        format!("wechat_ca_file = {:?}\n", ca.to_str().unwrap()),
+    )
+    .unwrap();
+    let server =
+        TestServer::start_with(&dir.path().join("d"), &["--config", conf.to_str().unwrap()]);
+    let c = server.client().await;
+    exec(
+        &c,
+        &format!(
+            "CALL wechat_add_account('wx_s', 'wxs', 'service', 'https://localhost:{}', 'fake-secret')",
+            fake.port
+        ),
+    )
+    .await;
+    exec(
+        &c,
+        "INSERT INTO events (openid, channel_id, event, event_date) \
+         SELECT 's_' || x, 'wx_s', 'subscribe', now() FROM generate_series(1, 3) t(x)",
+    )
+    .await;
+    let id = send(
+        &c,
+        "CALL wechat_template_send('wx_s', 'all', 'TPL_S', '{\"a\": {\"value\": \"b\"}}')",
+    )
+    .await;
+    let r = finished(&c, &id).await;
+    assert!(r.iter().all(|x| x.1 == "sent"), "{r:?}");
+    assert_eq!(fake.calls("/cgi-bin/message/template/send").len(), 3);
+    let made = simple_rows(
+        &c,
+        "CALL wechat_create_qrcode('wx_s', 'tls_qr', 'permanent')",
+    )
+    .await;
+    assert_eq!(made[0][1].as_deref(), Some("TICKET_tls_qr"));
+
+    // the system's CAs do not know the test CA
+    let other = TestServer::start();
+    let c = other.client().await;
+    exec(
+        &c,
+        &format!(
+            "CALL wechat_add_account('wx_s', 'wxs', 'service', 'https://localhost:{}', 'fake-secret')",
+            fake.port
+        ),
+    )
+    .await;
+    let e = expect_sqlstate(
+        &c,
+        "CALL wechat_create_qrcode('wx_s', 'tls_qr2', 'permanent')",
+        "58000",
+    )
+    .await;
+    assert!(e.message.contains("TLS"), "{e:?}");
+    assert_eq!(fake.calls("/cgi-bin/qrcode/create").len(), 1);
 }
