@@ -35,6 +35,28 @@ fn sql_literal(v: &Json) -> String {
     }
 }
 
+/// The statement of an action step for `run`'s contact. Each is
+/// idempotent — adding a member twice, removing it twice or setting the
+/// same value again changes nothing, and a WeChat send is named by the run
+/// and step — so a run found acting after a crash runs it again: its
+/// effect happens once.
+fn action_sql(run: &RunRecord, step: &str, kind: &StepKind) -> String {
+    let c = run.contact_id;
+    match kind {
+        StepKind::AddToGroup(g) => format!("ALTER GROUP {g} ADD CONTACTS VALUES ({c})"),
+        StepKind::RemoveFromGroup(g) => format!("ALTER GROUP {g} REMOVE CONTACTS VALUES ({c})"),
+        StepKind::SetField { field, value } => format!(
+            "UPDATE contacts SET \"{field}\" = {} WHERE id = {c}",
+            sql_literal(value)
+        ),
+        StepKind::Wechat { .. } => wechat_call(run, step, kind),
+        StepKind::Wait { .. }
+        | StepKind::WaitEvent { .. }
+        | StepKind::Branch { .. }
+        | StepKind::End => String::new(),
+    }
+}
+
 /// The `CALL` of a WeChat step for `run`'s contact. Its `client_send_id`
 /// names the run and step, so making the call again (after a crash while
 /// the step was acting) answers the first call's send instead of sending
@@ -498,11 +520,12 @@ impl Runner {
             };
             run.acting = false;
             let i = def.index(&run.step).unwrap_or(0);
-            // a WeChat step's send is named by the run: asking again
-            // creates it if the crash came before it, and nothing if after
+            // the action again: it is idempotent (`action_sql`), so whether
+            // the crash came before or after it, its effect happens once
             if let Some(step) = def.steps.get(i) {
-                if matches!(step.kind, StepKind::Wechat { .. }) {
-                    if let Err(e) = self.sql(&wechat_call(&run, &step.id, &step.kind)).await {
+                let sql = action_sql(&run, &step.id, &step.kind);
+                if !sql.is_empty() {
+                    if let Err(e) = self.sql(&sql).await {
                         tracing::warn!("journeys: run {} step {}: {e}", run.run_id, step.id);
                     }
                 }
@@ -729,20 +752,7 @@ impl Runner {
                     }
                 }
                 action => {
-                    let sql = match action {
-                        StepKind::AddToGroup(g) => {
-                            format!("ALTER GROUP {g} ADD CONTACTS VALUES ({c})")
-                        }
-                        StepKind::RemoveFromGroup(g) => {
-                            format!("ALTER GROUP {g} REMOVE CONTACTS VALUES ({c})")
-                        }
-                        StepKind::SetField { field, value } => format!(
-                            "UPDATE contacts SET \"{field}\" = {} WHERE id = {c}",
-                            sql_literal(value)
-                        ),
-                        StepKind::Wechat { .. } => wechat_call(&run, &step.id, action),
-                        _ => unreachable!("handled above"),
-                    };
+                    let sql = action_sql(&run, &step.id, action);
                     // at most once: committed as acting before the action
                     run.acting = true;
                     run.updated_at = now_ms();

@@ -51,6 +51,11 @@ pub struct SendRecord {
     /// The client's idempotency key (`client_send_id => '…'`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_send_id: Option<String>,
+    /// Recipients, sent, failed and skipped, kept when the send finished
+    /// with none in flight (its recipients no longer change), so reading
+    /// `wechat_sends` does not scan a finished send's outbox.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub final_counts: Option<[u64; 4]>,
 }
 
 /// One recipient of a send.
@@ -272,6 +277,7 @@ mod tests {
                 finished_at: None,
                 created_by: "admin".into(),
                 client_send_id: None,
+                final_counts: None,
             });
             for c in [300u64, 2, 70_000] {
                 b.put_recipient(

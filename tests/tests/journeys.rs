@@ -423,3 +423,136 @@ async fn until_event_both_ways_and_a_failing_action() {
         vec![vec!["2"]]
     );
 }
+
+/// kill -9 at random moments, ten times, while events flow in and runs
+/// wait: afterwards every contact with a committed trigger event has
+/// exactly one run (re-entry once), every run completed (its timer fired),
+/// each group add and field change happened for each run, and the step
+/// statistics equal the runs.
+#[tokio::test]
+async fn kill_9_ten_times_with_events_flowing() {
+    use rand::{Rng, SeedableRng};
+    let seed: u64 = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    eprintln!("seed {seed}");
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("d");
+    let contacts = 3000;
+    {
+        let server = TestServer::start_with(&data, &[]);
+        let c = server.client().await;
+        exec(&c, "CREATE STATIC GROUP group_flow").await;
+        exec(
+            &c,
+            &format!(
+                "INSERT INTO contacts (id, name) SELECT x, 'c' || x FROM generate_series(1, {contacts}) t(x)"
+            ),
+        )
+        .await;
+        exec(
+            &c,
+            r#"CALL create_journey('j_flow', '{"trigger": {"event": "app_launch"}, "reentry": "once", "steps": [
+                {"id": "join", "type": "add_to_group", "group": "group_flow"},
+                {"id": "pause", "type": "wait", "duration": "1 seconds"},
+                {"id": "mark", "type": "set_field", "field": "city", "value": "done"},
+                {"id": "leave", "type": "remove_from_group", "group": "group_flow"},
+                {"id": "rejoin", "type": "add_to_group", "group": "group_flow"},
+                {"id": "end", "type": "end"}]}')"#,
+        )
+        .await;
+        exec(&c, "CALL publish_journey('j_flow')").await;
+    }
+    let mut next = 1u64;
+    for _ in 0..10 {
+        let mut server = TestServer::start_with(&data, &[]);
+        let c = server.client().await;
+        let until = Instant::now() + Duration::from_millis(rng.random_range(300..1500));
+        // one writer: statements commit in sequence order
+        while Instant::now() < until && next + 5 <= contacts {
+            let values: Vec<String> = (next..next + 5)
+                .map(|i| format!("({i}, 'app_launch', now())"))
+                .collect();
+            let sql = format!(
+                "INSERT INTO events (contact_id, event, event_date) VALUES {}",
+                values.join(", ")
+            );
+            if c.simple_query(&sql).await.is_err() {
+                break;
+            }
+            next += 5;
+            tokio::time::sleep(Duration::from_millis(rng.random_range(0..60))).await;
+        }
+        // the kill lands while events may be in flight
+        let _ = tokio::time::timeout(
+            Duration::from_millis(20),
+            c.simple_query(&format!(
+                "INSERT INTO events (contact_id, event, event_date) VALUES ({next}, 'app_launch', now())"
+            )),
+        )
+        .await;
+        next += 1;
+        server.kill9();
+    }
+    let server = TestServer::start_with(&data, &[]);
+    let c = server.client().await;
+    let triggered = rows(
+        &c,
+        "SELECT count(DISTINCT contact_id) FROM event_view WHERE event = 'app_launch'",
+    )
+    .await[0][0]
+        .clone();
+    assert!(triggered.parse::<u64>().unwrap() > 20, "{triggered}");
+    wait_for(
+        &c,
+        "SELECT count(*) FROM journey_runs WHERE status = 'completed'",
+        &triggered,
+        60,
+    )
+    .await;
+    assert_eq!(
+        rows(
+            &c,
+            "SELECT count(*), count(DISTINCT contact_id) FROM journey_runs"
+        )
+        .await,
+        vec![vec![triggered.clone(), triggered.clone()]]
+    );
+    // every triggered contact has its run
+    assert_eq!(
+        rows(
+            &c,
+            "SELECT count(*) FROM (SELECT DISTINCT contact_id FROM event_view WHERE event = 'app_launch') e \
+             LEFT JOIN journey_runs r ON r.contact_id = e.contact_id WHERE r.run_id IS NULL"
+        )
+        .await,
+        vec![vec!["0"]]
+    );
+    assert_eq!(
+        rows(
+            &c,
+            "SELECT count(*) FROM contact_view WHERE group_flow AND city = 'done'"
+        )
+        .await,
+        vec![vec![triggered.clone()]]
+    );
+    assert_eq!(
+        rows(&c, "SELECT count(*) FROM contact_view WHERE group_flow").await,
+        vec![vec![triggered.clone()]]
+    );
+    let stats = rows(
+        &c,
+        "SELECT step, entered, completed, failed FROM journey_step_stats WHERE journey_id = 'j_flow' ORDER BY step",
+    )
+    .await;
+    assert_eq!(stats.len(), 6, "{stats:?}");
+    for s in &stats {
+        assert_eq!(
+            s[1..],
+            [triggered.clone(), triggered.clone(), "0".to_string()],
+            "{s:?}"
+        );
+    }
+}

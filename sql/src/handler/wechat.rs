@@ -465,6 +465,7 @@ pub async fn send(
         finished_at: None,
         created_by: ctx.user.clone(),
         client_send_id: client_send_id.clone(),
+        final_counts: None,
     });
     if let Some(k) = &client_send_id {
         batch.put_client_send_id(k, send_id);
@@ -545,6 +546,8 @@ pub async fn cancel(ctx: &StatementContext, a: &[String]) -> Result<Reply> {
     }
     let now = now_ms();
     let mut batch = ctx.store.batch();
+    let mut counts = [0u64; 4];
+    let mut in_flight = false;
     ctx.store.scan_recipients(id, &mut |c, mut r| {
         if r.status == "pending" {
             r.status = "skipped".into();
@@ -552,10 +555,20 @@ pub async fn cancel(ctx: &StatementContext, a: &[String]) -> Result<Reply> {
             r.updated_at = now;
             batch.put_recipient(id, c, &r);
         }
+        counts[0] += 1;
+        match r.status.as_str() {
+            "sent" => counts[1] += 1,
+            "failed" => counts[2] += 1,
+            "skipped" => counts[3] += 1,
+            "sending" => in_flight = true,
+            _ => {}
+        }
         true
     })?;
     send.status = "cancelled".into();
     send.finished_at = Some(now);
+    // calls in flight still change their recipients
+    send.final_counts = (!in_flight).then_some(counts);
     batch.put_send(&send);
     ctx.store.commit(batch).await?;
     Ok(Reply::command("CALL"))

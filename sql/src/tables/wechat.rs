@@ -124,17 +124,21 @@ impl WechatTableProvider {
                 for s in self.store.scan_sends()? {
                     let mut c = [0i64; 4];
                     let mut in_flight = false;
-                    self.store.scan_recipients(s.send_id, &mut |_, r| {
-                        c[0] += 1;
-                        match r.status.as_str() {
-                            "sent" => c[1] += 1,
-                            "failed" => c[2] += 1,
-                            "skipped" => c[3] += 1,
-                            "sending" => in_flight = true,
-                            _ => {}
-                        }
-                        true
-                    })?;
+                    if let Some(f) = s.final_counts {
+                        c = f.map(|x| x as i64);
+                    } else {
+                        self.store.scan_recipients(s.send_id, &mut |_, r| {
+                            c[0] += 1;
+                            match r.status.as_str() {
+                                "sent" => c[1] += 1,
+                                "failed" => c[2] += 1,
+                                "skipped" => c[3] += 1,
+                                "sending" => in_flight = true,
+                                _ => {}
+                            }
+                            true
+                        })?;
+                    }
                     let shown = if s.status == "cancelled" {
                         "cancelled"
                     } else if s.finished_at.is_some() {
