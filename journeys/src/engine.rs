@@ -100,10 +100,54 @@ struct Runner {
     /// Events handled by the start-up catch-up (not handled again when
     /// the live feed repeats them).
     caught_up: std::collections::HashSet<u64>,
-    /// The waiting runs: run id → (contact, wake time). Loaded once at
-    /// start and kept by `persist`, the only writer of runs, so neither the
-    /// timer tick nor an event batch scans every run ever made.
-    waiting: HashMap<u64, (u64, i64)>,
+    /// The waiting runs, loaded once at start and kept by `persist`, the
+    /// only writer of runs, so neither the timer tick nor an event batch
+    /// scans every run ever made.
+    waiting: Waiting,
+}
+
+/// The waiting runs, indexed by run, by contact (an event looks up its
+/// contact's runs) and by wake time (a tick takes the due ones).
+#[derive(Default)]
+struct Waiting {
+    /// Run id → (contact, wake time).
+    runs: HashMap<u64, (u64, i64)>,
+    by_contact: HashMap<u64, Vec<u64>>,
+    by_wake: std::collections::BTreeSet<(i64, u64)>,
+}
+
+impl Waiting {
+    fn insert(&mut self, run: u64, contact: u64, wake: i64) {
+        self.remove(run);
+        self.runs.insert(run, (contact, wake));
+        self.by_contact.entry(contact).or_default().push(run);
+        self.by_wake.insert((wake, run));
+    }
+
+    fn remove(&mut self, run: u64) {
+        let Some((contact, wake)) = self.runs.remove(&run) else {
+            return;
+        };
+        self.by_wake.remove(&(wake, run));
+        if let Some(v) = self.by_contact.get_mut(&contact) {
+            v.retain(|r| *r != run);
+            if v.is_empty() {
+                self.by_contact.remove(&contact);
+            }
+        }
+    }
+
+    fn of_contact(&self, contact: u64) -> &[u64] {
+        self.by_contact.get(&contact).map_or(&[], Vec::as_slice)
+    }
+
+    /// Runs whose wake time is at or before `now`, earliest first.
+    fn due(&self, now: i64) -> Vec<u64> {
+        self.by_wake
+            .range(..=(now, u64::MAX))
+            .map(|(_, r)| *r)
+            .collect()
+    }
 }
 
 /// Setting that keeps the watermark.
@@ -124,7 +168,7 @@ pub fn spawn(engine: Arc<Engine>) -> tokio::task::JoinHandle<()> {
             stats: HashMap::new(),
             watermark: 0,
             caught_up: Default::default(),
-            waiting: HashMap::new(),
+            waiting: Waiting::default(),
         };
         if let Err(e) = r.recover().await {
             tracing::error!("journeys: recovery failed: {e}");
@@ -288,12 +332,10 @@ impl Runner {
         }
         self.store.commit(b).await.map_err(|e| e.to_string())?;
         if run.status == "waiting" {
-            self.waiting.insert(
-                run.run_id,
-                (run.contact_id, run.wake_at.unwrap_or(i64::MAX)),
-            );
+            self.waiting
+                .insert(run.run_id, run.contact_id, run.wake_at.unwrap_or(i64::MAX));
         } else {
-            self.waiting.remove(&run.run_id);
+            self.waiting.remove(run.run_id);
         }
         Ok(())
     }
@@ -301,10 +343,8 @@ impl Runner {
     /// The waiting runs of `contact`.
     fn waiting_of(&self, contact: u64) -> Res<Vec<RunRecord>> {
         let mut out = Vec::new();
-        for (id, (c, _)) in &self.waiting {
-            if *c == contact {
-                out.extend(self.store.get_run(*id).map_err(|e| e.to_string())?);
-            }
+        for id in self.waiting.of_contact(contact) {
+            out.extend(self.store.get_run(*id).map_err(|e| e.to_string())?);
         }
         Ok(out)
     }
@@ -505,10 +545,8 @@ impl Runner {
     async fn recover(&mut self) -> Res<()> {
         for run in self.store.scan_runs().map_err(|e| e.to_string())? {
             if run.status == "waiting" {
-                self.waiting.insert(
-                    run.run_id,
-                    (run.contact_id, run.wake_at.unwrap_or(i64::MAX)),
-                );
+                self.waiting
+                    .insert(run.run_id, run.contact_id, run.wake_at.unwrap_or(i64::MAX));
             }
         }
         for mut run in self.store.scan_runs().map_err(|e| e.to_string())? {
@@ -775,22 +813,22 @@ impl Runner {
 
     async fn on_tick(&mut self) -> Res<()> {
         let now = now_ms();
-        let mut due: Vec<u64> = self
-            .waiting
-            .iter()
-            .filter(|(_, (_, wake))| *wake <= now)
-            .map(|(id, _)| *id)
-            .collect();
-        due.sort_unstable();
-        for id in due {
+        for id in self.waiting.due(now) {
             let Some(mut run) = self.store.get_run(id).map_err(|e| e.to_string())? else {
-                self.waiting.remove(&id);
+                self.waiting.remove(id);
                 continue;
             };
-            if run.status != "waiting" || run.wake_at.is_none_or(|t| t > now) {
+            if run.status != "waiting" {
+                self.waiting.remove(id);
+                continue;
+            }
+            if let Some(t) = run.wake_at.filter(|t| *t > now) {
+                self.waiting.insert(id, run.contact_id, t);
                 continue;
             }
             let Some((status, def)) = self.journey(&run.journey_id) else {
+                // its journey is gone: nothing will wake it
+                self.waiting.remove(id);
                 continue;
             };
             let Some(i) = def.index(&run.step) else {
