@@ -599,7 +599,18 @@ impl Runner {
 
     async fn on_events(&mut self, keys: &[EventKey]) -> Res<()> {
         let catalog = self.store.catalog();
-        let journeys = self.published();
+        // the published journeys by the event type that triggers them
+        let mut triggered_by: HashMap<u32, Vec<(String, u32, Arc<Definition>)>> = HashMap::new();
+        for (jid, version, def) in self.published() {
+            if let Trigger::Event { event, .. } = &def.trigger {
+                if let Some(t) = catalog.event_type(event) {
+                    triggered_by
+                        .entry(t.id)
+                        .or_default()
+                        .push((jid, version, def));
+                }
+            }
+        }
         let qr_types = self.qr_types();
         for key in keys {
             let Some(code) = catalog
@@ -635,13 +646,10 @@ impl Runner {
                     }
                 }
             }
-            for (jid, version, def) in &journeys {
-                let Trigger::Event { event, predicate } = &def.trigger else {
+            for (jid, version, def) in triggered_by.get(&key.event_type).into_iter().flatten() {
+                let Trigger::Event { predicate, .. } = &def.trigger else {
                     continue;
                 };
-                if event != &code {
-                    continue;
-                }
                 if !self.may_enter(jid, def, key.contact)? {
                     continue;
                 }
