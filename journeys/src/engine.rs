@@ -597,6 +597,72 @@ impl Runner {
         Ok(n > 0)
     }
 
+    /// Which of `predicates` (None: no predicate) the event of `key`
+    /// satisfies, in one query; a predicate that fails alone does not hide
+    /// the others (they are then evaluated one by one).
+    async fn events_match(
+        &self,
+        key: &EventKey,
+        code: &str,
+        predicates: &[Option<String>],
+    ) -> Res<Vec<bool>> {
+        let with: Vec<&String> = predicates.iter().flatten().collect();
+        if with.len() < 2 {
+            let mut out = Vec::with_capacity(predicates.len());
+            for p in predicates {
+                out.push(self.event_matches(key, code, p).await?);
+            }
+            return Ok(out);
+        }
+        let cols: Vec<String> = with
+            .iter()
+            .enumerate()
+            .map(|(i, p)| format!("max(CASE WHEN ({p}) THEN 1 ELSE 0 END) AS m{i}"))
+            .collect();
+        let sql = format!(
+            "SELECT {} FROM event_view WHERE contact_id = {} AND event = '{code}' AND event_date = '{}'",
+            cols.join(", "),
+            key.contact,
+            rfc3339(key.ts_ms)
+        );
+        let mut hits = vec![false; with.len()];
+        let together = async {
+            if let Outcome::Rows(df) = self.sql(&sql).await? {
+                for b in df.collect().await.map_err(|e| e.to_string())? {
+                    for (i, hit) in hits.iter_mut().enumerate() {
+                        let v = datafusion::arrow::compute::cast(
+                            b.column(i),
+                            &datafusion::arrow::datatypes::DataType::Int64,
+                        )
+                        .map_err(|e| e.to_string())?;
+                        let v = v
+                            .as_any()
+                            .downcast_ref::<datafusion::arrow::array::Int64Array>()
+                            .ok_or("not a flag")?;
+                        *hit |= v.iter().any(|x| x == Some(1));
+                    }
+                }
+            }
+            Ok::<(), String>(())
+        }
+        .await;
+        if together.is_err() {
+            let mut out = Vec::with_capacity(predicates.len());
+            for p in predicates {
+                out.push(self.event_matches(key, code, p).await.unwrap_or(false));
+            }
+            return Ok(out);
+        }
+        let mut it = hits.into_iter();
+        Ok(predicates
+            .iter()
+            .map(|p| match p {
+                None => true,
+                Some(_) => it.next().unwrap_or(false),
+            })
+            .collect())
+    }
+
     async fn on_events(&mut self, keys: &[EventKey]) -> Res<()> {
         let catalog = self.store.catalog();
         // the published journeys by the event type that triggers them
@@ -646,17 +712,26 @@ impl Runner {
                     }
                 }
             }
+            // the journeys this event may start: their predicates are
+            // evaluated together, in one query over the event
+            let mut candidates = Vec::new();
             for (jid, version, def) in triggered_by.get(&key.event_type).into_iter().flatten() {
-                let Trigger::Event { predicate, .. } = &def.trigger else {
-                    continue;
-                };
-                if !self.may_enter(jid, def, key.contact)? {
-                    continue;
+                if self.may_enter(jid, def, key.contact)? {
+                    candidates.push((jid, *version, def));
                 }
-                if !self.event_matches(key, &code, predicate).await? {
-                    continue;
+            }
+            let predicates: Vec<Option<String>> = candidates
+                .iter()
+                .map(|(_, _, def)| match &def.trigger {
+                    Trigger::Event { predicate, .. } => predicate.clone(),
+                    _ => None,
+                })
+                .collect();
+            let matched = self.events_match(key, &code, &predicates).await?;
+            for ((jid, version, def), yes) in candidates.into_iter().zip(matched) {
+                if yes {
+                    self.start(jid, version, def, key.contact).await?;
                 }
-                self.start(jid, *version, def, key.contact).await?;
             }
         }
         Ok(())

@@ -556,3 +556,56 @@ async fn kill_9_ten_times_with_events_flowing() {
         );
     }
 }
+
+/// Several journeys triggered by one event code: each event starts the
+/// ones whose predicate it satisfies (evaluated together), and those
+/// without a predicate.
+#[tokio::test]
+async fn journeys_sharing_a_trigger_event_start_by_their_predicates() {
+    let server = TestServer::start();
+    let c = server.client().await;
+    exec(
+        &c,
+        "INSERT INTO contacts (id, name) VALUES (1, 'A'), (2, 'B'), (3, 'C')",
+    )
+    .await;
+    for (id, filter) in [
+        ("j_pa", r#", "where": "s_page_path = ''pages/a''""#),
+        (
+            "j_pb",
+            r#", "where": "s_page_path = ''pages/b'' AND contact_id > 1""#,
+        ),
+        ("j_any", ""),
+    ] {
+        exec(
+            &c,
+            &format!(
+                r#"CALL create_journey('{id}', '{{"trigger": {{"event": "app_launch"{filter}}}, "steps": [{{"id": "w", "type": "wait", "duration": "1 hours"}}]}}')"#
+            ),
+        )
+        .await;
+        exec(&c, &format!("CALL publish_journey('{id}')")).await;
+    }
+    exec(
+        &c,
+        "INSERT INTO events (contact_id, event, event_date, s_page_path) VALUES \
+         (1, 'app_launch', now(), 'pages/a'), (2, 'app_launch', now(), 'pages/b'), \
+         (3, 'app_launch', now(), 'pages/c')",
+    )
+    .await;
+    wait_for(&c, "SELECT count(*) FROM journey_runs", "5", 10).await;
+    assert_eq!(
+        rows(
+            &c,
+            "SELECT contact_id, journey_id FROM journey_runs ORDER BY contact_id, journey_id"
+        )
+        .await,
+        vec![
+            vec!["1", "j_any"],
+            vec!["1", "j_pa"],
+            vec!["2", "j_any"],
+            vec!["2", "j_pb"],
+            vec!["3", "j_any"],
+        ]
+    );
+}
