@@ -12,6 +12,9 @@
 //!   COPY of the same events.
 //! - `lookups`: pgbench point reads (contacts by id, by openid) and one-row
 //!   writes (INSERT, identify), optionally beside PostgreSQL 15.
+//! - `journeys`: the journey engine's trigger path: events/s and
+//!   commit→run-start latency with many journeys sharing a trigger event,
+//!   restart time with the runs waiting.
 //! - `wechat`: WeChat sends against the local fake of the WeChat API:
 //!   audience resolution, delivery with the rate limit lifted and paced.
 //!
@@ -22,6 +25,7 @@ mod collector;
 mod dataset;
 mod groups;
 mod ingest;
+mod journeys;
 mod lookups;
 mod postgres;
 mod report;
@@ -61,6 +65,9 @@ enum Command {
     /// WeChat sends against the fake WeChat API: audience resolution,
     /// delivery rate with the limit lifted and with the default limit.
     Wechat(wechat::WechatArgs),
+    /// The journey engine's trigger path: events/s and commit→run-start
+    /// latency, restart time with waiting runs.
+    Journeys(journeys::JourneysArgs),
 }
 
 #[tokio::main]
@@ -73,6 +80,7 @@ async fn main() -> ExitCode {
         Command::Collector(args) => collector::run(args).await,
         Command::Lookups(args) => lookups::run(args).await,
         Command::Wechat(args) => wechat::run(args).await,
+        Command::Journeys(args) => journeys::run(args).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
