@@ -678,6 +678,83 @@ impl Runner {
             }
         }
         let qr_types = self.qr_types();
+        // the trigger predicates of each event type, evaluated for the
+        // whole batch in one query per type: (contact, ms) → flags
+        let mut flags: HashMap<(u32, u64, i64), Vec<bool>> = HashMap::new();
+        let mut evaluated: std::collections::HashSet<u32> = Default::default();
+        for (t, js) in &triggered_by {
+            let preds: Vec<&String> = js
+                .iter()
+                .filter_map(|(_, _, d)| match &d.trigger {
+                    Trigger::Event { predicate, .. } => predicate.as_ref(),
+                    _ => None,
+                })
+                .collect();
+            let mine: Vec<&EventKey> = keys.iter().filter(|k| k.event_type == *t).collect();
+            if preds.len() < 2 || mine.len() < 2 {
+                continue;
+            }
+            let Some(code) = catalog.event_type_by_id(*t).map(|x| x.event.clone()) else {
+                continue;
+            };
+            let mut contacts: Vec<u64> = mine.iter().map(|k| k.contact).collect();
+            contacts.sort_unstable();
+            contacts.dedup();
+            let (lo, hi) = mine.iter().fold((i64::MAX, i64::MIN), |(lo, hi), k| {
+                (lo.min(k.ts_ms), hi.max(k.ts_ms))
+            });
+            let cols: Vec<String> = preds
+                .iter()
+                .enumerate()
+                .map(|(i, p)| format!("CASE WHEN ({p}) THEN 1 ELSE 0 END AS m{i}"))
+                .collect();
+            let sql = format!(
+                "SELECT contact_id, CAST(round(extract(epoch FROM event_date) * 1000) AS BIGINT) AS ms, {} \
+                 FROM event_view WHERE event = '{code}' AND event_date >= '{}' AND event_date <= '{}' \
+                 AND contact_id IN ({})",
+                cols.join(", "),
+                rfc3339(lo),
+                rfc3339(hi),
+                contacts.iter().map(u64::to_string).collect::<Vec<_>>().join(", ")
+            );
+            let got = async {
+                let mut out: HashMap<(u32, u64, i64), Vec<bool>> = HashMap::new();
+                if let Outcome::Rows(df) = self.sql(&sql).await? {
+                    for b in df.collect().await.map_err(|e| e.to_string())? {
+                        let int = |i: usize| -> Res<datafusion::arrow::array::ArrayRef> {
+                            datafusion::arrow::compute::cast(
+                                b.column(i),
+                                &datafusion::arrow::datatypes::DataType::Int64,
+                            )
+                            .map_err(|e| e.to_string())
+                        };
+                        let cols: Vec<datafusion::arrow::array::ArrayRef> =
+                            (0..b.num_columns()).map(int).collect::<Res<_>>()?;
+                        let col = |i: usize| {
+                            cols[i]
+                                .as_any()
+                                .downcast_ref::<datafusion::arrow::array::Int64Array>()
+                                .expect("cast to Int64")
+                        };
+                        for r in 0..b.num_rows() {
+                            let e = out
+                                .entry((*t, col(0).value(r) as u64, col(1).value(r)))
+                                .or_insert_with(|| vec![false; preds.len()]);
+                            for (i, f) in e.iter_mut().enumerate() {
+                                *f |= col(2 + i).value(r) == 1;
+                            }
+                        }
+                    }
+                }
+                Ok::<_, String>(out)
+            }
+            .await;
+            // on an error the events are evaluated one by one below
+            if let Ok(got) = got {
+                flags.extend(got);
+                evaluated.insert(*t);
+            }
+        }
         for key in keys {
             let Some(code) = catalog
                 .event_type_by_id(key.event_type)
@@ -727,7 +804,40 @@ impl Runner {
                     _ => None,
                 })
                 .collect();
-            let matched = self.events_match(key, &code, &predicates).await?;
+            let matched = if evaluated.contains(&key.event_type) {
+                // the batch query's flags, in the order of the journeys
+                // with a predicate (all of them candidates or not)
+                let all = flags.get(&(key.event_type, key.contact, key.ts_ms));
+                let order: Vec<&str> = triggered_by
+                    .get(&key.event_type)
+                    .into_iter()
+                    .flatten()
+                    .filter(|(_, _, d)| {
+                        matches!(
+                            &d.trigger,
+                            Trigger::Event {
+                                predicate: Some(_),
+                                ..
+                            }
+                        )
+                    })
+                    .map(|(j, _, _)| j.as_str())
+                    .collect();
+                candidates
+                    .iter()
+                    .zip(&predicates)
+                    .map(|((jid, _, _), p)| match p {
+                        None => true,
+                        Some(_) => order
+                            .iter()
+                            .position(|j| j == jid)
+                            .and_then(|i| all.and_then(|f| f.get(i)).copied())
+                            .unwrap_or(false),
+                    })
+                    .collect()
+            } else {
+                self.events_match(key, &code, &predicates).await?
+            };
             for ((jid, version, def), yes) in candidates.into_iter().zip(matched) {
                 if yes {
                     self.start(jid, version, def, key.contact).await?;
