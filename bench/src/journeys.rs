@@ -9,12 +9,12 @@
 //! started), commit→run-start latency p50/p99 (the INSERT's answer to the
 //! run's `started_at`), and the restart time with that many waiting runs.
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::Client;
 
+use crate::spawned::{connect, exec, start_cohortdb};
 use crate::Result;
 
 /// Options of `cohortdb-bench journeys`.
@@ -34,62 +34,6 @@ pub struct JourneysArgs {
     pub port: u16,
 }
 
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start(args: &JourneysArgs, dir: &Path) -> Result<(Proc, Duration)> {
-    let t = Instant::now();
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(dir.join("server.log"))?;
-    let child = Command::new(&args.bin)
-        .args(["serve", "--data-dir"])
-        .arg(dir.join("data"))
-        .args(["--listen", &format!("127.0.0.1:{}", args.port)])
-        .args(["--http-listen", ""])
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .map_err(|e| format!("starting {}: {e}", args.bin.display()))?;
-    let p = Proc(child);
-    while std::net::TcpStream::connect(("127.0.0.1", args.port)).is_err() {
-        if t.elapsed() > Duration::from_secs(300) {
-            return Err("cohortdb did not start".into());
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    Ok((p, t.elapsed()))
-}
-
-async fn connect(port: u16) -> Result<Client> {
-    let (client, conn) = tokio_postgres::connect(
-        &format!("host=127.0.0.1 port={port} user=admin dbname=cohortdb"),
-        NoTls,
-    )
-    .await?;
-    tokio::spawn(async move {
-        let _ = conn.await;
-    });
-    Ok(client)
-}
-
-async fn exec(c: &Client, sql: &str) -> Result<()> {
-    c.batch_execute(sql).await.map_err(|e| {
-        let msg = e
-            .as_db_error()
-            .map(|d| d.message().to_string())
-            .unwrap_or_else(|| e.to_string());
-        format!("{sql}: {msg}").into()
-    })
-}
-
 async fn count(c: &Client, sql: &str) -> Result<i64> {
     Ok(c.query_one(sql, &[]).await?.get(0))
 }
@@ -105,7 +49,7 @@ fn now_ms() -> i64 {
 pub async fn run(args: JourneysArgs) -> Result<()> {
     let dir = std::env::temp_dir().join(format!("cohortdb-bench-journeys-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
-    let (server, _) = start(&args, &dir)?;
+    let (server, _) = start_cohortdb(&args.bin, &dir, args.port, None)?;
     let c = connect(args.port).await?;
     exec(
         &c,
@@ -199,7 +143,7 @@ pub async fn run(args: JourneysArgs) -> Result<()> {
     );
     drop(c);
     drop(server);
-    let (server, up) = start(&args, &dir)?;
+    let (server, up) = start_cohortdb(&args.bin, &dir, args.port, None)?;
     let c = connect(args.port).await?;
     let waiting = count(
         &c,

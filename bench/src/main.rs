@@ -29,6 +29,7 @@ mod journeys;
 mod lookups;
 mod postgres;
 mod report;
+mod spawned;
 mod wechat;
 
 use std::process::ExitCode;

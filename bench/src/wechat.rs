@@ -15,11 +15,12 @@
 //!    timestamps, against the limit's 500 a second.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::Client;
 
+use crate::spawned::{connect, exec, scalar, start_cohortdb, wait_port, Proc};
 use crate::Result;
 
 /// Options of `cohortdb-bench wechat`.
@@ -51,58 +52,6 @@ fn free_port() -> Result<u16> {
         .port())
 }
 
-fn wait_port(port: u16, what: &str) -> Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        if Instant::now() > deadline {
-            return Err(format!("{what} did not start on port {port}").into());
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Ok(())
-}
-
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start_server(args: &WechatArgs, dir: &Path, config: &str) -> Result<Proc> {
-    let conf = dir.join("cohortdb.toml");
-    std::fs::write(&conf, config)?;
-    let log = std::fs::File::create(dir.join("server.log"))?;
-    let child = Command::new(&args.bin)
-        .args(["serve", "--data-dir"])
-        .arg(dir.join("data"))
-        .args(["--listen", &format!("127.0.0.1:{}", args.port)])
-        .args(["--http-listen", ""])
-        .arg("--config")
-        .arg(&conf)
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .map_err(|e| format!("starting {}: {e}", args.bin.display()))?;
-    let p = Proc(child);
-    wait_port(args.port, "cohortdb")?;
-    Ok(p)
-}
-
-async fn connect(port: u16) -> Result<Client> {
-    let (client, conn) = tokio_postgres::connect(
-        &format!("host=127.0.0.1 port={port} user=admin dbname=cohortdb"),
-        NoTls,
-    )
-    .await?;
-    tokio::spawn(async move {
-        let _ = conn.await;
-    });
-    Ok(client)
-}
-
 /// (VmRSS, VmHWM) of `pid` in MiB.
 fn rss_mib(pid: u32) -> (f64, f64) {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
@@ -116,27 +65,6 @@ fn rss_mib(pid: u32) -> (f64, f64) {
             .unwrap_or(0.0)
     };
     (field("VmRSS:"), field("VmHWM:"))
-}
-
-fn db(sql: &str, e: tokio_postgres::Error) -> crate::Error {
-    match e.as_db_error() {
-        Some(d) => format!("{}: {} ({})", sql, d.message(), d.code().code()).into(),
-        None => format!("{sql}: {e}").into(),
-    }
-}
-
-async fn exec(c: &Client, sql: &str) -> Result<()> {
-    c.batch_execute(sql).await.map_err(|e| db(sql, e))
-}
-
-async fn scalar(c: &Client, sql: &str) -> Result<String> {
-    let rows = c.simple_query(sql).await.map_err(|e| db(sql, e))?;
-    for m in rows {
-        if let tokio_postgres::SimpleQueryMessage::Row(r) = m {
-            return Ok(r.get(0).unwrap_or("").to_string());
-        }
-    }
-    Err(format!("no row from {sql}").into())
 }
 
 async fn wait_done(c: &Client, id: &str) -> Result<Duration> {
@@ -193,7 +121,7 @@ pub async fn run(args: WechatArgs) -> Result<()> {
     );
 
     let lifted = "wechat_recipients_per_minute = 1000000000\n";
-    let server = start_server(&args, &dir, lifted)?;
+    let (server, _) = start_cohortdb(&args.bin, &dir, args.port, Some(lifted))?;
     let pid = server.0.id();
     let c = connect(args.port).await?;
     exec(&c, &format!(
@@ -272,7 +200,7 @@ pub async fn run(args: WechatArgs) -> Result<()> {
     drop(server);
 
     // 4: the default limit
-    let server = start_server(&args, &dir, "")?;
+    let (server, _) = start_cohortdb(&args.bin, &dir, args.port, None)?;
     let c = connect(args.port).await?;
     let n = 30_000 + args.paced;
     exec(

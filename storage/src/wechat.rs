@@ -83,6 +83,30 @@ pub struct RecipientRecord {
     pub clientmsgid: Option<String>,
 }
 
+/// A send's recipients by status: `[recipients, sent, failed, skipped]`,
+/// and whether some are `sending` (their call is in flight).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct RecipientCounts {
+    /// Recipients, sent, failed, skipped.
+    pub counts: [u64; 4],
+    /// Some recipient is `sending`.
+    pub in_flight: bool,
+}
+
+impl RecipientCounts {
+    /// Counts `r`.
+    pub fn add(&mut self, r: &RecipientRecord) {
+        self.counts[0] += 1;
+        match r.status.as_str() {
+            "sent" => self.counts[1] += 1,
+            "failed" => self.counts[2] += 1,
+            "skipped" => self.counts[3] += 1,
+            "sending" => self.in_flight = true,
+            _ => {}
+        }
+    }
+}
+
 fn send_key(id: u64) -> [u8; 9] {
     let mut k = [b'S'; 9];
     k[1..].copy_from_slice(&id.to_be_bytes());
@@ -175,6 +199,16 @@ impl Store {
         }
         it.status()?;
         Ok(out)
+    }
+
+    /// The recipients of send `id` by status.
+    pub fn recipient_counts(&self, id: u64) -> Result<RecipientCounts> {
+        let mut c = RecipientCounts::default();
+        self.scan_recipients(id, &mut |_, r| {
+            c.add(&r);
+            true
+        })?;
+        Ok(c)
     }
 
     /// Visits the recipients of send `id` in contact order; stop by returning false.

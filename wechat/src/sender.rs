@@ -234,20 +234,12 @@ async fn step(st: &Arc<State>) -> Result<bool, String> {
                 let mut done = s.clone();
                 done.status = "done".into();
                 done.finished_at = Some(now);
-                let mut counts = [0u64; 4];
-                store
-                    .scan_recipients(s.send_id, &mut |_, r| {
-                        counts[0] += 1;
-                        match r.status.as_str() {
-                            "sent" => counts[1] += 1,
-                            "failed" => counts[2] += 1,
-                            "skipped" => counts[3] += 1,
-                            _ => {}
-                        }
-                        true
-                    })
-                    .map_err(|e| e.to_string())?;
-                done.final_counts = Some(counts);
+                done.final_counts = Some(
+                    store
+                        .recipient_counts(s.send_id)
+                        .map_err(|e| e.to_string())?
+                        .counts,
+                );
                 let mut b = store.batch();
                 b.put_send(&done);
                 store.commit(b).await.map_err(|e| e.to_string())?;

@@ -129,6 +129,22 @@ pub async fn add_account(ctx: &StatementContext, a: &[String]) -> Result<Reply> 
     Ok(Reply::command("CALL"))
 }
 
+/// The account `id` (42704 when there is none).
+fn account(ctx: &StatementContext, id: &str) -> Result<WechatAccountDef> {
+    ctx.store
+        .catalog()
+        .data()
+        .wechat_accounts
+        .iter()
+        .find(|x| x.account_id == id)
+        .cloned()
+        .ok_or_else(|| {
+            SqlError::UndefinedObject(format!(
+                "wechat account \"{id}\" does not exist (CALL wechat_add_account first)"
+            ))
+        })
+}
+
 /// `(contact, value)` pairs of a two-column query result.
 async fn pairs(ctx: &StatementContext, sql: &str) -> Result<Vec<(u64, Option<i64>, String)>> {
     let batches: Vec<RecordBatch> = ctx.df.sql(sql).await?.collect().await?;
@@ -206,18 +222,7 @@ pub async fn send(
         return Err(invalid(format!("usage: CALL {usage}")));
     }
     let catalog = ctx.store.catalog();
-    let account = catalog
-        .data()
-        .wechat_accounts
-        .iter()
-        .find(|x| x.account_id == a[0])
-        .cloned()
-        .ok_or_else(|| {
-            SqlError::UndefinedObject(format!(
-                "wechat account \"{}\" does not exist (CALL wechat_add_account first)",
-                a[0]
-            ))
-        })?;
+    let account = account(ctx, &a[0])?;
     let audience = a[1].clone();
     // `contact:<id>`: one contact (journeys send this way)
     let single: Option<u64> = audience
@@ -546,8 +551,7 @@ pub async fn cancel(ctx: &StatementContext, a: &[String]) -> Result<Reply> {
     }
     let now = now_ms();
     let mut batch = ctx.store.batch();
-    let mut counts = [0u64; 4];
-    let mut in_flight = false;
+    let mut counts = cohortdb_storage::wechat::RecipientCounts::default();
     ctx.store.scan_recipients(id, &mut |c, mut r| {
         if r.status == "pending" {
             r.status = "skipped".into();
@@ -555,20 +559,13 @@ pub async fn cancel(ctx: &StatementContext, a: &[String]) -> Result<Reply> {
             r.updated_at = now;
             batch.put_recipient(id, c, &r);
         }
-        counts[0] += 1;
-        match r.status.as_str() {
-            "sent" => counts[1] += 1,
-            "failed" => counts[2] += 1,
-            "skipped" => counts[3] += 1,
-            "sending" => in_flight = true,
-            _ => {}
-        }
+        counts.add(&r);
         true
     })?;
     send.status = "cancelled".into();
     send.finished_at = Some(now);
     // calls in flight still change their recipients
-    send.final_counts = (!in_flight).then_some(counts);
+    send.final_counts = (!counts.in_flight).then_some(counts.counts);
     batch.put_send(&send);
     ctx.store.commit(batch).await?;
     Ok(Reply::command("CALL"))
@@ -659,20 +656,7 @@ pub async fn create_qrcode(ctx: &StatementContext, a: &[String]) -> Result<Reply
             "usage: CALL wechat_create_qrcode(account_id, qr_id, 'temporary'|'permanent' [, expire_seconds [, options_json]])".into(),
         ));
     }
-    let account = ctx
-        .store
-        .catalog()
-        .data()
-        .wechat_accounts
-        .iter()
-        .find(|x| x.account_id == a[0])
-        .cloned()
-        .ok_or_else(|| {
-            SqlError::UndefinedObject(format!(
-                "wechat account \"{}\" does not exist (CALL wechat_add_account first)",
-                a[0]
-            ))
-        })?;
+    let account = account(ctx, &a[0])?;
     check_id("qr_id", &a[1])?;
     let permanent = match a[2].as_str() {
         "temporary" => false,

@@ -122,23 +122,15 @@ impl WechatTableProvider {
                 let mut counts: [Int64Builder; 4] = Default::default();
                 let (mut created, mut finished) = (tsb(), tsb());
                 for s in self.store.scan_sends()? {
-                    let mut c = [0i64; 4];
-                    let mut in_flight = false;
-                    if let Some(f) = s.final_counts {
-                        c = f.map(|x| x as i64);
-                    } else {
-                        self.store.scan_recipients(s.send_id, &mut |_, r| {
-                            c[0] += 1;
-                            match r.status.as_str() {
-                                "sent" => c[1] += 1,
-                                "failed" => c[2] += 1,
-                                "skipped" => c[3] += 1,
-                                "sending" => in_flight = true,
-                                _ => {}
-                            }
-                            true
-                        })?;
-                    }
+                    let counts_now = match s.final_counts {
+                        Some(counts) => cohortdb_storage::wechat::RecipientCounts {
+                            counts,
+                            in_flight: false,
+                        },
+                        None => self.store.recipient_counts(s.send_id)?,
+                    };
+                    let in_flight = counts_now.in_flight;
+                    let c = counts_now.counts.map(|x| x as i64);
                     let shown = if s.status == "cancelled" {
                         "cancelled"
                     } else if s.finished_at.is_some() {
