@@ -271,6 +271,16 @@ impl Store {
         self.writer()?.write(batch.wb).await
     }
 
+    /// Commits a batch atomically and returns once it is written (readers
+    /// see it), before it is durable: release the lock a read-then-write
+    /// holds, then wait on [`Pending::durable`] before acknowledging.
+    pub async fn commit_applied(&self, batch: Batch) -> Result<crate::writer::Pending> {
+        if batch.wb.is_empty() {
+            return Ok(crate::writer::Pending::nothing());
+        }
+        self.writer()?.write_applied(batch.wb).await
+    }
+
     /// Commits a statement's events together with `batch` (contact updates,
     /// counters). Large sets are written as sorted SST files and ingested.
     pub async fn commit_events(&self, events: EventBulk, batch: Batch) -> Result<()> {

@@ -3,7 +3,9 @@
 //! Sessions send write batches through a bounded channel and wait for the
 //! acknowledgement. The writer drains whatever is queued, writes each batch
 //! (each stays atomic on its own), then syncs the WAL once for the whole group
-//! (group commit) before acknowledging any of them.
+//! (group commit) before acknowledging any of them. A writer that holds a
+//! lock for read-then-write can release it once its batch is written and
+//! wait for the sync afterwards ([`Pending`]), so such writers batch too.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -27,9 +29,11 @@ pub enum SyncPolicy {
 
 /// One unit of work for the writer.
 pub(crate) enum WriteJob {
-    /// Commit a batch atomically.
+    /// Commit a batch atomically; `applied` hears once it is written
+    /// (readable), before the WAL sync.
     Batch {
         batch: WriteBatch,
+        applied: Option<oneshot::Sender<()>>,
         done: oneshot::Sender<Result<()>>,
     },
     /// Ingest sorted SST files into the events family, then commit `batch`.
@@ -38,6 +42,32 @@ pub(crate) enum WriteJob {
         batch: WriteBatch,
         done: oneshot::Sender<Result<()>>,
     },
+}
+
+/// A commit that is written (readers see it) and whose WAL sync is still
+/// to come: what a writer holding a lock for read-then-write waits on after
+/// releasing it, so writers that serialise on a lock still share one WAL
+/// sync (group commit). The writer applies batches in order and a sync
+/// covers every batch written before it, so a commit that read this one's
+/// effects is never durable without it.
+#[must_use = "a commit is acknowledged only once durable"]
+pub struct Pending {
+    done: Option<oneshot::Receiver<Result<()>>>,
+}
+
+impl Pending {
+    /// A commit of nothing (already durable).
+    pub fn nothing() -> Pending {
+        Pending { done: None }
+    }
+
+    /// Waits until the commit is durable per the sync policy.
+    pub async fn durable(self) -> Result<()> {
+        match self.done {
+            None => Ok(()),
+            Some(rx) => rx.await.map_err(|_| StorageError::WriterClosed)?,
+        }
+    }
 }
 
 /// Handle used by sessions to submit writes.
@@ -80,10 +110,37 @@ impl WriterHandle {
     pub async fn write(&self, batch: WriteBatch) -> Result<()> {
         let (done, rx) = oneshot::channel();
         self.tx
-            .send(WriteJob::Batch { batch, done })
+            .send(WriteJob::Batch {
+                batch,
+                applied: None,
+                done,
+            })
             .await
             .map_err(|_| StorageError::WriterClosed)?;
         rx.await.map_err(|_| StorageError::WriterClosed)?
+    }
+
+    /// Commits `batch` atomically; returns once it is written and readable,
+    /// with the wait for its durability (see [`Pending`]).
+    pub async fn write_applied(&self, batch: WriteBatch) -> Result<Pending> {
+        let (applied, applied_rx) = oneshot::channel();
+        let (done, rx) = oneshot::channel();
+        self.tx
+            .send(WriteJob::Batch {
+                batch,
+                applied: Some(applied),
+                done,
+            })
+            .await
+            .map_err(|_| StorageError::WriterClosed)?;
+        match applied_rx.await {
+            Ok(()) => Ok(Pending { done: Some(rx) }),
+            // not written: the outcome says why
+            Err(_) => Err(match rx.await {
+                Ok(Err(e)) => e,
+                Ok(Ok(())) | Err(_) => StorageError::WriterClosed,
+            }),
+        }
     }
 
     /// Ingests SST files of events (atomically), then commits `batch`.
@@ -105,9 +162,16 @@ fn commit_group(db: &DB, policy: SyncPolicy, group: &mut Vec<WriteJob>) {
     let mut any_ok = false;
     for job in group.drain(..) {
         match job {
-            WriteJob::Batch { batch, done } => {
+            WriteJob::Batch {
+                batch,
+                applied,
+                done,
+            } => {
                 let r = db.write_opt(batch, &wo).map_err(StorageError::from);
                 any_ok |= r.is_ok();
+                if let (Ok(()), Some(applied)) = (&r, applied) {
+                    let _ = applied.send(());
+                }
                 results.push((done, r));
             }
             WriteJob::Ingest { files, batch, done } => {

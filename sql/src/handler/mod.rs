@@ -7,7 +7,8 @@
 //! - `ddl.rs`: `CREATE TABLE`, `DROP TABLE`, `ALTER TABLE … ADD COLUMN`;
 //! - `copy.rs`: `COPY FROM STDIN` / `COPY TO STDOUT` set-up;
 //! - `procedures.rs`: `CALL`;
-//! - `lookup.rs`: queries that read rows by key, answered without DataFusion execution.
+//! - `lookup.rs`: queries that read rows by key, answered without DataFusion execution;
+//! - `row_insert.rs`: `INSERT … VALUES` into contacts and user tables, without DataFusion execution.
 //!
 //! May use: `access`, `statement`, `analytics`, `tables`, `ingest`,
 //! `identity`, `segments`, `pgcompat`, `runtime`, `model`, `error`.
@@ -18,6 +19,7 @@ pub mod journeys;
 pub mod lookup;
 pub mod procedures;
 pub mod query;
+pub mod row_insert;
 pub mod views;
 pub mod wechat;
 

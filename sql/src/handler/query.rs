@@ -109,7 +109,8 @@ pub async fn plan(ctx: &SessionContext, stmt: &Statement) -> Result<LogicalPlan>
     }
 }
 
-fn returning_list(items: &[SelectItem]) -> String {
+/// RETURNING items as a select list.
+pub fn returning_list(items: &[SelectItem]) -> String {
     items
         .iter()
         .map(|i| i.to_string())

@@ -347,6 +347,16 @@ impl ContactWork {
         store.commit(self.finish()).await?;
         Ok(())
     }
+
+    /// Writes everything atomically and returns before it is durable: the
+    /// caller releases the contact lock, then waits on the [`Pending`]
+    /// (group commit across writers that take the lock).
+    ///
+    /// [`Pending`]: cohortdb_storage::writer::Pending
+    pub async fn commit_applied(self) -> Result<cohortdb_storage::writer::Pending> {
+        let store = self.store.clone();
+        Ok(store.commit_applied(self.finish()).await?)
+    }
 }
 
 /// Identity values may not contain NUL (the key separator) and may not be empty.

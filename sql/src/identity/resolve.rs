@@ -477,14 +477,15 @@ pub async fn identify(
         })?,
         _ => Json::Null,
     };
-    let (id, created) = {
+    let ((id, created), pending) = {
         let _g = ctx.contact_lock.lock().await;
         let mut work = ContactWork::new(ctx.store.clone());
         let req = parse_props(&work, channel, external_id, &props)?;
         let out = identify_in(&mut work, &req)?;
-        work.commit().await?;
-        out
+        (out, work.commit_applied().await?)
     };
+    // durable after the lock is released (group commit)
+    pending.durable().await?;
     let batch = RecordBatch::try_new(
         identify_schema(),
         vec![
@@ -592,12 +593,16 @@ impl IdentifiedContacts {
         if self.rows.is_empty() {
             return Ok(0);
         }
-        let _g = contact_lock.lock().await;
-        let mut work = ContactWork::new(self.store.clone());
-        for r in &self.rows {
-            identify_in(&mut work, r)?;
-        }
-        work.commit().await?;
+        let pending = {
+            let _g = contact_lock.lock().await;
+            let mut work = ContactWork::new(self.store.clone());
+            for r in &self.rows {
+                identify_in(&mut work, r)?;
+            }
+            work.commit_applied().await?
+        };
+        // durable after the lock is released (group commit)
+        pending.durable().await?;
         Ok(self.rows.len() as u64)
     }
 }

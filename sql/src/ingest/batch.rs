@@ -645,7 +645,7 @@ impl UserRowIngest {
             self.store.commit(self.batch).await?;
             return Ok(self.rows);
         }
-        let _g = USER_ROW_WRITES.lock().await;
+        let guard = USER_ROW_WRITES.lock().await;
         for (key, id) in &self.keys {
             if self.store.get_user_pk(self.table.id, key)?.is_some() {
                 let row = self
@@ -667,7 +667,10 @@ impl UserRowIngest {
             }
             self.batch.put_user_pk(self.table.id, key, *id);
         }
-        self.store.commit(self.batch).await?;
+        // written under the lock, durable after it (group commit)
+        let pending = self.store.commit_applied(self.batch).await?;
+        drop(guard);
+        pending.durable().await?;
         Ok(self.rows)
     }
 }

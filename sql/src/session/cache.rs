@@ -13,7 +13,9 @@
 //! replaced by `?`), which of its constants are the lookup's key values and
 //! what the others must be. A text of a known shape runs the lookup with
 //! its own constants, without parsing or planning; anything the lookup
-//! cannot answer exactly goes the usual way.
+//! cannot answer exactly goes the usual way. `INSERT … VALUES` texts
+//! (no RETURNING) whose constants are exactly their values share a
+//! template the same way (`handler::row_insert`).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
@@ -29,6 +31,7 @@ use super::{Outcome, Prepared, Session};
 use crate::access::privilege;
 use crate::error::Result;
 use crate::handler::lookup::KeyLookup;
+use crate::handler::row_insert::RowInsert;
 use crate::statement::Statement;
 
 /// Texts a session keeps plans for.
@@ -50,12 +53,21 @@ struct Entries {
     shapes: VecDeque<String>,
 }
 
-/// A key lookup's text with its constants left open.
+/// A key lookup's or row insert's text with its constants left open.
 pub struct Template {
     prepared: Prepared,
-    lookup: KeyLookup,
+    kind: Templated,
     /// Each constant of the text, in order.
     constants: Vec<Constant>,
+}
+
+/// What a template runs with a text's constants.
+enum Templated {
+    /// A key lookup; its key values are constants of the text.
+    Lookup(KeyLookup),
+    /// An `INSERT … VALUES` (no RETURNING); every constant of the text is
+    /// one of its values, in order.
+    Insert(RowInsert),
 }
 
 /// A constant of a template's text.
@@ -110,6 +122,9 @@ fn shape_of(text: &str) -> Option<(String, Vec<TextConstant>)> {
 /// The template of `text`, planned as `p`: each key value of its lookup
 /// must be exactly one constant of the text, equal to it.
 fn template_of(text: &str, p: &Prepared) -> Option<(String, Template)> {
+    if let Some(insert) = p.insert.as_ref().filter(|i| !i.returns_rows()) {
+        return insert_template_of(text, p, insert);
+    }
     let lookup = p.lookup.as_ref()?;
     let values = lookup.literal_values()?;
     let (shape, text_constants) = shape_of(text)?;
@@ -141,7 +156,41 @@ fn template_of(text: &str, p: &Prepared) -> Option<(String, Template)> {
         shape,
         Template {
             prepared: p.clone(),
-            lookup: lookup.as_ref().clone(),
+            kind: Templated::Lookup(lookup.as_ref().clone()),
+            constants,
+        },
+    ))
+}
+
+/// The template of `text`, an `INSERT … VALUES` planned as `p`: its
+/// constants must be the VALUES entries, in order, and nothing else.
+fn insert_template_of(text: &str, p: &Prepared, insert: &RowInsert) -> Option<(String, Template)> {
+    let values = insert.literal_values()?;
+    let (shape, text_constants) = shape_of(text)?;
+    if values.len() != text_constants.len() {
+        return None;
+    }
+    let mut constants = Vec::with_capacity(values.len());
+    for (slot, (v, c)) in values.iter().zip(&text_constants).enumerate() {
+        let v = match v {
+            ScalarValue::LargeUtf8(Some(s)) | ScalarValue::Utf8View(Some(s)) => {
+                ScalarValue::Utf8(Some(s.clone()))
+            }
+            other => other.clone(),
+        };
+        if c.value.as_ref() != Some(&v) {
+            return None;
+        }
+        constants.push(Constant::Key {
+            slot,
+            integer: c.integer,
+        });
+    }
+    Some((
+        shape,
+        Template {
+            prepared: p.clone(),
+            kind: Templated::Insert(insert.clone()),
             constants,
         },
     ))
@@ -264,10 +313,13 @@ impl Session {
     /// whose plan the session keeps for the text.
     pub fn caches(text: &str, stmt: &Statement) -> bool {
         text.len() <= CACHED_TEXT_BYTES
-            && matches!(
-                stmt,
-                Statement::Query(q) if matches!(&**q, datafusion::sql::sqlparser::ast::Statement::Query(_))
-            )
+            && match stmt {
+                Statement::Query(q) => {
+                    matches!(&**q, datafusion::sql::sqlparser::ast::Statement::Query(_))
+                }
+                Statement::Insert(ins) => crate::handler::query::returning(ins).is_none(),
+                _ => false,
+            }
     }
 
     /// Plans `stmt`, the only statement of `text`, and keeps the plan for
@@ -317,13 +369,28 @@ impl Session {
                 return None;
             }
         }
-        let lookup = t.lookup.with_literal_values(&values);
         let roles = self.authorize();
         if let Err(e) = privilege::check_statement(&t.prepared.stmt, roles, &self.user())
             .and_then(|_| privilege::check_plan(plan, roles))
         {
             return Some(Err(e));
         }
+        let lookup = match &t.kind {
+            Templated::Lookup(lookup) => lookup.with_literal_values(&values),
+            Templated::Insert(insert) => {
+                let insert = insert.with_literal_values(&values);
+                let audit = super::dispatch::dml_audit(plan);
+                return self
+                    .audited(audit, async {
+                        Ok(insert.run(None).await?.map(|n| Outcome::Command {
+                            tag: "INSERT".into(),
+                            rows: Some(n),
+                        }))
+                    })
+                    .await
+                    .transpose();
+            }
+        };
         match lookup.run(None).await {
             Ok(Some(batch)) => Some(Ok(Outcome::Batch {
                 batch,

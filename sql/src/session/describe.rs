@@ -12,6 +12,7 @@ use datafusion::common::tree_node::TreeNodeRecursion;
 use super::{CurrentPlan, PlannedIn, Prepared, Session};
 use crate::error::{Result, SqlError};
 use crate::handler::lookup::KeyLookup;
+use crate::handler::row_insert::RowInsert;
 use crate::statement::Statement;
 
 /// Whether every table `plan` reads is still defined as in `catalog`
@@ -85,6 +86,7 @@ impl Session {
                 origins: vec![],
                 bound_types,
                 lookup: None,
+                insert: None,
                 planned_in: None,
             });
         };
@@ -112,6 +114,11 @@ impl Session {
         } else {
             None
         };
+        let insert = if matches!(ast, datafusion::sql::sqlparser::ast::Statement::Insert(_)) {
+            self.row_insert(&plan, ast).await
+        } else {
+            None
+        };
         let bound_types = crate::pgcompat::params::parameter_types(&plan)?;
         Ok(Prepared {
             stmt,
@@ -120,6 +127,7 @@ impl Session {
             origins,
             bound_types,
             lookup,
+            insert,
             planned_in: Some(PlannedIn {
                 catalog,
                 client_types: client_types.to_vec(),
@@ -138,7 +146,7 @@ impl Session {
         &self,
         p: &Prepared,
         plan: &LogicalPlan,
-    ) -> Result<Option<(LogicalPlan, Option<Arc<KeyLookup>>)>> {
+    ) -> Result<Option<(LogicalPlan, Option<Arc<KeyLookup>>, Option<Arc<RowInsert>>)>> {
         let Some(planned_in) = &p.planned_in else {
             return Ok(None);
         };
@@ -148,7 +156,7 @@ impl Session {
         }
         if let Some(c) = planned_in.current.lock().expect("current plan").as_ref() {
             if Arc::ptr_eq(&now, &c.catalog) {
-                return Ok(Some((c.plan.clone(), c.lookup.clone())));
+                return Ok(Some((c.plan.clone(), c.lookup.clone(), c.insert.clone())));
             }
         }
         let current = if reads_current_tables(plan, &now) {
@@ -156,6 +164,7 @@ impl Session {
                 catalog: now,
                 plan: plan.clone(),
                 lookup: p.lookup.clone(),
+                insert: p.insert.clone(),
             }
         } else {
             let fresh =
@@ -181,11 +190,44 @@ impl Session {
                 catalog: now,
                 plan: fresh_plan,
                 lookup: fresh.lookup,
+                insert: fresh.insert,
             }
         };
-        let out = (current.plan.clone(), current.lookup.clone());
+        let out = (
+            current.plan.clone(),
+            current.lookup.clone(),
+            current.insert.clone(),
+        );
         *planned_in.current.lock().expect("current plan") = Some(current);
         Ok(Some(out))
+    }
+
+    /// The row-insert fast path of an INSERT planned as `plan`, when it is
+    /// one; with RETURNING only for one contact, read back by a key lookup.
+    async fn row_insert(
+        &self,
+        plan: &LogicalPlan,
+        ast: &datafusion::sql::sqlparser::ast::Statement,
+    ) -> Option<Arc<RowInsert>> {
+        let insert = RowInsert::recognize(plan)?;
+        let Some(items) = crate::handler::query::returning(ast) else {
+            return Some(Arc::new(insert));
+        };
+        if insert.table() != "contacts" || insert.row_count() != 1 {
+            return None;
+        }
+        let text = format!(
+            "SELECT {} FROM contacts WHERE id = $1",
+            crate::handler::query::returning_list(items)
+        );
+        let read_back = self
+            .context()
+            .state()
+            .create_logical_plan(&text)
+            .await
+            .ok()?;
+        let lookup = KeyLookup::recognize(&read_back)?;
+        insert.with_returning(lookup).map(Arc::new)
     }
 
     /// Table OID and column number of each output column of `plan` that is

@@ -36,9 +36,9 @@ impl Session {
                 let roles = self.authorize();
                 privilege::check_statement(&p.stmt, roles, &self.user())?;
                 let current = self.current_plan(p, plan).await?;
-                let (plan, lookup) = match &current {
-                    Some((plan, lookup)) => (plan, lookup),
-                    None => (plan, &p.lookup),
+                let (plan, lookup, insert) = match &current {
+                    Some((plan, lookup, insert)) => (plan, lookup, insert),
+                    None => (plan, &p.lookup, &p.insert),
                 };
                 privilege::check_plan(plan, roles)?;
                 if params.is_none() && matches!(plan, LogicalPlan::Explain(_)) {
@@ -54,12 +54,43 @@ impl Session {
                         });
                     }
                 }
+                let audit = dml_audit(plan);
+                if let Some(insert) = insert {
+                    let params = params.as_ref();
+                    let done = self
+                        .audited(audit.clone(), async {
+                            Ok(if insert.returns_rows() {
+                                insert.run_returning(params).await?.map(|(batch, _)| {
+                                    Outcome::Batch {
+                                        batch,
+                                        origins: vec![],
+                                    }
+                                })
+                            } else {
+                                insert.run(params).await?.map(|n| Outcome::Command {
+                                    tag: "INSERT".into(),
+                                    rows: Some(n),
+                                })
+                            })
+                        })
+                        .await?;
+                    if let Some(out) = done {
+                        return Ok(out);
+                    }
+                }
                 let plan = match params {
                     Some(v) => plan.clone().replace_params_with_values(&v)?,
                     None => plan.clone(),
                 };
-                let reply = handler::query::run_plan(&self.query_context()?, ast, plan).await?;
-                Ok(reply.into())
+                let qctx = self.query_context()?;
+                let out = self
+                    .audited(audit, async {
+                        Ok(Some(
+                            handler::query::run_plan(&qctx, ast, plan).await?.into(),
+                        ))
+                    })
+                    .await?;
+                Ok(out.expect("a planned statement has an outcome"))
             }
             (None, _) => match params {
                 Some(v) => {
@@ -77,8 +108,12 @@ impl Session {
     /// shows the lookup as its physical plan.
     async fn key_lookup(&self, plan: &LogicalPlan) -> Result<Option<Outcome>> {
         if let LogicalPlan::Explain(e) = plan {
-            let Some(lookup) = KeyLookup::recognize(&e.plan) else {
-                return Ok(None);
+            let described = match KeyLookup::recognize(&e.plan) {
+                Some(lookup) => lookup.describe(),
+                None => match crate::handler::row_insert::RowInsert::recognize(&e.plan) {
+                    Some(insert) => insert.describe(),
+                    None => return Ok(None),
+                },
             };
             let df = self
                 .query_context()?
@@ -87,7 +122,7 @@ impl Session {
             let schema = std::sync::Arc::new(df.schema().as_arrow().clone());
             let batch = datafusion::arrow::compute::concat_batches(&schema, &df.collect().await?)?;
             return Ok(Some(Outcome::Batch {
-                batch: explained_as_lookup(&batch, &lookup.describe())?,
+                batch: explained_as_lookup(&batch, &described)?,
                 origins: vec![],
             }));
         }
@@ -104,7 +139,13 @@ impl Session {
     /// Executes one statement: privileges first, then the statement, then
     /// its audit row.
     pub async fn execute(&self, stmt: Statement) -> Result<Outcome> {
-        if !matches!(stmt, Statement::Query(_)) {
+        if !matches!(
+            stmt,
+            Statement::Query(_)
+                | Statement::Insert(_)
+                | Statement::Update(_)
+                | Statement::Delete(_)
+        ) {
             // settings and definitions shape plans
             self.query_cache.clear();
         }
@@ -140,6 +181,34 @@ impl Session {
         )
     }
 
+    /// Runs `f`, a change, with the audit row `a` it leaves (if any): its
+    /// commit takes the row where it can (atomic), otherwise the row is
+    /// written right after. `f` returning `None` changed nothing and
+    /// leaves no row.
+    pub(super) async fn audited<F>(
+        &self,
+        a: Option<crate::access::audit::Audited>,
+        f: F,
+    ) -> Result<Option<Outcome>>
+    where
+        F: std::future::Future<Output = Result<Option<Outcome>>>,
+    {
+        let Some(a) = a else {
+            return f.await;
+        };
+        let row = self.audit_row(&a, String::new());
+        let (out, left) = crate::runtime::audit::scope(row, f).await;
+        let out = out?;
+        let detail = match (&out, left) {
+            (Some(o), Some(_)) => Some(audit_detail(o)),
+            _ => None,
+        };
+        if let Some(detail) = detail {
+            self.write_audit(a, detail).await;
+        }
+        Ok(out)
+    }
+
     async fn write_audit(&self, a: crate::access::audit::Audited, detail: String) {
         let row = self.audit_row(&a, detail);
         if let Err(e) = self.engine.store().audit(row).await {
@@ -160,39 +229,15 @@ impl Session {
                 if let Some(out) = self.key_lookup(&plan).await? {
                     return Ok(out);
                 }
-                let mut audit = None;
-                plan.apply(|p| {
-                    if let datafusion::logical_expr::LogicalPlan::Dml(d) = p {
-                        use datafusion::logical_expr::WriteOp;
-                        let op = match &d.op {
-                            WriteOp::Insert(_) => "insert",
-                            WriteOp::Update => "update",
-                            WriteOp::Delete => "delete",
-                            _ => "other",
-                        };
-                        audit = crate::access::audit::dml(op, d.table_name.table());
-                        return Ok(datafusion::common::tree_node::TreeNodeRecursion::Stop);
-                    }
-                    Ok(datafusion::common::tree_node::TreeNodeRecursion::Continue)
-                })?;
+                let audit = dml_audit(&plan);
                 let qctx = self.query_context()?;
-                match audit {
-                    None => handler::query::run_plan(&qctx, &ast, plan).await?.into(),
-                    Some(a) => {
-                        let row = self.audit_row(&a, String::new());
-                        let (out, left) = crate::runtime::audit::scope(
-                            row,
-                            handler::query::run_plan(&qctx, &ast, plan),
-                        )
-                        .await;
-                        let out: Outcome = out?.into();
-                        if left.is_some() {
-                            let detail = audit_detail(&out);
-                            self.write_audit(a, detail).await;
-                        }
-                        out
-                    }
-                }
+                self.audited(audit, async {
+                    Ok(Some(
+                        handler::query::run_plan(&qctx, &ast, plan).await?.into(),
+                    ))
+                })
+                .await?
+                .expect("a planned statement has an outcome")
             }
             Statement::IdentityInsert(ast) => crate::ingest::identity_insert::run(&ctx, &ast)
                 .await?
@@ -324,6 +369,27 @@ fn explained_as_lookup(
         batch.schema(),
         vec![batch.column(0).clone(), std::sync::Arc::new(replaced)],
     )?)
+}
+
+/// The audit entry a planned INSERT, UPDATE or DELETE leaves (contacts).
+pub(super) fn dml_audit(plan: &LogicalPlan) -> Option<crate::access::audit::Audited> {
+    use datafusion::common::tree_node::TreeNodeRecursion;
+    use datafusion::logical_expr::WriteOp;
+    let mut audit = None;
+    let _ = plan.apply(|p| {
+        let LogicalPlan::Dml(d) = p else {
+            return Ok(TreeNodeRecursion::Continue);
+        };
+        let op = match &d.op {
+            WriteOp::Insert(_) => "insert",
+            WriteOp::Update => "update",
+            WriteOp::Delete => "delete",
+            _ => "other",
+        };
+        audit = crate::access::audit::dml(op, d.table_name.table());
+        Ok(TreeNodeRecursion::Stop)
+    });
+    audit
 }
 
 /// The detail of a statement's audit row: its row count, if any.

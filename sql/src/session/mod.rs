@@ -50,6 +50,8 @@ pub struct Prepared {
     pub bound_types: Vec<Option<DataType>>,
     /// The key lookup the plan is, when it is one (`handler::lookup`).
     pub lookup: Option<Arc<crate::handler::lookup::KeyLookup>>,
+    /// The row insert the plan is, when it is one (`handler::row_insert`).
+    pub insert: Option<Arc<crate::handler::row_insert::RowInsert>>,
     /// The catalog the plan was made in, and its re-planning since.
     pub planned_in: Option<PlannedIn>,
 }
@@ -78,6 +80,7 @@ struct CurrentPlan {
     catalog: Arc<cohortdb_storage::Catalog>,
     plan: LogicalPlan,
     lookup: Option<Arc<crate::handler::lookup::KeyLookup>>,
+    insert: Option<Arc<crate::handler::row_insert::RowInsert>>,
 }
 
 impl Prepared {

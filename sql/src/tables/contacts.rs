@@ -74,6 +74,40 @@ impl ContactsTable {
         Some(self as &dyn super::keyed::KeyedRead)
     }
 
+    /// What an INSERT into this table does with its rows (`None` for
+    /// `contact_view`, which takes no inserts).
+    pub fn insert_writer(&self) -> Option<super::SinkFn> {
+        if self.view {
+            return None;
+        }
+        let store = self.store.clone();
+        let layout = self.layout.clone();
+        Some(Arc::new(move |batches| {
+            let store = store.clone();
+            let layout = layout.clone();
+            Box::pin(async move {
+                let types: Vec<_> = layout
+                    .cols
+                    .iter()
+                    .map(|(_, c)| contact_col_type(*c))
+                    .collect();
+                let names: Vec<_> = layout.cols.iter().map(|(n, _)| n.clone()).collect();
+                let rows = batch_rows(&batches, &types, &names)?;
+                let mut ingest = ContactIngest::new(store);
+                for (i, row) in rows.into_iter().enumerate() {
+                    ingest.push(
+                        row,
+                        RowRef {
+                            n: i as u64 + 1,
+                            copy_line: false,
+                        },
+                    )?;
+                }
+                ingest.commit().await
+            })
+        }))
+    }
+
     /// Whether this provider's columns are those `catalog` defines now.
     pub fn defined_as_in(&self, catalog: &cohortdb_storage::Catalog) -> bool {
         let now = ContactLayout::new_in(catalog, &self.layout.tz);
@@ -493,43 +527,14 @@ impl TableProvider for ContactsTable {
         input: Arc<dyn ExecutionPlan>,
         _op: InsertOp,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
-        if self.view {
+        let Some(write) = self.insert_writer() else {
             return Err(SqlError::Unsupported(format!(
                 "{} is a view; insert into contacts",
                 self.name()
             ))
             .into());
-        }
-        let store = self.store.clone();
-        let layout = self.layout.clone();
-        let sink = IngestSink::new(
-            "contacts",
-            self.layout.schema.clone(),
-            Arc::new(move |batches| {
-                let store = store.clone();
-                let layout = layout.clone();
-                Box::pin(async move {
-                    let types: Vec<_> = layout
-                        .cols
-                        .iter()
-                        .map(|(_, c)| contact_col_type(*c))
-                        .collect();
-                    let names: Vec<_> = layout.cols.iter().map(|(n, _)| n.clone()).collect();
-                    let rows = batch_rows(&batches, &types, &names)?;
-                    let mut ingest = ContactIngest::new(store);
-                    for (i, row) in rows.into_iter().enumerate() {
-                        ingest.push(
-                            row,
-                            RowRef {
-                                n: i as u64 + 1,
-                                copy_line: false,
-                            },
-                        )?;
-                    }
-                    ingest.commit().await
-                })
-            }),
-        );
+        };
+        let sink = IngestSink::new("contacts", self.layout.schema.clone(), write);
         Ok(Arc::new(DataSinkExec::new(input, sink, None)))
     }
 
@@ -545,6 +550,8 @@ impl TableProvider for ContactsTable {
             ))
             .into());
         }
+        // `id = v` / `id IN (…)` reads those contacts only
+        let ids = Arc::new(ids_from_filters(&filters, "id"));
         let pred = physical_predicate(state, &self.layout.schema, filters)?;
         let store = self.store.clone();
         let layout = self.layout.clone();
@@ -552,11 +559,16 @@ impl TableProvider for ContactsTable {
         Ok(DmlExec::new(
             "CohortDelete: table=contacts",
             Arc::new(move || {
-                let (store, layout, pred, lock) =
-                    (store.clone(), layout.clone(), pred.clone(), lock.clone());
+                let (store, layout, pred, lock, ids) = (
+                    store.clone(),
+                    layout.clone(),
+                    pred.clone(),
+                    lock.clone(),
+                    ids.clone(),
+                );
                 Box::pin(async move {
-                    let _g = lock.lock().await;
-                    let batches = contact_batches(&store, &layout, None, &[])?;
+                    let guard = lock.lock().await;
+                    let batches = contact_batches(&store, &layout, ids.as_deref(), &[])?;
                     let mut batch = store.batch();
                     let mut deleted = Vec::new();
                     for b in &batches {
@@ -594,7 +606,10 @@ impl TableProvider for ContactsTable {
                         &mut batch,
                         Some(deleted.len() as u64),
                     );
-                    store.commit(batch).await?;
+                    // written under the lock, durable after it (group commit)
+                    let pending = store.commit_applied(batch).await?;
+                    drop(guard);
+                    pending.durable().await?;
                     Ok(deleted.len() as u64)
                 })
             }),
@@ -641,6 +656,8 @@ impl TableProvider for ContactsTable {
             }
             sets.push((idx, state.create_physical_expr(expr, &df_schema)?));
         }
+        // `id = v` / `id IN (…)` reads those contacts only
+        let ids = Arc::new(ids_from_filters(&filters, "id"));
         let pred = physical_predicate(state, &self.layout.schema, filters)?;
         let store = self.store.clone();
         let layout = self.layout.clone();
@@ -649,17 +666,18 @@ impl TableProvider for ContactsTable {
         Ok(DmlExec::new(
             "CohortUpdate: table=contacts",
             Arc::new(move || {
-                let (store, layout, pred, lock, sets) = (
+                let (store, layout, pred, lock, sets, ids) = (
                     store.clone(),
                     layout.clone(),
                     pred.clone(),
                     lock.clone(),
                     sets.clone(),
+                    ids.clone(),
                 );
                 Box::pin(async move {
-                    let _g = lock.lock().await;
+                    let guard = lock.lock().await;
                     let catalog = store.catalog();
-                    let batches = contact_batches(&store, &layout, None, &[])?;
+                    let batches = contact_batches(&store, &layout, ids.as_deref(), &[])?;
                     let mut batch = store.batch();
                     let now = now_ms();
                     let mut n = 0u64;
@@ -721,7 +739,9 @@ impl TableProvider for ContactsTable {
                         }
                     }
                     crate::runtime::audit::take_into(&store, &mut batch, Some(n));
-                    store.commit(batch).await?;
+                    let pending = store.commit_applied(batch).await?;
+                    drop(guard);
+                    pending.durable().await?;
                     let _ = crate::ingest::batch::WRITTEN_CONTACTS
                         .try_with(|ids| ids.lock().expect("written ids").extend(written));
                     Ok(n)

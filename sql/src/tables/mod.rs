@@ -190,8 +190,23 @@ impl ExecutionPlan for DmlExec {
     }
 }
 
-type SinkFn =
+/// What an INSERT into a table does with its rows (in the table's schema):
+/// validates and commits them atomically, returning the row count. The
+/// planned INSERT (`IngestSink`) and the one-row fast path
+/// (`handler::row_insert`) call the same function.
+pub type SinkFn =
     Arc<dyn Fn(Vec<RecordBatch>) -> BoxFuture<'static, Result<u64, SqlError>> + Send + Sync>;
+
+/// The insert function of `provider`, when rows can be written to it
+/// without a DataFusion plan: `contacts` and user tables.
+pub fn direct_insert(provider: &dyn datafusion::datasource::TableProvider) -> Option<SinkFn> {
+    if let Some(t) = provider.downcast_ref::<contacts::ContactsTable>() {
+        return t.insert_writer();
+    }
+    provider
+        .downcast_ref::<user::UserTable>()
+        .map(|t| t.insert_writer())
+}
 
 /// An INSERT target: collects the input batches, then hands them to `write`,
 /// which validates and commits them atomically.

@@ -229,6 +229,38 @@ impl UserTable {
     pub fn defined_as_in(&self, catalog: &cohortdb_storage::Catalog) -> bool {
         catalog.data().tables.iter().any(|t| t == &self.def)
     }
+
+    /// What an INSERT into this table does with its rows.
+    pub fn insert_writer(&self) -> super::SinkFn {
+        let store = self.store.clone();
+        let def = self.def.clone();
+        Arc::new(move |batches: Vec<RecordBatch>| {
+            let (store, def) = (store.clone(), def.clone());
+            Box::pin(async move {
+                let mut ingest = UserRowIngest::new(store, def.clone());
+                let mut n = 0;
+                for b in &batches {
+                    super::record_returning(b);
+                    for r in 0..b.num_rows() {
+                        n += 1;
+                        let mut row = Vec::with_capacity(def.columns.len());
+                        for (c, col) in def.columns.iter().enumerate() {
+                            row.push(value_at(b.column(c).as_ref(), r, col.data_type).map_err(
+                                |e| {
+                                    SqlError::InvalidText(format!(
+                                        "invalid value for column {} in row {n}: {e}",
+                                        col.name
+                                    ))
+                                },
+                            )?);
+                        }
+                        ingest.push(&row)?;
+                    }
+                }
+                ingest.commit().await
+            })
+        })
+    }
 }
 
 impl super::keyed::KeyedRead for UserTable {
@@ -311,39 +343,10 @@ impl TableProvider for UserTable {
         input: Arc<dyn ExecutionPlan>,
         _op: InsertOp,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
-        let store = self.store.clone();
-        let def = self.def.clone();
         let sink = IngestSink::new(
             self.def.name.clone(),
             self.schema.clone(),
-            Arc::new(move |batches: Vec<RecordBatch>| {
-                let (store, def) = (store.clone(), def.clone());
-                Box::pin(async move {
-                    let mut ingest = UserRowIngest::new(store, def.clone());
-                    let mut n = 0;
-                    for b in &batches {
-                        super::record_returning(b);
-                        for r in 0..b.num_rows() {
-                            n += 1;
-                            let mut row = Vec::with_capacity(def.columns.len());
-                            for (c, col) in def.columns.iter().enumerate() {
-                                row.push(
-                                    value_at(b.column(c).as_ref(), r, col.data_type).map_err(
-                                        |e| {
-                                            SqlError::InvalidText(format!(
-                                                "invalid value for column {} in row {n}: {e}",
-                                                col.name
-                                            ))
-                                        },
-                                    )?,
-                                );
-                            }
-                            ingest.push(&row)?;
-                        }
-                    }
-                    ingest.commit().await
-                })
-            }),
+            self.insert_writer(),
         );
         Ok(Arc::new(DataSinkExec::new(input, sink, None)))
     }
@@ -387,7 +390,7 @@ impl TableProvider for UserTable {
                     key_filters.clone(),
                 );
                 Box::pin(async move {
-                    let _g = USER_ROW_WRITES.lock().await;
+                    let guard = USER_ROW_WRITES.lock().await;
                     let which = rows_for(&store, &def, &schema, &key_filters)?;
                     let full = table_batch(&store, &def, &schema, true, &tz, which)?;
                     let hit = filter_rows(&full, def.columns.len(), pred.as_ref())?;
@@ -465,7 +468,10 @@ impl TableProvider for UserTable {
                     for (key, id, _) in &taken {
                         batch.put_user_pk(def.id, key, *id);
                     }
-                    store.commit(batch).await?;
+                    // written under the lock, durable after it (group commit)
+                    let pending = store.commit_applied(batch).await?;
+                    drop(guard);
+                    pending.durable().await?;
                     Ok(visible.num_rows() as u64)
                 })
             }),
@@ -493,7 +499,7 @@ impl TableProvider for UserTable {
                     key_filters.clone(),
                 );
                 Box::pin(async move {
-                    let _g = USER_ROW_WRITES.lock().await;
+                    let guard = USER_ROW_WRITES.lock().await;
                     let which = rows_for(&store, &def, &schema, &key_filters)?;
                     let full = table_batch(&store, &def, &schema, true, &tz, which)?;
                     let hit = filter_rows(&full, def.columns.len(), pred.as_ref())?;
@@ -517,7 +523,9 @@ impl TableProvider for UserTable {
                             }
                         }
                     }
-                    store.commit(batch).await?;
+                    let pending = store.commit_applied(batch).await?;
+                    drop(guard);
+                    pending.durable().await?;
                     Ok(ids.len() as u64)
                 })
             }),
