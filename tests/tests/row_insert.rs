@@ -194,6 +194,31 @@ async fn user_table_rows_equal_the_planned_insert() {
     )
     .await;
     assert_eq!(table_text(&c, "fast_s").await.len(), 60);
+    // constants the planner folds into the column's type: a text that
+    // does not convert fails as planning it fails
+    exec(&c, "CREATE TABLE keyed (id BIGINT, label TEXT)").await;
+    for i in 0..3 {
+        exec(
+            &c,
+            &format!("INSERT INTO keyed VALUES ('{i}', CAST({i} AS TEXT))"),
+        )
+        .await;
+    }
+    let e = expect_sqlstate(
+        &c,
+        "INSERT INTO keyed VALUES ('x', CAST(9 AS TEXT))",
+        "22P02",
+    )
+    .await;
+    let planned =
+        expect_sqlstate(&c, "INSERT INTO keyed SELECT 'x', CAST(9 AS TEXT)", "22P02").await;
+    assert_eq!(e.code, planned.code);
+    assert_eq!(
+        simple_rows(&c, "SELECT id, label FROM keyed ORDER BY id").await,
+        (0..3)
+            .map(|i| vec![Some(i.to_string()), Some(i.to_string())])
+            .collect::<Vec<_>>()
+    );
     assert_eq!(
         simple_rows(&c, "SELECT count(*) FROM fast_x WHERE id >= 7000").await,
         vec![vec![Some("0".to_string())]]

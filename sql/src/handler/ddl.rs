@@ -29,9 +29,16 @@ pub async fn create_table(store: &Store, ct: &CreateTable) -> Result<Reply> {
                 c.name.value
             )));
         }
+        use datafusion::sql::sqlparser::ast::ColumnOption;
         cols.push(ColumnDef {
             name: c.name.value.clone(),
             data_type: t,
+            not_null: c.options.iter().any(|o| {
+                matches!(
+                    o.option,
+                    ColumnOption::NotNull | ColumnOption::PrimaryKey(_)
+                )
+            }),
         });
     }
     if cols.is_empty() {

@@ -161,6 +161,7 @@ pub async fn create_table_as(
         cols.push(ColumnDef {
             name: f.name().clone(),
             data_type: t,
+            not_null: false,
         });
     }
     if !super::ddl::add_table(store, &name, cols, vec![], ct.if_not_exists).await? {

@@ -553,6 +553,20 @@ pub struct UserRowIngest {
 pub static USER_ROW_WRITES: std::sync::LazyLock<tokio::sync::Mutex<()>> =
     std::sync::LazyLock::new(Default::default);
 
+/// 23502 when `row` (values in column order) has a NULL in a NOT NULL
+/// column of `table`.
+pub fn check_not_null(table: &UserTableDef, row: &[Value]) -> Result<()> {
+    for (i, c) in table.columns.iter().enumerate() {
+        if c.not_null && matches!(row.get(i), None | Some(Value::Null)) {
+            return Err(SqlError::NotNull(format!(
+                "null value in column \"{}\" of relation \"{}\" violates not-null constraint",
+                c.name, table.name
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// The encoded primary key of `row` (values in column order); `None` for a
 /// table without one. A NULL key column is 23502.
 pub fn user_pk(table: &UserTableDef, row: &[Value]) -> Result<Option<Vec<u8>>> {
@@ -618,6 +632,7 @@ impl UserRowIngest {
 
     /// Adds one row in column order.
     pub fn push(&mut self, row: &[Value]) -> Result<()> {
+        check_not_null(&self.table, row)?;
         let id = self.store.alloc_user_rows(1);
         if let Some(key) = user_pk(&self.table, row)? {
             if self.keys.iter().any(|(k, _)| *k == key) {

@@ -66,8 +66,9 @@ enum Templated {
     /// A key lookup; its key values are constants of the text.
     Lookup(KeyLookup),
     /// An `INSERT … VALUES` (no RETURNING); every constant of the text is
-    /// one of its values, in order.
-    Insert(RowInsert),
+    /// one of its values, in order, and becomes the value's type (the
+    /// planner folds `CAST(12 AS TEXT)` to `'12'`).
+    Insert(RowInsert, Vec<datafusion::arrow::datatypes::DataType>),
 }
 
 /// A constant of a template's text.
@@ -171,26 +172,23 @@ fn insert_template_of(text: &str, p: &Prepared, insert: &RowInsert) -> Option<(S
         return None;
     }
     let mut constants = Vec::with_capacity(values.len());
+    let mut types = Vec::with_capacity(values.len());
     for (slot, (v, c)) in values.iter().zip(&text_constants).enumerate() {
-        let v = match v {
-            ScalarValue::LargeUtf8(Some(s)) | ScalarValue::Utf8View(Some(s)) => {
-                ScalarValue::Utf8(Some(s.clone()))
-            }
-            other => other.clone(),
-        };
-        if c.value.as_ref() != Some(&v) {
+        let t = v.data_type();
+        if c.value.as_ref()?.cast_to(&t).ok().as_ref() != Some(v) {
             return None;
         }
         constants.push(Constant::Key {
             slot,
             integer: c.integer,
         });
+        types.push(t);
     }
     Some((
         shape,
         Template {
             prepared: p.clone(),
-            kind: Templated::Insert(insert.clone()),
+            kind: Templated::Insert(insert.clone(), types),
             constants,
         },
     ))
@@ -377,7 +375,14 @@ impl Session {
         }
         let lookup = match &t.kind {
             Templated::Lookup(lookup) => lookup.with_literal_values(&values),
-            Templated::Insert(insert) => {
+            Templated::Insert(insert, types) => {
+                // a constant its value's type does not take: plan the text
+                // (the planner reports it)
+                let values = values
+                    .iter()
+                    .zip(types)
+                    .map(|(v, t)| v.cast_to(t).ok())
+                    .collect::<Option<Vec<_>>>()?;
                 let insert = insert.with_literal_values(&values);
                 let audit = super::dispatch::dml_audit(plan);
                 return self

@@ -18,7 +18,9 @@ use datafusion::physical_plan::ExecutionPlan;
 use super::contacts::{physical_predicate, unqualify};
 use super::{memory_exec, DmlExec, IngestSink};
 use crate::error::{Result, SqlError};
-use crate::ingest::batch::{duplicate_key, user_pk, UserRowIngest, USER_ROW_WRITES};
+use crate::ingest::batch::{
+    check_not_null, duplicate_key, user_pk, UserRowIngest, USER_ROW_WRITES,
+};
 use crate::model::convert::{value_at, ColumnBuilder};
 use crate::model::layout::user_table_schema;
 
@@ -421,6 +423,7 @@ impl TableProvider for UserTable {
                                 ))
                             })?);
                         }
+                        check_not_null(&def, &row)?;
                         if !def.primary_key.is_empty()
                             && sets
                                 .iter()

@@ -67,6 +67,9 @@ pub struct ColumnDef {
     pub name: String,
     /// Column type.
     pub data_type: DataType,
+    /// `NOT NULL` (or a primary key column): a NULL is refused (23502).
+    #[serde(default)]
+    pub not_null: bool,
 }
 
 /// A user-created table (`CREATE TABLE`).
