@@ -266,9 +266,8 @@ impl Runner {
     }
 
     async fn count(&self, sql: &str) -> Res<i64> {
-        match self.sql(sql).await? {
-            Outcome::Rows(df) => {
-                let batches = df.collect().await.map_err(|e| e.to_string())?;
+        match self.rows(sql).await? {
+            Some(batches) => {
                 let Some(b) = batches.first().filter(|b| b.num_rows() > 0) else {
                     return Ok(0);
                 };
@@ -283,14 +282,23 @@ impl Runner {
                     .ok_or("not a count")?;
                 Ok(v.value(0))
             }
-            _ => Ok(0),
+            None => Ok(0),
         }
+    }
+
+    /// The rows `sql` returns (`None`: it returns none).
+    async fn rows(&self, sql: &str) -> Res<Option<Vec<datafusion::arrow::array::RecordBatch>>> {
+        self.sql(sql)
+            .await?
+            .into_batches()
+            .await
+            .map_err(|e| e.to_string())
     }
 
     async fn ids(&self, sql: &str) -> Res<Vec<u64>> {
         let mut out = Vec::new();
-        if let Outcome::Rows(df) = self.sql(sql).await? {
-            for b in df.collect().await.map_err(|e| e.to_string())? {
+        if let Some(batches) = self.rows(sql).await? {
+            for b in batches {
                 let v = datafusion::arrow::compute::cast(
                     b.column(0),
                     &datafusion::arrow::datatypes::DataType::Int64,
@@ -375,8 +383,8 @@ impl Runner {
             key.contact,
             rfc3339(key.ts_ms)
         );
-        if let Outcome::Rows(df) = self.sql(&sql).await? {
-            for b in df.collect().await.map_err(|e| e.to_string())? {
+        if let Some(batches) = self.rows(&sql).await? {
+            for b in batches {
                 let text = |i: usize| {
                     datafusion::arrow::compute::cast(
                         b.column(i),
@@ -442,10 +450,9 @@ impl Runner {
                     key.seq
                 );
                 match self.sql(&sql).await {
-                    Ok(Outcome::Rows(df)) => {
-                        let _ = df.collect().await;
+                    Ok(out) => {
+                        let _ = out.into_batches().await;
                     }
-                    Ok(_) => {}
                     Err(e) => tracing::warn!("QR code {scene}: reply to contact {c} failed: {e}"),
                 }
             }
@@ -627,8 +634,8 @@ impl Runner {
         );
         let mut hits = vec![false; with.len()];
         let together = async {
-            if let Outcome::Rows(df) = self.sql(&sql).await? {
-                for b in df.collect().await.map_err(|e| e.to_string())? {
+            if let Some(batches) = self.rows(&sql).await? {
+                for b in batches {
                     for (i, hit) in hits.iter_mut().enumerate() {
                         let v = datafusion::arrow::compute::cast(
                             b.column(i),
@@ -719,8 +726,8 @@ impl Runner {
             );
             let got = async {
                 let mut out: HashMap<(u32, u64, i64), Vec<bool>> = HashMap::new();
-                if let Outcome::Rows(df) = self.sql(&sql).await? {
-                    for b in df.collect().await.map_err(|e| e.to_string())? {
+                if let Some(batches) = self.rows(&sql).await? {
+                    for b in batches {
                         let int = |i: usize| -> Res<datafusion::arrow::array::ArrayRef> {
                             datafusion::arrow::compute::cast(
                                 b.column(i),
@@ -990,9 +997,7 @@ impl Runner {
                     self.persist(&run, &[]).await?;
                     match self.sql(&sql).await {
                         Ok(out) => {
-                            if let Outcome::Rows(df) = out {
-                                let _ = df.collect().await;
-                            }
+                            let _ = out.into_batches().await;
                             self.go(&mut run, def, def.after(i)).await?;
                         }
                         Err(e) => return self.fail(run, e).await,

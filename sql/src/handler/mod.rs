@@ -68,6 +68,21 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// The rows of a statement that returns rows, computed (`None` for
+    /// commands, COPY and settings).
+    pub async fn into_batches(
+        self,
+    ) -> crate::error::Result<Option<Vec<datafusion::arrow::array::RecordBatch>>> {
+        match self {
+            Outcome::Rows(df) => Ok(Some(df.collect().await?)),
+            Outcome::Batch { batch, .. } => Ok(Some(vec![batch])),
+            Outcome::Command { .. }
+            | Outcome::CopyIn(_)
+            | Outcome::CopyOut { .. }
+            | Outcome::ParameterChanged { .. } => Ok(None),
+        }
+    }
+
     /// A command with no row count.
     pub fn command(tag: &str) -> Outcome {
         Outcome::Command {
@@ -81,6 +96,10 @@ impl From<Reply> for Outcome {
     fn from(r: Reply) -> Outcome {
         match r {
             Reply::Rows(df) => Outcome::Rows(df),
+            Reply::Batch(batch) => Outcome::Batch {
+                batch,
+                origins: vec![],
+            },
             Reply::Command { tag, rows } => Outcome::Command { tag, rows },
         }
     }

@@ -162,7 +162,7 @@ pub async fn call(ctx: &StatementContext, call: &ProcedureCall) -> Result<Reply>
                         .map(|s| s as i64)])),
                 ],
             )?;
-            Ok(Reply::Rows(ctx.df.read_batch(batch)?))
+            Ok(Reply::Batch(batch))
         }
         Procedure::CollectorAddApp => {
             if a.len() != 3 {

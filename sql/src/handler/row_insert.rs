@@ -12,11 +12,12 @@
 //! ```text
 //! Dml: op=[Insert Into] table=[t]
 //!   [Projection: column1 AS a, CAST(NULL AS Utf8) AS b, …]  -- columns, constants, casts
-//!     Values: (v, …), …                                      -- constants, $n, casts of them
+//!     Values: (v, …), …                                      -- constants, $n; casts, immutable functions of them
 //! ```
 //!
-//! Anything else (`INSERT … SELECT`, a function call in a value, a column
-//! default that is not a constant) runs as planned. `INSERT INTO contacts …
+//! Anything else (`INSERT … SELECT`, a volatile function such as `now()` or
+//! `random()` in a value, a column default that is not a constant) runs as
+//! planned. `INSERT INTO contacts …
 //! RETURNING` of one row reads the new contact back with a key lookup.
 
 use std::sync::Arc;
@@ -64,15 +65,23 @@ impl std::fmt::Debug for RowInsert {
 }
 
 /// A VALUES entry the fast path evaluates: constants and parameters,
-/// casts and negations of them.
+/// casts and negations of them, and immutable functions of them (`CAST(x
+/// AS text)` is the function `text(x)`).
 fn simple_value(e: &Expr) -> bool {
     match e {
         Expr::Literal(..) | Expr::Placeholder(_) => true,
         Expr::Cast(c) => simple_value(&c.expr),
         Expr::TryCast(c) => simple_value(&c.expr),
         Expr::Negative(inner) => simple_value(inner),
+        Expr::ScalarFunction(f) => immutable(f) && f.args.iter().all(simple_value),
         _ => false,
     }
+}
+
+/// Whether a function call gives the same result for the same arguments
+/// (evaluated at execution as the planner would fold it).
+fn immutable(f: &datafusion::logical_expr::expr::ScalarFunction) -> bool {
+    f.func.signature().volatility == datafusion::logical_expr::Volatility::Immutable
 }
 
 /// A projection entry the fast path evaluates: VALUES columns, constants,
@@ -121,6 +130,7 @@ fn literal_of(e: &Expr) -> Option<&ScalarValue> {
         Expr::Literal(v, _) => Some(v),
         Expr::Cast(c) => literal_of(&c.expr),
         Expr::TryCast(c) => literal_of(&c.expr),
+        Expr::ScalarFunction(f) if f.args.len() == 1 => literal_of(&f.args[0]),
         _ => None,
     }
 }
@@ -138,6 +148,11 @@ fn with_literal(e: &Expr, v: ScalarValue) -> Expr {
             let mut c = c.clone();
             c.expr = Box::new(with_literal(&c.expr, v));
             Expr::TryCast(c)
+        }
+        Expr::ScalarFunction(f) if f.args.len() == 1 => {
+            let mut f = f.clone();
+            f.args = vec![with_literal(&f.args[0], v)];
+            Expr::ScalarFunction(f)
         }
         other => other.clone(),
     }

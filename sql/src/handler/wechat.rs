@@ -175,12 +175,12 @@ fn sql_text(s: &str) -> String {
 /// commits, so two retries of one call create one send.
 static CLIENT_SENDS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-fn send_id_reply(ctx: &StatementContext, send_id: u64) -> Result<Reply> {
+fn send_id_reply(send_id: u64) -> Result<Reply> {
     let b = RecordBatch::try_new(
         send_schema(),
         vec![Arc::new(Int64Array::from(vec![send_id as i64]))],
     )?;
-    Ok(Reply::Rows(ctx.df.read_batch(b)?))
+    Ok(Reply::Batch(b))
 }
 
 /// Creates a send of `procedure` with its arguments (already strings).
@@ -307,7 +307,7 @@ pub async fn send(
                         "client_send_id '{k}' already created send {id} with other arguments"
                     )));
                 }
-                return send_id_reply(ctx, id);
+                return send_id_reply(id);
             }
             Some(guard)
         }
@@ -510,7 +510,7 @@ pub async fn send(
         );
     }
     ctx.store.commit(batch).await?;
-    send_id_reply(ctx, send_id)
+    send_id_reply(send_id)
 }
 
 fn rfc3339(ms: i64) -> String {
@@ -731,5 +731,5 @@ pub async fn create_qrcode(ctx: &StatementContext, a: &[String]) -> Result<Reply
             ])),
         ],
     )?;
-    Ok(Reply::Rows(ctx.df.read_batch(b)?))
+    Ok(Reply::Batch(b))
 }

@@ -129,7 +129,7 @@ fn done() -> Reply {
     Reply::command("CALL")
 }
 
-fn int_rows(ctx: &StatementContext, cols: &[&str], rows: Vec<Vec<i64>>) -> Result<Reply> {
+fn int_rows(cols: &[&str], rows: Vec<Vec<i64>>) -> Result<Reply> {
     let schema = int_schema(cols);
     let arrays = (0..cols.len())
         .map(|i| {
@@ -139,7 +139,7 @@ fn int_rows(ctx: &StatementContext, cols: &[&str], rows: Vec<Vec<i64>>) -> Resul
         })
         .collect();
     let batch = RecordBatch::try_new(schema, arrays)?;
-    Ok(Reply::Rows(ctx.df.read_batch(batch)?))
+    Ok(Reply::Batch(batch))
 }
 
 fn dry_run_arg(a: &[Arg]) -> Result<bool> {
@@ -238,7 +238,6 @@ pub async fn call(ctx: &StatementContext, name: &str, args: &[&Expr]) -> Result<
             let pairs = crate::identity::dedupe::run(ctx, dry).await?;
             if dry {
                 int_rows(
-                    ctx,
                     &["target_id", "source_id"],
                     pairs
                         .iter()
@@ -246,7 +245,7 @@ pub async fn call(ctx: &StatementContext, name: &str, args: &[&Expr]) -> Result<
                         .collect(),
                 )
             } else {
-                int_rows(ctx, &["merged"], vec![vec![pairs.len() as i64]])
+                int_rows(&["merged"], vec![vec![pairs.len() as i64]])
             }
         }
         other => Err(SqlError::UndefinedObject(format!(

@@ -493,7 +493,7 @@ pub async fn identify(
             Arc::new(BooleanArray::from(vec![created])),
         ],
     )?;
-    Ok(Reply::Rows(ctx.df.read_batch(batch)?))
+    Ok(Reply::Batch(batch))
 }
 
 /// Identity-keyed contact rows (`COPY/INSERT contacts` with `external_id`,

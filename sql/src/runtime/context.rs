@@ -60,6 +60,8 @@ impl StatementContext {
 pub enum Reply {
     /// Rows to send.
     Rows(DataFrame),
+    /// Rows already computed (a procedure's result), sent as they are.
+    Batch(datafusion::arrow::array::RecordBatch),
     /// A completed command: tag and affected rows.
     Command {
         /// Command tag word(s), e.g. `CREATE GROUP`.

@@ -251,8 +251,8 @@ mod tests {
             Arc::new(UnboundedMemoryPool::default()),
             budget.clone(),
         ));
-        let mut ra = MemoryConsumer::new("a").register(&a);
-        let mut rb = MemoryConsumer::new("b").register(&b);
+        let ra = MemoryConsumer::new("a").register(&a);
+        let rb = MemoryConsumer::new("b").register(&b);
         ra.try_grow(600).unwrap();
         // the query's own limit refuses and takes nothing from the budget
         assert!(ra.try_grow(300).is_err());

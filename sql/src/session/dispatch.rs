@@ -145,8 +145,10 @@ impl Session {
                 | Statement::Insert(_)
                 | Statement::Update(_)
                 | Statement::Delete(_)
+                | Statement::Call(_)
         ) {
-            // settings and definitions shape plans
+            // settings and definitions shape plans (a kept plan is checked
+            // against the catalog when used; procedures define no tables)
             self.query_cache.clear();
         }
         let roles = self.authorize();
