@@ -213,6 +213,19 @@ async fn user_table_rows_equal_the_planned_insert() {
     let planned =
         expect_sqlstate(&c, "INSERT INTO keyed SELECT 'x', CAST(9 AS TEXT)", "22P02").await;
     assert_eq!(e.code, planned.code);
+    // a timestamp's text in the session time zone, as the planner renders it
+    exec(&c, "SET TIME ZONE 'Asia/Shanghai'").await;
+    for sql in [
+        "INSERT INTO keyed VALUES (100, CAST(TIMESTAMPTZ '2026-01-01 00:00:00+00' AS TEXT))",
+        "INSERT INTO keyed SELECT 101, CAST(TIMESTAMPTZ '2026-01-01 00:00:00+00' AS TEXT)",
+    ] {
+        exec(&c, sql).await;
+    }
+    assert_eq!(
+        simple_rows(&c, "SELECT DISTINCT label FROM keyed WHERE id >= 100").await,
+        vec![vec![Some("2026-01-01 08:00:00+08".to_string())]]
+    );
+    exec(&c, "DELETE FROM keyed WHERE id >= 100").await;
     assert_eq!(
         simple_rows(&c, "SELECT id, label FROM keyed ORDER BY id").await,
         (0..3)

@@ -78,10 +78,13 @@ fn simple_value(e: &Expr) -> bool {
     }
 }
 
-/// Whether a function call gives the same result for the same arguments
-/// (evaluated at execution as the planner would fold it).
+/// Whether a function call gives the same result for the same arguments,
+/// so evaluating it at execution gives what the planner's folding gives:
+/// immutable functions, and the session's `text(x)` (stable only because
+/// it renders in the session time zone it was made with).
 fn immutable(f: &datafusion::logical_expr::expr::ScalarFunction) -> bool {
     f.func.signature().volatility == datafusion::logical_expr::Volatility::Immutable
+        || f.name() == "text"
 }
 
 /// A projection entry the fast path evaluates: VALUES columns, constants,
