@@ -1,9 +1,11 @@
 //! The ingest writer actor: the single place that commits to RocksDB.
 //!
 //! Sessions send write batches through a bounded channel and wait for the
-//! acknowledgement. The writer drains whatever is queued, writes each batch
-//! (each stays atomic on its own), then syncs the WAL once for the whole group
-//! (group commit) before acknowledging any of them. A writer that holds a
+//! acknowledgement. The writer thread drains whatever is queued and writes
+//! each batch (each stays atomic on its own); a second thread syncs the WAL
+//! once for everything written since its last sync (group commit) and then
+//! acknowledges those batches. Writing goes on while a sync is under way,
+//! so the next group forms during the sync. A writer that holds a
 //! lock for read-then-write can release it once its batch is written and
 //! wait for the sync afterwards ([`Pending`]), so such writers batch too.
 
@@ -90,6 +92,14 @@ impl WriterHandle {
         let thread = std::thread::Builder::new()
             .name("cohortdb-writer".into())
             .spawn(move || {
+                // the WAL sync runs on its own thread, so batches keep being
+                // written (and lock holders released) while a sync is under way
+                let (sync_tx, sync_rx) = std::sync::mpsc::channel::<Written>();
+                let sync_db = db.clone();
+                let syncer = std::thread::Builder::new()
+                    .name("cohortdb-wal-sync".into())
+                    .spawn(move || sync_loop(&sync_db, policy, sync_rx))
+                    .expect("spawn WAL sync thread");
                 let mut group = Vec::with_capacity(MAX_GROUP);
                 while let Some(job) = rx.blocking_recv() {
                     group.push(job);
@@ -99,8 +109,12 @@ impl WriterHandle {
                             Err(_) => break,
                         }
                     }
-                    commit_group(&db, policy, &mut group);
+                    if sync_tx.send(write_group(&db, &mut group)).is_err() {
+                        break;
+                    }
                 }
+                drop(sync_tx);
+                let _ = syncer.join();
             })
             .expect("spawn writer thread");
         (WriterHandle { tx }, thread)
@@ -154,12 +168,15 @@ impl WriterHandle {
     }
 }
 
-fn commit_group(db: &DB, policy: SyncPolicy, group: &mut Vec<WriteJob>) {
+/// Written batches waiting for a WAL sync: who to tell, and how its write went.
+type Written = Vec<(oneshot::Sender<Result<()>>, Result<()>)>;
+
+/// Writes a group of jobs (each atomic on its own), telling each waiter
+/// for `applied` as soon as its batch is written; no WAL sync.
+fn write_group(db: &DB, group: &mut Vec<WriteJob>) -> Written {
     let mut wo = WriteOptions::default();
     wo.set_sync(false);
-    let mut results: Vec<(oneshot::Sender<Result<()>>, Result<()>)> =
-        Vec::with_capacity(group.len());
-    let mut any_ok = false;
+    let mut results = Vec::with_capacity(group.len());
     for job in group.drain(..) {
         match job {
             WriteJob::Batch {
@@ -168,7 +185,6 @@ fn commit_group(db: &DB, policy: SyncPolicy, group: &mut Vec<WriteJob>) {
                 done,
             } => {
                 let r = db.write_opt(batch, &wo).map_err(StorageError::from);
-                any_ok |= r.is_ok();
                 if let (Ok(()), Some(applied)) = (&r, applied) {
                     let _ = applied.send(());
                 }
@@ -176,24 +192,36 @@ fn commit_group(db: &DB, policy: SyncPolicy, group: &mut Vec<WriteJob>) {
             }
             WriteJob::Ingest { files, batch, done } => {
                 let r = ingest(db, &files, batch);
-                any_ok |= r.is_ok();
                 results.push((done, r));
             }
         }
     }
-    if any_ok && policy == SyncPolicy::Statement {
-        if let Err(e) = db.flush_wal(true) {
-            let msg = e.to_string();
-            for (done, _) in results {
-                let _ = done.send(Err(StorageError::Corrupt(format!(
-                    "WAL sync failed: {msg}"
-                ))));
-            }
-            return;
+    results
+}
+
+/// The WAL sync thread: takes every written group waiting, syncs the WAL
+/// once for all of them (a sync covers every batch written before it), then
+/// acknowledges them (group commit).
+fn sync_loop(db: &DB, policy: SyncPolicy, rx: std::sync::mpsc::Receiver<Written>) {
+    while let Ok(mut results) = rx.recv() {
+        while let Ok(more) = rx.try_recv() {
+            results.extend(more);
         }
-    }
-    for (done, r) in results {
-        let _ = done.send(r);
+        let any_ok = results.iter().any(|(_, r)| r.is_ok());
+        if any_ok && policy == SyncPolicy::Statement {
+            if let Err(e) = db.flush_wal(true) {
+                let msg = e.to_string();
+                for (done, _) in results {
+                    let _ = done.send(Err(StorageError::Corrupt(format!(
+                        "WAL sync failed: {msg}"
+                    ))));
+                }
+                continue;
+            }
+        }
+        for (done, r) in results {
+            let _ = done.send(r);
+        }
     }
 }
 
