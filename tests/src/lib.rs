@@ -534,6 +534,17 @@ pub async fn try_simple_rows(client: &Client, sql: &str) -> Result<TextRows, Sql
     Ok(rows)
 }
 
+/// The text of `EXPLAIN sql` (simple protocol), one line per cell.
+pub async fn explain_text(client: &Client, sql: &str) -> String {
+    simple_rows(client, &format!("EXPLAIN {sql}"))
+        .await
+        .into_iter()
+        .flatten()
+        .flatten()
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 /// Like [`try_simple_rows`], panicking with the SQLSTATE and message on error.
 pub async fn simple_rows(client: &Client, sql: &str) -> TextRows {
     match try_simple_rows(client, sql).await {

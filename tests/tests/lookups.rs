@@ -8,7 +8,7 @@
 //! which path each statement takes. A table altered between Prepare and
 //! Execute gives the new plan or PostgreSQL's 0A000.
 
-use cohortdb_tests::{exec, render::render_cell, simple_rows, SqlError, TestServer};
+use cohortdb_tests::{exec, explain_text, render::render_cell, simple_rows, SqlError, TestServer};
 use rand::{Rng, SeedableRng};
 use tokio_postgres::types::ToSql;
 use tokio_postgres::Client;
@@ -41,18 +41,8 @@ async fn extended(client: &Client, sql: &str, params: &[&(dyn ToSql + Sync)]) ->
     (columns, rows)
 }
 
-async fn explain(client: &Client, sql: &str) -> String {
-    simple_rows(client, &format!("EXPLAIN {sql}"))
-        .await
-        .into_iter()
-        .flatten()
-        .flatten()
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
 async fn assert_fast(client: &Client, sql: &str, fast: bool) {
-    let plan = explain(client, sql).await;
+    let plan = explain_text(client, sql).await;
     assert_eq!(
         plan.contains("KeyLookup:"),
         fast,
@@ -362,12 +352,12 @@ async fn explain_shows_which_path_runs() {
     let server = TestServer::start();
     let c = server.client().await;
     setup(&c).await;
-    let plan = explain(&c, "SELECT id, name FROM contacts WHERE id = 5").await;
+    let plan = explain_text(&c, "SELECT id, name FROM contacts WHERE id = 5").await;
     assert!(
         plan.contains("KeyLookup: table=contacts, key=id, values=[5]"),
         "{plan}"
     );
-    let plan = explain(
+    let plan = explain_text(
         &c,
         "SELECT * FROM identities WHERE id_type = 'external_id' AND channel_id = 'mp_shop' AND id_value = 'openid_1'",
     )
@@ -377,7 +367,7 @@ async fn explain_shows_which_path_runs() {
         "{plan}"
     );
     assert_fast(&c, "SELECT * FROM skus WHERE sku IN (1, 2)", true).await;
-    let plan = explain(
+    let plan = explain_text(
         &c,
         "SELECT c.name FROM contacts c JOIN identities i ON i.contact_id = c.id \
          WHERE i.id_type = 'external_id' AND i.channel_id = 'mp_shop' AND i.id_value = 'openid_1'",

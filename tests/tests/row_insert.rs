@@ -11,23 +11,13 @@
 //! concurrency tests check that no increment is lost and no key is taken
 //! twice.
 
-use cohortdb_tests::{exec, expect_sqlstate, simple_rows, SqlError, TestServer};
+use cohortdb_tests::{exec, expect_sqlstate, explain_text, simple_rows, SqlError, TestServer};
 use rand::{Rng, SeedableRng};
 use tokio_postgres::types::ToSql;
 use tokio_postgres::Client;
 
 const COLUMNS: &str =
     "(id BIGINT PRIMARY KEY, name TEXT, score DOUBLE, ok BOOLEAN, day DATE, at TIMESTAMPTZ)";
-
-async fn explain(c: &Client, sql: &str) -> String {
-    simple_rows(c, &format!("EXPLAIN {sql}"))
-        .await
-        .into_iter()
-        .flatten()
-        .flatten()
-        .collect::<Vec<_>>()
-        .join("\n")
-}
 
 /// A random row of [`COLUMNS`] as bound values.
 struct Row {
@@ -97,7 +87,7 @@ async fn user_table_rows_equal_the_planned_insert() {
     }
     let fast_sql = "INSERT INTO fast_x VALUES ($1, $2, $3, $4, $5, $6)";
     assert!(
-        explain(
+        explain_text(
             &c,
             "INSERT INTO fast_x VALUES (1, 'a', 1.5, true, '2024-01-02', NULL)"
         )
@@ -106,7 +96,7 @@ async fn user_table_rows_equal_the_planned_insert() {
         "EXPLAIN shows the fast path"
     );
     assert!(
-        !explain(
+        !explain_text(
             &c,
             "INSERT INTO plan_x SELECT 1, 'a', 1.5, true, NULL, NULL"
         )
@@ -256,7 +246,7 @@ async fn contact_inserts_equal_the_planned_insert_and_are_audited() {
         .await
         .expect("prepare");
     assert!(
-        explain(&c, "INSERT INTO contacts (name, city) VALUES ('a', 'b')")
+        explain_text(&c, "INSERT INTO contacts (name, city) VALUES ('a', 'b')")
             .await
             .contains("RowInsert: table=contacts rows=1")
     );

@@ -359,10 +359,7 @@ impl RowInsert {
     /// Runs the insert and reads the new contact back for `RETURNING`:
     /// the rows, or `None` when it must run as planned (nothing was
     /// written); `Err` after the write only if reading back failed.
-    pub async fn run_returning(
-        &self,
-        params: Option<&ParamValues>,
-    ) -> Result<Option<(RecordBatch, Vec<u64>)>> {
+    pub async fn run_returning(&self, params: Option<&ParamValues>) -> Result<Option<RecordBatch>> {
         let Some(lookup) = &self.returning else {
             return Ok(None);
         };
@@ -383,7 +380,7 @@ impl RowInsert {
         };
         let key = ParamValues::List(vec![ScalarValue::Int64(Some(id as i64)).into()]);
         match lookup.run(Some(&key)).await? {
-            Some(rows) => Ok(Some((rows, ids))),
+            Some(rows) => Ok(Some(rows)),
             None => Err(datafusion::error::DataFusionError::Internal(
                 "the inserted contact could not be read back".into(),
             )

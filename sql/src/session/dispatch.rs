@@ -60,12 +60,13 @@ impl Session {
                     let done = self
                         .audited(audit.clone(), async {
                             Ok(if insert.returns_rows() {
-                                insert.run_returning(params).await?.map(|(batch, _)| {
-                                    Outcome::Batch {
+                                insert
+                                    .run_returning(params)
+                                    .await?
+                                    .map(|batch| Outcome::Batch {
                                         batch,
                                         origins: vec![],
-                                    }
-                                })
+                                    })
                             } else {
                                 insert.run(params).await?.map(|n| Outcome::Command {
                                     tag: "INSERT".into(),
