@@ -2,7 +2,7 @@
 //! RETENTION, ATTRIBUTE, LTV, PATHS) and the composable aggregates
 //! (`window_funnel`, `retention`).
 //!
-//! This crate knows nothing of storage or SQL. The caller scans events,
+//! The kernels know nothing of storage or SQL: the caller scans events,
 //! evaluates the statement's predicates on them and hands each contact's
 //! events, in time order, to an accumulator as [`Event`]s whose `mask` says
 //! which predicates matched. Accumulators of disjoint contact sets merge, so
@@ -31,6 +31,7 @@ pub mod funnel;
 pub mod ltv;
 pub mod paths;
 pub mod retention;
+pub mod udaf;
 
 /// A calendar day in the session time zone: days since 1970-01-01.
 pub type Day = i32;

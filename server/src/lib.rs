@@ -17,8 +17,8 @@ use tokio::sync::Semaphore;
 
 use crate::config::Config;
 
-/// Runs the server until SIGTERM or SIGINT.
-pub async fn run(cfg: Config, demo: bool) -> Result<(), String> {
+/// Opens the data directory and the SQL engine on it.
+fn open(cfg: &Config) -> Result<(Arc<Store>, Arc<Engine>, Tz), String> {
     let tz: Tz = if cfg.timezone.eq_ignore_ascii_case("utc") {
         Tz::UTC
     } else {
@@ -47,6 +47,41 @@ pub async fn run(cfg: Config, demo: bool) -> Result<(), String> {
         },
     )
     .map_err(|e| e.to_string())?;
+    Ok((store, engine, tz))
+}
+
+/// `cohortdb export`: writes the data directory's events and contacts as
+/// Hive-partitioned Parquet under `out` (see `cohortdb_sql::handler::export`),
+/// printing one progress line per day and a summary on stderr.
+pub async fn export(
+    cfg: Config,
+    out: &std::path::Path,
+    from: Option<String>,
+    to: Option<String>,
+) -> Result<(), String> {
+    let day = |s: Option<String>| -> Result<Option<i32>, String> {
+        match s {
+            None => Ok(None),
+            Some(s) => cohortdb_sql::model::convert::parse_date(s.trim())
+                .map(Some)
+                .ok_or_else(|| format!("invalid date '{s}' (expected YYYY-MM-DD)")),
+        }
+    };
+    let (from, to) = (day(from)?, day(to)?);
+    let (store, engine, _tz) = open(&cfg)?;
+    let session = engine.session();
+    let bounds = store.event_day_bounds().map_err(|e| e.to_string())?;
+    cohortdb_sql::handler::export::export(&session.context(), bounds, out, from, to, |line| {
+        eprintln!("{line}")
+    })
+    .await
+    .map_err(|e| format!("export failed: {e}"))?;
+    Ok(())
+}
+
+/// Runs the server until SIGTERM or SIGINT.
+pub async fn run(cfg: Config, demo: bool) -> Result<(), String> {
+    let (store, engine, tz) = open(&cfg)?;
     let admin_password = std::env::var("COHORTDB_ADMIN_PASSWORD")
         .ok()
         .filter(|p| !p.is_empty());

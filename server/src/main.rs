@@ -47,6 +47,40 @@ enum Command {
         #[arg(long)]
         demo: bool,
     },
+    /// Write the events and contacts as Hive-partitioned Parquet
+    /// (`OUT/events/event_day=YYYY-MM-DD/part-0.parquet`, `OUT/contacts/`,
+    /// `OUT/_SUCCESS`). The server must not be running on the data
+    /// directory; on a running server use `CALL export_events(dir, from, to)`.
+    Export {
+        /// Data directory (default ./cohortdb-data).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// Output directory (created when missing).
+        #[arg(long)]
+        out: PathBuf,
+        /// First event_day to write (YYYY-MM-DD, inclusive).
+        #[arg(long)]
+        from: Option<String>,
+        /// Last event_day to write (YYYY-MM-DD, inclusive).
+        #[arg(long)]
+        to: Option<String>,
+        /// TOML configuration file (its time zone defines event_day).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+}
+
+fn load_config(config: Option<PathBuf>) -> Config {
+    match config {
+        Some(path) => match Config::from_file(&path) {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("cohortdb: {e}");
+                std::process::exit(2);
+            }
+        },
+        None => Config::default(),
+    }
 }
 
 fn main() {
@@ -68,16 +102,7 @@ fn main() {
             config,
             demo,
         } => {
-            let mut cfg = match config {
-                Some(path) => match Config::from_file(&path) {
-                    Ok(c) => c,
-                    Err(e) => {
-                        eprintln!("cohortdb: {e}");
-                        std::process::exit(2);
-                    }
-                },
-                None => Config::default(),
-            };
+            let mut cfg = load_config(config);
             if let Some(d) = data_dir {
                 cfg.data_dir = d;
             }
@@ -95,6 +120,30 @@ fn main() {
                 .build()
                 .expect("tokio runtime");
             match rt.block_on(cohortdb_server::run(cfg, demo)) {
+                Ok(()) => std::process::exit(0),
+                Err(e) => {
+                    eprintln!("cohortdb: {e}");
+                    std::process::exit(1);
+                }
+            }
+        }
+        Command::Export {
+            data_dir,
+            out,
+            from,
+            to,
+            config,
+        } => {
+            let mut cfg = load_config(config);
+            if let Some(d) = data_dir {
+                cfg.data_dir = d;
+            }
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .thread_stack_size(64 << 20)
+                .build()
+                .expect("tokio runtime");
+            match rt.block_on(cohortdb_server::export(cfg, &out, from, to)) {
                 Ok(()) => std::process::exit(0),
                 Err(e) => {
                     eprintln!("cohortdb: {e}");

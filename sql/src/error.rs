@@ -102,6 +102,9 @@ pub enum SqlError {
     /// 22P04: bad COPY data.
     #[error("{0}")]
     BadCopyFile(String),
+    /// 58030: a file the statement reads or writes on the server (export) failed.
+    #[error("{0}")]
+    Io(String),
     /// Storage failure (58030 / XX000 depending on cause).
     #[error(transparent)]
     Storage(#[from] cohortdb_storage::StorageError),

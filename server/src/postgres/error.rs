@@ -28,6 +28,7 @@ fn sql_code(e: &SqlError) -> &'static str {
         SqlError::UndefinedObject(_) => "42704",
         SqlError::UndefinedFunction(_) => "42883",
         SqlError::External(_) => "58000",
+        SqlError::Io(_) => "58030",
         SqlError::DuplicateColumn(_) => "42701",
         SqlError::DuplicateTable(_) => "42P07",
         SqlError::DuplicateObject(_) => "42710",

@@ -105,6 +105,7 @@ pub fn audited(stmt: &Statement) -> Option<Audited> {
             Procedure::SetDedupeRule => entry("set_dedupe_rule", "setting", "dedupe_rule"),
             Procedure::DropEventsBefore => entry("drop_events", "events", ""),
             Procedure::AuditVerify => None,
+            Procedure::ExportEvents => entry("export_events", "events", &first_arg(call)),
             Procedure::WechatAddAccount => entry("wechat_add_account", "wechat_account", ""),
             Procedure::WechatMassSend
             | Procedure::WechatTemplateSend

@@ -103,6 +103,7 @@ pub fn check_statement(stmt: &Statement, roles: RoleSet, user: &str) -> Result<(
         Statement::Call(call) => match call.procedure {
             Procedure::DropEventsBefore => need_admin(roles, "to drop events"),
             Procedure::AuditVerify => need_admin(roles, "to verify the audit log"),
+            Procedure::ExportEvents => need_admin(roles, "to export events to server files"),
             Procedure::WechatAddAccount => need_admin(roles, "to add WeChat accounts"),
             Procedure::WechatMassSend
             | Procedure::WechatTemplateSend

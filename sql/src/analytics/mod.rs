@@ -3,13 +3,14 @@
 //! planning the event scan (only the event types the predicates can match,
 //! only the days the statement can use), running the per-contact
 //! algorithms of `cohortdb-analytics` over contact shards on two threads,
-//! and shaping the result rows. `composable.rs` has the ClickHouse-style
-//! aggregates `window_funnel` and `retention` for any query.
+//! and shaping the result rows. The ClickHouse-style
+//! aggregates `window_funnel` and `retention` and the statements as
+//! aggregate functions are in `cohortdb_analytics::udaf`.
 //!
 //! May use: `tables` (the event scan plan), `segments` (IN GROUP),
 //! `runtime`, `model`, `error`.
 
-pub mod composable;
+pub mod distributed;
 pub mod parse;
 pub mod relation;
 pub mod scan;

@@ -15,6 +15,7 @@
 
 pub mod copy;
 pub mod ddl;
+pub mod export;
 pub mod journeys;
 pub mod lookup;
 pub mod procedures;

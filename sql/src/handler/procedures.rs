@@ -56,6 +56,7 @@ pub fn result_schema(call: &ProcedureCall) -> Option<SchemaRef> {
         | Procedure::CollectorAddApp
         | Procedure::CollectorSetWechatToken => None,
         Procedure::AuditVerify => Some(audit_verify_schema()),
+        Procedure::ExportEvents => Some(super::export::result_schema()),
         Procedure::WechatMassSend
         | Procedure::WechatTemplateSend
         | Procedure::WechatCustomSend
@@ -164,6 +165,7 @@ pub async fn call(ctx: &StatementContext, call: &ProcedureCall) -> Result<Reply>
             )?;
             Ok(Reply::Batch(batch))
         }
+        Procedure::ExportEvents => super::export::call(ctx, &text_args(&a)?).await,
         Procedure::CollectorAddApp => {
             if a.len() != 3 {
                 return Err(SqlError::InvalidValue(

@@ -89,7 +89,7 @@ impl Engine {
         .map_err(|e| SqlError::DataFusion(*e))?;
         crate::pgcompat::version::register(&base);
         crate::pgcompat::sized_functions::register(&base);
-        for f in crate::analytics::composable::aggregates() {
+        for f in cohortdb_analytics::udaf::aggregates() {
             base.register_udaf(f);
         }
         crate::segments::functions::register_groups(&base, store.clone());

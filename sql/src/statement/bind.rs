@@ -184,7 +184,8 @@ fn procedure_arg_type(procedure: Procedure, arg: usize) -> DataType {
             | Procedure::CreateJourney
             | Procedure::PublishJourney
             | Procedure::StopJourney
-            | Procedure::DeleteJourney,
+            | Procedure::DeleteJourney
+            | Procedure::ExportEvents,
             _,
         ) => DataType::Utf8,
         (Procedure::WechatCancelSend, _) => DataType::Int64,

@@ -50,6 +50,8 @@ pub enum Procedure {
     StopJourney,
     /// `delete_journey(journey_id)`.
     DeleteJourney,
+    /// `export_events(directory [, from_day [, to_day]])`: Hive-partitioned Parquet.
+    ExportEvents,
 }
 
 impl Procedure {
@@ -75,6 +77,7 @@ impl Procedure {
         Procedure::PublishJourney,
         Procedure::StopJourney,
         Procedure::DeleteJourney,
+        Procedure::ExportEvents,
     ];
 
     /// The name `CALL` uses.
@@ -100,6 +103,7 @@ impl Procedure {
             Procedure::PublishJourney => "publish_journey",
             Procedure::StopJourney => "stop_journey",
             Procedure::DeleteJourney => "delete_journey",
+            Procedure::ExportEvents => "export_events",
         }
     }
 

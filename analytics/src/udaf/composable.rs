@@ -1,7 +1,7 @@
 //! The ClickHouse-compatible aggregates `window_funnel(window_seconds, ts,
 //! cond1, …)` → INT and `retention(cond1, …)` → BOOLEAN[] as DataFusion
 //! aggregate functions over any query (typically `event_view GROUP BY
-//! contact_id`). The algorithms live in `cohortdb_analytics::composable`.
+//! contact_id`). The algorithms live in `crate::composable`.
 
 use std::sync::Arc;
 
@@ -17,7 +17,7 @@ use datafusion::logical_expr::{
 /// Most conditions either aggregate takes (one bit each).
 const MAX_CONDS: usize = 32;
 
-fn cond_bits(values: &[ArrayRef], first: usize, rows: usize) -> DfResult<Vec<u32>> {
+pub(crate) fn cond_bits(values: &[ArrayRef], first: usize, rows: usize) -> DfResult<Vec<u32>> {
     let mut masks = vec![0u32; rows];
     for (k, a) in values[first..].iter().enumerate() {
         let b = cast(a, &A::Boolean)?;
@@ -110,7 +110,7 @@ struct WindowFunnelAcc {
     rows: Vec<(i64, u32)>,
 }
 
-fn to_ms(a: &ArrayRef) -> DfResult<Int64Array> {
+pub(crate) fn to_ms(a: &ArrayRef) -> DfResult<Int64Array> {
     let ms = match a.data_type() {
         A::Timestamp(_, tz) => cast(
             &cast(a, &A::Timestamp(TimeUnit::Millisecond, tz.clone()))?,
@@ -155,7 +155,7 @@ impl Accumulator for WindowFunnelAcc {
     }
 
     fn evaluate(&mut self) -> DfResult<ScalarValue> {
-        let level = cohortdb_analytics::composable::window_funnel(
+        let level = crate::composable::window_funnel(
             self.window_ms.unwrap_or(0),
             self.conds,
             &mut self.rows,
@@ -266,7 +266,7 @@ impl Accumulator for RetentionAcc {
         Ok(())
     }
     fn evaluate(&mut self) -> DfResult<ScalarValue> {
-        let flags = cohortdb_analytics::composable::retention(self.conds, self.any);
+        let flags = crate::composable::retention(self.conds, self.any);
         let vals: Vec<ScalarValue> = flags
             .into_iter()
             .map(|b| ScalarValue::Boolean(Some(b)))

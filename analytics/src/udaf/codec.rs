@@ -1,0 +1,218 @@
+//! Byte encoding of the accumulators' mergeable state (what a partial
+//! aggregate sends through a shuffle): little-endian, length-prefixed, a
+//! version byte first. Decoding checks every length and fails cleanly on
+//! truncated or foreign bytes.
+
+use std::collections::{BTreeMap, HashMap};
+
+use datafusion::common::{exec_datafusion_err, Result as DfResult};
+
+use crate::funnel::{FunnelAcc, FunnelGroup};
+use crate::retention::{Cohort, RetentionAcc};
+
+const VERSION: u8 = 1;
+
+struct Writer(Vec<u8>);
+
+impl Writer {
+    fn new() -> Self {
+        Writer(vec![VERSION])
+    }
+    fn u32(&mut self, v: u32) {
+        self.0.extend_from_slice(&v.to_le_bytes());
+    }
+    fn u64(&mut self, v: u64) {
+        self.0.extend_from_slice(&v.to_le_bytes());
+    }
+    fn f64(&mut self, v: f64) {
+        self.0.extend_from_slice(&v.to_le_bytes());
+    }
+    fn len(&mut self, n: usize) {
+        self.u32(n as u32);
+    }
+}
+
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn new(b: &'a [u8]) -> DfResult<Self> {
+        match b.split_first() {
+            Some((&VERSION, rest)) => Ok(Reader(rest)),
+            _ => Err(exec_datafusion_err!(
+                "analytics state: unknown encoding (version byte {:?})",
+                b.first()
+            )),
+        }
+    }
+    fn take(&mut self, n: usize) -> DfResult<&'a [u8]> {
+        if self.0.len() < n {
+            return Err(exec_datafusion_err!("analytics state: truncated"));
+        }
+        let (a, b) = self.0.split_at(n);
+        self.0 = b;
+        Ok(a)
+    }
+    fn u32(&mut self) -> DfResult<u32> {
+        Ok(u32::from_le_bytes(
+            self.take(4)?.try_into().expect("4 bytes"),
+        ))
+    }
+    fn u64(&mut self) -> DfResult<u64> {
+        Ok(u64::from_le_bytes(
+            self.take(8)?.try_into().expect("8 bytes"),
+        ))
+    }
+    fn f64(&mut self) -> DfResult<f64> {
+        Ok(f64::from_le_bytes(
+            self.take(8)?.try_into().expect("8 bytes"),
+        ))
+    }
+    fn len(&mut self, elem: usize) -> DfResult<usize> {
+        let n = self.u32()? as usize;
+        // a length can't promise more than the bytes left
+        if n.saturating_mul(elem.max(1)) > self.0.len() {
+            return Err(exec_datafusion_err!("analytics state: truncated"));
+        }
+        Ok(n)
+    }
+    fn end(&self) -> DfResult<()> {
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            Err(exec_datafusion_err!("analytics state: trailing bytes"))
+        }
+    }
+}
+
+/// Encodes a FUNNEL accumulator's counters.
+pub fn encode_funnel(acc: &FunnelAcc) -> Vec<u8> {
+    let mut w = Writer::new();
+    let mut keys: Vec<&u32> = acc.groups.keys().collect();
+    keys.sort_unstable();
+    w.len(keys.len());
+    for k in keys {
+        let g = &acc.groups[k];
+        w.u32(*k);
+        w.len(g.reached.len());
+        for r in &g.reached {
+            w.u64(*r);
+        }
+        w.len(g.seconds.len());
+        for s in &g.seconds {
+            w.len(s.len());
+            for x in s {
+                w.f64(*x);
+            }
+        }
+    }
+    w.0
+}
+
+/// Decodes [`encode_funnel`]'s bytes into the counters of `acc`'s shape.
+pub fn decode_funnel(bytes: &[u8]) -> DfResult<HashMap<u32, FunnelGroup>> {
+    let mut r = Reader::new(bytes)?;
+    let n = r.len(4)?;
+    let mut groups = HashMap::with_capacity(n);
+    for _ in 0..n {
+        let key = r.u32()?;
+        let nr = r.len(8)?;
+        let reached = (0..nr).map(|_| r.u64()).collect::<DfResult<Vec<_>>>()?;
+        let ns = r.len(4)?;
+        let mut seconds = Vec::with_capacity(ns);
+        for _ in 0..ns {
+            let m = r.len(8)?;
+            seconds.push((0..m).map(|_| r.f64()).collect::<DfResult<Vec<_>>>()?);
+        }
+        groups.insert(key, FunnelGroup { reached, seconds });
+    }
+    r.end()?;
+    Ok(groups)
+}
+
+/// Encodes a RETENTION accumulator's cohorts.
+pub fn encode_retention(acc: &RetentionAcc) -> Vec<u8> {
+    let mut w = Writer::new();
+    w.len(acc.cohorts.len());
+    for (c, cohort) in &acc.cohorts {
+        w.u32(*c as u32);
+        w.u64(cohort.contacts);
+        w.len(cohort.counts.len());
+        for x in &cohort.counts {
+            w.u64(*x);
+        }
+    }
+    w.0
+}
+
+/// Decodes [`encode_retention`]'s bytes.
+pub fn decode_retention(bytes: &[u8]) -> DfResult<BTreeMap<i32, Cohort>> {
+    let mut r = Reader::new(bytes)?;
+    let n = r.len(4)?;
+    let mut cohorts = BTreeMap::new();
+    for _ in 0..n {
+        let c = r.u32()? as i32;
+        let contacts = r.u64()?;
+        let m = r.len(8)?;
+        let counts = (0..m).map(|_| r.u64()).collect::<DfResult<Vec<_>>>()?;
+        cohorts.insert(c, Cohort { contacts, counts });
+    }
+    r.end()?;
+    Ok(cohorts)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::funnel::{FunnelSpec, Window};
+    use crate::retention::RetentionSpec;
+    use crate::Unit;
+
+    #[test]
+    fn funnel_state_round_trips_and_rejects_truncation() {
+        let mut acc = FunnelAcc::new(FunnelSpec {
+            steps: 2,
+            window: Window::Hours(1),
+            from: 0,
+            to: 10,
+            strict: false,
+        });
+        acc.groups.insert(
+            7,
+            FunnelGroup {
+                reached: vec![3, 1],
+                seconds: vec![vec![], vec![1.5]],
+            },
+        );
+        let b = encode_funnel(&acc);
+        let g = decode_funnel(&b).unwrap();
+        assert_eq!(g[&7].reached, vec![3, 1]);
+        assert_eq!(g[&7].seconds, vec![vec![], vec![1.5]]);
+        for cut in 0..b.len() {
+            assert!(decode_funnel(&b[..cut]).is_err(), "cut at {cut}");
+        }
+    }
+
+    #[test]
+    fn retention_state_round_trips() {
+        let mut acc = RetentionAcc::new(RetentionSpec {
+            unit: Unit::Day,
+            periods: 1,
+            from: 0,
+            to: 3,
+            churn: false,
+            as_of_day: 9,
+        });
+        acc.cohorts.insert(
+            -2,
+            Cohort {
+                contacts: 4,
+                counts: vec![4, 2],
+            },
+        );
+        let b = encode_retention(&acc);
+        let c = decode_retention(&b).unwrap();
+        assert_eq!(c[&-2].contacts, 4);
+        assert_eq!(c[&-2].counts, vec![4, 2]);
+        assert!(decode_retention(&b[..b.len() - 1]).is_err());
+    }
+}

@@ -1,0 +1,169 @@
+//! The `spec` argument of the statement aggregates: a JSON object with the
+//! statement's parameters, parsed once per accumulator.
+//!
+//! ```json
+//! {"statement": "funnel", "steps": 3, "window_hours": 24, "strict": false,
+//!  "from": "2026-01-01", "to": "2026-01-31",
+//!  "scan_from": "2026-01-01", "scan_to": "2026-02-02",
+//!  "as_of_ms": 1767225600000, "time_zone": "Asia/Shanghai"}
+//! {"statement": "retention", "unit": "week", "periods": 4, "churn": false, …}
+//! ```
+//!
+//! `window_days` replaces `window_hours` for a DAYS window. `scan_from` /
+//! `scan_to` are the local days whose events the statement reads (the
+//! single server's scan range) and `as_of_ms` drops later events, so the
+//! aggregate sees exactly the events the server's scan hands its kernel.
+
+use chrono::TimeZone;
+use chrono_tz::Tz;
+use datafusion::common::{plan_datafusion_err, Result as DfResult};
+use serde_json::Value;
+
+use crate::calendar::days_from_civil;
+use crate::funnel::{FunnelSpec, Window};
+use crate::retention::RetentionSpec;
+use crate::{Day, Unit};
+
+/// What every statement's spec carries besides its own parameters.
+#[derive(Debug, Clone)]
+pub struct Frame {
+    /// Session time zone: defines `Event::day`.
+    pub tz: Tz,
+    /// Local days read (inclusive).
+    pub scan: (Day, Day),
+    /// Events after this time are ignored (AS OF).
+    pub as_of_ms: i64,
+}
+
+impl Frame {
+    /// The local calendar day of `ms`.
+    pub fn day(&self, ms: i64) -> Day {
+        match self.tz.timestamp_millis_opt(ms).single() {
+            Some(t) => {
+                use chrono::Datelike;
+                let d = t.date_naive();
+                days_from_civil(d.year(), d.month(), d.day())
+            }
+            None => ms.div_euclid(86_400_000) as Day,
+        }
+    }
+}
+
+/// A parsed statement spec.
+#[derive(Debug, Clone)]
+pub enum Spec {
+    /// FUNNEL.
+    Funnel(FunnelSpec, Frame),
+    /// RETENTION.
+    Retention(RetentionSpec, Frame),
+}
+
+impl Spec {
+    /// The frame.
+    pub fn frame(&self) -> &Frame {
+        match self {
+            Spec::Funnel(_, f) | Spec::Retention(_, f) => f,
+        }
+    }
+}
+
+fn field<'a>(v: &'a Value, name: &str) -> DfResult<&'a Value> {
+    v.get(name)
+        .ok_or_else(|| plan_datafusion_err!("analytics spec: missing \"{name}\""))
+}
+
+fn int(v: &Value, name: &str) -> DfResult<i64> {
+    field(v, name)?
+        .as_i64()
+        .ok_or_else(|| plan_datafusion_err!("analytics spec: \"{name}\" must be an integer"))
+}
+
+fn text<'a>(v: &'a Value, name: &str) -> DfResult<&'a str> {
+    field(v, name)?
+        .as_str()
+        .ok_or_else(|| plan_datafusion_err!("analytics spec: \"{name}\" must be a string"))
+}
+
+fn boolean(v: &Value, name: &str) -> DfResult<bool> {
+    Ok(v.get(name).and_then(Value::as_bool).unwrap_or(false))
+}
+
+fn day(v: &Value, name: &str) -> DfResult<Day> {
+    let s = text(v, name)?;
+    let d = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").map_err(|_| {
+        plan_datafusion_err!("analytics spec: \"{name}\" must be a date YYYY-MM-DD, got {s}")
+    })?;
+    use chrono::Datelike;
+    Ok(days_from_civil(d.year(), d.month(), d.day()))
+}
+
+/// Parses a spec's JSON text.
+pub fn parse(json: &str) -> DfResult<Spec> {
+    let v: Value = serde_json::from_str(json)
+        .map_err(|e| plan_datafusion_err!("analytics spec is not valid JSON: {e}"))?;
+    let tz_name = text(&v, "time_zone")?;
+    let tz: Tz = if tz_name.eq_ignore_ascii_case("utc") {
+        Tz::UTC
+    } else {
+        tz_name
+            .parse()
+            .map_err(|_| plan_datafusion_err!("analytics spec: unknown time zone {tz_name}"))?
+    };
+    let frame = Frame {
+        tz,
+        scan: (day(&v, "scan_from")?, day(&v, "scan_to")?),
+        as_of_ms: int(&v, "as_of_ms")?,
+    };
+    let (from, to) = (day(&v, "from")?, day(&v, "to")?);
+    match text(&v, "statement")? {
+        "funnel" => {
+            let steps = int(&v, "steps")?;
+            if !(1..=31).contains(&steps) {
+                return Err(plan_datafusion_err!(
+                    "analytics spec: \"steps\" must be 1 to 31, got {steps}"
+                ));
+            }
+            let window = match (v.get("window_hours"), v.get("window_days")) {
+                (Some(h), None) => Window::Hours(h.as_u64().unwrap_or(0) as u32),
+                (None, Some(d)) => Window::Days(d.as_u64().unwrap_or(0) as u32),
+                _ => {
+                    return Err(plan_datafusion_err!(
+                        "analytics spec: a funnel needs one of \"window_hours\", \"window_days\""
+                    ))
+                }
+            };
+            Ok(Spec::Funnel(
+                FunnelSpec {
+                    steps: steps as usize,
+                    window,
+                    from,
+                    to,
+                    strict: boolean(&v, "strict")?,
+                },
+                frame,
+            ))
+        }
+        "retention" => {
+            let unit = match text(&v, "unit")? {
+                "day" => Unit::Day,
+                "week" => Unit::Week,
+                "month" => Unit::Month,
+                u => return Err(plan_datafusion_err!("analytics spec: unknown unit {u}")),
+            };
+            Ok(Spec::Retention(
+                RetentionSpec {
+                    unit,
+                    periods: int(&v, "periods")? as u32,
+                    from,
+                    to,
+                    churn: boolean(&v, "churn")?,
+                    as_of_day: frame.day(frame.as_of_ms),
+                },
+                frame,
+            ))
+        }
+        other => Err(plan_datafusion_err!(
+            "analytics spec: unknown statement {other} (expected funnel or retention)"
+        )),
+    }
+}

@@ -1,0 +1,473 @@
+//! `cohort_funnel` / `cohort_retention` (one contact's contribution) and
+//! `cohort_funnel_merge` / `cohort_retention_merge` (the statement's rows):
+//! see the module docs of [`super`] for the two-level plan.
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::{
+    Array, ArrayRef, BinaryArray, Date32Array, Float64Array, Int32Array, Int64Array, ListArray,
+    StructArray, UInt32Array,
+};
+use datafusion::arrow::buffer::OffsetBuffer;
+use datafusion::arrow::datatypes::{DataType as A, Field, FieldRef, Fields};
+use datafusion::common::{exec_err, plan_err, Result as DfResult, ScalarValue};
+use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
+use datafusion::logical_expr::{
+    Accumulator, AggregateUDF, AggregateUDFImpl, Signature, Volatility,
+};
+use datafusion::physical_expr::expressions::Literal;
+
+use super::codec;
+use super::composable::{cond_bits, to_ms};
+use super::spec::{self, Spec};
+use crate::funnel::FunnelAcc;
+use crate::retention::RetentionAcc;
+use crate::Event;
+
+/// Which statement an aggregate computes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Statement {
+    /// FUNNEL: conditions are the steps.
+    Funnel,
+    /// RETENTION: conditions are INITIAL and RETURN.
+    Retention,
+}
+
+impl Statement {
+    fn name(self) -> &'static str {
+        match self {
+            Statement::Funnel => "funnel",
+            Statement::Retention => "retention",
+        }
+    }
+
+    fn conds(self) -> (usize, usize) {
+        match self {
+            Statement::Funnel => (1, 31),
+            Statement::Retention => (2, 2),
+        }
+    }
+
+    /// Fields of one result row of the `_merge` aggregate.
+    pub fn row_fields(self) -> Fields {
+        let f = |n: &str, t: A, null: bool| Field::new(n, t, null);
+        match self {
+            Statement::Funnel => Fields::from(vec![
+                f("step", A::Int32, false),
+                f("contacts", A::Int64, false),
+                f("conversion_rate", A::Float64, true),
+                f("overall_rate", A::Float64, true),
+                f("median_seconds", A::Float64, true),
+                f("avg_seconds", A::Float64, true),
+            ]),
+            Statement::Retention => Fields::from(vec![
+                f("cohort", A::Date32, false),
+                f("cohort_contacts", A::Int64, false),
+                f("period", A::Int32, false),
+                f("contacts", A::Int64, true),
+                f("rate", A::Float64, true),
+            ]),
+        }
+    }
+
+    fn check(self, spec: &Spec) -> DfResult<()> {
+        match (self, spec) {
+            (Statement::Funnel, Spec::Funnel(..)) | (Statement::Retention, Spec::Retention(..)) => {
+                Ok(())
+            }
+            _ => plan_err!("cohort_{}: the spec is for another statement", self.name()),
+        }
+    }
+}
+
+/// The spec constant of an aggregate's first argument.
+fn spec_arg(name: &str, args: &AccumulatorArgs) -> DfResult<Spec> {
+    let Some(e) = args.exprs.first() else {
+        return plan_err!("{name}: the first argument must be the spec (a JSON text constant)");
+    };
+    match e.downcast_ref::<Literal>().map(|l| l.value()) {
+        Some(ScalarValue::Utf8(Some(s)))
+        | Some(ScalarValue::LargeUtf8(Some(s)))
+        | Some(ScalarValue::Utf8View(Some(s))) => spec::parse(s.as_str()),
+        _ => plan_err!("{name}: the first argument must be the spec (a JSON text constant)"),
+    }
+}
+
+/// `cohort_<statement>(spec, event_time, cond…)`.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct ContactAggregate {
+    statement: Statement,
+    name: String,
+    signature: Signature,
+}
+
+impl ContactAggregate {
+    /// The per-contact aggregate of `statement`.
+    pub fn new(statement: Statement) -> Self {
+        ContactAggregate {
+            statement,
+            name: format!("cohort_{}", statement.name()),
+            signature: Signature::variadic_any(Volatility::Immutable),
+        }
+    }
+}
+
+impl AggregateUDFImpl for ContactAggregate {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn return_type(&self, args: &[A]) -> DfResult<A> {
+        let (lo, hi) = self.statement.conds();
+        let n = args.len().saturating_sub(2);
+        if args.len() < 2 || n < lo || n > hi {
+            return plan_err!(
+                "{}(spec, event_time, cond…) takes {lo} to {hi} conditions, got {n}",
+                self.name
+            );
+        }
+        if !matches!(args[1], A::Timestamp(_, _) | A::Int64) {
+            return plan_err!(
+                "{}: the second argument must be the event time, got {}",
+                self.name,
+                args[1]
+            );
+        }
+        Ok(A::Binary)
+    }
+    fn accumulator(&self, args: AccumulatorArgs) -> DfResult<Box<dyn Accumulator>> {
+        let spec = spec_arg(&self.name, &args)?;
+        self.statement.check(&spec)?;
+        Ok(Box::new(ContactAcc {
+            spec,
+            rows: Vec::new(),
+        }))
+    }
+    fn state_fields(&self, args: StateFieldsArgs) -> DfResult<Vec<FieldRef>> {
+        let item = |t: A| Arc::new(Field::new_list_field(t, true));
+        Ok(vec![
+            Arc::new(Field::new(
+                format!("{}_ts", args.name),
+                A::List(item(A::Int64)),
+                true,
+            )),
+            Arc::new(Field::new(
+                format!("{}_mask", args.name),
+                A::List(item(A::UInt32)),
+                true,
+            )),
+        ])
+    }
+}
+
+/// One contact's matching events, in arrival order.
+#[derive(Debug)]
+struct ContactAcc {
+    spec: Spec,
+    rows: Vec<(i64, u32)>,
+}
+
+impl Accumulator for ContactAcc {
+    fn update_batch(&mut self, values: &[ArrayRef]) -> DfResult<()> {
+        let n = values[1].len();
+        let ts = to_ms(&values[1])?;
+        let masks = cond_bits(values, 2, n)?;
+        for (r, m) in masks.into_iter().enumerate() {
+            if m != 0 && ts.is_valid(r) {
+                self.rows.push((ts.value(r), m));
+            }
+        }
+        Ok(())
+    }
+
+    fn evaluate(&mut self) -> DfResult<ScalarValue> {
+        let frame = self.spec.frame().clone();
+        // The scan's rules: nothing after AS OF, only the scanned local days.
+        let mut events: Vec<Event> = self
+            .rows
+            .iter()
+            .filter(|(ts, _)| *ts <= frame.as_of_ms)
+            .filter_map(|&(ts, mask)| {
+                let day = frame.day(ts);
+                (day >= frame.scan.0 && day <= frame.scan.1).then_some(Event {
+                    ts,
+                    day,
+                    mask,
+                    value: None,
+                    key: 0,
+                })
+            })
+            .collect();
+        // Time order; equal times in any order (no kernel result depends on it).
+        events.sort_by_key(|e| (e.ts, e.mask));
+        let bytes = match &self.spec {
+            Spec::Funnel(s, _) => {
+                let mut acc = FunnelAcc::new(s.clone());
+                acc.add_contact(&events, None);
+                (!acc.groups.is_empty()).then(|| codec::encode_funnel(&acc))
+            }
+            Spec::Retention(s, _) => {
+                let mut acc = RetentionAcc::new(s.clone());
+                acc.add_contact(&events);
+                (!acc.cohorts.is_empty()).then(|| codec::encode_retention(&acc))
+            }
+        };
+        Ok(ScalarValue::Binary(bytes))
+    }
+
+    fn size(&self) -> usize {
+        std::mem::size_of_val(self) + self.rows.capacity() * 16
+    }
+
+    fn state(&mut self) -> DfResult<Vec<ScalarValue>> {
+        let ts: Vec<ScalarValue> = self
+            .rows
+            .iter()
+            .map(|r| ScalarValue::Int64(Some(r.0)))
+            .collect();
+        let ms: Vec<ScalarValue> = self
+            .rows
+            .iter()
+            .map(|r| ScalarValue::UInt32(Some(r.1)))
+            .collect();
+        Ok(vec![
+            ScalarValue::List(ScalarValue::new_list_nullable(&ts, &A::Int64)),
+            ScalarValue::List(ScalarValue::new_list_nullable(&ms, &A::UInt32)),
+        ])
+    }
+
+    fn merge_batch(&mut self, states: &[ArrayRef]) -> DfResult<()> {
+        let (Some(ts), Some(ms)) = (
+            states[0].as_any().downcast_ref::<ListArray>(),
+            states[1].as_any().downcast_ref::<ListArray>(),
+        ) else {
+            return exec_err!("cohort aggregate: unexpected state types");
+        };
+        for i in 0..ts.len() {
+            if ts.is_null(i) || ms.is_null(i) {
+                continue;
+            }
+            let t = ts.value(i);
+            let m = ms.value(i);
+            let (Some(t), Some(m)) = (
+                t.as_any().downcast_ref::<Int64Array>(),
+                m.as_any().downcast_ref::<UInt32Array>(),
+            ) else {
+                return exec_err!("cohort aggregate: unexpected state types");
+            };
+            if t.len() != m.len() {
+                return exec_err!("cohort aggregate: state lists differ in length");
+            }
+            self.rows
+                .extend(t.values().iter().copied().zip(m.values().iter().copied()));
+        }
+        Ok(())
+    }
+}
+
+/// `cohort_<statement>_merge(spec, contribution)`.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct MergeAggregate {
+    statement: Statement,
+    name: String,
+    signature: Signature,
+}
+
+impl MergeAggregate {
+    /// The merging aggregate of `statement`.
+    pub fn new(statement: Statement) -> Self {
+        MergeAggregate {
+            statement,
+            name: format!("cohort_{}_merge", statement.name()),
+            signature: Signature::any(2, Volatility::Immutable),
+        }
+    }
+}
+
+impl AggregateUDFImpl for MergeAggregate {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn return_type(&self, args: &[A]) -> DfResult<A> {
+        if !matches!(
+            args.get(1),
+            Some(A::Binary | A::LargeBinary | A::BinaryView)
+        ) {
+            return plan_err!(
+                "{}(spec, contribution): the contribution must be cohort_{}(…)'s BYTEA",
+                self.name,
+                self.statement.name()
+            );
+        }
+        Ok(A::List(Arc::new(Field::new_list_field(
+            A::Struct(self.statement.row_fields()),
+            true,
+        ))))
+    }
+    fn accumulator(&self, args: AccumulatorArgs) -> DfResult<Box<dyn Accumulator>> {
+        let spec = spec_arg(&self.name, &args)?;
+        self.statement.check(&spec)?;
+        let acc = match &spec {
+            Spec::Funnel(s, _) => Merged::Funnel(FunnelAcc::new(s.clone())),
+            Spec::Retention(s, _) => Merged::Retention(RetentionAcc::new(s.clone())),
+        };
+        Ok(Box::new(MergeAcc {
+            statement: self.statement,
+            acc,
+        }))
+    }
+    fn state_fields(&self, args: StateFieldsArgs) -> DfResult<Vec<FieldRef>> {
+        Ok(vec![Arc::new(Field::new(
+            format!("{}_acc", args.name),
+            A::Binary,
+            true,
+        ))])
+    }
+}
+
+#[derive(Debug)]
+enum Merged {
+    Funnel(FunnelAcc),
+    Retention(RetentionAcc),
+}
+
+#[derive(Debug)]
+struct MergeAcc {
+    statement: Statement,
+    acc: Merged,
+}
+
+impl MergeAcc {
+    fn merge_bytes(&mut self, b: &[u8]) -> DfResult<()> {
+        match &mut self.acc {
+            Merged::Funnel(a) => {
+                let mut other = FunnelAcc::new(a.spec().clone());
+                other.groups = codec::decode_funnel(b)?;
+                a.merge(other);
+            }
+            Merged::Retention(a) => {
+                let mut other = RetentionAcc::new(a.spec().clone());
+                other.cohorts = codec::decode_retention(b)?;
+                a.merge(other);
+            }
+        }
+        Ok(())
+    }
+
+    fn merge_array(&mut self, a: &ArrayRef) -> DfResult<()> {
+        let a = datafusion::arrow::compute::cast(a, &A::Binary)?;
+        let Some(b) = a.as_any().downcast_ref::<BinaryArray>() else {
+            return exec_err!("{}: contributions must be BYTEA", self.statement.name());
+        };
+        for v in b.iter().flatten() {
+            self.merge_bytes(v)?;
+        }
+        Ok(())
+    }
+}
+
+impl Accumulator for MergeAcc {
+    fn update_batch(&mut self, values: &[ArrayRef]) -> DfResult<()> {
+        self.merge_array(&values[1])
+    }
+
+    fn merge_batch(&mut self, states: &[ArrayRef]) -> DfResult<()> {
+        self.merge_array(&states[0])
+    }
+
+    fn state(&mut self) -> DfResult<Vec<ScalarValue>> {
+        let bytes = match &self.acc {
+            Merged::Funnel(a) => codec::encode_funnel(a),
+            Merged::Retention(a) => codec::encode_retention(a),
+        };
+        Ok(vec![ScalarValue::Binary(Some(bytes))])
+    }
+
+    fn size(&self) -> usize {
+        let inner = match &self.acc {
+            Merged::Funnel(a) => a
+                .groups
+                .values()
+                .map(|g| {
+                    64 + g.reached.len() * 8
+                        + g.seconds
+                            .iter()
+                            .map(|s| 24 + s.capacity() * 8)
+                            .sum::<usize>()
+                })
+                .sum::<usize>(),
+            Merged::Retention(a) => a.cohorts.values().map(|c| 48 + c.counts.len() * 8).sum(),
+        };
+        std::mem::size_of_val(self) + inner
+    }
+
+    fn evaluate(&mut self) -> DfResult<ScalarValue> {
+        let columns: Vec<ArrayRef> = match &self.acc {
+            Merged::Funnel(a) => {
+                let rows = a.rows(false);
+                vec![
+                    Arc::new(Int32Array::from_iter_values(
+                        rows.iter().map(|r| r.step as i32),
+                    )),
+                    Arc::new(Int64Array::from_iter_values(
+                        rows.iter().map(|r| r.contacts as i64),
+                    )),
+                    Arc::new(Float64Array::from_iter(
+                        rows.iter().map(|r| r.conversion_rate),
+                    )),
+                    Arc::new(Float64Array::from_iter(rows.iter().map(|r| r.overall_rate))),
+                    Arc::new(Float64Array::from_iter(
+                        rows.iter().map(|r| r.median_seconds),
+                    )),
+                    Arc::new(Float64Array::from_iter(rows.iter().map(|r| r.avg_seconds))),
+                ]
+            }
+            Merged::Retention(a) => {
+                let rows = a.rows();
+                vec![
+                    Arc::new(Date32Array::from_iter_values(rows.iter().map(|r| r.cohort))),
+                    Arc::new(Int64Array::from_iter_values(
+                        rows.iter().map(|r| r.cohort_contacts as i64),
+                    )),
+                    Arc::new(Int32Array::from_iter_values(
+                        rows.iter().map(|r| r.period as i32),
+                    )),
+                    Arc::new(Int64Array::from_iter(
+                        rows.iter().map(|r| r.contacts.map(|c| c as i64)),
+                    )),
+                    Arc::new(Float64Array::from_iter(rows.iter().map(|r| r.rate))),
+                ]
+            }
+        };
+        let n = columns.first().map(|c| c.len()).unwrap_or(0);
+        let rows = StructArray::try_new(self.statement.row_fields(), columns, None)?;
+        let list = ListArray::try_new(
+            Arc::new(Field::new_list_field(
+                A::Struct(self.statement.row_fields()),
+                true,
+            )),
+            OffsetBuffer::from_lengths([n]),
+            Arc::new(rows),
+            None,
+        )?;
+        Ok(ScalarValue::List(Arc::new(list)))
+    }
+}
+
+/// The statement aggregates, ready to register.
+pub fn aggregates() -> Vec<AggregateUDF> {
+    [Statement::Funnel, Statement::Retention]
+        .into_iter()
+        .flat_map(|s| {
+            [
+                AggregateUDF::from(ContactAggregate::new(s)),
+                AggregateUDF::from(MergeAggregate::new(s)),
+            ]
+        })
+        .collect()
+}
