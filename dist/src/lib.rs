@@ -3,5 +3,11 @@
 //! `cohortdb_analytics::udaf` registered, and a client that runs a
 //! statement's SQL form over exported Parquet (`cohortdb export`).
 //!
-//! Built only with the `ballista` feature (tonic and arrow-flight are heavy;
-//! the server never links this crate).
+//! [`files`] (always built) registers an export's `events` and `contacts`
+//! in any DataFusion context; [`cluster`] (feature `ballista`; tonic and
+//! arrow-flight are heavy, and the server never links this crate) has the
+//! scheduler, executor and client setup.
+
+#[cfg(feature = "ballista")]
+pub mod cluster;
+pub mod files;

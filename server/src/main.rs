@@ -68,6 +68,16 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// Print the SQL form of a FUNNEL or RETENTION statement: the same
+    /// statement as SQL over an export's `events` and `contacts`, for
+    /// DataFusion, Ballista (`cohortdb-dist query`) or the server itself.
+    SqlForm {
+        /// Session time zone of the statement (FROM/TO days, BY DAY periods).
+        #[arg(long, default_value = "UTC")]
+        timezone: String,
+        /// The statement.
+        statement: String,
+    },
 }
 
 fn load_config(config: Option<PathBuf>) -> Config {
@@ -121,6 +131,27 @@ fn main() {
                 .expect("tokio runtime");
             match rt.block_on(cohortdb_server::run(cfg, demo)) {
                 Ok(()) => std::process::exit(0),
+                Err(e) => {
+                    eprintln!("cohortdb: {e}");
+                    std::process::exit(1);
+                }
+            }
+        }
+        Command::SqlForm {
+            timezone,
+            statement,
+        } => {
+            let tz: Result<chrono_tz::Tz, _> = if timezone.eq_ignore_ascii_case("utc") {
+                Ok(chrono_tz::Tz::UTC)
+            } else {
+                timezone.parse()
+            };
+            let Ok(tz) = tz else {
+                eprintln!("cohortdb: unknown time zone {timezone}");
+                std::process::exit(2);
+            };
+            match cohortdb_sql::analytics::distributed::sql_form_of_text(&statement, &tz) {
+                Ok(sql) => println!("{sql}"),
                 Err(e) => {
                     eprintln!("cohortdb: {e}");
                     std::process::exit(1);

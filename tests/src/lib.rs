@@ -30,6 +30,7 @@ use tokio_postgres::{Client, NoTls, SimpleQueryMessage};
 
 mod engine;
 pub mod render;
+pub mod scale_out;
 
 pub use engine::{CohortEngine, Protocol, SqlError};
 

@@ -1,0 +1,153 @@
+//! Shared by the scale-out parity tests (`tests/distributed_parity.rs`
+//! and `dist/tests/ballista_parity.rs`): seeded events with contacts over
+//! many days, equal timestamps and window and day edges; the statements
+//! checked; comparable text of server rows and Arrow batches.
+
+use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+use crate::{cohortdb_bin, exec, TextRows};
+
+/// Session time zone of the statements (UTC+8: day edges differ from UTC).
+pub const TZ: &str = "Asia/Shanghai";
+
+/// Statements checked, all with AS OF (the default is "now").
+pub const STATEMENTS: &[&str] = &[
+    "FUNNEL STEP event = 'app_launch' AS 'launch', STEP event = 'browse_sku_page', STEP event = 'add_to_cart', STEP event = 'custom_order' \
+     WITHIN 24 HOURS FROM '2025-06-02' TO '2025-06-12' AS OF '2025-06-20 00:00:00'",
+    "FUNNEL STEP event = 'app_launch', STEP event = 'add_to_cart' WITHIN 2 DAYS STRICT \
+     FROM '2025-06-03' TO '2025-06-09' AS OF '2025-06-20 00:00:00'",
+    "FUNNEL STEP event = 'browse_sku_page', STEP event = 'browse_sku_page' AND p_price > 50, STEP event = 'custom_order' \
+     WITHIN 1 HOURS FROM '2025-06-01' TO '2025-06-14' WHERE city = '上海' AS OF '2025-06-20 00:00:00'",
+    "RETENTION INITIAL event = 'app_launch' RETURN event = 'custom_order' BY DAY PERIODS 5 \
+     FROM '2025-06-02' TO '2025-06-08' AS OF '2025-06-10 12:00:00'",
+    "RETENTION INITIAL event = 'add_to_cart' RETURN event = 'app_launch' BY WEEK PERIODS 2 CHURN \
+     FROM '2025-06-01' TO '2025-06-14' AS OF '2025-06-30 00:00:00'",
+    "RETENTION INITIAL event = 'app_launch' RETURN event = 'app_launch' BY DAY PERIODS 3 \
+     FROM '2025-06-01' TO '2025-06-16' IN GROUP group_buyers AS OF '2025-06-30 00:00:00'",
+];
+
+/// Loads 400 contacts and their events (0–15 each over 18 days, many
+/// equal timestamps and steps on hour and day edges) and a static group
+/// `group_buyers`, drawing from `rng`.
+pub async fn load(client: &tokio_postgres::Client, rng: &mut StdRng) {
+    exec(client, "ALTER TABLE events ADD COLUMN p_price DOUBLE").await;
+    let cities = ["上海", "北京", "深圳"];
+    let contacts = 400;
+    let rows: Vec<String> = (1..=contacts)
+        .map(|id| format!("({id}, 'c{id}', '{}')", cities[id % 3]))
+        .collect();
+    exec(
+        client,
+        &format!(
+            "INSERT INTO contacts (id, name, city) VALUES {}",
+            rows.join(", ")
+        ),
+    )
+    .await;
+    let types = [
+        "app_launch",
+        "browse_sku_page",
+        "add_to_cart",
+        "custom_order",
+    ];
+    let mut events = Vec::new();
+    for id in 1..=contacts {
+        // A base time in local time (UTC+8), on whole hours so that many
+        // steps land exactly on window and day edges.
+        let mut t = 1_748_707_200_i64 + rng.random_range(0..18 * 24) * 3600 - 8 * 3600;
+        for _ in 0..rng.random_range(0..16) {
+            let event = types[rng.random_range(0..types.len())];
+            let price = if rng.random_bool(0.5) {
+                rng.random_range(1..100).to_string()
+            } else {
+                "NULL".to_string()
+            };
+            events.push(format!("({id}, '{event}', to_timestamp({t}), {price})"));
+            // 0: an equal timestamp; whole hours: window edges; days: day edges
+            t += match rng.random_range(0..5) {
+                0 => 0,
+                1 => 3600,
+                2 => 24 * 3600,
+                3 => rng.random_range(1..7200),
+                _ => rng.random_range(1..3) * 86_400,
+            };
+        }
+    }
+    for chunk in events.chunks(500) {
+        exec(
+            client,
+            &format!(
+                "INSERT INTO events (contact_id, event, event_date, p_price) VALUES {}",
+                chunk.join(", ")
+            ),
+        )
+        .await;
+    }
+    exec(client, "CREATE STATIC GROUP group_buyers").await;
+    exec(
+        client,
+        "ALTER GROUP group_buyers ADD CONTACTS (SELECT DISTINCT contact_id FROM event_view WHERE event = 'custom_order')",
+    )
+    .await;
+}
+
+/// A comparable text of a cell: numbers to 9 significant digits.
+fn norm(v: Option<String>) -> Option<String> {
+    v.map(|s| match s.parse::<f64>() {
+        Ok(x) => format!("{x:.9e}"),
+        Err(_) => s,
+    })
+}
+
+/// [`norm`] on every cell.
+pub fn norm_rows(rows: TextRows) -> TextRows {
+    rows.into_iter()
+        .map(|r| r.into_iter().map(norm).collect())
+        .collect()
+}
+
+/// Arrow batches as text rows (NULL as `None`), as [`TextRows`].
+pub fn batches_text(batches: &[RecordBatch]) -> TextRows {
+    let opts = FormatOptions::default().with_null("\u{0}");
+    let mut out = Vec::new();
+    for b in batches {
+        let fmts: Vec<ArrayFormatter> = b
+            .columns()
+            .iter()
+            .map(|c| ArrayFormatter::try_new(c.as_ref(), &opts).unwrap())
+            .collect();
+        for r in 0..b.num_rows() {
+            out.push(
+                fmts.iter()
+                    .map(|f| {
+                        let s = f.value(r).to_string();
+                        (s != "\u{0}").then_some(s)
+                    })
+                    .collect(),
+            );
+        }
+    }
+    out
+}
+
+/// Loads the seeded data (seed 20) through `client`.
+pub async fn load_seeded(client: &tokio_postgres::Client) {
+    load(client, &mut StdRng::seed_from_u64(20)).await;
+}
+
+/// The SQL form of `stmt` in time zone [`TZ`], from `cohortdb sql-form`.
+pub fn sql_form(stmt: &str) -> String {
+    let out = std::process::Command::new(cohortdb_bin())
+        .args(["sql-form", "--timezone", TZ, stmt])
+        .output()
+        .expect("run cohortdb sql-form");
+    assert!(
+        out.status.success(),
+        "cohortdb sql-form failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
