@@ -27,6 +27,15 @@ pub const STATEMENTS: &[&str] = &[
      FROM '2025-06-01' TO '2025-06-14' AS OF '2025-06-30 00:00:00'",
     "RETENTION INITIAL event = 'app_launch' RETURN event = 'app_launch' BY DAY PERIODS 3 \
      FROM '2025-06-01' TO '2025-06-16' IN GROUP group_buyers AS OF '2025-06-30 00:00:00'",
+    "ATTRIBUTE TARGET event = 'custom_order' VALUE p_price TOUCH event = 'app_launch' AS 'launch', \
+     TOUCH event = 'browse_sku_page', TOUCH event = 'add_to_cart' WITHIN 1 DAYS MODEL LINEAR \
+     FROM '2025-06-03' TO '2025-06-15' INCLUDE DIRECT AS OF '2025-06-30 00:00:00'",
+    "ATTRIBUTE TARGET event = 'custom_order' TOUCH event = 'browse_sku_page', TOUCH event = 'add_to_cart' \
+     WITHIN SAME DAY MODEL FIRST FROM '2025-06-01' TO '2025-06-18' WHERE city <> '北京' AS OF '2025-06-30 00:00:00'",
+    "LTV INITIAL EVENT event = 'app_launch' REVENUE event = 'custom_order' VALUE p_price BY DAY PERIODS 4 \
+     FROM '2025-06-02' TO '2025-06-10' AS OF '2025-06-12 08:00:00'",
+    "LTV INITIAL EVENT event = 'browse_sku_page' REVENUE event = 'custom_order' VALUE p_price BY WEEK PERIODS 2 \
+     FROM '2025-06-01' TO '2025-06-14' IN GROUP group_buyers AS OF '2025-06-30 00:00:00'",
 ];
 
 /// Loads 400 contacts and their events (0–15 each over 18 days, many

@@ -7,7 +7,9 @@ use std::collections::{BTreeMap, HashMap};
 
 use datafusion::common::{exec_datafusion_err, Result as DfResult};
 
+use crate::attribute::{AttributeAcc, TouchCounts};
 use crate::funnel::{FunnelAcc, FunnelGroup};
+use crate::ltv::{LtvAcc, LtvCohort};
 use crate::retention::{Cohort, RetentionAcc};
 
 const VERSION: u8 = 1;
@@ -155,6 +157,102 @@ pub fn decode_retention(bytes: &[u8]) -> DfResult<BTreeMap<i32, Cohort>> {
         let m = r.len(8)?;
         let counts = (0..m).map(|_| r.u64()).collect::<DfResult<Vec<_>>>()?;
         cohorts.insert(c, Cohort { contacts, counts });
+    }
+    r.end()?;
+    Ok(cohorts)
+}
+
+/// An ATTRIBUTE accumulator's counters: per touch, then direct.
+pub struct AttributeState {
+    /// Per touch.
+    pub touches: Vec<TouchCounts>,
+    /// Direct conversions.
+    pub direct_conversions: f64,
+    /// Value of direct conversions.
+    pub direct_value: f64,
+}
+
+/// Encodes an ATTRIBUTE accumulator's counters.
+pub fn encode_attribute(acc: &AttributeAcc) -> Vec<u8> {
+    let mut w = Writer::new();
+    w.len(acc.touches.len());
+    for t in &acc.touches {
+        w.u64(t.clicks);
+        w.u64(t.effective_clicks);
+        w.f64(t.conversions);
+        w.f64(t.value);
+    }
+    w.f64(acc.direct_conversions);
+    w.f64(acc.direct_value);
+    w.0
+}
+
+/// Decodes [`encode_attribute`]'s bytes.
+pub fn decode_attribute(bytes: &[u8]) -> DfResult<AttributeState> {
+    let mut r = Reader::new(bytes)?;
+    let n = r.len(32)?;
+    let mut touches = Vec::with_capacity(n);
+    for _ in 0..n {
+        touches.push(TouchCounts {
+            clicks: r.u64()?,
+            effective_clicks: r.u64()?,
+            conversions: r.f64()?,
+            value: r.f64()?,
+        });
+    }
+    let state = AttributeState {
+        touches,
+        direct_conversions: r.f64()?,
+        direct_value: r.f64()?,
+    };
+    r.end()?;
+    Ok(state)
+}
+
+/// Encodes an LTV accumulator's cohorts.
+pub fn encode_ltv(acc: &LtvAcc) -> Vec<u8> {
+    let mut w = Writer::new();
+    w.len(acc.cohorts.len());
+    for ((key, c), cohort) in &acc.cohorts {
+        w.u32(*key);
+        w.u32(*c as u32);
+        w.u64(cohort.initial_contacts);
+        w.u64(cohort.paying_contacts);
+        w.len(cohort.revenue.len());
+        for x in &cohort.revenue {
+            w.f64(*x);
+        }
+        w.len(cohort.new_payers.len());
+        for x in &cohort.new_payers {
+            w.u64(*x);
+        }
+    }
+    w.0
+}
+
+/// Decodes [`encode_ltv`]'s bytes.
+pub fn decode_ltv(bytes: &[u8]) -> DfResult<BTreeMap<(u32, i32), LtvCohort>> {
+    let mut r = Reader::new(bytes)?;
+    let n = r.len(8)?;
+    let mut cohorts = BTreeMap::new();
+    for _ in 0..n {
+        let key = r.u32()?;
+        let c = r.u32()? as i32;
+        let initial_contacts = r.u64()?;
+        let paying_contacts = r.u64()?;
+        let m = r.len(8)?;
+        let revenue = (0..m).map(|_| r.f64()).collect::<DfResult<Vec<_>>>()?;
+        let m = r.len(8)?;
+        let new_payers = (0..m).map(|_| r.u64()).collect::<DfResult<Vec<_>>>()?;
+        cohorts.insert(
+            (key, c),
+            LtvCohort {
+                initial_contacts,
+                paying_contacts,
+                revenue,
+                new_payers,
+            },
+        );
     }
     r.end()?;
     Ok(cohorts)

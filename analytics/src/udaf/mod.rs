@@ -27,8 +27,10 @@
 //! keeps every event of one contact in one accumulator, which is all
 //! exactness needs. `composable` has `window_funnel` and `retention`.
 //!
-//! Implemented: FUNNEL (without BY) and RETENTION. ATTRIBUTE, LTV and
-//! PATHS run on the single server only, for now.
+//! Implemented: FUNNEL (without BY), RETENTION, ATTRIBUTE, LTV (INITIAL
+//! EVENT, without GROUP BY). FUNNEL BY, LTV GROUP BY / INITIAL ATTRIBUTE
+//! and PATHS key their groups by interned ids and run on the single server
+//! only, for now.
 
 pub mod codec;
 pub mod composable;

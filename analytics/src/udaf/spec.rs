@@ -7,7 +7,12 @@
 //!  "scan_from": "2026-01-01", "scan_to": "2026-02-02",
 //!  "as_of_ms": 1767225600000, "time_zone": "Asia/Shanghai"}
 //! {"statement": "retention", "unit": "week", "periods": 4, "churn": false, …}
+//! {"statement": "attribute", "touches": 3, "window_days": 1, "model": "linear",
+//!  "include_direct": true, "has_value": true, …}
+//! {"statement": "ltv", "unit": "day", "periods": 7, …}
 //! ```
+//!
+//! `"same_day": true` replaces `window_days` for ATTRIBUTE `WITHIN SAME DAY`.
 //!
 //! `window_days` replaces `window_hours` for a DAYS window. `scan_from` /
 //! `scan_to` are the local days whose events the statement reads (the
@@ -19,8 +24,10 @@ use chrono_tz::Tz;
 use datafusion::common::{plan_datafusion_err, Result as DfResult};
 use serde_json::Value;
 
+use crate::attribute::{AttrWindow, AttributeSpec, Model};
 use crate::calendar::days_from_civil;
 use crate::funnel::{FunnelSpec, Window};
+use crate::ltv::LtvSpec;
 use crate::retention::RetentionSpec;
 use crate::{Day, Unit};
 
@@ -56,13 +63,20 @@ pub enum Spec {
     Funnel(FunnelSpec, Frame),
     /// RETENTION.
     Retention(RetentionSpec, Frame),
+    /// ATTRIBUTE.
+    Attribute(AttributeSpec, Frame),
+    /// LTV with INITIAL EVENT and without GROUP BY.
+    Ltv(LtvSpec, Frame),
 }
 
 impl Spec {
     /// The frame.
     pub fn frame(&self) -> &Frame {
         match self {
-            Spec::Funnel(_, f) | Spec::Retention(_, f) => f,
+            Spec::Funnel(_, f)
+            | Spec::Retention(_, f)
+            | Spec::Attribute(_, f)
+            | Spec::Ltv(_, f) => f,
         }
     }
 }
@@ -95,6 +109,15 @@ fn day(v: &Value, name: &str) -> DfResult<Day> {
     })?;
     use chrono::Datelike;
     Ok(days_from_civil(d.year(), d.month(), d.day()))
+}
+
+fn unit(v: &Value) -> DfResult<Unit> {
+    match text(v, "unit")? {
+        "day" => Ok(Unit::Day),
+        "week" => Ok(Unit::Week),
+        "month" => Ok(Unit::Month),
+        u => Err(plan_datafusion_err!("analytics spec: unknown unit {u}")),
+    }
 }
 
 /// Parses a spec's JSON text.
@@ -143,27 +166,60 @@ pub fn parse(json: &str) -> DfResult<Spec> {
                 frame,
             ))
         }
-        "retention" => {
-            let unit = match text(&v, "unit")? {
-                "day" => Unit::Day,
-                "week" => Unit::Week,
-                "month" => Unit::Month,
-                u => return Err(plan_datafusion_err!("analytics spec: unknown unit {u}")),
+        "retention" => Ok(Spec::Retention(
+            RetentionSpec {
+                unit: unit(&v)?,
+                periods: int(&v, "periods")? as u32,
+                from,
+                to,
+                churn: boolean(&v, "churn")?,
+                as_of_day: frame.day(frame.as_of_ms),
+            },
+            frame,
+        )),
+        "ltv" => Ok(Spec::Ltv(
+            LtvSpec {
+                unit: unit(&v)?,
+                periods: int(&v, "periods")? as u32,
+                from,
+                to,
+                as_of_day: frame.day(frame.as_of_ms),
+            },
+            frame,
+        )),
+        "attribute" => {
+            let touches = int(&v, "touches")?;
+            if !(1..=31).contains(&touches) {
+                return Err(plan_datafusion_err!(
+                    "analytics spec: \"touches\" must be 1 to 31, got {touches}"
+                ));
+            }
+            let window = if boolean(&v, "same_day")? {
+                AttrWindow::SameDay
+            } else {
+                AttrWindow::Days(int(&v, "window_days")? as u32)
             };
-            Ok(Spec::Retention(
-                RetentionSpec {
-                    unit,
-                    periods: int(&v, "periods")? as u32,
+            let model = match text(&v, "model")? {
+                "first" => Model::First,
+                "last" => Model::Last,
+                "linear" => Model::Linear,
+                m => return Err(plan_datafusion_err!("analytics spec: unknown model {m}")),
+            };
+            Ok(Spec::Attribute(
+                AttributeSpec {
+                    touches: touches as usize,
+                    window,
+                    model,
                     from,
                     to,
-                    churn: boolean(&v, "churn")?,
-                    as_of_day: frame.day(frame.as_of_ms),
+                    include_direct: boolean(&v, "include_direct")?,
+                    has_value: boolean(&v, "has_value")?,
                 },
                 frame,
             ))
         }
         other => Err(plan_datafusion_err!(
-            "analytics spec: unknown statement {other} (expected funnel or retention)"
+            "analytics spec: unknown statement {other} (expected funnel, retention, attribute or ltv)"
         )),
     }
 }

@@ -1,6 +1,7 @@
-//! `cohort_funnel` / `cohort_retention` (one contact's contribution) and
-//! `cohort_funnel_merge` / `cohort_retention_merge` (the statement's rows):
-//! see the module docs of [`super`] for the two-level plan.
+//! `cohort_funnel`, `cohort_retention`, `cohort_attribute`, `cohort_ltv`
+//! (one contact's contribution) and their `_merge` aggregates (the
+//! statement's rows): see the module docs of [`super`] for the two-level
+//! plan. ATTRIBUTE and LTV take the VALUE column as their third argument.
 
 use std::sync::Arc;
 
@@ -20,7 +21,9 @@ use datafusion::physical_expr::expressions::Literal;
 use super::codec;
 use super::composable::{cond_bits, to_ms};
 use super::spec::{self, Spec};
+use crate::attribute::AttributeAcc;
 use crate::funnel::FunnelAcc;
+use crate::ltv::LtvAcc;
 use crate::retention::RetentionAcc;
 use crate::Event;
 
@@ -31,6 +34,11 @@ pub enum Statement {
     Funnel,
     /// RETENTION: conditions are INITIAL and RETURN.
     Retention,
+    /// ATTRIBUTE: conditions are TARGET and the touches; VALUE on targets.
+    Attribute,
+    /// LTV (INITIAL EVENT, no GROUP BY): conditions are INITIAL and REVENUE;
+    /// VALUE on revenue events.
+    Ltv,
 }
 
 impl Statement {
@@ -38,13 +46,35 @@ impl Statement {
         match self {
             Statement::Funnel => "funnel",
             Statement::Retention => "retention",
+            Statement::Attribute => "attribute",
+            Statement::Ltv => "ltv",
         }
     }
 
     fn conds(self) -> (usize, usize) {
         match self {
             Statement::Funnel => (1, 31),
-            Statement::Retention => (2, 2),
+            Statement::Retention | Statement::Ltv => (2, 2),
+            Statement::Attribute => (2, 32),
+        }
+    }
+
+    /// The mask bits of the events whose VALUE the kernel reads (None: no
+    /// VALUE argument).
+    fn value_bits(self) -> Option<u32> {
+        match self {
+            Statement::Funnel | Statement::Retention => None,
+            Statement::Attribute => Some(1),
+            Statement::Ltv => Some(2),
+        }
+    }
+
+    /// Index of the first condition argument.
+    fn first_cond(self) -> usize {
+        if self.value_bits().is_some() {
+            3
+        } else {
+            2
         }
     }
 
@@ -67,14 +97,34 @@ impl Statement {
                 f("contacts", A::Int64, true),
                 f("rate", A::Float64, true),
             ]),
+            Statement::Attribute => Fields::from(vec![
+                f("touch", A::Int32, true),
+                f("clicks", A::Int64, true),
+                f("effective_clicks", A::Int64, true),
+                f("effective_rate", A::Float64, true),
+                f("conversions", A::Float64, false),
+                f("value", A::Float64, true),
+                f("contribution", A::Float64, true),
+            ]),
+            Statement::Ltv => Fields::from(vec![
+                f("cohort", A::Date32, true),
+                f("initial_contacts", A::Int64, false),
+                f("paying_contacts", A::Int64, false),
+                f("period", A::Int32, false),
+                f("revenue", A::Float64, true),
+                f("arpu", A::Float64, true),
+                f("arppu", A::Float64, true),
+                f("new_payers", A::Int64, true),
+            ]),
         }
     }
 
     fn check(self, spec: &Spec) -> DfResult<()> {
         match (self, spec) {
-            (Statement::Funnel, Spec::Funnel(..)) | (Statement::Retention, Spec::Retention(..)) => {
-                Ok(())
-            }
+            (Statement::Funnel, Spec::Funnel(..))
+            | (Statement::Retention, Spec::Retention(..))
+            | (Statement::Attribute, Spec::Attribute(..))
+            | (Statement::Ltv, Spec::Ltv(..)) => Ok(()),
             _ => plan_err!("cohort_{}: the spec is for another statement", self.name()),
         }
     }
@@ -121,10 +171,16 @@ impl AggregateUDFImpl for ContactAggregate {
     }
     fn return_type(&self, args: &[A]) -> DfResult<A> {
         let (lo, hi) = self.statement.conds();
-        let n = args.len().saturating_sub(2);
-        if args.len() < 2 || n < lo || n > hi {
+        let first = self.statement.first_cond();
+        let n = args.len().saturating_sub(first);
+        if args.len() < first || n < lo || n > hi {
+            let shape = if first == 3 {
+                "spec, event_time, value, cond…"
+            } else {
+                "spec, event_time, cond…"
+            };
             return plan_err!(
-                "{}(spec, event_time, cond…) takes {lo} to {hi} conditions, got {n}",
+                "{}({shape}) takes {lo} to {hi} conditions, got {n}",
                 self.name
             );
         }
@@ -141,13 +197,14 @@ impl AggregateUDFImpl for ContactAggregate {
         let spec = spec_arg(&self.name, &args)?;
         self.statement.check(&spec)?;
         Ok(Box::new(ContactAcc {
+            statement: self.statement,
             spec,
             rows: Vec::new(),
         }))
     }
     fn state_fields(&self, args: StateFieldsArgs) -> DfResult<Vec<FieldRef>> {
         let item = |t: A| Arc::new(Field::new_list_field(t, true));
-        Ok(vec![
+        let mut fields = vec![
             Arc::new(Field::new(
                 format!("{}_ts", args.name),
                 A::List(item(A::Int64)),
@@ -158,25 +215,48 @@ impl AggregateUDFImpl for ContactAggregate {
                 A::List(item(A::UInt32)),
                 true,
             )),
-        ])
+        ];
+        if self.statement.value_bits().is_some() {
+            fields.push(Arc::new(Field::new(
+                format!("{}_value", args.name),
+                A::List(item(A::Float64)),
+                true,
+            )));
+        }
+        Ok(fields)
     }
 }
 
-/// One contact's matching events, in arrival order.
+/// One contact's matching events (time, condition bits, VALUE), in
+/// arrival order.
 #[derive(Debug)]
 struct ContactAcc {
+    statement: Statement,
     spec: Spec,
-    rows: Vec<(i64, u32)>,
+    rows: Vec<(i64, u32, Option<f64>)>,
 }
 
 impl Accumulator for ContactAcc {
     fn update_batch(&mut self, values: &[ArrayRef]) -> DfResult<()> {
         let n = values[1].len();
         let ts = to_ms(&values[1])?;
-        let masks = cond_bits(values, 2, n)?;
+        let masks = cond_bits(values, self.statement.first_cond(), n)?;
+        let value_bits = self.statement.value_bits();
+        let value = match value_bits {
+            Some(_) => Some(datafusion::arrow::compute::cast(&values[2], &A::Float64)?),
+            None => None,
+        };
+        let value = value
+            .as_ref()
+            .and_then(|v| v.as_any().downcast_ref::<Float64Array>());
         for (r, m) in masks.into_iter().enumerate() {
             if m != 0 && ts.is_valid(r) {
-                self.rows.push((ts.value(r), m));
+                // VALUE only where the kernel reads it (targets, revenue)
+                let v = match (value, value_bits) {
+                    (Some(v), Some(bits)) if m & bits != 0 && v.is_valid(r) => Some(v.value(r)),
+                    _ => None,
+                };
+                self.rows.push((ts.value(r), m, v));
             }
         }
         Ok(())
@@ -188,20 +268,26 @@ impl Accumulator for ContactAcc {
         let mut events: Vec<Event> = self
             .rows
             .iter()
-            .filter(|(ts, _)| *ts <= frame.as_of_ms)
-            .filter_map(|&(ts, mask)| {
+            .filter(|(ts, _, _)| *ts <= frame.as_of_ms)
+            .filter_map(|&(ts, mask, value)| {
                 let day = frame.day(ts);
                 (day >= frame.scan.0 && day <= frame.scan.1).then_some(Event {
                     ts,
                     day,
                     mask,
-                    value: None,
+                    value,
                     key: 0,
                 })
             })
             .collect();
         // Time order; equal times in any order (no kernel result depends on it).
-        events.sort_by_key(|e| (e.ts, e.mask));
+        events.sort_by(|a, b| {
+            (a.ts, a.mask).cmp(&(b.ts, b.mask)).then(
+                a.value
+                    .unwrap_or(f64::NEG_INFINITY)
+                    .total_cmp(&b.value.unwrap_or(f64::NEG_INFINITY)),
+            )
+        });
         let bytes = match &self.spec {
             Spec::Funnel(s, _) => {
                 let mut acc = FunnelAcc::new(s.clone());
@@ -213,12 +299,28 @@ impl Accumulator for ContactAcc {
                 acc.add_contact(&events);
                 (!acc.cohorts.is_empty()).then(|| codec::encode_retention(&acc))
             }
+            Spec::Attribute(s, _) => {
+                let mut acc = AttributeAcc::new(s.clone());
+                acc.add_contact(&events);
+                let any = acc.direct_conversions != 0.0
+                    || acc.direct_value != 0.0
+                    || acc
+                        .touches
+                        .iter()
+                        .any(|t| t.clicks != 0 || t.effective_clicks != 0 || t.conversions != 0.0);
+                any.then(|| codec::encode_attribute(&acc))
+            }
+            Spec::Ltv(s, _) => {
+                let mut acc = LtvAcc::new(s.clone());
+                acc.add_contact(&events, None, None);
+                (!acc.cohorts.is_empty()).then(|| codec::encode_ltv(&acc))
+            }
         };
         Ok(ScalarValue::Binary(bytes))
     }
 
     fn size(&self) -> usize {
-        std::mem::size_of_val(self) + self.rows.capacity() * 16
+        std::mem::size_of_val(self) + self.rows.capacity() * 24
     }
 
     fn state(&mut self) -> DfResult<Vec<ScalarValue>> {
@@ -232,13 +334,32 @@ impl Accumulator for ContactAcc {
             .iter()
             .map(|r| ScalarValue::UInt32(Some(r.1)))
             .collect();
-        Ok(vec![
+        let mut out = vec![
             ScalarValue::List(ScalarValue::new_list_nullable(&ts, &A::Int64)),
             ScalarValue::List(ScalarValue::new_list_nullable(&ms, &A::UInt32)),
-        ])
+        ];
+        if self.statement.value_bits().is_some() {
+            let vs: Vec<ScalarValue> = self
+                .rows
+                .iter()
+                .map(|r| ScalarValue::Float64(r.2))
+                .collect();
+            out.push(ScalarValue::List(ScalarValue::new_list_nullable(
+                &vs,
+                &A::Float64,
+            )));
+        }
+        Ok(out)
     }
 
     fn merge_batch(&mut self, states: &[ArrayRef]) -> DfResult<()> {
+        let values = match states.get(2) {
+            Some(v) => match v.as_any().downcast_ref::<ListArray>() {
+                Some(l) => Some(l),
+                None => return exec_err!("cohort aggregate: unexpected state types"),
+            },
+            None => None,
+        };
         let (Some(ts), Some(ms)) = (
             states[0].as_any().downcast_ref::<ListArray>(),
             states[1].as_any().downcast_ref::<ListArray>(),
@@ -260,8 +381,27 @@ impl Accumulator for ContactAcc {
             if t.len() != m.len() {
                 return exec_err!("cohort aggregate: state lists differ in length");
             }
-            self.rows
-                .extend(t.values().iter().copied().zip(m.values().iter().copied()));
+            match values {
+                Some(vl) => {
+                    let v = vl.value(i);
+                    let Some(v) = v.as_any().downcast_ref::<Float64Array>() else {
+                        return exec_err!("cohort aggregate: unexpected state types");
+                    };
+                    if v.len() != t.len() {
+                        return exec_err!("cohort aggregate: state lists differ in length");
+                    }
+                    for j in 0..t.len() {
+                        self.rows
+                            .push((t.value(j), m.value(j), v.is_valid(j).then(|| v.value(j))));
+                    }
+                }
+                None => self.rows.extend(
+                    t.values()
+                        .iter()
+                        .zip(m.values().iter())
+                        .map(|(&t, &m)| (t, m, None)),
+                ),
+            }
         }
         Ok(())
     }
@@ -315,6 +455,8 @@ impl AggregateUDFImpl for MergeAggregate {
         let acc = match &spec {
             Spec::Funnel(s, _) => Merged::Funnel(FunnelAcc::new(s.clone())),
             Spec::Retention(s, _) => Merged::Retention(RetentionAcc::new(s.clone())),
+            Spec::Attribute(s, _) => Merged::Attribute(AttributeAcc::new(s.clone())),
+            Spec::Ltv(s, _) => Merged::Ltv(LtvAcc::new(s.clone())),
         };
         Ok(Box::new(MergeAcc {
             statement: self.statement,
@@ -334,6 +476,8 @@ impl AggregateUDFImpl for MergeAggregate {
 enum Merged {
     Funnel(FunnelAcc),
     Retention(RetentionAcc),
+    Attribute(AttributeAcc),
+    Ltv(LtvAcc),
 }
 
 #[derive(Debug)]
@@ -353,6 +497,22 @@ impl MergeAcc {
             Merged::Retention(a) => {
                 let mut other = RetentionAcc::new(a.spec().clone());
                 other.cohorts = codec::decode_retention(b)?;
+                a.merge(other);
+            }
+            Merged::Attribute(a) => {
+                let st = codec::decode_attribute(b)?;
+                if st.touches.len() != a.touches.len() {
+                    return exec_err!("cohort_attribute_merge: a state of another statement");
+                }
+                let mut other = AttributeAcc::new(a.spec().clone());
+                other.touches = st.touches;
+                other.direct_conversions = st.direct_conversions;
+                other.direct_value = st.direct_value;
+                a.merge(other);
+            }
+            Merged::Ltv(a) => {
+                let mut other = LtvAcc::new(a.spec().clone());
+                other.cohorts = codec::decode_ltv(b)?;
                 a.merge(other);
             }
         }
@@ -384,6 +544,8 @@ impl Accumulator for MergeAcc {
         let bytes = match &self.acc {
             Merged::Funnel(a) => codec::encode_funnel(a),
             Merged::Retention(a) => codec::encode_retention(a),
+            Merged::Attribute(a) => codec::encode_attribute(a),
+            Merged::Ltv(a) => codec::encode_ltv(a),
         };
         Ok(vec![ScalarValue::Binary(Some(bytes))])
     }
@@ -402,6 +564,12 @@ impl Accumulator for MergeAcc {
                 })
                 .sum::<usize>(),
             Merged::Retention(a) => a.cohorts.values().map(|c| 48 + c.counts.len() * 8).sum(),
+            Merged::Attribute(a) => a.touches.len() * 32,
+            Merged::Ltv(a) => a
+                .cohorts
+                .values()
+                .map(|c| 64 + c.revenue.len() * 8 + c.new_payers.len() * 8)
+                .sum(),
         };
         std::mem::size_of_val(self) + inner
     }
@@ -443,6 +611,49 @@ impl Accumulator for MergeAcc {
                     Arc::new(Float64Array::from_iter(rows.iter().map(|r| r.rate))),
                 ]
             }
+            Merged::Attribute(a) => {
+                let rows = a.rows();
+                vec![
+                    Arc::new(Int32Array::from_iter(
+                        rows.iter().map(|r| r.touch.map(|t| t as i32 + 1)),
+                    )),
+                    Arc::new(Int64Array::from_iter(
+                        rows.iter().map(|r| r.clicks.map(|c| c as i64)),
+                    )),
+                    Arc::new(Int64Array::from_iter(
+                        rows.iter().map(|r| r.effective_clicks.map(|c| c as i64)),
+                    )),
+                    Arc::new(Float64Array::from_iter(
+                        rows.iter().map(|r| r.effective_rate),
+                    )),
+                    Arc::new(Float64Array::from_iter_values(
+                        rows.iter().map(|r| r.conversions),
+                    )),
+                    Arc::new(Float64Array::from_iter(rows.iter().map(|r| r.value))),
+                    Arc::new(Float64Array::from_iter(rows.iter().map(|r| r.contribution))),
+                ]
+            }
+            Merged::Ltv(a) => {
+                let rows = a.rows();
+                vec![
+                    Arc::new(Date32Array::from_iter(rows.iter().map(|r| r.cohort))),
+                    Arc::new(Int64Array::from_iter_values(
+                        rows.iter().map(|r| r.initial_contacts as i64),
+                    )),
+                    Arc::new(Int64Array::from_iter_values(
+                        rows.iter().map(|r| r.paying_contacts as i64),
+                    )),
+                    Arc::new(Int32Array::from_iter_values(
+                        rows.iter().map(|r| r.period as i32),
+                    )),
+                    Arc::new(Float64Array::from_iter(rows.iter().map(|r| r.revenue))),
+                    Arc::new(Float64Array::from_iter(rows.iter().map(|r| r.arpu))),
+                    Arc::new(Float64Array::from_iter(rows.iter().map(|r| r.arppu))),
+                    Arc::new(Int64Array::from_iter(
+                        rows.iter().map(|r| r.new_payers.map(|c| c as i64)),
+                    )),
+                ]
+            }
         };
         let n = columns.first().map(|c| c.len()).unwrap_or(0);
         let rows = StructArray::try_new(self.statement.row_fields(), columns, None)?;
@@ -461,13 +672,18 @@ impl Accumulator for MergeAcc {
 
 /// The statement aggregates, ready to register.
 pub fn aggregates() -> Vec<AggregateUDF> {
-    [Statement::Funnel, Statement::Retention]
-        .into_iter()
-        .flat_map(|s| {
-            [
-                AggregateUDF::from(ContactAggregate::new(s)),
-                AggregateUDF::from(MergeAggregate::new(s)),
-            ]
-        })
-        .collect()
+    [
+        Statement::Funnel,
+        Statement::Retention,
+        Statement::Attribute,
+        Statement::Ltv,
+    ]
+    .into_iter()
+    .flat_map(|s| {
+        [
+            AggregateUDF::from(ContactAggregate::new(s)),
+            AggregateUDF::from(MergeAggregate::new(s)),
+        ]
+    })
+    .collect()
 }

@@ -5,13 +5,15 @@
 //! registered (the server itself, plain DataFusion over the Parquet files,
 //! a Ballista cluster) returns exactly the server's rows.
 //!
-//! Supported: FUNNEL (without BY) and RETENTION, with WHERE (a
+//! Supported: FUNNEL (without BY), RETENTION, ATTRIBUTE and LTV (INITIAL
+//! EVENT, without GROUP BY), with WHERE (a
 //! `contact_view` predicate, read from `contacts`), IN GROUP (the group's
 //! column in `contacts`) and AS OF. Predicates are copied as written, so
 //! they may use any `events` column (not `event_alias`, which the export
 //! leaves out).
 
 use chrono_tz::Tz;
+use cohortdb_analytics::attribute::{AttrWindow, Model};
 use cohortdb_analytics::funnel::Window;
 use cohortdb_analytics::Unit;
 
@@ -68,6 +70,13 @@ pub fn sql_form(stmt: &AnalyticsStatement, tz: &Tz) -> Result<String> {
         fr.as_of_ms,
         tz.name()
     );
+    let unit_name = |u: &Unit| match u {
+        Unit::Day => "day",
+        Unit::Week => "week",
+        Unit::Month => "month",
+    };
+    // ATTRIBUTE and LTV pass VALUE before the conditions.
+    let mut value_arg: Option<String> = None;
     let (conds, outer) = match &stmt.body {
         Body::Funnel {
             steps,
@@ -115,11 +124,7 @@ pub fn sql_form(stmt: &AnalyticsStatement, tz: &Tz) -> Result<String> {
             periods,
             churn,
         } => {
-            let u = match unit {
-                Unit::Day => "day",
-                Unit::Week => "week",
-                Unit::Month => "month",
-            };
+            let u = unit_name(unit);
             spec = format!(
                 "{{\"statement\": \"retention\", \"unit\": \"{u}\", \"periods\": {periods}, \"churn\": {churn}, {spec}}}"
             );
@@ -131,17 +136,100 @@ pub fn sql_form(stmt: &AnalyticsStatement, tz: &Tz) -> Result<String> {
                 (outer, "cohort, period"),
             )
         }
-        Body::Attribute { .. } | Body::Ltv { .. } | Body::Paths { .. } => {
-            return Err(SqlError::Unsupported(format!(
-                "the SQL form of {} is not available yet; run it on the server",
-                stmt.kind.name()
-            )))
+        Body::Attribute {
+            target,
+            value,
+            touches,
+            window,
+            model,
+            include_direct,
+        } => {
+            let w = match window {
+                AttrWindow::SameDay => "\"same_day\": true".to_string(),
+                AttrWindow::Days(n) => format!("\"window_days\": {n}"),
+            };
+            let m = match model {
+                Model::First => "first",
+                Model::Last => "last",
+                Model::Linear => "linear",
+            };
+            spec = format!(
+                "{{\"statement\": \"attribute\", \"touches\": {}, {w}, \"model\": \"{m}\", \"include_direct\": {include_direct}, \"has_value\": {}, {spec}}}",
+                touches.len(),
+                value.is_some()
+            );
+            value_arg = Some(match value {
+                Some(v) => format!("({v})"),
+                None => "CAST(NULL AS DOUBLE)".to_string(),
+            });
+            let labels: String = touches
+                .iter()
+                .enumerate()
+                .map(|(k, t)| {
+                    format!(
+                        " WHEN {} THEN {}",
+                        k + 1,
+                        quote_str(&label_of(t, "touch", k + 1))
+                    )
+                })
+                .collect();
+            let outer = format!(
+                "SELECT CASE r['touch']{labels} ELSE 'direct' END AS touch, r['clicks'] AS clicks, \
+                 r['effective_clicks'] AS effective_clicks, r['effective_rate'] AS effective_rate, \
+                 r['conversions'] AS conversions, r['value'] AS value, r['contribution'] AS contribution, \
+                 coalesce(r['touch'], 2147483647) AS touch_order"
+            );
+            let mut conds = vec![format!("({target})")];
+            conds.extend(touches.iter().map(|t| format!("({})", t.expr)));
+            (conds, (outer, "touch_order"))
+        }
+        Body::Ltv {
+            initial,
+            revenue,
+            value,
+            unit,
+            periods,
+            group_by,
+        } => {
+            let parse::LtvInitial::Event(initial) = initial else {
+                return Err(SqlError::Unsupported(
+                    "the SQL form of LTV INITIAL ATTRIBUTE is not available yet; run it on the server"
+                        .into(),
+                ));
+            };
+            if !group_by.is_empty() {
+                return Err(SqlError::Unsupported(
+                    "the SQL form of LTV … GROUP BY is not available yet; run it on the server"
+                        .into(),
+                ));
+            }
+            spec = format!(
+                "{{\"statement\": \"ltv\", \"unit\": \"{}\", \"periods\": {periods}, {spec}}}",
+                unit_name(unit)
+            );
+            value_arg = Some(format!("({value})"));
+            let outer = "SELECT r['cohort'] AS cohort, r['initial_contacts'] AS initial_contacts, \
+                 r['paying_contacts'] AS paying_contacts, r['period'] AS period, \
+                 r['revenue'] AS revenue, r['arpu'] AS arpu, r['arppu'] AS arppu, \
+                 r['new_payers'] AS new_payers"
+                .to_string();
+            (
+                vec![format!("({initial})"), format!("({revenue})")],
+                (outer, "cohort NULLS LAST, period"),
+            )
+        }
+        Body::Paths { .. } => {
+            return Err(SqlError::Unsupported(
+                "the SQL form of PATHS is not available yet; run it on the server".into(),
+            ))
         }
     };
     let name = match stmt.kind {
         Kind::Funnel => "funnel",
         Kind::Retention => "retention",
-        Kind::Attribute | Kind::Ltv | Kind::Paths => unreachable!("refused above"),
+        Kind::Attribute => "attribute",
+        Kind::Ltv => "ltv",
+        Kind::Paths => "paths",
     };
     let spec = quote_str(&spec);
     // event_day is the server's calendar day; a day of any session time
@@ -165,10 +253,22 @@ pub fn sql_form(stmt: &AnalyticsStatement, tz: &Tz) -> Result<String> {
         ));
     }
     let (outer, order) = outer;
-    Ok(format!(
+    let args = match value_arg {
+        Some(v) => format!("{v}, {}", conds.join(", ")),
+        None => conds.join(", "),
+    };
+    let sql = format!(
         "{outer} FROM (SELECT unnest(cohort_{name}_merge({spec}, c)) AS r FROM (\
-         SELECT cohort_{name}({spec}, event_date, {conds}) AS c FROM events \
-         WHERE {filter} GROUP BY contact_id)) ORDER BY {order}",
-        conds = conds.join(", ")
-    ))
+         SELECT cohort_{name}({spec}, event_date, {args}) AS c FROM events \
+         WHERE {filter} GROUP BY contact_id))"
+    );
+    // ATTRIBUTE orders by a helper column that the result leaves out.
+    Ok(if order == "touch_order" {
+        format!(
+            "SELECT touch, clicks, effective_clicks, effective_rate, conversions, value, contribution \
+             FROM ({sql}) ORDER BY touch_order"
+        )
+    } else {
+        format!("{sql} ORDER BY {order}")
+    })
 }
