@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
-    Array, ArrayRef, BinaryArray, Date32Array, Float64Array, Int32Array, Int64Array, ListArray,
+    Array, ArrayRef, BinaryArray, BooleanArray, Date32Array, Float64Array, Int32Array, Int64Array, ListArray,
     StructArray, UInt32Array,
 };
 use datafusion::arrow::buffer::OffsetBuffer;
@@ -14,7 +14,7 @@ use datafusion::arrow::datatypes::{DataType as A, Field, FieldRef, Fields};
 use datafusion::common::{exec_err, plan_err, Result as DfResult, ScalarValue};
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
 use datafusion::logical_expr::{
-    Accumulator, AggregateUDF, AggregateUDFImpl, Signature, Volatility,
+    Accumulator, AggregateUDF, AggregateUDFImpl, EmitTo, GroupsAccumulator, Signature, Volatility,
 };
 use datafusion::physical_expr::expressions::Literal;
 
@@ -202,6 +202,22 @@ impl AggregateUDFImpl for ContactAggregate {
             rows: Vec::new(),
         }))
     }
+    fn groups_accumulator_supported(&self, _args: AccumulatorArgs) -> bool {
+        true
+    }
+    fn create_groups_accumulator(
+        &self,
+        args: AccumulatorArgs,
+    ) -> DfResult<Box<dyn GroupsAccumulator>> {
+        let spec = spec_arg(&self.name, &args)?;
+        self.statement.check(&spec)?;
+        Ok(Box::new(ContactGroups {
+            statement: self.statement,
+            spec,
+            groups: Vec::new(),
+            held: 0,
+        }))
+    }
     fn state_fields(&self, args: StateFieldsArgs) -> DfResult<Vec<FieldRef>> {
         let item = |t: A| Arc::new(Field::new_list_field(t, true));
         let mut fields = vec![
@@ -238,85 +254,16 @@ struct ContactAcc {
 
 impl Accumulator for ContactAcc {
     fn update_batch(&mut self, values: &[ArrayRef]) -> DfResult<()> {
-        let n = values[1].len();
-        let ts = to_ms(&values[1])?;
-        let masks = cond_bits(values, self.statement.first_cond(), n)?;
-        let value_bits = self.statement.value_bits();
-        let value = match value_bits {
-            Some(_) => Some(datafusion::arrow::compute::cast(&values[2], &A::Float64)?),
-            None => None,
-        };
-        let value = value
-            .as_ref()
-            .and_then(|v| v.as_any().downcast_ref::<Float64Array>());
-        for (r, m) in masks.into_iter().enumerate() {
-            if m != 0 && ts.is_valid(r) {
-                // VALUE only where the kernel reads it (targets, revenue)
-                let v = match (value, value_bits) {
-                    (Some(v), Some(bits)) if m & bits != 0 && v.is_valid(r) => Some(v.value(r)),
-                    _ => None,
-                };
-                self.rows.push((ts.value(r), m, v));
-            }
-        }
+        self.rows.extend(
+            matching_rows(self.statement, values)?
+                .into_iter()
+                .map(|(_, ts, m, v)| (ts, m, v)),
+        );
         Ok(())
     }
 
     fn evaluate(&mut self) -> DfResult<ScalarValue> {
-        let frame = self.spec.frame().clone();
-        // The scan's rules: nothing after AS OF, only the scanned local days.
-        let mut events: Vec<Event> = self
-            .rows
-            .iter()
-            .filter(|(ts, _, _)| *ts <= frame.as_of_ms)
-            .filter_map(|&(ts, mask, value)| {
-                let day = frame.day(ts);
-                (day >= frame.scan.0 && day <= frame.scan.1).then_some(Event {
-                    ts,
-                    day,
-                    mask,
-                    value,
-                    key: 0,
-                })
-            })
-            .collect();
-        // Time order; equal times in any order (no kernel result depends on it).
-        events.sort_by(|a, b| {
-            (a.ts, a.mask).cmp(&(b.ts, b.mask)).then(
-                a.value
-                    .unwrap_or(f64::NEG_INFINITY)
-                    .total_cmp(&b.value.unwrap_or(f64::NEG_INFINITY)),
-            )
-        });
-        let bytes = match &self.spec {
-            Spec::Funnel(s, _) => {
-                let mut acc = FunnelAcc::new(s.clone());
-                acc.add_contact(&events, None);
-                (!acc.groups.is_empty()).then(|| codec::encode_funnel(&acc))
-            }
-            Spec::Retention(s, _) => {
-                let mut acc = RetentionAcc::new(s.clone());
-                acc.add_contact(&events);
-                (!acc.cohorts.is_empty()).then(|| codec::encode_retention(&acc))
-            }
-            Spec::Attribute(s, _) => {
-                let mut acc = AttributeAcc::new(s.clone());
-                acc.add_contact(&events);
-                let any = acc.direct_conversions != 0.0
-                    || acc.direct_value != 0.0
-                    || acc
-                        .touches
-                        .iter()
-                        .any(|t| t.clicks != 0 || t.effective_clicks != 0 || t.conversions != 0.0);
-                any.then(|| codec::encode_attribute(&acc))
-            }
-            Spec::Ltv(s, _) => {
-                let mut acc = LtvAcc::new(s.clone());
-                acc.add_contact(&events, None, None);
-                (!acc.cohorts.is_empty()).then(|| codec::encode_ltv(&acc))
-            }
-        };
-        Ok(ScalarValue::Binary(bytes))
+        Ok(ScalarValue::Binary(contribution(&self.spec, &self.rows)))
     }
 
     fn size(&self) -> usize {
@@ -353,57 +300,260 @@ impl Accumulator for ContactAcc {
     }
 
     fn merge_batch(&mut self, states: &[ArrayRef]) -> DfResult<()> {
-        let values = match states.get(2) {
-            Some(v) => match v.as_any().downcast_ref::<ListArray>() {
-                Some(l) => Some(l),
-                None => return exec_err!("cohort aggregate: unexpected state types"),
-            },
-            None => None,
-        };
-        let (Some(ts), Some(ms)) = (
-            states[0].as_any().downcast_ref::<ListArray>(),
-            states[1].as_any().downcast_ref::<ListArray>(),
-        ) else {
-            return exec_err!("cohort aggregate: unexpected state types");
-        };
-        for i in 0..ts.len() {
-            if ts.is_null(i) || ms.is_null(i) {
-                continue;
-            }
-            let t = ts.value(i);
-            let m = ms.value(i);
-            let (Some(t), Some(m)) = (
-                t.as_any().downcast_ref::<Int64Array>(),
-                m.as_any().downcast_ref::<UInt32Array>(),
-            ) else {
-                return exec_err!("cohort aggregate: unexpected state types");
-            };
-            if t.len() != m.len() {
-                return exec_err!("cohort aggregate: state lists differ in length");
-            }
-            match values {
-                Some(vl) => {
-                    let v = vl.value(i);
-                    let Some(v) = v.as_any().downcast_ref::<Float64Array>() else {
-                        return exec_err!("cohort aggregate: unexpected state types");
-                    };
-                    if v.len() != t.len() {
-                        return exec_err!("cohort aggregate: state lists differ in length");
-                    }
-                    for j in 0..t.len() {
-                        self.rows
-                            .push((t.value(j), m.value(j), v.is_valid(j).then(|| v.value(j))));
-                    }
-                }
-                None => self.rows.extend(
-                    t.values()
-                        .iter()
-                        .zip(m.values().iter())
-                        .map(|(&t, &m)| (t, m, None)),
-                ),
-            }
+        for i in 0..states[0].len() {
+            append_state(states, i, &mut self.rows)?;
         }
         Ok(())
+    }
+}
+
+/// One contact's contribution: its events (any order) through the
+/// statement's kernel, encoded; None when it contributes nothing.
+fn contribution(spec: &Spec, rows: &[(i64, u32, Option<f64>)]) -> Option<Vec<u8>> {
+    let frame = spec.frame();
+    // The scan's rules: nothing after AS OF, only the scanned local days.
+    let mut events: Vec<Event> = rows
+        .iter()
+        .filter(|(ts, _, _)| *ts <= frame.as_of_ms)
+        .filter_map(|&(ts, mask, value)| {
+            let day = frame.day(ts);
+            (day >= frame.scan.0 && day <= frame.scan.1).then_some(Event {
+                ts,
+                day,
+                mask,
+                value,
+                key: 0,
+            })
+        })
+        .collect();
+    if events.is_empty() {
+        return None;
+    }
+    // Time order; equal times in any order (no kernel result depends on it).
+    events.sort_by(|a, b| {
+        (a.ts, a.mask).cmp(&(b.ts, b.mask)).then(
+            a.value
+                .unwrap_or(f64::NEG_INFINITY)
+                .total_cmp(&b.value.unwrap_or(f64::NEG_INFINITY)),
+        )
+    });
+    match spec {
+        Spec::Funnel(s, _) => {
+            let mut acc = FunnelAcc::new(s.clone());
+            acc.add_contact(&events, None);
+            (!acc.groups.is_empty()).then(|| codec::encode_funnel(&acc))
+        }
+        Spec::Retention(s, _) => {
+            let mut acc = RetentionAcc::new(s.clone());
+            acc.add_contact(&events);
+            (!acc.cohorts.is_empty()).then(|| codec::encode_retention(&acc))
+        }
+        Spec::Attribute(s, _) => {
+            let mut acc = AttributeAcc::new(s.clone());
+            acc.add_contact(&events);
+            let any = acc.direct_conversions != 0.0
+                || acc.direct_value != 0.0
+                || acc
+                    .touches
+                    .iter()
+                    .any(|t| t.clicks != 0 || t.effective_clicks != 0 || t.conversions != 0.0);
+            any.then(|| codec::encode_attribute(&acc))
+        }
+        Spec::Ltv(s, _) => {
+            let mut acc = LtvAcc::new(s.clone());
+            acc.add_contact(&events, None, None);
+            (!acc.cohorts.is_empty()).then(|| codec::encode_ltv(&acc))
+        }
+    }
+}
+
+/// The rows of `values` (an aggregate's arguments) that carry a matching
+/// event, as (row, time, condition bits, VALUE).
+fn matching_rows(
+    statement: Statement,
+    values: &[ArrayRef],
+) -> DfResult<Vec<(usize, i64, u32, Option<f64>)>> {
+    let n = values[1].len();
+    let ts = to_ms(&values[1])?;
+    let masks = cond_bits(values, statement.first_cond(), n)?;
+    let value_bits = statement.value_bits();
+    let value = match value_bits {
+        Some(_) => Some(datafusion::arrow::compute::cast(&values[2], &A::Float64)?),
+        None => None,
+    };
+    let value = value
+        .as_ref()
+        .and_then(|v| v.as_any().downcast_ref::<Float64Array>());
+    let mut out = Vec::new();
+    for (r, m) in masks.into_iter().enumerate() {
+        if m != 0 && ts.is_valid(r) {
+            // VALUE only where the kernel reads it (targets, revenue)
+            let v = match (value, value_bits) {
+                (Some(v), Some(bits)) if m & bits != 0 && v.is_valid(r) => Some(v.value(r)),
+                _ => None,
+            };
+            out.push((r, ts.value(r), m, v));
+        }
+    }
+    Ok(out)
+}
+
+/// Appends the state lists of row `i` of `states` to `rows`.
+fn append_state(
+    states: &[ArrayRef],
+    i: usize,
+    rows: &mut Vec<(i64, u32, Option<f64>)>,
+) -> DfResult<()> {
+    let (Some(ts), Some(ms)) = (
+        states[0].as_any().downcast_ref::<ListArray>(),
+        states[1].as_any().downcast_ref::<ListArray>(),
+    ) else {
+        return exec_err!("cohort aggregate: unexpected state types");
+    };
+    if ts.is_null(i) || ms.is_null(i) {
+        return Ok(());
+    }
+    let values = match states.get(2) {
+        Some(v) => match v.as_any().downcast_ref::<ListArray>() {
+            Some(l) => Some(l),
+            None => return exec_err!("cohort aggregate: unexpected state types"),
+        },
+        None => None,
+    };
+    let t = ts.value(i);
+    let m = ms.value(i);
+    let (Some(t), Some(m)) = (
+        t.as_any().downcast_ref::<Int64Array>(),
+        m.as_any().downcast_ref::<UInt32Array>(),
+    ) else {
+        return exec_err!("cohort aggregate: unexpected state types");
+    };
+    if t.len() != m.len() {
+        return exec_err!("cohort aggregate: state lists differ in length");
+    }
+    match values {
+        Some(vl) => {
+            let v = vl.value(i);
+            let Some(v) = v.as_any().downcast_ref::<Float64Array>() else {
+                return exec_err!("cohort aggregate: unexpected state types");
+            };
+            if v.len() != t.len() {
+                return exec_err!("cohort aggregate: state lists differ in length");
+            }
+            for j in 0..t.len() {
+                rows.push((t.value(j), m.value(j), v.is_valid(j).then(|| v.value(j))));
+            }
+        }
+        None => rows.extend(
+            t.values()
+                .iter()
+                .zip(m.values().iter())
+                .map(|(&t, &m)| (t, m, None)),
+        ),
+    }
+    Ok(())
+}
+
+/// The state lists of `groups` (time, bits[, VALUE]), one list per group.
+fn state_arrays(statement: Statement, groups: &[Vec<(i64, u32, Option<f64>)>]) -> DfResult<Vec<ArrayRef>> {
+    let offsets = OffsetBuffer::from_lengths(groups.iter().map(|g| g.len()));
+    let item = |t: A| Arc::new(Field::new_list_field(t, true));
+    let ts = Int64Array::from_iter_values(groups.iter().flatten().map(|r| r.0));
+    let ms = UInt32Array::from_iter_values(groups.iter().flatten().map(|r| r.1));
+    let mut out: Vec<ArrayRef> = vec![
+        Arc::new(ListArray::try_new(item(A::Int64), offsets.clone(), Arc::new(ts), None)?),
+        Arc::new(ListArray::try_new(item(A::UInt32), offsets.clone(), Arc::new(ms), None)?),
+    ];
+    if statement.value_bits().is_some() {
+        let vs = Float64Array::from_iter(groups.iter().flatten().map(|r| r.2));
+        out.push(Arc::new(ListArray::try_new(
+            item(A::Float64),
+            offsets,
+            Arc::new(vs),
+            None,
+        )?));
+    }
+    Ok(out)
+}
+
+/// [`ContactAcc`] for many groups at once (one per contact of a `GROUP BY
+/// contact_id`): what DataFusion's hash aggregation calls.
+#[derive(Debug)]
+struct ContactGroups {
+    statement: Statement,
+    spec: Spec,
+    groups: Vec<Vec<(i64, u32, Option<f64>)>>,
+    /// Events held, for `size`.
+    held: usize,
+}
+
+impl GroupsAccumulator for ContactGroups {
+    fn update_batch(
+        &mut self,
+        values: &[ArrayRef],
+        group_indices: &[usize],
+        opt_filter: Option<&BooleanArray>,
+        total_num_groups: usize,
+    ) -> DfResult<()> {
+        self.groups.resize_with(total_num_groups, Vec::new);
+        for (r, ts, m, v) in matching_rows(self.statement, values)? {
+            if opt_filter.is_some_and(|f| !(f.is_valid(r) && f.value(r))) {
+                continue;
+            }
+            self.groups[group_indices[r]].push((ts, m, v));
+            self.held += 1;
+        }
+        Ok(())
+    }
+
+    fn evaluate(&mut self, emit_to: EmitTo) -> DfResult<ArrayRef> {
+        let taken = emit_to.take_needed(&mut self.groups);
+        self.held -= taken.iter().map(|g| g.len()).sum::<usize>();
+        let out: BinaryArray = taken
+            .iter()
+            .map(|g| contribution(&self.spec, g))
+            .collect();
+        Ok(Arc::new(out))
+    }
+
+    fn state(&mut self, emit_to: EmitTo) -> DfResult<Vec<ArrayRef>> {
+        let taken = emit_to.take_needed(&mut self.groups);
+        self.held -= taken.iter().map(|g| g.len()).sum::<usize>();
+        state_arrays(self.statement, &taken)
+    }
+
+    fn merge_batch(
+        &mut self,
+        values: &[ArrayRef],
+        group_indices: &[usize],
+        total_num_groups: usize,
+    ) -> DfResult<()> {
+        self.groups.resize_with(total_num_groups, Vec::new);
+        for (i, &g) in group_indices.iter().enumerate() {
+            let before = self.groups[g].len();
+            append_state(values, i, &mut self.groups[g])?;
+            self.held += self.groups[g].len() - before;
+        }
+        Ok(())
+    }
+
+    fn convert_to_state(
+        &self,
+        values: &[ArrayRef],
+        opt_filter: Option<&BooleanArray>,
+    ) -> DfResult<Vec<ArrayRef>> {
+        // every input row its own group: a one-event list, or an empty one
+        let mut groups: Vec<Vec<(i64, u32, Option<f64>)>> = vec![Vec::new(); values[1].len()];
+        for (r, ts, m, v) in matching_rows(self.statement, values)? {
+            if opt_filter.is_none_or(|f| f.is_valid(r) && f.value(r)) {
+                groups[r].push((ts, m, v));
+            }
+        }
+        state_arrays(self.statement, &groups)
+    }
+
+    fn size(&self) -> usize {
+        std::mem::size_of_val(self) + self.groups.capacity() * 24 + self.held * 24
     }
 }
 
