@@ -394,7 +394,10 @@ impl FunnelAcc {
                 let (median_seconds, avg_seconds) = if k == 0 {
                     (None, None)
                 } else {
+                    // Sorted first: the mean's sum then runs in one order
+                    // whatever order shards or executors merged in.
                     let mut v = g.seconds[k].clone();
+                    v.sort_unstable_by(f64::total_cmp);
                     (crate::median(&mut v), crate::mean(&v))
                 };
                 rows.push(FunnelRow {

@@ -6,8 +6,8 @@
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
-    Array, ArrayRef, BinaryArray, BooleanArray, Date32Array, Float64Array, Int32Array, Int64Array, ListArray,
-    StructArray, UInt32Array,
+    Array, ArrayRef, BinaryArray, BooleanArray, Date32Array, Float64Array, Int32Array, Int64Array,
+    ListArray, StructArray, UInt32Array,
 };
 use datafusion::arrow::buffer::OffsetBuffer;
 use datafusion::arrow::datatypes::{DataType as A, Field, FieldRef, Fields};
@@ -455,14 +455,27 @@ fn append_state(
 }
 
 /// The state lists of `groups` (time, bits[, VALUE]), one list per group.
-fn state_arrays(statement: Statement, groups: &[Vec<(i64, u32, Option<f64>)>]) -> DfResult<Vec<ArrayRef>> {
+fn state_arrays(
+    statement: Statement,
+    groups: &[Vec<(i64, u32, Option<f64>)>],
+) -> DfResult<Vec<ArrayRef>> {
     let offsets = OffsetBuffer::from_lengths(groups.iter().map(|g| g.len()));
     let item = |t: A| Arc::new(Field::new_list_field(t, true));
     let ts = Int64Array::from_iter_values(groups.iter().flatten().map(|r| r.0));
     let ms = UInt32Array::from_iter_values(groups.iter().flatten().map(|r| r.1));
     let mut out: Vec<ArrayRef> = vec![
-        Arc::new(ListArray::try_new(item(A::Int64), offsets.clone(), Arc::new(ts), None)?),
-        Arc::new(ListArray::try_new(item(A::UInt32), offsets.clone(), Arc::new(ms), None)?),
+        Arc::new(ListArray::try_new(
+            item(A::Int64),
+            offsets.clone(),
+            Arc::new(ts),
+            None,
+        )?),
+        Arc::new(ListArray::try_new(
+            item(A::UInt32),
+            offsets.clone(),
+            Arc::new(ms),
+            None,
+        )?),
     ];
     if statement.value_bits().is_some() {
         let vs = Float64Array::from_iter(groups.iter().flatten().map(|r| r.2));
@@ -509,10 +522,7 @@ impl GroupsAccumulator for ContactGroups {
     fn evaluate(&mut self, emit_to: EmitTo) -> DfResult<ArrayRef> {
         let taken = emit_to.take_needed(&mut self.groups);
         self.held -= taken.iter().map(|g| g.len()).sum::<usize>();
-        let out: BinaryArray = taken
-            .iter()
-            .map(|g| contribution(&self.spec, g))
-            .collect();
+        let out: BinaryArray = taken.iter().map(|g| contribution(&self.spec, g)).collect();
         Ok(Arc::new(out))
     }
 
