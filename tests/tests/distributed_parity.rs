@@ -9,7 +9,7 @@
 use std::path::Path;
 
 use cohortdb_tests::scale_out::{batches_text, load_seeded, norm_rows, sql_form, STATEMENTS, TZ};
-use cohortdb_tests::{exec, simple_rows, TestServer};
+use cohortdb_tests::{exec, expect_sqlstate, simple_rows, TestServer};
 use datafusion::prelude::SessionContext;
 
 async fn parquet_context(dir: &Path, partitions: usize) -> SessionContext {
@@ -102,4 +102,49 @@ async fn sql_forms_over_exported_parquet_equal_the_server() {
     )
     .await;
     assert_eq!(contacts, server_contacts);
+}
+
+#[tokio::test]
+async fn export_refuses_bad_arguments_and_unwritable_directories() {
+    let server = TestServer::start();
+    let client = server.client().await;
+    exec(&client, "INSERT INTO contacts (id, name) VALUES (1, 'a')").await;
+    exec(
+        &client,
+        "INSERT INTO events (contact_id, event, event_date) VALUES (1, 'app_launch', '2025-06-01 10:00:00+00')",
+    )
+    .await;
+    expect_sqlstate(&client, "CALL export_events()", "22023").await;
+    expect_sqlstate(
+        &client,
+        "CALL export_events('/tmp/x', '2025-13-01')",
+        "22023",
+    )
+    .await;
+    // a regular file where the directory should be
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("file");
+    std::fs::write(&file, b"x").unwrap();
+    let e = expect_sqlstate(
+        &client,
+        &format!("CALL export_events('{}')", file.display()),
+        "58030",
+    )
+    .await;
+    assert!(e.message.contains("cannot create"), "{}", e.message);
+    // a day range without events writes contacts and _SUCCESS only
+    let out = dir.path().join("out");
+    let rows = simple_rows(
+        &client,
+        &format!(
+            "CALL export_events('{}', '2025-07-01', '2025-07-31')",
+            out.display()
+        ),
+    )
+    .await;
+    assert_eq!(rows[0][1].as_deref(), Some("0"), "{rows:?}");
+    assert_eq!(rows[0][3].as_deref(), Some("1"), "{rows:?}");
+    assert!(out.join("_SUCCESS").exists());
+    assert!(out.join("contacts/part-0.parquet").exists());
+    assert_eq!(std::fs::read_dir(out.join("events")).unwrap().count(), 0);
 }

@@ -58,6 +58,7 @@ async fn statement_role_matrix() {
         ("SELECT count(*) FROM contacts", None, None, d),
         ("SELECT count(*) FROM event_view", None, None, d),
         ("SELECT 1", None, None, None),
+        ("CALL export_events('/tmp/cohortdb-never-written')", d, d, d),
         ("SELECT count(*) FROM pg_catalog.pg_class", None, None, None),
         ("SELECT * FROM audit_log", d, d, d),
         ("SELECT * FROM collector_apps", d, d, d),

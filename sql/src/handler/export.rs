@@ -12,8 +12,9 @@
 //! groups, page statistics and page index). Each day is written under a
 //! temporary name and renamed into place, so a reader sees a day complete
 //! or not at all; `_SUCCESS` is removed first and written last. The rows
-//! are read through the session, so its snapshot, time zone, privileges
-//! and masking apply.
+//! are read through the session, so its time zone, privileges and masking
+//! apply. Each day is its own query (no snapshot across days: a day is
+//! exported as committed when its query runs).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
