@@ -10,6 +10,8 @@
 #   scripts/dist-demo.sh [WORK_DIR]      (default: a new temporary directory)
 #
 # Ports: scheduler 50050; executors 50051/50052 and 50061/50062.
+# PROFILE=debug builds the debug profile instead (much faster to build cold,
+# slower to run); CARGO_TARGET_DIR is honoured.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 target="${CARGO_TARGET_DIR:-$PWD/target}"
