@@ -14,6 +14,18 @@ use datafusion::prelude::{SessionConfig, SessionContext};
 
 use crate::files::register_functions;
 
+/// Logs to stdout for the scheduler and executor binaries (`COHORTDB_LOG`
+/// sets the filter, default `info`).
+pub fn init_logging() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("COHORTDB_LOG")
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .with_ansi(false)
+        .init();
+}
+
 /// The scheduler's session builder: Ballista's default plus the analytics
 /// functions.
 pub fn scheduler_session(config: SessionConfig) -> Result<SessionState> {
@@ -42,8 +54,6 @@ pub async fn remote_context(url: &str, partitions: usize) -> Result<SessionConte
         .build();
     // Ballista's upgrade replaces the function lists, so register after it.
     let ctx = SessionContext::remote_with_state(url, state).await?;
-    for f in cohortdb_analytics::udaf::aggregates() {
-        ctx.register_udaf(f);
-    }
+    crate::files::register_in(&ctx);
     Ok(ctx)
 }

@@ -17,6 +17,13 @@ pub fn register_functions(registry: &mut dyn FunctionRegistry) -> Result<()> {
     Ok(())
 }
 
+/// Registers every analytics aggregate function in `ctx`.
+pub fn register_in(ctx: &SessionContext) {
+    for f in cohortdb_analytics::udaf::aggregates() {
+        ctx.register_udaf(f);
+    }
+}
+
 /// Registers `events` and `contacts` of the export in `dir`.
 pub async fn register_export(ctx: &SessionContext, dir: &Path) -> Result<()> {
     let path = |p: &str| format!("{}/", dir.join(p).display());
@@ -37,9 +44,7 @@ pub async fn local_context(dir: &Path, partitions: usize) -> Result<SessionConte
     let ctx = SessionContext::new_with_config(
         SessionConfig::new().with_target_partitions(partitions.max(1)),
     );
-    for f in cohortdb_analytics::udaf::aggregates() {
-        ctx.register_udaf(f);
-    }
+    register_in(&ctx);
     register_export(&ctx, dir).await?;
     Ok(ctx)
 }

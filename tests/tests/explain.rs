@@ -5,18 +5,13 @@
 //! `event` and a range on `event_day` must both appear there (pushed down),
 //! in the simple and the extended protocol.
 
-use cohortdb_tests::{simple_rows, TestServer};
+use cohortdb_tests::{explain_text, simple_rows, TestServer};
 use tokio_postgres::Client;
 
-/// All text cells of an EXPLAIN, simple protocol, one line per cell.
+/// All text cells of `sql` (an EXPLAIN), simple protocol, one line per cell.
 async fn explain_simple(client: &Client, sql: &str) -> String {
-    simple_rows(client, sql)
-        .await
-        .into_iter()
-        .flatten()
-        .flatten()
-        .collect::<Vec<_>>()
-        .join("\n")
+    let query = sql.strip_prefix("EXPLAIN ").expect("an EXPLAIN statement");
+    explain_text(client, query).await
 }
 
 /// All text cells of an EXPLAIN, extended protocol.

@@ -271,32 +271,10 @@ impl Accumulator for ContactAcc {
     }
 
     fn state(&mut self) -> DfResult<Vec<ScalarValue>> {
-        let ts: Vec<ScalarValue> = self
-            .rows
+        state_arrays(self.statement, std::slice::from_ref(&self.rows))?
             .iter()
-            .map(|r| ScalarValue::Int64(Some(r.0)))
-            .collect();
-        let ms: Vec<ScalarValue> = self
-            .rows
-            .iter()
-            .map(|r| ScalarValue::UInt32(Some(r.1)))
-            .collect();
-        let mut out = vec![
-            ScalarValue::List(ScalarValue::new_list_nullable(&ts, &A::Int64)),
-            ScalarValue::List(ScalarValue::new_list_nullable(&ms, &A::UInt32)),
-        ];
-        if self.statement.value_bits().is_some() {
-            let vs: Vec<ScalarValue> = self
-                .rows
-                .iter()
-                .map(|r| ScalarValue::Float64(r.2))
-                .collect();
-            out.push(ScalarValue::List(ScalarValue::new_list_nullable(
-                &vs,
-                &A::Float64,
-            )));
-        }
-        Ok(out)
+            .map(|a| ScalarValue::try_from_array(a, 0))
+            .collect()
     }
 
     fn merge_batch(&mut self, states: &[ArrayRef]) -> DfResult<()> {

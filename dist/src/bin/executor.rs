@@ -40,13 +40,7 @@ struct Args {
 }
 
 fn main() {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("COHORTDB_LOG")
-                .unwrap_or_else(|_| "info".into()),
-        )
-        .with_ansi(false)
-        .init();
+    cohortdb_dist::cluster::init_logging();
     let args = Args::parse();
     if let Err(e) = std::fs::create_dir_all(&args.work_dir) {
         eprintln!(

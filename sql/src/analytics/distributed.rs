@@ -17,7 +17,7 @@ use cohortdb_analytics::attribute::{AttrWindow, Model};
 use cohortdb_analytics::funnel::Window;
 use cohortdb_analytics::Unit;
 
-use super::parse::{self, AnalyticsStatement, Body, Kind, Piece};
+use super::parse::{self, AnalyticsStatement, Body, Piece};
 use super::{frame, label_of};
 use crate::error::{Result, SqlError};
 use crate::model::convert::date_from_days;
@@ -224,13 +224,7 @@ pub fn sql_form(stmt: &AnalyticsStatement, tz: &Tz) -> Result<String> {
             ))
         }
     };
-    let name = match stmt.kind {
-        Kind::Funnel => "funnel",
-        Kind::Retention => "retention",
-        Kind::Attribute => "attribute",
-        Kind::Ltv => "ltv",
-        Kind::Paths => "paths",
-    };
+    let name = stmt.kind.name().to_ascii_lowercase();
     let spec = quote_str(&spec);
     // event_day is the server's calendar day; a day of any session time
     // zone lies within one day of it.
