@@ -21,14 +21,15 @@
 //! step-`j` event) makes each start cost O(steps), so a contact costs
 //! O(events × steps). The deepest chain wins; among chains of that depth the
 //! earliest start. With several step-1 events at the start time, the `BY`
-//! key is the smallest key of a step-1 event that can start that chain.
+//! key is the smallest key (in the accumulator's [`KeyOrder`]: the value
+//! order) of a step-1 event that can start that chain.
 //!
 //! Decision: `conversion_rate` of step 1 is 1.0 when step 1 has contacts and
 //! NULL when it has none (denominator-0 rule); `overall_rate` likewise.
 
 use std::collections::HashMap;
 
-use crate::{Day, Event};
+use crate::{Day, Event, KeyOrder};
 
 /// The conversion window.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -154,6 +155,7 @@ pub struct FunnelAcc {
     /// Per-key counters.
     pub groups: HashMap<u32, FunnelGroup>,
     scratch: Scratch,
+    key_order: KeyOrder,
 }
 
 impl FunnelAcc {
@@ -164,7 +166,14 @@ impl FunnelAcc {
             spec,
             groups: HashMap::new(),
             scratch: Scratch::default(),
+            key_order: KeyOrder::ids(),
         }
+    }
+
+    /// Compares `BY` keys with `order` (see [`KeyOrder`]).
+    pub fn with_key_order(mut self, order: KeyOrder) -> Self {
+        self.key_order = order;
+        self
     }
 
     /// The statement's parameters.
@@ -324,7 +333,8 @@ impl FunnelAcc {
                             .filter(|(_, e)| e.mask & 1 != 0)
                             .map(|(c, e)| (e.key, c as u32)),
                     );
-                    cands.sort_unstable();
+                    let order = &self.key_order;
+                    cands.sort_unstable_by(|a, b| order.cmp(a.0, b.0).then(a.1.cmp(&b.1)));
                     let key = cands
                         .iter()
                         .find(|&&(_, c)| {

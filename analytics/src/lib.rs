@@ -54,6 +54,52 @@ pub struct Event {
     pub key: u32,
 }
 
+/// How group keys (`Event::key`) compare where a rule picks "the smallest
+/// key" (FUNNEL `BY` and LTV `GROUP BY` ties at the start time, PATHS nodes
+/// of one millisecond). The default compares ids; a caller whose ids are
+/// interned in arrival order supplies the order of the values behind them,
+/// so the result is the same whatever order storage or a shuffle delivered.
+#[derive(Clone)]
+pub struct KeyOrder(Option<std::sync::Arc<dyn Fn(u32, u32) -> std::cmp::Ordering + Send + Sync>>);
+
+impl KeyOrder {
+    /// Ids compare as numbers (ids already in value order).
+    pub fn ids() -> Self {
+        KeyOrder(None)
+    }
+
+    /// Ids compare by `f` (called only for distinct ids).
+    pub fn by(f: impl Fn(u32, u32) -> std::cmp::Ordering + Send + Sync + 'static) -> Self {
+        KeyOrder(Some(std::sync::Arc::new(f)))
+    }
+
+    /// Compares two keys.
+    #[inline]
+    pub fn cmp(&self, a: u32, b: u32) -> std::cmp::Ordering {
+        match &self.0 {
+            _ if a == b => std::cmp::Ordering::Equal,
+            None => a.cmp(&b),
+            Some(f) => f(a, b),
+        }
+    }
+}
+
+impl Default for KeyOrder {
+    fn default() -> Self {
+        KeyOrder::ids()
+    }
+}
+
+impl std::fmt::Debug for KeyOrder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "KeyOrder(values)"
+        } else {
+            "KeyOrder(ids)"
+        })
+    }
+}
+
 /// Period unit of RETENTION and LTV.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Unit {

@@ -20,14 +20,15 @@
 //! new_payers are NULL. Cohort-NULL rows sum, for period p, only the
 //! cohorts that reached p (revenue, new_payers, and the divisors of arpu /
 //! arppu); a p no cohort reached is NULL. Several INITIAL events at the
-//! first time: the group key is the smallest of their keys (storage order
-//! never matters). Ratios with a zero divisor are NULL (so arppu is NULL
-//! before anyone paid, where the seed's worked example prints 0).
+//! first time: the group key is the smallest of their keys in the
+//! accumulator's [`KeyOrder`] (the value order; storage order never
+//! matters). Ratios with a zero divisor are NULL (so arppu is NULL before
+//! anyone paid, where the seed's worked example prints 0).
 
 use std::collections::BTreeMap;
 
 use crate::calendar::{period_index, period_start};
-use crate::{ratio, Day, Event, Unit};
+use crate::{ratio, Day, Event, KeyOrder, Unit};
 
 /// An LTV statement's parameters.
 #[derive(Debug, Clone)]
@@ -87,6 +88,7 @@ pub struct LtvAcc {
     spec: LtvSpec,
     /// Per (group key, cohort period index).
     pub cohorts: BTreeMap<(u32, i32), LtvCohort>,
+    key_order: KeyOrder,
 }
 
 impl LtvAcc {
@@ -95,7 +97,14 @@ impl LtvAcc {
         LtvAcc {
             spec,
             cohorts: BTreeMap::new(),
+            key_order: KeyOrder::ids(),
         }
+    }
+
+    /// Compares `GROUP BY` keys with `order` (see [`KeyOrder`]).
+    pub fn with_key_order(mut self, order: KeyOrder) -> Self {
+        self.key_order = order;
+        self
     }
 
     /// The statement's parameters.
@@ -141,7 +150,7 @@ impl LtvAcc {
                         .take_while(|e| e.ts == e0.ts)
                         .filter(|e| e.mask & 1 != 0)
                         .map(|e| e.key)
-                        .min()
+                        .min_by(|a, b| self.key_order.cmp(*a, *b))
                         .unwrap_or(e0.key)
                 });
                 (e0.ts, e0.day, key)

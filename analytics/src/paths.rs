@@ -20,13 +20,14 @@
 //! node (None only where the path ends).
 //!
 //! Decision (storage order never matters): nodes with equal `ts` are
-//! ordered by node key, and among equal (ts, key) events those matching
+//! ordered by node key in the accumulator's [`KeyOrder`] (the node's
+//! value: event code, then BY value), and among equal (ts, key) events those matching
 //! START AT come first and those matching END AT come last (so a start or
 //! end node never cuts off an identical node of the same millisecond).
 
 use std::collections::HashMap;
 
-use crate::{Day, Event};
+use crate::{Day, Event, KeyOrder};
 
 /// Where paths are anchored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,6 +80,7 @@ pub struct PathsAcc {
     nodes: Vec<(i64, u32, bool, bool)>,
     /// Scratch: one path's nodes (at most depth + 1).
     path: Vec<u32>,
+    key_order: KeyOrder,
 }
 
 impl PathsAcc {
@@ -89,7 +91,14 @@ impl PathsAcc {
             links: HashMap::new(),
             nodes: Vec::new(),
             path: Vec::new(),
+            key_order: KeyOrder::ids(),
         }
+    }
+
+    /// Orders node keys of one millisecond with `order` (see [`KeyOrder`]).
+    pub fn with_key_order(mut self, order: KeyOrder) -> Self {
+        self.key_order = order;
+        self
     }
 
     /// The statement's parameters.
@@ -117,7 +126,12 @@ impl PathsAcc {
         }
         if tie {
             // (ts, key, start first, end last).
-            nodes.sort_unstable_by_key(|n| (n.0, n.1, !n.2, n.3));
+            let order = &self.key_order;
+            nodes.sort_unstable_by(|a, b| {
+                a.0.cmp(&b.0)
+                    .then(order.cmp(a.1, b.1))
+                    .then((!a.2, a.3).cmp(&(!b.2, b.3)))
+            });
         }
         let want = spec.depth as usize + 1;
         let mut lo = 0;

@@ -153,7 +153,7 @@ async fn statements_on_ballista_equal_the_server() {
             .await
             .unwrap();
         for (stmt, want) in STATEMENTS.iter().zip(&expected) {
-            let form = sql_form(stmt);
+            let form = sql_form(stmt, &export);
             let got = ctx
                 .sql(&form)
                 .await

@@ -75,6 +75,11 @@ enum Command {
         /// Session time zone of the statement (FROM/TO days, BY DAY periods).
         #[arg(long, default_value = "UTC")]
         timezone: String,
+        /// An export directory (`cohortdb export`) whose columns resolve
+        /// `BY` columns as the server does; without it a bare `BY` name is
+        /// an events column.
+        #[arg(long)]
+        export: Option<PathBuf>,
         /// The statement.
         statement: String,
     },
@@ -139,6 +144,7 @@ fn main() {
         }
         Command::SqlForm {
             timezone,
+            export,
             statement,
         } => {
             let tz: Result<chrono_tz::Tz, _> = if timezone.eq_ignore_ascii_case("utc") {
@@ -150,7 +156,15 @@ fn main() {
                 eprintln!("cohortdb: unknown time zone {timezone}");
                 std::process::exit(2);
             };
-            match cohortdb_sql::analytics::distributed::sql_form_of_text(&statement, &tz) {
+            use cohortdb_sql::analytics::distributed::{export_columns, sql_form_of_text};
+            let columns = match export.as_deref().map(export_columns).transpose() {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("cohortdb: {e}");
+                    std::process::exit(1);
+                }
+            };
+            match sql_form_of_text(&statement, &tz, columns.as_ref()) {
                 Ok(sql) => println!("{sql}"),
                 Err(e) => {
                     eprintln!("cohortdb: {e}");

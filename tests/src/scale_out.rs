@@ -36,6 +36,31 @@ pub const STATEMENTS: &[&str] = &[
      FROM '2025-06-02' TO '2025-06-10' AS OF '2025-06-12 08:00:00'",
     "LTV INITIAL EVENT event = 'browse_sku_page' REVENUE event = 'custom_order' VALUE p_price BY WEEK PERIODS 2 \
      FROM '2025-06-01' TO '2025-06-14' IN GROUP group_buyers AS OF '2025-06-30 00:00:00'",
+    // BY an event column: ties of step-1 events with different sources
+    "FUNNEL STEP event = 'app_launch', STEP event = 'browse_sku_page', STEP event = 'custom_order' \
+     WITHIN 2 DAYS FROM '2025-06-02' TO '2025-06-14' BY p_source AS OF '2025-06-20 00:00:00'",
+    // BY a contact column (NULL for some contacts)
+    "FUNNEL STEP event = 'browse_sku_page', STEP event = 'add_to_cart' WITHIN 24 HOURS \
+     FROM '2025-06-01' TO '2025-06-16' BY city AS OF '2025-06-20 00:00:00'",
+    "FUNNEL STEP event = 'app_launch', STEP event = 'custom_order' WITHIN 3 DAYS \
+     FROM '2025-06-01' TO '2025-06-16' BY contact.p_tier AS OF '2025-06-20 00:00:00'",
+    // GROUP BY an event and a contact column together
+    "LTV INITIAL EVENT event = 'app_launch' REVENUE event = 'custom_order' VALUE p_price BY DAY PERIODS 3 \
+     FROM '2025-06-02' TO '2025-06-12' GROUP BY p_source, city AS OF '2025-06-14 00:00:00'",
+    "LTV INITIAL EVENT event IN ('app_launch', 'browse_sku_page') REVENUE event = 'custom_order' VALUE p_price \
+     BY WEEK PERIODS 2 FROM '2025-06-01' TO '2025-06-14' GROUP BY p_source AS OF '2025-06-30 00:00:00'",
+    // INITIAL ATTRIBUTE: contacts without events count too
+    "LTV INITIAL ATTRIBUTE p_signed_up REVENUE event = 'custom_order' VALUE p_price BY DAY PERIODS 4 \
+     FROM '2025-06-01' TO '2025-06-12' GROUP BY p_tier AS OF '2025-06-14 00:00:00'",
+    "LTV INITIAL ATTRIBUTE p_signed_up REVENUE event = 'custom_order' VALUE p_price BY WEEK PERIODS 1 \
+     FROM '2025-06-01' TO '2025-06-20' IN GROUP group_buyers AS OF '2025-06-30 00:00:00'",
+    "PATHS EVENTS event IN ('app_launch', 'browse_sku_page', 'add_to_cart', 'custom_order') \
+     START AT event = 'app_launch' SESSION GAP 30 MINUTES FROM '2025-06-01' TO '2025-06-18' DEPTH 3 \
+     AS OF '2025-06-30 00:00:00'",
+    "PATHS EVENTS event <> 'app_launch' END AT event = 'custom_order' SESSION GAP 120 MINUTES \
+     FROM '2025-06-02' TO '2025-06-16' BY p_source MERGE REPEATS DEPTH 4 AS OF '2025-06-30 00:00:00'",
+    "PATHS EVENTS event IS NOT NULL SESSION GAP 60 MINUTES FROM '2025-06-01' TO '2025-06-18' \
+     WHERE city = '深圳' DEPTH 2 AS OF '2025-06-30 00:00:00'",
 ];
 
 /// Loads 400 contacts and their events (0–15 each over 18 days, many
@@ -43,15 +68,43 @@ pub const STATEMENTS: &[&str] = &[
 /// `group_buyers`, drawing from `rng`.
 pub async fn load(client: &tokio_postgres::Client, rng: &mut StdRng) {
     exec(client, "ALTER TABLE events ADD COLUMN p_price DOUBLE").await;
+    exec(client, "ALTER TABLE events ADD COLUMN p_source TEXT").await;
+    exec(client, "ALTER TABLE contacts ADD COLUMN p_tier TEXT").await;
+    exec(
+        client,
+        "ALTER TABLE contacts ADD COLUMN p_signed_up TIMESTAMPTZ",
+    )
+    .await;
     let cities = ["上海", "北京", "深圳"];
+    let tiers = ["'gold'", "'silver'", "NULL"];
+    let sources = ["'ad'", "'search'", "'share'", "NULL"];
     let contacts = 400;
     let rows: Vec<String> = (1..=contacts)
-        .map(|id| format!("({id}, 'c{id}', '{}')", cities[id % 3]))
+        .map(|id| {
+            // signed up on whole local hours over 20 days, or never
+            let signed_up = if id % 5 == 0 {
+                "NULL".to_string()
+            } else {
+                format!(
+                    "to_timestamp({})",
+                    1_748_707_200_i64 - 8 * 3600 + rng.random_range(0..20 * 24) * 3600
+                )
+            };
+            let city = if id % 11 == 0 {
+                "NULL".to_string()
+            } else {
+                format!("'{}'", cities[id % 3])
+            };
+            format!(
+                "({id}, 'c{id}', {city}, {}, {signed_up})",
+                tiers[id % 3 / 2 + id % 2]
+            )
+        })
         .collect();
     exec(
         client,
         &format!(
-            "INSERT INTO contacts (id, name, city) VALUES {}",
+            "INSERT INTO contacts (id, name, city, p_tier, p_signed_up) VALUES {}",
             rows.join(", ")
         ),
     )
@@ -74,7 +127,10 @@ pub async fn load(client: &tokio_postgres::Client, rng: &mut StdRng) {
             } else {
                 "NULL".to_string()
             };
-            events.push(format!("({id}, '{event}', to_timestamp({t}), {price})"));
+            let source = sources[rng.random_range(0..sources.len())];
+            events.push(format!(
+                "({id}, '{event}', to_timestamp({t}), {price}, {source})"
+            ));
             // 0: an equal timestamp; whole hours: window edges; days: day edges
             t += match rng.random_range(0..5) {
                 0 => 0,
@@ -89,7 +145,7 @@ pub async fn load(client: &tokio_postgres::Client, rng: &mut StdRng) {
         exec(
             client,
             &format!(
-                "INSERT INTO events (contact_id, event, event_date, p_price) VALUES {}",
+                "INSERT INTO events (contact_id, event, event_date, p_price, p_source) VALUES {}",
                 chunk.join(", ")
             ),
         )
@@ -147,10 +203,13 @@ pub async fn load_seeded(client: &tokio_postgres::Client) {
     load(client, &mut StdRng::seed_from_u64(20)).await;
 }
 
-/// The SQL form of `stmt` in time zone [`TZ`], from `cohortdb sql-form`.
-pub fn sql_form(stmt: &str) -> String {
+/// The SQL form of `stmt` in time zone [`TZ`] over the export in
+/// `export`, from `cohortdb sql-form`.
+pub fn sql_form(stmt: &str, export: &std::path::Path) -> String {
     let out = std::process::Command::new(cohortdb_bin())
-        .args(["sql-form", "--timezone", TZ, stmt])
+        .args(["sql-form", "--timezone", TZ, "--export"])
+        .arg(export)
+        .arg(stmt)
         .output()
         .expect("run cohortdb sql-form");
     assert!(

@@ -55,7 +55,7 @@ async fn sql_forms_over_exported_parquet_equal_the_server() {
     for stmt in STATEMENTS {
         let expected = norm_rows(simple_rows(&client, stmt).await);
         assert!(!expected.is_empty(), "{stmt}");
-        let form = sql_form(stmt);
+        let form = sql_form(stmt, out.path());
         for (i, ctx) in contexts.iter().enumerate() {
             let got = ctx.sql(&form).await.unwrap().collect().await.unwrap();
             let got = norm_rows(batches_text(&got));

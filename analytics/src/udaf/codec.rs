@@ -2,6 +2,10 @@
 //! aggregate sends through a shuffle): little-endian, length-prefixed, a
 //! version byte first. Decoding checks every length and fails cleanly on
 //! truncated or foreign bytes.
+//!
+//! Keyed states (FUNNEL, LTV, PATHS) start with a key table: the encoded
+//! key tuples (see [`super::keys`]); a key `k ≥ 1` in the state is entry
+//! `k − 1`, and an empty table means unkeyed (every key 0).
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -10,9 +14,13 @@ use datafusion::common::{exec_datafusion_err, Result as DfResult};
 use crate::attribute::{AttributeAcc, TouchCounts};
 use crate::funnel::{FunnelAcc, FunnelGroup};
 use crate::ltv::{LtvAcc, LtvCohort};
+use crate::paths::PathsAcc;
 use crate::retention::{Cohort, RetentionAcc};
 
-const VERSION: u8 = 1;
+const VERSION: u8 = 2;
+
+/// A decoded keyed state: its key table and its counters.
+pub type KeyedState<T> = (Vec<Vec<u8>>, T);
 
 struct Writer(Vec<u8>);
 
@@ -31,6 +39,13 @@ impl Writer {
     }
     fn len(&mut self, n: usize) {
         self.u32(n as u32);
+    }
+    fn table(&mut self, table: &[Vec<u8>]) {
+        self.len(table.len());
+        for k in table {
+            self.len(k.len());
+            self.0.extend_from_slice(k);
+        }
     }
 }
 
@@ -77,6 +92,15 @@ impl<'a> Reader<'a> {
         }
         Ok(n)
     }
+    fn table(&mut self) -> DfResult<Vec<Vec<u8>>> {
+        let n = self.len(4)?;
+        let mut t = Vec::with_capacity(n);
+        for _ in 0..n {
+            let m = self.len(1)?;
+            t.push(self.take(m)?.to_vec());
+        }
+        Ok(t)
+    }
     fn end(&self) -> DfResult<()> {
         if self.0.is_empty() {
             Ok(())
@@ -86,9 +110,10 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// Encodes a FUNNEL accumulator's counters.
-pub fn encode_funnel(acc: &FunnelAcc) -> Vec<u8> {
+/// Encodes a FUNNEL accumulator's counters and its key table.
+pub fn encode_funnel(acc: &FunnelAcc, table: &[Vec<u8>]) -> Vec<u8> {
     let mut w = Writer::new();
+    w.table(table);
     let mut keys: Vec<&u32> = acc.groups.keys().collect();
     keys.sort_unstable();
     w.len(keys.len());
@@ -110,9 +135,10 @@ pub fn encode_funnel(acc: &FunnelAcc) -> Vec<u8> {
     w.0
 }
 
-/// Decodes [`encode_funnel`]'s bytes into the counters of `acc`'s shape.
-pub fn decode_funnel(bytes: &[u8]) -> DfResult<HashMap<u32, FunnelGroup>> {
+/// Decodes [`encode_funnel`]'s bytes: the key table and the counters.
+pub fn decode_funnel(bytes: &[u8]) -> DfResult<KeyedState<HashMap<u32, FunnelGroup>>> {
     let mut r = Reader::new(bytes)?;
+    let table = r.table()?;
     let n = r.len(4)?;
     let mut groups = HashMap::with_capacity(n);
     for _ in 0..n {
@@ -128,7 +154,7 @@ pub fn decode_funnel(bytes: &[u8]) -> DfResult<HashMap<u32, FunnelGroup>> {
         groups.insert(key, FunnelGroup { reached, seconds });
     }
     r.end()?;
-    Ok(groups)
+    Ok((table, groups))
 }
 
 /// Encodes a RETENTION accumulator's cohorts.
@@ -209,9 +235,10 @@ pub fn decode_attribute(bytes: &[u8]) -> DfResult<AttributeState> {
     Ok(state)
 }
 
-/// Encodes an LTV accumulator's cohorts.
-pub fn encode_ltv(acc: &LtvAcc) -> Vec<u8> {
+/// Encodes an LTV accumulator's cohorts and its key table.
+pub fn encode_ltv(acc: &LtvAcc, table: &[Vec<u8>]) -> Vec<u8> {
     let mut w = Writer::new();
+    w.table(table);
     w.len(acc.cohorts.len());
     for ((key, c), cohort) in &acc.cohorts {
         w.u32(*key);
@@ -230,9 +257,10 @@ pub fn encode_ltv(acc: &LtvAcc) -> Vec<u8> {
     w.0
 }
 
-/// Decodes [`encode_ltv`]'s bytes.
-pub fn decode_ltv(bytes: &[u8]) -> DfResult<BTreeMap<(u32, i32), LtvCohort>> {
+/// Decodes [`encode_ltv`]'s bytes: the key table and the cohorts.
+pub fn decode_ltv(bytes: &[u8]) -> DfResult<KeyedState<BTreeMap<(u32, i32), LtvCohort>>> {
     let mut r = Reader::new(bytes)?;
+    let table = r.table()?;
     let n = r.len(8)?;
     let mut cohorts = BTreeMap::new();
     for _ in 0..n {
@@ -255,7 +283,44 @@ pub fn decode_ltv(bytes: &[u8]) -> DfResult<BTreeMap<(u32, i32), LtvCohort>> {
         );
     }
     r.end()?;
-    Ok(cohorts)
+    Ok((table, cohorts))
+}
+
+/// Encodes a PATHS accumulator's link counts and its key table (nodes).
+pub fn encode_paths(acc: &PathsAcc, table: &[Vec<u8>]) -> Vec<u8> {
+    let mut w = Writer::new();
+    w.table(table);
+    let mut links: Vec<_> = acc.links.iter().collect();
+    links.sort_unstable();
+    w.len(links.len());
+    for (&(level, node, next), &n) in links {
+        w.u32(level);
+        w.u32(node);
+        // next + 1; 0 = the path ends
+        w.u32(next.map_or(0, |x| x + 1));
+        w.u64(n);
+    }
+    w.0
+}
+
+/// PATHS link counts by (level, node, next).
+pub type Links = HashMap<(u32, u32, Option<u32>), u64>;
+
+/// Decodes [`encode_paths`]'s bytes: the key table and the link counts.
+pub fn decode_paths(bytes: &[u8]) -> DfResult<KeyedState<Links>> {
+    let mut r = Reader::new(bytes)?;
+    let table = r.table()?;
+    let n = r.len(20)?;
+    let mut links = HashMap::with_capacity(n);
+    for _ in 0..n {
+        let level = r.u32()?;
+        let node = r.u32()?;
+        let next = r.u32()?.checked_sub(1);
+        let count = r.u64()?;
+        *links.entry((level, node, next)).or_insert(0) += count;
+    }
+    r.end()?;
+    Ok((table, links))
 }
 
 #[cfg(test)]
@@ -281,8 +346,10 @@ mod tests {
                 seconds: vec![vec![], vec![1.5]],
             },
         );
-        let b = encode_funnel(&acc);
-        let g = decode_funnel(&b).unwrap();
+        let table = vec![b"k".to_vec()];
+        let b = encode_funnel(&acc, &table);
+        let (t, g) = decode_funnel(&b).unwrap();
+        assert_eq!(t, table);
         assert_eq!(g[&7].reached, vec![3, 1]);
         assert_eq!(g[&7].seconds, vec![vec![], vec![1.5]]);
         for cut in 0..b.len() {

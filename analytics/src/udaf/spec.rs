@@ -10,6 +10,8 @@
 //! {"statement": "attribute", "touches": 3, "window_days": 1, "model": "linear",
 //!  "include_direct": true, "has_value": true, …}
 //! {"statement": "ltv", "unit": "day", "periods": 7, …}
+//! {"statement": "paths", "gap_ms": 1800000, "anchor": "start",
+//!  "merge_repeats": false, "depth": 5, …}
 //! ```
 //!
 //! `"same_day": true` replaces `window_days` for ATTRIBUTE `WITHIN SAME DAY`.
@@ -28,6 +30,7 @@ use crate::attribute::{AttrWindow, AttributeSpec, Model};
 use crate::calendar::days_from_civil;
 use crate::funnel::{FunnelSpec, Window};
 use crate::ltv::LtvSpec;
+use crate::paths::{Anchor, PathsSpec};
 use crate::retention::RetentionSpec;
 use crate::{Day, Unit};
 
@@ -65,8 +68,10 @@ pub enum Spec {
     Retention(RetentionSpec, Frame),
     /// ATTRIBUTE.
     Attribute(AttributeSpec, Frame),
-    /// LTV with INITIAL EVENT and without GROUP BY.
+    /// LTV.
     Ltv(LtvSpec, Frame),
+    /// PATHS.
+    Paths(PathsSpec, Frame),
 }
 
 impl Spec {
@@ -76,7 +81,8 @@ impl Spec {
             Spec::Funnel(_, f)
             | Spec::Retention(_, f)
             | Spec::Attribute(_, f)
-            | Spec::Ltv(_, f) => f,
+            | Spec::Ltv(_, f)
+            | Spec::Paths(_, f) => f,
         }
     }
 }
@@ -218,8 +224,33 @@ pub fn parse(json: &str) -> DfResult<Spec> {
                 frame,
             ))
         }
+        "paths" => {
+            let anchor = match text(&v, "anchor")? {
+                "none" => Anchor::None,
+                "start" => Anchor::Start,
+                "end" => Anchor::End,
+                a => return Err(plan_datafusion_err!("analytics spec: unknown anchor {a}")),
+            };
+            let depth = int(&v, "depth")?;
+            if !(1..=100).contains(&depth) {
+                return Err(plan_datafusion_err!(
+                    "analytics spec: \"depth\" must be 1 to 100, got {depth}"
+                ));
+            }
+            Ok(Spec::Paths(
+                PathsSpec {
+                    gap_ms: int(&v, "gap_ms")?,
+                    from,
+                    to,
+                    anchor,
+                    merge_repeats: boolean(&v, "merge_repeats")?,
+                    depth: depth as u32,
+                },
+                frame,
+            ))
+        }
         other => Err(plan_datafusion_err!(
-            "analytics spec: unknown statement {other} (expected funnel, retention, attribute or ltv)"
+            "analytics spec: unknown statement {other} (expected funnel, retention, attribute, ltv or paths)"
         )),
     }
 }

@@ -1,13 +1,14 @@
-//! `cohort_funnel`, `cohort_retention`, `cohort_attribute`, `cohort_ltv`
-//! (one contact's contribution) and their `_merge` aggregates (the
-//! statement's rows): see the module docs of [`super`] for the two-level
-//! plan. ATTRIBUTE and LTV take the VALUE column as their third argument.
+//! `cohort_funnel`, `cohort_retention`, `cohort_attribute`, `cohort_ltv`,
+//! `cohort_paths` (one contact's contribution) and their `_merge`
+//! aggregates (the statement's rows): see the module docs of [`super`] for
+//! the two-level plan and the argument layout.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
     Array, ArrayRef, BinaryArray, BooleanArray, Date32Array, Float64Array, Int32Array, Int64Array,
-    ListArray, StructArray, UInt32Array,
+    ListArray, StringArray, StructArray, UInt32Array,
 };
 use datafusion::arrow::buffer::OffsetBuffer;
 use datafusion::arrow::datatypes::{DataType as A, Field, FieldRef, Fields};
@@ -20,10 +21,12 @@ use datafusion::physical_expr::expressions::Literal;
 
 use super::codec;
 use super::composable::{cond_bits, to_ms};
+use super::keys;
 use super::spec::{self, Spec};
 use crate::attribute::AttributeAcc;
 use crate::funnel::FunnelAcc;
 use crate::ltv::LtvAcc;
+use crate::paths::PathsAcc;
 use crate::retention::RetentionAcc;
 use crate::Event;
 
@@ -36,9 +39,12 @@ pub enum Statement {
     Retention,
     /// ATTRIBUTE: conditions are TARGET and the touches; VALUE on targets.
     Attribute,
-    /// LTV (INITIAL EVENT, no GROUP BY): conditions are INITIAL and REVENUE;
-    /// VALUE on revenue events.
+    /// LTV: conditions are INITIAL and REVENUE; VALUE on revenue events;
+    /// an optional initial-time argument (INITIAL ATTRIBUTE).
     Ltv,
+    /// PATHS: conditions are EVENTS, START AT and END AT; the key is the
+    /// node (event code[, BY value]).
+    Paths,
 }
 
 impl Statement {
@@ -48,6 +54,7 @@ impl Statement {
             Statement::Retention => "retention",
             Statement::Attribute => "attribute",
             Statement::Ltv => "ltv",
+            Statement::Paths => "paths",
         }
     }
 
@@ -56,6 +63,7 @@ impl Statement {
             Statement::Funnel => (1, 31),
             Statement::Retention | Statement::Ltv => (2, 2),
             Statement::Attribute => (2, 32),
+            Statement::Paths => (3, 3),
         }
     }
 
@@ -63,18 +71,9 @@ impl Statement {
     /// VALUE argument).
     fn value_bits(self) -> Option<u32> {
         match self {
-            Statement::Funnel | Statement::Retention => None,
+            Statement::Funnel | Statement::Retention | Statement::Paths => None,
             Statement::Attribute => Some(1),
             Statement::Ltv => Some(2),
-        }
-    }
-
-    /// Index of the first condition argument.
-    fn first_cond(self) -> usize {
-        if self.value_bits().is_some() {
-            3
-        } else {
-            2
         }
     }
 
@@ -116,6 +115,12 @@ impl Statement {
                 f("arppu", A::Float64, true),
                 f("new_payers", A::Int64, true),
             ]),
+            Statement::Paths => Fields::from(vec![
+                f("level", A::Int32, false),
+                f("node", A::Utf8, false),
+                f("next_node", A::Utf8, true),
+                f("sessions", A::Int64, false),
+            ]),
         }
     }
 
@@ -124,7 +129,8 @@ impl Statement {
             (Statement::Funnel, Spec::Funnel(..))
             | (Statement::Retention, Spec::Retention(..))
             | (Statement::Attribute, Spec::Attribute(..))
-            | (Statement::Ltv, Spec::Ltv(..)) => Ok(()),
+            | (Statement::Ltv, Spec::Ltv(..))
+            | (Statement::Paths, Spec::Paths(..)) => Ok(()),
             _ => plan_err!("cohort_{}: the spec is for another statement", self.name()),
         }
     }
@@ -143,7 +149,85 @@ fn spec_arg(name: &str, args: &AccumulatorArgs) -> DfResult<Spec> {
     }
 }
 
-/// `cohort_<statement>(spec, event_time, cond…)`.
+/// Where the arguments of a per-contact aggregate are:
+/// `(spec, event_time, [value], [key STRUCT], [initial time], cond…)`.
+#[derive(Debug, Clone)]
+struct Layout {
+    /// VALUE (ATTRIBUTE, LTV).
+    value: Option<usize>,
+    /// The key `STRUCT` and its fields (FUNNEL BY, LTV GROUP BY, PATHS).
+    key: Option<(usize, Fields)>,
+    /// The initial time (LTV INITIAL ATTRIBUTE): not a boolean.
+    initial: Option<usize>,
+    /// First condition.
+    first_cond: usize,
+}
+
+impl Layout {
+    fn of(statement: Statement, name: &str, types: &[A]) -> DfResult<Layout> {
+        let mut i = 2;
+        let value = statement.value_bits().map(|_| {
+            i += 1;
+            i - 1
+        });
+        let key = match types.get(i) {
+            Some(A::Struct(fields)) if statement != Statement::Retention => {
+                keys::check_fields(fields, name)?;
+                i += 1;
+                Some((i - 1, fields.clone()))
+            }
+            _ => None,
+        };
+        let initial = match types.get(i) {
+            Some(t) if statement == Statement::Ltv && t != &A::Boolean && t != &A::Null => {
+                if !matches!(t, A::Timestamp(_, _) | A::Date32) {
+                    return plan_err!(
+                        "{name}: the initial time must be a TIMESTAMP or DATE, got {t}"
+                    );
+                }
+                i += 1;
+                Some(i - 1)
+            }
+            _ => None,
+        };
+        let (lo, hi) = statement.conds();
+        let n = types.len().saturating_sub(i);
+        if types.len() < i || n < lo || n > hi {
+            let shape = match statement {
+                Statement::Funnel => "spec, event_time, [key STRUCT,] step…",
+                Statement::Retention => "spec, event_time, initial, return",
+                Statement::Attribute => "spec, event_time, value, target, touch…",
+                Statement::Ltv => {
+                    "spec, event_time, value, [key STRUCT,] [initial_time,] initial, revenue"
+                }
+                Statement::Paths => "spec, event_time, key STRUCT, events, start_at, end_at",
+            };
+            return plan_err!("{name}({shape}) takes {lo} to {hi} conditions, got {n}");
+        }
+        if statement == Statement::Paths && key.is_none() {
+            return plan_err!("{name}: the third argument must be the node STRUCT(event[, by])");
+        }
+        if !matches!(types[1], A::Timestamp(_, _) | A::Int64 | A::Null) {
+            return plan_err!(
+                "{name}: the second argument must be the event time, got {}",
+                types[1]
+            );
+        }
+        Ok(Layout {
+            value,
+            key,
+            initial,
+            first_cond: i,
+        })
+    }
+
+    fn of_fields(statement: Statement, name: &str, fields: &[FieldRef]) -> DfResult<Layout> {
+        let types: Vec<A> = fields.iter().map(|f| f.data_type().clone()).collect();
+        Layout::of(statement, name, &types)
+    }
+}
+
+/// `cohort_<statement>(spec, event_time, [value,] [key,] [initial,] cond…)`.
 #[derive(Debug, PartialEq, Eq, Hash)]
 pub struct ContactAggregate {
     statement: Statement,
@@ -160,6 +244,30 @@ impl ContactAggregate {
             signature: Signature::variadic_any(Volatility::Immutable),
         }
     }
+
+    fn kernel(&self, args: &AccumulatorArgs) -> DfResult<Kernel> {
+        let spec = spec_arg(&self.name, args)?;
+        self.statement.check(&spec)?;
+        let layout = Layout::of_fields(self.statement, &self.name, args.expr_fields)?;
+        Ok(Kernel {
+            statement: self.statement,
+            spec,
+            layout,
+        })
+    }
+}
+
+/// The contribution's type: BINARY, or with a key `STRUCT(state BINARY,
+/// key STRUCT)` whose `key` is always NULL and carries the key's types to
+/// the `_merge` aggregate.
+fn contribution_type(layout: &Layout) -> A {
+    match &layout.key {
+        None => A::Binary,
+        Some((_, fields)) => A::Struct(Fields::from(vec![
+            Field::new("state", A::Binary, true),
+            Field::new("key", A::Struct(fields.clone()), true),
+        ])),
+    }
 }
 
 impl AggregateUDFImpl for ContactAggregate {
@@ -170,36 +278,16 @@ impl AggregateUDFImpl for ContactAggregate {
         &self.signature
     }
     fn return_type(&self, args: &[A]) -> DfResult<A> {
-        let (lo, hi) = self.statement.conds();
-        let first = self.statement.first_cond();
-        let n = args.len().saturating_sub(first);
-        if args.len() < first || n < lo || n > hi {
-            let shape = if first == 3 {
-                "spec, event_time, value, cond…"
-            } else {
-                "spec, event_time, cond…"
-            };
-            return plan_err!(
-                "{}({shape}) takes {lo} to {hi} conditions, got {n}",
-                self.name
-            );
-        }
-        if !matches!(args[1], A::Timestamp(_, _) | A::Int64) {
-            return plan_err!(
-                "{}: the second argument must be the event time, got {}",
-                self.name,
-                args[1]
-            );
-        }
-        Ok(A::Binary)
+        Ok(contribution_type(&Layout::of(
+            self.statement,
+            &self.name,
+            args,
+        )?))
     }
     fn accumulator(&self, args: AccumulatorArgs) -> DfResult<Box<dyn Accumulator>> {
-        let spec = spec_arg(&self.name, &args)?;
-        self.statement.check(&spec)?;
         Ok(Box::new(ContactAcc {
-            statement: self.statement,
-            spec,
-            rows: Vec::new(),
+            kernel: self.kernel(&args)?,
+            group: Group::default(),
         }))
     }
     fn groups_accumulator_supported(&self, _args: AccumulatorArgs) -> bool {
@@ -209,33 +297,34 @@ impl AggregateUDFImpl for ContactAggregate {
         &self,
         args: AccumulatorArgs,
     ) -> DfResult<Box<dyn GroupsAccumulator>> {
-        let spec = spec_arg(&self.name, &args)?;
-        self.statement.check(&spec)?;
         Ok(Box::new(ContactGroups {
-            statement: self.statement,
-            spec,
+            kernel: self.kernel(&args)?,
             groups: Vec::new(),
             held: 0,
         }))
     }
     fn state_fields(&self, args: StateFieldsArgs) -> DfResult<Vec<FieldRef>> {
+        let layout = Layout::of_fields(self.statement, &self.name, args.input_fields)?;
         let item = |t: A| Arc::new(Field::new_list_field(t, true));
-        let mut fields = vec![
+        let list = |n: &str, t: A| {
             Arc::new(Field::new(
-                format!("{}_ts", args.name),
-                A::List(item(A::Int64)),
+                format!("{}_{n}", args.name),
+                A::List(item(t)),
                 true,
-            )),
-            Arc::new(Field::new(
-                format!("{}_mask", args.name),
-                A::List(item(A::UInt32)),
-                true,
-            )),
-        ];
-        if self.statement.value_bits().is_some() {
+            ))
+        };
+        let mut fields = vec![list("ts", A::Int64), list("mask", A::UInt32)];
+        if layout.value.is_some() {
+            fields.push(list("value", A::Float64));
+        }
+        if layout.key.is_some() {
+            fields.push(list("key", A::UInt32));
+            fields.push(list("keys", A::Binary));
+        }
+        if layout.initial.is_some() {
             fields.push(Arc::new(Field::new(
-                format!("{}_value", args.name),
-                A::List(item(A::Float64)),
+                format!("{}_initial", args.name),
+                A::Int64,
                 true,
             )));
         }
@@ -243,35 +332,373 @@ impl AggregateUDFImpl for ContactAggregate {
     }
 }
 
-/// One contact's matching events (time, condition bits, VALUE), in
-/// arrival order.
+/// One contact's matching events as (time, condition bits, VALUE, index
+/// into `keys`), in arrival order, its distinct encoded keys, and its
+/// initial time (INITIAL ATTRIBUTE).
+#[derive(Debug, Default, Clone)]
+struct Group {
+    rows: Vec<(i64, u32, Option<f64>, u32)>,
+    keys: Vec<Vec<u8>>,
+    initial: Option<i64>,
+    /// Bytes of `keys`, for `size`.
+    key_bytes: usize,
+}
+
+impl Group {
+    /// The index of `key` in `keys`, adding it.
+    fn key_index(&mut self, key: &[u8]) -> u32 {
+        match self.keys.iter().rposition(|k| k == key) {
+            Some(i) => i as u32,
+            None => {
+                self.key_bytes += key.len() + 24;
+                self.keys.push(key.to_vec());
+                self.keys.len() as u32 - 1
+            }
+        }
+    }
+
+    fn set_initial(&mut self, ts: i64) {
+        self.initial = Some(self.initial.map_or(ts, |t| t.min(ts)));
+    }
+
+    fn bytes(&self) -> usize {
+        self.rows.len() * 32 + self.key_bytes
+    }
+}
+
+/// What every accumulator of one aggregate call shares.
 #[derive(Debug)]
-struct ContactAcc {
+struct Kernel {
     statement: Statement,
     spec: Spec,
-    rows: Vec<(i64, u32, Option<f64>)>,
+    layout: Layout,
+}
+
+/// One batch of arguments, decoded.
+struct Input {
+    ts: Int64Array,
+    masks: Vec<u32>,
+    value: Option<Float64Array>,
+    key: Option<ArrayRef>,
+    initial: Option<Int64Array>,
+}
+
+impl Kernel {
+    fn input(&self, values: &[ArrayRef]) -> DfResult<Input> {
+        let n = values[1].len();
+        let value = match self.layout.value {
+            Some(i) => {
+                let v = datafusion::arrow::compute::cast(&values[i], &A::Float64)?;
+                v.as_any().downcast_ref::<Float64Array>().cloned()
+            }
+            None => None,
+        };
+        Ok(Input {
+            ts: to_ms(&values[1])?,
+            masks: cond_bits(values, self.layout.first_cond, n)?,
+            value,
+            key: self.layout.key.as_ref().map(|(i, _)| values[*i].clone()),
+            initial: match self.layout.initial {
+                Some(i) => Some(to_ms(&values[i])?),
+                None => None,
+            },
+        })
+    }
+
+    /// Adds row `r` of `input` to `group`.
+    fn add_row(&self, input: &Input, r: usize, group: &mut Group) -> DfResult<()> {
+        if let Some(init) = &input.initial {
+            if init.is_valid(r) {
+                group.set_initial(init.value(r));
+                // INITIAL ATTRIBUTE groups by contact columns: keep the
+                // contact's key even when it has no events
+                if let (Some(key), true) = (&input.key, group.keys.is_empty()) {
+                    group.key_index(&keys::encode_row(key, r)?);
+                }
+            }
+        }
+        let m = input.masks[r];
+        if m == 0 || !input.ts.is_valid(r) {
+            return Ok(());
+        }
+        // VALUE only where the kernel reads it (targets, revenue)
+        let v = match (&input.value, self.statement.value_bits()) {
+            (Some(v), Some(bits)) if m & bits != 0 && v.is_valid(r) => Some(v.value(r)),
+            _ => None,
+        };
+        let k = match &input.key {
+            Some(key) => group.key_index(&keys::encode_row(key, r)?),
+            None => 0,
+        };
+        group.rows.push((input.ts.value(r), m, v, k));
+        Ok(())
+    }
+
+    /// The contact's contribution: its events (any order) through the
+    /// statement's kernel, encoded; None when it contributes nothing.
+    fn contribution(&self, group: &Group) -> DfResult<Option<Vec<u8>>> {
+        let frame = self.spec.frame();
+        // Keys ranked in value order: the kernels' "smallest key" is the
+        // smallest value, as on the server.
+        let mut table: Vec<Vec<u8>> = Vec::new();
+        let mut rank = vec![0u32; group.keys.len()];
+        if let Some((_, fields)) = &self.layout.key {
+            let decoded = group
+                .keys
+                .iter()
+                .map(|k| keys::decode(k, fields))
+                .collect::<DfResult<Vec<_>>>()?;
+            let mut order: Vec<usize> = (0..group.keys.len()).collect();
+            order.sort_by(|a, b| keys::compare_tuples(&decoded[*a], &decoded[*b]));
+            for (pos, i) in order.into_iter().enumerate() {
+                rank[i] = pos as u32 + 1;
+                table.push(group.keys[i].clone());
+            }
+        }
+        // The scan's rules: nothing after AS OF, only the scanned local days.
+        let mut events: Vec<Event> = group
+            .rows
+            .iter()
+            .filter(|r| r.0 <= frame.as_of_ms)
+            .filter_map(|&(ts, mask, value, k)| {
+                let day = frame.day(ts);
+                (day >= frame.scan.0 && day <= frame.scan.1).then(|| Event {
+                    ts,
+                    day,
+                    mask,
+                    value,
+                    key: rank.get(k as usize).copied().unwrap_or(0),
+                })
+            })
+            .collect();
+        let initial_mode = self.layout.initial.is_some();
+        if events.is_empty() && !(initial_mode && group.initial.is_some()) {
+            return Ok(None);
+        }
+        // Time order; equal times in any order (no kernel result depends on it).
+        events.sort_by(|a, b| {
+            (a.ts, a.mask, a.key).cmp(&(b.ts, b.mask, b.key)).then(
+                a.value
+                    .unwrap_or(f64::NEG_INFINITY)
+                    .total_cmp(&b.value.unwrap_or(f64::NEG_INFINITY)),
+            )
+        });
+        Ok(match &self.spec {
+            Spec::Funnel(s, _) => {
+                let mut acc = FunnelAcc::new(s.clone());
+                acc.add_contact(&events, None);
+                (!acc.groups.is_empty()).then(|| codec::encode_funnel(&acc, &table))
+            }
+            Spec::Retention(s, _) => {
+                let mut acc = RetentionAcc::new(s.clone());
+                acc.add_contact(&events);
+                (!acc.cohorts.is_empty()).then(|| codec::encode_retention(&acc))
+            }
+            Spec::Attribute(s, _) => {
+                let mut acc = AttributeAcc::new(s.clone());
+                acc.add_contact(&events);
+                let any = acc.direct_conversions != 0.0
+                    || acc.direct_value != 0.0
+                    || acc
+                        .touches
+                        .iter()
+                        .any(|t| t.clicks != 0 || t.effective_clicks != 0 || t.conversions != 0.0);
+                any.then(|| codec::encode_attribute(&acc))
+            }
+            Spec::Ltv(s, _) => {
+                let mut acc = LtvAcc::new(s.clone());
+                if initial_mode {
+                    // Contacts without the attribute are skipped, as on the server.
+                    let Some(ts) = group.initial else {
+                        return Ok(None);
+                    };
+                    // the contact's key (GROUP BY contact columns: one per contact)
+                    let key = (!table.is_empty()).then_some(1);
+                    acc.add_contact(&events, Some((ts, frame.day(ts))), key);
+                } else {
+                    acc.add_contact(&events, None, None);
+                }
+                (!acc.cohorts.is_empty()).then(|| codec::encode_ltv(&acc, &table))
+            }
+            Spec::Paths(s, _) => {
+                let mut acc = PathsAcc::new(s.clone());
+                acc.add_contact(&events);
+                (!acc.links.is_empty()).then(|| codec::encode_paths(&acc, &table))
+            }
+        })
+    }
+
+    /// The state lists of `groups`, one list per group.
+    fn state_arrays(&self, groups: &[Group]) -> DfResult<Vec<ArrayRef>> {
+        let offsets = OffsetBuffer::from_lengths(groups.iter().map(|g| g.rows.len()));
+        let item = |t: A| Arc::new(Field::new_list_field(t, true));
+        let rows = || groups.iter().flat_map(|g| g.rows.iter());
+        let mut out: Vec<ArrayRef> = vec![
+            Arc::new(ListArray::try_new(
+                item(A::Int64),
+                offsets.clone(),
+                Arc::new(Int64Array::from_iter_values(rows().map(|r| r.0))),
+                None,
+            )?),
+            Arc::new(ListArray::try_new(
+                item(A::UInt32),
+                offsets.clone(),
+                Arc::new(UInt32Array::from_iter_values(rows().map(|r| r.1))),
+                None,
+            )?),
+        ];
+        if self.layout.value.is_some() {
+            out.push(Arc::new(ListArray::try_new(
+                item(A::Float64),
+                offsets.clone(),
+                Arc::new(Float64Array::from_iter(rows().map(|r| r.2))),
+                None,
+            )?));
+        }
+        if self.layout.key.is_some() {
+            out.push(Arc::new(ListArray::try_new(
+                item(A::UInt32),
+                offsets,
+                Arc::new(UInt32Array::from_iter_values(rows().map(|r| r.3))),
+                None,
+            )?));
+            let key_offsets = OffsetBuffer::from_lengths(groups.iter().map(|g| g.keys.len()));
+            let table: BinaryArray = groups
+                .iter()
+                .flat_map(|g| g.keys.iter().map(|k| Some(k.as_slice())))
+                .collect();
+            out.push(Arc::new(ListArray::try_new(
+                item(A::Binary),
+                key_offsets,
+                Arc::new(table),
+                None,
+            )?));
+        }
+        if self.layout.initial.is_some() {
+            out.push(Arc::new(Int64Array::from_iter(
+                groups.iter().map(|g| g.initial),
+            )));
+        }
+        Ok(out)
+    }
+
+    /// Appends the state of row `i` of `states` to `group`.
+    fn append_state(&self, states: &[ArrayRef], i: usize, group: &mut Group) -> DfResult<()> {
+        let bad = || exec_err!("cohort aggregate: unexpected state types");
+        let list = |j: usize| -> DfResult<Option<ArrayRef>> {
+            match states
+                .get(j)
+                .and_then(|a| a.as_any().downcast_ref::<ListArray>())
+            {
+                Some(l) if l.is_null(i) => Ok(None),
+                Some(l) => Ok(Some(l.value(i))),
+                None => exec_err!("cohort aggregate: unexpected state types"),
+            }
+        };
+        let mut next = 2;
+        let (Some(t), Some(m)) = (list(0)?, list(1)?) else {
+            return Ok(());
+        };
+        let (Some(t), Some(m)) = (
+            t.as_any().downcast_ref::<Int64Array>(),
+            m.as_any().downcast_ref::<UInt32Array>(),
+        ) else {
+            return bad();
+        };
+        let n = t.len();
+        let values = match self.layout.value {
+            Some(_) => {
+                next += 1;
+                match list(next - 1)? {
+                    Some(v) => match v.as_any().downcast_ref::<Float64Array>() {
+                        Some(v) => Some(v.clone()),
+                        None => return bad(),
+                    },
+                    None => return bad(),
+                }
+            }
+            None => None,
+        };
+        // key index of the state → index in `group.keys`
+        let mut key_map: Option<(UInt32Array, Vec<u32>)> = None;
+        if self.layout.key.is_some() {
+            next += 2;
+            let (Some(k), Some(table)) = (list(next - 2)?, list(next - 1)?) else {
+                return bad();
+            };
+            let (Some(k), Some(table)) = (
+                k.as_any().downcast_ref::<UInt32Array>(),
+                table.as_any().downcast_ref::<BinaryArray>(),
+            ) else {
+                return bad();
+            };
+            let map: Vec<u32> = (0..table.len())
+                .map(|j| group.key_index(table.value(j)))
+                .collect();
+            key_map = Some((k.clone(), map));
+        }
+        if self.layout.initial.is_some() {
+            match states
+                .get(next)
+                .and_then(|a| a.as_any().downcast_ref::<Int64Array>())
+            {
+                Some(a) if a.is_valid(i) => group.set_initial(a.value(i)),
+                Some(_) => {}
+                None => return bad(),
+            }
+        }
+        if m.len() != n
+            || values.as_ref().is_some_and(|v| v.len() != n)
+            || key_map.as_ref().is_some_and(|(k, _)| k.len() != n)
+        {
+            return exec_err!("cohort aggregate: state lists differ in length");
+        }
+        for j in 0..n {
+            let v = values
+                .as_ref()
+                .and_then(|v| v.is_valid(j).then(|| v.value(j)));
+            let k = match &key_map {
+                Some((k, map)) => match map.get(k.value(j) as usize) {
+                    Some(x) => *x,
+                    None => return exec_err!("cohort aggregate: a key index out of range"),
+                },
+                None => 0,
+            };
+            group.rows.push((t.value(j), m.value(j), v, k));
+        }
+        Ok(())
+    }
+}
+
+/// One contact's events, for a single group.
+#[derive(Debug)]
+struct ContactAcc {
+    kernel: Kernel,
+    group: Group,
 }
 
 impl Accumulator for ContactAcc {
     fn update_batch(&mut self, values: &[ArrayRef]) -> DfResult<()> {
-        self.rows.extend(
-            matching_rows(self.statement, values)?
-                .into_iter()
-                .map(|(_, ts, m, v)| (ts, m, v)),
-        );
+        let input = self.kernel.input(values)?;
+        for r in 0..input.masks.len() {
+            self.kernel.add_row(&input, r, &mut self.group)?;
+        }
         Ok(())
     }
 
     fn evaluate(&mut self) -> DfResult<ScalarValue> {
-        Ok(ScalarValue::Binary(contribution(&self.spec, &self.rows)))
+        let c = self.kernel.contribution(&self.group)?;
+        let arr = contribution_array(&self.kernel.layout, vec![c])?;
+        ScalarValue::try_from_array(&arr, 0)
     }
 
     fn size(&self) -> usize {
-        std::mem::size_of_val(self) + self.rows.capacity() * 24
+        std::mem::size_of_val(self) + self.group.bytes()
     }
 
     fn state(&mut self) -> DfResult<Vec<ScalarValue>> {
-        state_arrays(self.statement, std::slice::from_ref(&self.rows))?
+        self.kernel
+            .state_arrays(std::slice::from_ref(&self.group))?
             .iter()
             .map(|a| ScalarValue::try_from_array(a, 0))
             .collect()
@@ -279,202 +706,39 @@ impl Accumulator for ContactAcc {
 
     fn merge_batch(&mut self, states: &[ArrayRef]) -> DfResult<()> {
         for i in 0..states[0].len() {
-            append_state(states, i, &mut self.rows)?;
+            self.kernel.append_state(states, i, &mut self.group)?;
         }
         Ok(())
     }
 }
 
-/// One contact's contribution: its events (any order) through the
-/// statement's kernel, encoded; None when it contributes nothing.
-fn contribution(spec: &Spec, rows: &[(i64, u32, Option<f64>)]) -> Option<Vec<u8>> {
-    let frame = spec.frame();
-    // The scan's rules: nothing after AS OF, only the scanned local days.
-    let mut events: Vec<Event> = rows
-        .iter()
-        .filter(|(ts, _, _)| *ts <= frame.as_of_ms)
-        .filter_map(|&(ts, mask, value)| {
-            let day = frame.day(ts);
-            (day >= frame.scan.0 && day <= frame.scan.1).then_some(Event {
-                ts,
-                day,
-                mask,
-                value,
-                key: 0,
-            })
-        })
-        .collect();
-    if events.is_empty() {
-        return None;
-    }
-    // Time order; equal times in any order (no kernel result depends on it).
-    events.sort_by(|a, b| {
-        (a.ts, a.mask).cmp(&(b.ts, b.mask)).then(
-            a.value
-                .unwrap_or(f64::NEG_INFINITY)
-                .total_cmp(&b.value.unwrap_or(f64::NEG_INFINITY)),
-        )
-    });
-    match spec {
-        Spec::Funnel(s, _) => {
-            let mut acc = FunnelAcc::new(s.clone());
-            acc.add_contact(&events, None);
-            (!acc.groups.is_empty()).then(|| codec::encode_funnel(&acc))
-        }
-        Spec::Retention(s, _) => {
-            let mut acc = RetentionAcc::new(s.clone());
-            acc.add_contact(&events);
-            (!acc.cohorts.is_empty()).then(|| codec::encode_retention(&acc))
-        }
-        Spec::Attribute(s, _) => {
-            let mut acc = AttributeAcc::new(s.clone());
-            acc.add_contact(&events);
-            let any = acc.direct_conversions != 0.0
-                || acc.direct_value != 0.0
-                || acc
-                    .touches
-                    .iter()
-                    .any(|t| t.clicks != 0 || t.effective_clicks != 0 || t.conversions != 0.0);
-            any.then(|| codec::encode_attribute(&acc))
-        }
-        Spec::Ltv(s, _) => {
-            let mut acc = LtvAcc::new(s.clone());
-            acc.add_contact(&events, None, None);
-            (!acc.cohorts.is_empty()).then(|| codec::encode_ltv(&acc))
-        }
-    }
-}
-
-/// The rows of `values` (an aggregate's arguments) that carry a matching
-/// event, as (row, time, condition bits, VALUE).
-fn matching_rows(
-    statement: Statement,
-    values: &[ArrayRef],
-) -> DfResult<Vec<(usize, i64, u32, Option<f64>)>> {
-    let n = values[1].len();
-    let ts = to_ms(&values[1])?;
-    let masks = cond_bits(values, statement.first_cond(), n)?;
-    let value_bits = statement.value_bits();
-    let value = match value_bits {
-        Some(_) => Some(datafusion::arrow::compute::cast(&values[2], &A::Float64)?),
-        None => None,
-    };
-    let value = value
-        .as_ref()
-        .and_then(|v| v.as_any().downcast_ref::<Float64Array>());
-    let mut out = Vec::new();
-    for (r, m) in masks.into_iter().enumerate() {
-        if m != 0 && ts.is_valid(r) {
-            // VALUE only where the kernel reads it (targets, revenue)
-            let v = match (value, value_bits) {
-                (Some(v), Some(bits)) if m & bits != 0 && v.is_valid(r) => Some(v.value(r)),
-                _ => None,
+/// The contributions as the aggregate's return type.
+fn contribution_array(layout: &Layout, c: Vec<Option<Vec<u8>>>) -> DfResult<ArrayRef> {
+    let states: BinaryArray = c.iter().map(|b| b.as_deref()).collect();
+    Ok(match &layout.key {
+        None => Arc::new(states),
+        Some((_, fields)) => {
+            let n = states.len();
+            let key = datafusion::arrow::array::new_null_array(&A::Struct(fields.clone()), n);
+            let A::Struct(outer) = contribution_type(layout) else {
+                unreachable!("a keyed contribution is a struct")
             };
-            out.push((r, ts.value(r), m, v));
+            Arc::new(StructArray::try_new(
+                outer,
+                vec![Arc::new(states), key],
+                None,
+            )?)
         }
-    }
-    Ok(out)
-}
-
-/// Appends the state lists of row `i` of `states` to `rows`.
-fn append_state(
-    states: &[ArrayRef],
-    i: usize,
-    rows: &mut Vec<(i64, u32, Option<f64>)>,
-) -> DfResult<()> {
-    let (Some(ts), Some(ms)) = (
-        states[0].as_any().downcast_ref::<ListArray>(),
-        states[1].as_any().downcast_ref::<ListArray>(),
-    ) else {
-        return exec_err!("cohort aggregate: unexpected state types");
-    };
-    if ts.is_null(i) || ms.is_null(i) {
-        return Ok(());
-    }
-    let values = match states.get(2) {
-        Some(v) => match v.as_any().downcast_ref::<ListArray>() {
-            Some(l) => Some(l),
-            None => return exec_err!("cohort aggregate: unexpected state types"),
-        },
-        None => None,
-    };
-    let t = ts.value(i);
-    let m = ms.value(i);
-    let (Some(t), Some(m)) = (
-        t.as_any().downcast_ref::<Int64Array>(),
-        m.as_any().downcast_ref::<UInt32Array>(),
-    ) else {
-        return exec_err!("cohort aggregate: unexpected state types");
-    };
-    if t.len() != m.len() {
-        return exec_err!("cohort aggregate: state lists differ in length");
-    }
-    match values {
-        Some(vl) => {
-            let v = vl.value(i);
-            let Some(v) = v.as_any().downcast_ref::<Float64Array>() else {
-                return exec_err!("cohort aggregate: unexpected state types");
-            };
-            if v.len() != t.len() {
-                return exec_err!("cohort aggregate: state lists differ in length");
-            }
-            for j in 0..t.len() {
-                rows.push((t.value(j), m.value(j), v.is_valid(j).then(|| v.value(j))));
-            }
-        }
-        None => rows.extend(
-            t.values()
-                .iter()
-                .zip(m.values().iter())
-                .map(|(&t, &m)| (t, m, None)),
-        ),
-    }
-    Ok(())
-}
-
-/// The state lists of `groups` (time, bits[, VALUE]), one list per group.
-fn state_arrays(
-    statement: Statement,
-    groups: &[Vec<(i64, u32, Option<f64>)>],
-) -> DfResult<Vec<ArrayRef>> {
-    let offsets = OffsetBuffer::from_lengths(groups.iter().map(|g| g.len()));
-    let item = |t: A| Arc::new(Field::new_list_field(t, true));
-    let ts = Int64Array::from_iter_values(groups.iter().flatten().map(|r| r.0));
-    let ms = UInt32Array::from_iter_values(groups.iter().flatten().map(|r| r.1));
-    let mut out: Vec<ArrayRef> = vec![
-        Arc::new(ListArray::try_new(
-            item(A::Int64),
-            offsets.clone(),
-            Arc::new(ts),
-            None,
-        )?),
-        Arc::new(ListArray::try_new(
-            item(A::UInt32),
-            offsets.clone(),
-            Arc::new(ms),
-            None,
-        )?),
-    ];
-    if statement.value_bits().is_some() {
-        let vs = Float64Array::from_iter(groups.iter().flatten().map(|r| r.2));
-        out.push(Arc::new(ListArray::try_new(
-            item(A::Float64),
-            offsets,
-            Arc::new(vs),
-            None,
-        )?));
-    }
-    Ok(out)
+    })
 }
 
 /// [`ContactAcc`] for many groups at once (one per contact of a `GROUP BY
 /// contact_id`): what DataFusion's hash aggregation calls.
 #[derive(Debug)]
 struct ContactGroups {
-    statement: Statement,
-    spec: Spec,
-    groups: Vec<Vec<(i64, u32, Option<f64>)>>,
-    /// Events held, for `size`.
+    kernel: Kernel,
+    groups: Vec<Group>,
+    /// Bytes held, for `size`.
     held: usize,
 }
 
@@ -486,28 +750,38 @@ impl GroupsAccumulator for ContactGroups {
         opt_filter: Option<&BooleanArray>,
         total_num_groups: usize,
     ) -> DfResult<()> {
-        self.groups.resize_with(total_num_groups, Vec::new);
-        for (r, ts, m, v) in matching_rows(self.statement, values)? {
+        self.groups.resize_with(total_num_groups, Group::default);
+        let input = self.kernel.input(values)?;
+        for (r, &g) in group_indices.iter().enumerate() {
             if opt_filter.is_some_and(|f| !(f.is_valid(r) && f.value(r))) {
                 continue;
             }
-            self.groups[group_indices[r]].push((ts, m, v));
-            self.held += 1;
+            let group = &mut self.groups[g];
+            let before = group.bytes();
+            self.kernel.add_row(&input, r, group)?;
+            self.held += group.bytes() - before;
         }
         Ok(())
     }
 
     fn evaluate(&mut self, emit_to: EmitTo) -> DfResult<ArrayRef> {
         let taken = emit_to.take_needed(&mut self.groups);
-        self.held -= taken.iter().map(|g| g.len()).sum::<usize>();
-        let out: BinaryArray = taken.iter().map(|g| contribution(&self.spec, g)).collect();
-        Ok(Arc::new(out))
+        self.held = self
+            .held
+            .saturating_sub(taken.iter().map(Group::bytes).sum());
+        let c = taken
+            .iter()
+            .map(|g| self.kernel.contribution(g))
+            .collect::<DfResult<Vec<_>>>()?;
+        contribution_array(&self.kernel.layout, c)
     }
 
     fn state(&mut self, emit_to: EmitTo) -> DfResult<Vec<ArrayRef>> {
         let taken = emit_to.take_needed(&mut self.groups);
-        self.held -= taken.iter().map(|g| g.len()).sum::<usize>();
-        state_arrays(self.statement, &taken)
+        self.held = self
+            .held
+            .saturating_sub(taken.iter().map(Group::bytes).sum());
+        self.kernel.state_arrays(&taken)
     }
 
     fn merge_batch(
@@ -516,11 +790,12 @@ impl GroupsAccumulator for ContactGroups {
         group_indices: &[usize],
         total_num_groups: usize,
     ) -> DfResult<()> {
-        self.groups.resize_with(total_num_groups, Vec::new);
+        self.groups.resize_with(total_num_groups, Group::default);
         for (i, &g) in group_indices.iter().enumerate() {
-            let before = self.groups[g].len();
-            append_state(values, i, &mut self.groups[g])?;
-            self.held += self.groups[g].len() - before;
+            let group = &mut self.groups[g];
+            let before = group.bytes();
+            self.kernel.append_state(values, i, group)?;
+            self.held += group.bytes() - before;
         }
         Ok(())
     }
@@ -531,17 +806,18 @@ impl GroupsAccumulator for ContactGroups {
         opt_filter: Option<&BooleanArray>,
     ) -> DfResult<Vec<ArrayRef>> {
         // every input row its own group: a one-event list, or an empty one
-        let mut groups: Vec<Vec<(i64, u32, Option<f64>)>> = vec![Vec::new(); values[1].len()];
-        for (r, ts, m, v) in matching_rows(self.statement, values)? {
+        let input = self.kernel.input(values)?;
+        let mut groups = vec![Group::default(); input.masks.len()];
+        for (r, g) in groups.iter_mut().enumerate() {
             if opt_filter.is_none_or(|f| f.is_valid(r) && f.value(r)) {
-                groups[r].push((ts, m, v));
+                self.kernel.add_row(&input, r, g)?;
             }
         }
-        state_arrays(self.statement, &groups)
+        self.kernel.state_arrays(&groups)
     }
 
     fn size(&self) -> usize {
-        std::mem::size_of_val(self) + self.groups.capacity() * 24 + self.held * 24
+        std::mem::size_of_val(self) + self.groups.capacity() * 80 + self.held
     }
 }
 
@@ -562,6 +838,44 @@ impl MergeAggregate {
             signature: Signature::any(2, Volatility::Immutable),
         }
     }
+
+    /// The key fields carried by a contribution of type `t` (None: unkeyed).
+    fn key_fields(&self, t: Option<&A>) -> DfResult<Option<Fields>> {
+        match t {
+            Some(A::Binary | A::LargeBinary | A::BinaryView) => Ok(None),
+            Some(A::Struct(f))
+                if f.len() == 2
+                    && f[0].name() == "state"
+                    && f[0].data_type() == &A::Binary
+                    && matches!(f[1].data_type(), A::Struct(_)) =>
+            {
+                let A::Struct(k) = f[1].data_type() else {
+                    unreachable!("checked above")
+                };
+                Ok(Some(k.clone()))
+            }
+            _ => plan_err!(
+                "{}(spec, contribution): the contribution must be cohort_{}(…)'s result",
+                self.name,
+                self.statement.name()
+            ),
+        }
+    }
+
+    /// The fields of one result row.
+    fn out_fields(&self, key: &Option<Fields>) -> Fields {
+        match key {
+            Some(k) if self.statement != Statement::Paths => {
+                let mut f: Vec<FieldRef> = k
+                    .iter()
+                    .map(|f| Arc::new(f.as_ref().clone().with_nullable(true)))
+                    .collect();
+                f.extend(self.statement.row_fields().iter().cloned());
+                Fields::from(f)
+            }
+            _ => self.statement.row_fields(),
+        }
+    }
 }
 
 impl AggregateUDFImpl for MergeAggregate {
@@ -572,33 +886,30 @@ impl AggregateUDFImpl for MergeAggregate {
         &self.signature
     }
     fn return_type(&self, args: &[A]) -> DfResult<A> {
-        if !matches!(
-            args.get(1),
-            Some(A::Binary | A::LargeBinary | A::BinaryView)
-        ) {
-            return plan_err!(
-                "{}(spec, contribution): the contribution must be cohort_{}(…)'s BYTEA",
-                self.name,
-                self.statement.name()
-            );
-        }
+        let key = self.key_fields(args.get(1))?;
         Ok(A::List(Arc::new(Field::new_list_field(
-            A::Struct(self.statement.row_fields()),
+            A::Struct(self.out_fields(&key)),
             true,
         ))))
     }
     fn accumulator(&self, args: AccumulatorArgs) -> DfResult<Box<dyn Accumulator>> {
         let spec = spec_arg(&self.name, &args)?;
         self.statement.check(&spec)?;
+        let key_fields = self.key_fields(args.expr_fields.get(1).map(|f| f.data_type()))?;
         let acc = match &spec {
             Spec::Funnel(s, _) => Merged::Funnel(FunnelAcc::new(s.clone())),
             Spec::Retention(s, _) => Merged::Retention(RetentionAcc::new(s.clone())),
             Spec::Attribute(s, _) => Merged::Attribute(AttributeAcc::new(s.clone())),
             Spec::Ltv(s, _) => Merged::Ltv(LtvAcc::new(s.clone())),
+            Spec::Paths(s, _) => Merged::Paths(PathsAcc::new(s.clone())),
         };
         Ok(Box::new(MergeAcc {
             statement: self.statement,
+            out_fields: self.out_fields(&key_fields),
+            key_fields,
             acc,
+            table: Vec::new(),
+            ids: HashMap::new(),
         }))
     }
     fn state_fields(&self, args: StateFieldsArgs) -> DfResult<Vec<FieldRef>> {
@@ -616,25 +927,58 @@ enum Merged {
     Retention(RetentionAcc),
     Attribute(AttributeAcc),
     Ltv(LtvAcc),
+    Paths(PathsAcc),
 }
 
 #[derive(Debug)]
 struct MergeAcc {
     statement: Statement,
+    key_fields: Option<Fields>,
+    out_fields: Fields,
     acc: Merged,
+    /// Encoded keys by id − 1 (ids from 1).
+    table: Vec<Vec<u8>>,
+    ids: HashMap<Vec<u8>, u32>,
 }
 
 impl MergeAcc {
+    /// This accumulator's id of key `k` of a state whose key table is `local`.
+    fn remap(&mut self, local: &[Vec<u8>], k: u32) -> DfResult<u32> {
+        if local.is_empty() {
+            return Ok(k);
+        }
+        let Some(bytes) = (k as usize).checked_sub(1).and_then(|i| local.get(i)) else {
+            return exec_err!("{}: a key out of range", self.statement.name());
+        };
+        if let Some(id) = self.ids.get(bytes) {
+            return Ok(*id);
+        }
+        self.table.push(bytes.clone());
+        let id = self.table.len() as u32;
+        self.ids.insert(bytes.clone(), id);
+        Ok(id)
+    }
+
     fn merge_bytes(&mut self, b: &[u8]) -> DfResult<()> {
-        match &mut self.acc {
+        match &self.acc {
             Merged::Funnel(a) => {
+                let (local, groups) = codec::decode_funnel(b)?;
                 let mut other = FunnelAcc::new(a.spec().clone());
-                other.groups = codec::decode_funnel(b)?;
+                for (k, g) in groups {
+                    let k = self.remap(&local, k)?;
+                    other.groups.insert(k, g);
+                }
+                let Merged::Funnel(a) = &mut self.acc else {
+                    unreachable!()
+                };
                 a.merge(other);
             }
             Merged::Retention(a) => {
                 let mut other = RetentionAcc::new(a.spec().clone());
                 other.cohorts = codec::decode_retention(b)?;
+                let Merged::Retention(a) = &mut self.acc else {
+                    unreachable!()
+                };
                 a.merge(other);
             }
             Merged::Attribute(a) => {
@@ -646,11 +990,37 @@ impl MergeAcc {
                 other.touches = st.touches;
                 other.direct_conversions = st.direct_conversions;
                 other.direct_value = st.direct_value;
+                let Merged::Attribute(a) = &mut self.acc else {
+                    unreachable!()
+                };
                 a.merge(other);
             }
             Merged::Ltv(a) => {
+                let (local, cohorts) = codec::decode_ltv(b)?;
                 let mut other = LtvAcc::new(a.spec().clone());
-                other.cohorts = codec::decode_ltv(b)?;
+                for ((k, c), v) in cohorts {
+                    let k = self.remap(&local, k)?;
+                    other.cohorts.insert((k, c), v);
+                }
+                let Merged::Ltv(a) = &mut self.acc else {
+                    unreachable!()
+                };
+                a.merge(other);
+            }
+            Merged::Paths(a) => {
+                let (local, links) = codec::decode_paths(b)?;
+                let mut other = PathsAcc::new(a.spec().clone());
+                for ((level, node, next), n) in links {
+                    let node = self.remap(&local, node)?;
+                    let next = match next {
+                        Some(x) => Some(self.remap(&local, x)?),
+                        None => None,
+                    };
+                    *other.links.entry((level, node, next)).or_insert(0) += n;
+                }
+                let Merged::Paths(a) = &mut self.acc else {
+                    unreachable!()
+                };
                 a.merge(other);
             }
         }
@@ -658,7 +1028,11 @@ impl MergeAcc {
     }
 
     fn merge_array(&mut self, a: &ArrayRef) -> DfResult<()> {
-        let a = datafusion::arrow::compute::cast(a, &A::Binary)?;
+        let a = match a.as_any().downcast_ref::<StructArray>() {
+            Some(s) => s.column(0).clone(),
+            None => a.clone(),
+        };
+        let a = datafusion::arrow::compute::cast(&a, &A::Binary)?;
         let Some(b) = a.as_any().downcast_ref::<BinaryArray>() else {
             return exec_err!("{}: contributions must be BYTEA", self.statement.name());
         };
@@ -666,6 +1040,57 @@ impl MergeAcc {
             self.merge_bytes(v)?;
         }
         Ok(())
+    }
+
+    /// The decoded keys by id − 1, and each id's position in key order
+    /// (index 0: the unkeyed 0).
+    fn key_order(&self) -> DfResult<(Vec<Vec<ScalarValue>>, Vec<usize>)> {
+        let Some(fields) = &self.key_fields else {
+            return Ok((Vec::new(), vec![0]));
+        };
+        let decoded = self
+            .table
+            .iter()
+            .map(|k| keys::decode(k, fields))
+            .collect::<DfResult<Vec<_>>>()?;
+        let mut order: Vec<usize> = (0..decoded.len()).collect();
+        order.sort_by(|a, b| keys::compare_tuples(&decoded[*a], &decoded[*b]));
+        let mut pos = vec![0; decoded.len() + 1];
+        for (p, i) in order.into_iter().enumerate() {
+            pos[i + 1] = p;
+        }
+        Ok((decoded, pos))
+    }
+
+    /// The key columns of rows with key ids `ids`.
+    fn key_columns(&self, decoded: &[Vec<ScalarValue>], ids: &[u32]) -> DfResult<Vec<ArrayRef>> {
+        let Some(fields) = &self.key_fields else {
+            return Ok(Vec::new());
+        };
+        let mut cols = Vec::new();
+        for (i, f) in fields.iter().enumerate() {
+            let t = f.data_type();
+            if ids.is_empty() {
+                cols.push(datafusion::arrow::array::new_empty_array(t));
+                continue;
+            }
+            let vals = ids
+                .iter()
+                .map(
+                    |id| match (*id as usize).checked_sub(1).and_then(|j| decoded.get(j)) {
+                        Some(tuple) => Ok(tuple[i].clone()),
+                        None => Ok(ScalarValue::try_from(t)?),
+                    },
+                )
+                .collect::<DfResult<Vec<_>>>()?;
+            let arr = ScalarValue::iter_to_array(vals)?;
+            cols.push(if arr.data_type() != t {
+                datafusion::arrow::compute::cast(&arr, t)?
+            } else {
+                arr
+            });
+        }
+        Ok(cols)
     }
 }
 
@@ -679,11 +1104,13 @@ impl Accumulator for MergeAcc {
     }
 
     fn state(&mut self) -> DfResult<Vec<ScalarValue>> {
+        let t = &self.table;
         let bytes = match &self.acc {
-            Merged::Funnel(a) => codec::encode_funnel(a),
+            Merged::Funnel(a) => codec::encode_funnel(a, t),
             Merged::Retention(a) => codec::encode_retention(a),
             Merged::Attribute(a) => codec::encode_attribute(a),
-            Merged::Ltv(a) => codec::encode_ltv(a),
+            Merged::Ltv(a) => codec::encode_ltv(a, t),
+            Merged::Paths(a) => codec::encode_paths(a, t),
         };
         Ok(vec![ScalarValue::Binary(Some(bytes))])
     }
@@ -708,18 +1135,26 @@ impl Accumulator for MergeAcc {
                 .values()
                 .map(|c| 64 + c.revenue.len() * 8 + c.new_payers.len() * 8)
                 .sum(),
+            Merged::Paths(a) => a.links.len() * 40,
         };
-        std::mem::size_of_val(self) + inner
+        let keys: usize = self.table.iter().map(|k| 2 * k.len() + 64).sum();
+        std::mem::size_of_val(self) + inner + keys
     }
 
     fn evaluate(&mut self) -> DfResult<ScalarValue> {
-        let columns: Vec<ArrayRef> = match &self.acc {
+        let (decoded, pos) = self.key_order()?;
+        let rank = |k: u32| pos.get(k as usize).copied().unwrap_or(0);
+        let mut columns: Vec<ArrayRef> = Vec::new();
+        match &self.acc {
             Merged::Funnel(a) => {
-                let rows = a.rows(false);
-                vec![
+                let mut rows = a.rows(self.key_fields.is_some());
+                rows.sort_by_key(|r| (rank(r.key), r.step));
+                let ids: Vec<u32> = rows.iter().map(|r| r.key).collect();
+                columns.extend(self.key_columns(&decoded, &ids)?);
+                columns.extend([
                     Arc::new(Int32Array::from_iter_values(
                         rows.iter().map(|r| r.step as i32),
-                    )),
+                    )) as ArrayRef,
                     Arc::new(Int64Array::from_iter_values(
                         rows.iter().map(|r| r.contacts as i64),
                     )),
@@ -731,12 +1166,13 @@ impl Accumulator for MergeAcc {
                         rows.iter().map(|r| r.median_seconds),
                     )),
                     Arc::new(Float64Array::from_iter(rows.iter().map(|r| r.avg_seconds))),
-                ]
+                ]);
             }
             Merged::Retention(a) => {
                 let rows = a.rows();
-                vec![
-                    Arc::new(Date32Array::from_iter_values(rows.iter().map(|r| r.cohort))),
+                columns.extend([
+                    Arc::new(Date32Array::from_iter_values(rows.iter().map(|r| r.cohort)))
+                        as ArrayRef,
                     Arc::new(Int64Array::from_iter_values(
                         rows.iter().map(|r| r.cohort_contacts as i64),
                     )),
@@ -747,14 +1183,14 @@ impl Accumulator for MergeAcc {
                         rows.iter().map(|r| r.contacts.map(|c| c as i64)),
                     )),
                     Arc::new(Float64Array::from_iter(rows.iter().map(|r| r.rate))),
-                ]
+                ]);
             }
             Merged::Attribute(a) => {
                 let rows = a.rows();
-                vec![
+                columns.extend([
                     Arc::new(Int32Array::from_iter(
                         rows.iter().map(|r| r.touch.map(|t| t as i32 + 1)),
-                    )),
+                    )) as ArrayRef,
                     Arc::new(Int64Array::from_iter(
                         rows.iter().map(|r| r.clicks.map(|c| c as i64)),
                     )),
@@ -769,12 +1205,22 @@ impl Accumulator for MergeAcc {
                     )),
                     Arc::new(Float64Array::from_iter(rows.iter().map(|r| r.value))),
                     Arc::new(Float64Array::from_iter(rows.iter().map(|r| r.contribution))),
-                ]
+                ]);
             }
             Merged::Ltv(a) => {
-                let rows = a.rows();
-                vec![
-                    Arc::new(Date32Array::from_iter(rows.iter().map(|r| r.cohort))),
+                let mut rows = a.rows();
+                rows.sort_by_key(|r| {
+                    (
+                        rank(r.key),
+                        r.cohort.is_none(),
+                        r.cohort.unwrap_or(0),
+                        r.period,
+                    )
+                });
+                let ids: Vec<u32> = rows.iter().map(|r| r.key).collect();
+                columns.extend(self.key_columns(&decoded, &ids)?);
+                columns.extend([
+                    Arc::new(Date32Array::from_iter(rows.iter().map(|r| r.cohort))) as ArrayRef,
                     Arc::new(Int64Array::from_iter_values(
                         rows.iter().map(|r| r.initial_contacts as i64),
                     )),
@@ -790,14 +1236,41 @@ impl Accumulator for MergeAcc {
                     Arc::new(Int64Array::from_iter(
                         rows.iter().map(|r| r.new_payers.map(|c| c as i64)),
                     )),
-                ]
+                ]);
             }
-        };
+            Merged::Paths(a) => {
+                let name = |id: u32| -> String {
+                    (id as usize)
+                        .checked_sub(1)
+                        .and_then(|i| decoded.get(i))
+                        .map(|t| keys::node_name(t))
+                        .unwrap_or_default()
+                };
+                let mut named: Vec<(u32, String, Option<String>, u64)> = a
+                    .rows()
+                    .iter()
+                    .map(|r| (r.level, name(r.node), r.next.map(name), r.sessions))
+                    .collect();
+                sort_path_rows(&mut named);
+                columns.extend([
+                    Arc::new(Int32Array::from_iter_values(
+                        named.iter().map(|r| r.0 as i32),
+                    )) as ArrayRef,
+                    Arc::new(StringArray::from_iter_values(
+                        named.iter().map(|r| r.1.as_str()),
+                    )),
+                    Arc::new(StringArray::from_iter(named.iter().map(|r| r.2.as_deref()))),
+                    Arc::new(Int64Array::from_iter_values(
+                        named.iter().map(|r| r.3 as i64),
+                    )),
+                ]);
+            }
+        }
         let n = columns.first().map(|c| c.len()).unwrap_or(0);
-        let rows = StructArray::try_new(self.statement.row_fields(), columns, None)?;
+        let rows = StructArray::try_new(self.out_fields.clone(), columns, None)?;
         let list = ListArray::try_new(
             Arc::new(Field::new_list_field(
-                A::Struct(self.statement.row_fields()),
+                A::Struct(self.out_fields.clone()),
                 true,
             )),
             OffsetBuffer::from_lengths([n]),
@@ -808,6 +1281,22 @@ impl Accumulator for MergeAcc {
     }
 }
 
+/// PATHS rows `(level, node, next, sessions)` in the statement's order:
+/// level, sessions descending, node, next (NULL last).
+pub fn sort_path_rows(rows: &mut [(u32, String, Option<String>, u64)]) {
+    rows.sort_by(|a, b| {
+        a.0.cmp(&b.0)
+            .then(b.3.cmp(&a.3))
+            .then(a.1.cmp(&b.1))
+            .then(match (&a.2, &b.2) {
+                (None, None) => std::cmp::Ordering::Equal,
+                (None, Some(_)) => std::cmp::Ordering::Greater,
+                (Some(_), None) => std::cmp::Ordering::Less,
+                (Some(x), Some(y)) => x.cmp(y),
+            })
+    });
+}
+
 /// The statement aggregates, ready to register.
 pub fn aggregates() -> Vec<AggregateUDF> {
     [
@@ -815,6 +1304,7 @@ pub fn aggregates() -> Vec<AggregateUDF> {
         Statement::Retention,
         Statement::Attribute,
         Statement::Ltv,
+        Statement::Paths,
     ]
     .into_iter()
     .flat_map(|s| {

@@ -56,7 +56,7 @@ fn cohortdb_binary() -> PathBuf {
 
 /// `statement` as SQL: an analytics statement becomes its SQL form
 /// (`cohortdb sql-form`), anything else is taken as SQL.
-fn sql_of(statement: &str, timezone: &str) -> Result<String, String> {
+fn sql_of(statement: &str, timezone: &str, data: &std::path::Path) -> Result<String, String> {
     let first = statement
         .split_whitespace()
         .next()
@@ -66,8 +66,14 @@ fn sql_of(statement: &str, timezone: &str) -> Result<String, String> {
         return Ok(statement.to_string());
     }
     let bin = cohortdb_binary();
-    let out = std::process::Command::new(&bin)
-        .args(["sql-form", "--timezone", timezone, statement])
+    let mut cmd = std::process::Command::new(&bin);
+    cmd.args(["sql-form", "--timezone", timezone]);
+    // the export's columns resolve BY columns as the server does
+    if data.join("contacts").is_dir() {
+        cmd.arg("--export").arg(data);
+    }
+    let out = cmd
+        .arg(statement)
         .output()
         .map_err(|e| format!("cannot run {} sql-form: {e}", bin.display()))?;
     if !out.status.success() {
@@ -83,7 +89,7 @@ async fn query(
     timezone: String,
     statement: String,
 ) -> Result<(), String> {
-    let sql = sql_of(&statement, &timezone)?;
+    let sql = sql_of(&statement, &timezone, &data)?;
     let ctx = match (&remote, partitions) {
         (Some(url), n) => cohortdb_dist::cluster::remote_context(url, n.unwrap_or(4))
             .await

@@ -25,7 +25,9 @@ use cohortdb_analytics::funnel::{FunnelAcc, FunnelSpec, Window};
 use cohortdb_analytics::ltv::{LtvAcc, LtvSpec};
 use cohortdb_analytics::paths::{Anchor, PathsAcc, PathsSpec};
 use cohortdb_analytics::retention::{RetentionAcc, RetentionSpec};
-use cohortdb_analytics::{Day, Event, Unit};
+use cohortdb_analytics::udaf::keys::{compare_tuples, node_name};
+use cohortdb_analytics::udaf::statement::sort_path_rows;
+use cohortdb_analytics::{Day, Event, KeyOrder, Unit};
 use cohortdb_storage::catalog::Catalog;
 use cohortdb_storage::time::utc_day;
 use datafusion::arrow::array::{
@@ -829,6 +831,49 @@ async fn compute(
         max_contact,
         shard_width,
     };
+    // GROUP BY event and contact columns together: each event's key becomes
+    // the pair (its event tuple, its contact's tuple).
+    let mixed =
+        (!key_cols.is_empty() && by.iter().any(|b| matches!(b.side, Side::Contact))).then(|| {
+            let null_contact: Vec<ScalarValue> = by
+                .iter()
+                .filter(|b| matches!(b.side, Side::Contact))
+                .map(|b| null_of(b.field.data_type()))
+                .collect();
+            Arc::new(MixedKeys::new(
+                dict.lock().expect("dict").intern(null_contact),
+            ))
+        });
+    // How keys compare where a kernel picks "the smallest": by the values
+    // behind the interned ids (ids follow arrival order), as the
+    // distributed aggregates do.
+    let key_order = match (&spec.key, &mixed) {
+        (None, _) => KeyOrder::ids(),
+        (Some(KeySource::EventType), _) => {
+            let codes: HashMap<u32, String> = catalog
+                .data()
+                .event_types
+                .iter()
+                .map(|t| (t.id, t.event.clone()))
+                .collect();
+            KeyOrder::by(move |a, b| codes.get(&a).cmp(&codes.get(&b)))
+        }
+        (Some(_), Some(m)) => {
+            let (m, d) = (m.clone(), dict.clone());
+            KeyOrder::by(move |a, b| m.compare(a, b, &d))
+        }
+        (Some(_), None) => {
+            let d = dict.clone();
+            KeyOrder::by(move |a, b| {
+                let d = d.lock().expect("dict");
+                let empty = Vec::new();
+                compare_tuples(
+                    d.values.get(a as usize).unwrap_or(&empty),
+                    d.values.get(b as usize).unwrap_or(&empty),
+                )
+            })
+        }
+    };
     let side = Arc::new(side);
     let body = stmt.body.clone();
     let (from, to, as_of_day) = (fr.from, fr.to, fr.as_of_day);
@@ -839,13 +884,16 @@ async fn compute(
                 window,
                 strict,
                 ..
-            } => Acc::Funnel(FunnelAcc::new(FunnelSpec {
-                steps: steps.len(),
-                window: *window,
-                from,
-                to,
-                strict: *strict,
-            })),
+            } => Acc::Funnel(
+                FunnelAcc::new(FunnelSpec {
+                    steps: steps.len(),
+                    window: *window,
+                    from,
+                    to,
+                    strict: *strict,
+                })
+                .with_key_order(key_order.clone()),
+            ),
             Body::Retention {
                 unit,
                 periods,
@@ -875,43 +923,36 @@ async fn compute(
                 include_direct: *include_direct,
                 has_value: value.is_some(),
             })),
-            Body::Ltv { unit, periods, .. } => Acc::Ltv(LtvAcc::new(LtvSpec {
-                unit: *unit,
-                periods: *periods,
-                from,
-                to,
-                as_of_day,
-            })),
+            Body::Ltv { unit, periods, .. } => Acc::Ltv(
+                LtvAcc::new(LtvSpec {
+                    unit: *unit,
+                    periods: *periods,
+                    from,
+                    to,
+                    as_of_day,
+                })
+                .with_key_order(key_order.clone()),
+            ),
             Body::Paths {
                 gap_ms,
                 anchor,
                 merge_repeats,
                 depth,
                 ..
-            } => Acc::Paths(PathsAcc::new(PathsSpec {
-                gap_ms: *gap_ms,
-                from,
-                to,
-                anchor: *anchor,
-                merge_repeats: *merge_repeats,
-                depth: *depth,
-            })),
+            } => Acc::Paths(
+                PathsAcc::new(PathsSpec {
+                    gap_ms: *gap_ms,
+                    from,
+                    to,
+                    anchor: *anchor,
+                    merge_repeats: *merge_repeats,
+                    depth: *depth,
+                })
+                .with_key_order(key_order.clone()),
+            ),
         }
     };
     let side2 = side.clone();
-    // GROUP BY event and contact columns together: each event's key becomes
-    // the pair (its event tuple, its contact's tuple).
-    let mixed =
-        (!key_cols.is_empty() && by.iter().any(|b| matches!(b.side, Side::Contact))).then(|| {
-            let null_contact: Vec<ScalarValue> = by
-                .iter()
-                .filter(|b| matches!(b.side, Side::Contact))
-                .map(|b| null_of(b.field.data_type()))
-                .collect();
-            Arc::new(MixedKeys::new(
-                dict.lock().expect("dict").intern(null_contact),
-            ))
-        });
     let mixed2 = mixed.clone();
     let attr_mode = matches!(
         &stmt.body,
@@ -978,36 +1019,61 @@ async fn compute(
 struct MixedKeys {
     /// Dictionary id of the contact tuple of all NULLs (a contact without a row).
     null_contact: u32,
-    /// (event tuple id, contact tuple id) → pair id (from 1).
-    pairs: Mutex<HashMap<(u32, u32), u32>>,
+    /// (event tuple id, contact tuple id) → pair id (from 1), and back
+    /// (index id − 1).
+    pairs: Mutex<(HashMap<(u32, u32), u32>, Vec<(u32, u32)>)>,
 }
 
 impl MixedKeys {
     fn new(null_contact: u32) -> Self {
         MixedKeys {
             null_contact,
-            pairs: Mutex::new(HashMap::new()),
+            pairs: Mutex::new((HashMap::new(), Vec::new())),
         }
     }
 
     /// `evs` with each key replaced by the id of (its key, `contact_key`).
     fn pair(&self, evs: &[Event], contact_key: Option<u32>) -> Vec<Event> {
         let ck = contact_key.unwrap_or(self.null_contact);
-        let mut pairs = self.pairs.lock().expect("pairs");
+        let mut guard = self.pairs.lock().expect("pairs");
+        let (pairs, back) = &mut *guard;
         evs.iter()
             .map(|e| {
-                let next = pairs.len() as u32 + 1;
-                Event {
-                    key: *pairs.entry((e.key, ck)).or_insert(next),
-                    ..*e
-                }
+                let key = *pairs.entry((e.key, ck)).or_insert_with(|| {
+                    back.push((e.key, ck));
+                    back.len() as u32
+                });
+                Event { key, ..*e }
             })
             .collect()
     }
 
+    /// Orders two pair ids by their values: the event tuple, then the
+    /// contact tuple (within one contact, the `GROUP BY` order).
+    fn compare(&self, a: u32, b: u32, dict: &Mutex<Dictionary>) -> std::cmp::Ordering {
+        let (pa, pb) = {
+            let guard = self.pairs.lock().expect("pairs");
+            let get = |id: u32| {
+                (id as usize)
+                    .checked_sub(1)
+                    .and_then(|i| guard.1.get(i))
+                    .copied()
+            };
+            (get(a), get(b))
+        };
+        let (Some(pa), Some(pb)) = (pa, pb) else {
+            return a.cmp(&b);
+        };
+        let d = dict.lock().expect("dict");
+        let empty = Vec::new();
+        let v = |id: u32| d.values.get(id as usize).unwrap_or(&empty);
+        compare_tuples(v(pa.0), v(pb.0)).then_with(|| compare_tuples(v(pa.1), v(pb.1)))
+    }
+
     /// The dictionary of pair ids: each value the tuple in `by` order.
     fn dictionary(&self, by: &[ByResolved], parts: &Dictionary) -> Dictionary {
-        let pairs = self.pairs.lock().expect("pairs");
+        let guard = self.pairs.lock().expect("pairs");
+        let pairs = &guard.0;
         let mut values = vec![Vec::new(); pairs.len() + 1];
         for (&(ek, ck), &id) in pairs.iter() {
             let empty = Vec::new();
@@ -1035,19 +1101,15 @@ fn null_of(t: &A) -> ScalarValue {
     ScalarValue::try_from(t).unwrap_or(ScalarValue::Null)
 }
 
-/// Sort order of group keys by their values (NULLs last).
-fn key_order(keys: &mut Vec<u32>, dict: &Dictionary) {
+/// Sort order of group keys by their values (element by element, NULLs
+/// last: `ORDER BY k1 NULLS LAST, k2 NULLS LAST`).
+fn key_order(keys: &mut [u32], dict: &Dictionary) {
+    let empty = Vec::new();
     keys.sort_by(|a, b| {
-        let va = dict.values.get(*a as usize);
-        let vb = dict.values.get(*b as usize);
-        let null_a = va.is_none_or(|v| v.is_empty() || v.iter().all(|x| x.is_null()));
-        let null_b = vb.is_none_or(|v| v.is_empty() || v.iter().all(|x| x.is_null()));
-        match (null_a, null_b) {
-            (true, true) => std::cmp::Ordering::Equal,
-            (true, false) => std::cmp::Ordering::Greater,
-            (false, true) => std::cmp::Ordering::Less,
-            _ => va.partial_cmp(&vb).unwrap_or(std::cmp::Ordering::Equal),
-        }
+        compare_tuples(
+            dict.values.get(*a as usize).unwrap_or(&empty),
+            dict.values.get(*b as usize).unwrap_or(&empty),
+        )
     });
 }
 
@@ -1225,24 +1287,10 @@ fn build_output(
             let rows = a.rows();
             let name = |id: u32| -> String {
                 if pb.is_some() {
-                    match dict.values.get(id as usize) {
-                        Some(t) if t.len() == 2 => {
-                            let code = match &t[0] {
-                                ScalarValue::Utf8(Some(s)) => s.clone(),
-                                other => other.to_string(),
-                            };
-                            if t[1].is_null() {
-                                code
-                            } else {
-                                let v = match &t[1] {
-                                    ScalarValue::Utf8(Some(s)) => s.clone(),
-                                    other => other.to_string(),
-                                };
-                                format!("{code}:{v}")
-                            }
-                        }
-                        _ => String::new(),
-                    }
+                    dict.values
+                        .get(id as usize)
+                        .map(|t| node_name(t))
+                        .unwrap_or_default()
                 } else {
                     catalog
                         .event_type_by_id(id)
@@ -1254,17 +1302,7 @@ fn build_output(
                 .iter()
                 .map(|r| (r.level, name(r.node), r.next.map(name), r.sessions))
                 .collect();
-            named.sort_by(|a, b| {
-                a.0.cmp(&b.0)
-                    .then(b.3.cmp(&a.3))
-                    .then(a.1.cmp(&b.1))
-                    .then(match (&a.2, &b.2) {
-                        (None, None) => std::cmp::Ordering::Equal,
-                        (None, Some(_)) => std::cmp::Ordering::Greater,
-                        (Some(_), None) => std::cmp::Ordering::Less,
-                        (Some(x), Some(y)) => x.cmp(y),
-                    })
-            });
+            sort_path_rows(&mut named);
             cols.push(Arc::new(Int32Array::from_iter_values(
                 named.iter().map(|r| r.0 as i32),
             )));
