@@ -68,9 +68,20 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
-    /// Print the SQL form of a FUNNEL or RETENTION statement: the same
-    /// statement as SQL over an export's `events` and `contacts`, for
-    /// DataFusion, Ballista (`cohortdb-dist query`) or the server itself.
+    /// Run an analytics statement (or any SQL) over an export, on a Ballista
+    /// cluster (`--remote df://host:port`) or in one process: hands its
+    /// arguments to `cohortdb-dist query` (built with `cargo build --release
+    /// -p cohortdb-dist --features ballista`), found next to this binary or
+    /// on PATH.
+    Query {
+        /// `[--remote df://host:port] [--partitions N] --data DIR
+        /// [--timezone TZ] "STATEMENT"`
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Print the SQL form of an analytics statement: the same statement as
+    /// SQL over an export's `events` and `contacts`, for DataFusion,
+    /// Ballista (`cohortdb query`) or the server itself.
     SqlForm {
         /// Session time zone of the statement (FROM/TO days, BY DAY periods).
         #[arg(long, default_value = "UTC")]
@@ -168,6 +179,28 @@ fn main() {
                 Ok(sql) => println!("{sql}"),
                 Err(e) => {
                     eprintln!("cohortdb: {e}");
+                    std::process::exit(1);
+                }
+            }
+        }
+        Command::Query { args } => {
+            let beside = std::env::current_exe()
+                .ok()
+                .and_then(|e| e.parent().map(|d| d.join("cohortdb-dist")))
+                .filter(|p| p.exists());
+            let bin = beside.unwrap_or_else(|| PathBuf::from("cohortdb-dist"));
+            match std::process::Command::new(&bin)
+                .arg("query")
+                .args(&args)
+                .status()
+            {
+                Ok(status) => std::process::exit(status.code().unwrap_or(1)),
+                Err(e) => {
+                    eprintln!(
+                        "cohortdb: cannot run {} ({e}); build it with \
+                         cargo build --release -p cohortdb-dist --features ballista",
+                        bin.display()
+                    );
                     std::process::exit(1);
                 }
             }

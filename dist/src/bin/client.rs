@@ -1,4 +1,4 @@
-//! `cohortdb-dist`: runs an analytics statement (FUNNEL, RETENTION: turned
+//! `cohortdb-dist`: runs an analytics statement (FUNNEL, RETENTION, ATTRIBUTE, LTV, PATHS: turned
 //! into its SQL form by `cohortdb sql-form`) or any SQL over an export directory, on a Ballista
 //! cluster (`--remote df://host:port`) or, without `--remote`, in this
 //! process (plain DataFusion), and prints the rows.
@@ -37,7 +37,7 @@ enum Command {
         /// Session time zone of the statement (FROM/TO days, BY DAY periods).
         #[arg(long, default_value = "UTC")]
         timezone: String,
-        /// FUNNEL/RETENTION statement or SQL over `events` and `contacts`.
+        /// An analytics statement or SQL over `events` and `contacts`.
         statement: String,
     },
 }
