@@ -6,6 +6,9 @@
 # statements (their SQL forms) with plain DataFusion over the export and on
 # Ballista with 1 executor × 2 cores, 2 executors × 1 core and 2 × 2 cores,
 # reporting the median of 3 runs and the shuffle bytes each job wrote.
+# KEYED=1 adds the keyed statements (FUNNEL BY, LTV GROUP BY, PATHS BY) on
+# the single server, plain DataFusion and Ballista 1 executor × 2 cores;
+# ONLY_KEYED=1 runs just those, over an existing export.
 #
 #   scripts/bench-scale-out.sh [WORK_DIR]   (default /tmp/cohortdb-scale-out)
 #
@@ -46,6 +49,7 @@ if [ ! -f "$work/data.done" ]; then
   touch "$work/data.done"
 fi
 
+if [ "${ONLY_KEYED:-0}" != 1 ]; then
 echo "== cohortdb export"
 rm -rf "$work/export"
 /usr/bin/time -f "export: %e s wall, %M KiB peak RSS" \
@@ -70,6 +74,8 @@ size = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(out) for 
 print(f"duckdb COPY: {n} rows in {s:.2f} s: {n/s:,.0f} rows/s, {size/s/1e6:.1f} MB/s, {size/n:.1f} bytes/event, {size} bytes")
 EOF
 
+fi
+
 median3() { sort -n | sed -n 2p; }
 time_query() { # args: label, then the cohortdb-dist query arguments
   local label="$1"; shift
@@ -84,6 +90,7 @@ time_query() { # args: label, then the cohortdb-dist query arguments
   printf '%s: median %.3f s (runs: %s)\n' "$label" "$(printf '%s\n' "${ts[@]}" | median3)" "${ts[*]}"
 }
 
+if [ "${ONLY_KEYED:-0}" != 1 ]; then
 echo "== plain DataFusion over the export (one process)"
 for p in 2; do
   time_query "DataFusion FUNNEL, $p partitions" --partitions $p --data "$work/export" "$funnel"
@@ -132,3 +139,51 @@ run_cluster 2 2
 echo "== matching events (for shuffle bytes per matching event)"
 "$bin/cohortdb-dist" query --data "$work/export" \
   "SELECT count(*) FILTER (WHERE event IN ('app_launch', 'browse_sku_page', 'add_to_cart', 'custom_order')) AS funnel_events, count(*) FILTER (WHERE event = 'app_launch') AS retention_events FROM events"
+
+fi
+
+if [ "${KEYED:-0}" = 1 ]; then
+  funnel_by="FUNNEL STEP event = 'app_launch', STEP event = 'browse_sku_page', STEP event = 'add_to_cart', STEP event = 'custom_order' WITHIN 7 DAYS FROM '2025-06-01' TO '2025-06-30' BY city"
+  ltv_by="LTV INITIAL EVENT event = 'app_launch' REVENUE event = 'custom_order' VALUE p_amount FROM '2025-06-01' TO '2025-06-23' BY WEEK PERIODS 1 GROUP BY utm_source"
+  paths_by="PATHS EVENTS event IN ('app_launch', 'browse_wxapp_page', 'browse_sku_page', 'add_to_cart', 'custom_order') START AT event = 'app_launch' SESSION GAP 30 MINUTES FROM '2025-06-01' TO '2025-06-30' BY s_page_path DEPTH 4"
+  echo "== keyed statements: single server"
+  "$bin/cohortdb" serve --data-dir "$work/data" --listen 127.0.0.1:55491 --http-listen "" \
+    >"$work/server-keyed.log" 2>&1 &
+  server=$!
+  pids+=("$server")
+  for _ in $(seq 1 100); do
+    psql -h 127.0.0.1 -p 55491 -U admin -d cohortdb -c 'SELECT 1' >/dev/null 2>&1 && break
+    sleep 0.2
+  done
+  for name in funnel_by ltv_by paths_by; do
+    ts=()
+    for _ in 1 2 3; do
+      s=$(date +%s.%N)
+      psql -h 127.0.0.1 -p 55491 -U admin -d cohortdb -qAt -c "${!name}" >/dev/null
+      e=$(date +%s.%N)
+      ts+=("$(echo "$e - $s" | bc)")
+    done
+    printf 'server %s: median %.3f s (runs: %s)\n' "$name" "$(printf '%s\n' "${ts[@]}" | median3)" "${ts[*]}"
+  done
+  kill "$server"; wait "$server" 2>/dev/null || true
+  echo "== keyed statements: plain DataFusion, 2 partitions"
+  for name in funnel_by ltv_by paths_by; do
+    time_query "DataFusion $name" --partitions 2 --data "$work/export" "${!name}"
+  done
+  echo "== keyed statements: Ballista 1×2"
+  port=50150
+  "$bin/cohortdb-scheduler" --bind 127.0.0.1:$port >"$work/scheduler.log" 2>&1 &
+  sched=$!
+  rm -rf "$work/exec-1"
+  "$bin/cohortdb-executor" --scheduler 127.0.0.1:$port --port $((port + 11)) \
+    --grpc-port $((port + 12)) --work-dir "$work/exec-1" --vcores 2 >"$work/executor-1.log" 2>&1 &
+  ep=$!
+  pids+=("$sched" "$ep")
+  for _ in $(seq 1 300); do
+    curl -fsS http://127.0.0.1:$port/api/executors 2>/dev/null | grep -q '"last_seen"' && break
+    sleep 0.2
+  done
+  for name in funnel_by ltv_by paths_by; do
+    time_query "Ballista 1x2 $name" --remote df://127.0.0.1:$port --partitions 2 --data "$work/export" "${!name}"
+  done
+fi

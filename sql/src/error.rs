@@ -56,6 +56,12 @@ pub enum SqlError {
     /// 42883: no function or procedure of that signature (an unknown named argument).
     #[error("{0}")]
     UndefinedFunction(String),
+    /// 42809: an object of the wrong kind (`pg_get_functiondef` of an aggregate).
+    #[error("{0}")]
+    WrongObjectType(String),
+    /// 2201B: a regular expression that does not compile.
+    #[error("{0}")]
+    InvalidRegularExpression(String),
     /// 42701: column already exists.
     #[error("{0}")]
     DuplicateColumn(String),

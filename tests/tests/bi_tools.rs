@@ -1204,3 +1204,79 @@ async fn superset() {
     }
     s.finish(&server);
 }
+
+// ------------------------------------------------ psql \df / \sf, pgcli, pgjdbc
+
+/// psql 15's `\df lower` and `\sf lower(text)` (captured with `psql -E`),
+/// pgcli's function list (dbcli/pgcli pgcli/pgexecute.py `functions()`) and
+/// pgjdbc's `getTablePrivileges` (PgDatabaseMetaData), which reads `relacl`.
+#[tokio::test]
+async fn psql_pgcli_and_pgjdbc_function_and_privilege_queries() {
+    let server = server().await;
+    let mut s = Session::new(&server, "psql/pgcli/pgjdbc").await;
+    let df = "SELECT n.nspname as \"Schema\",\n  p.proname as \"Name\",\n  \
+              pg_catalog.pg_get_function_result(p.oid) as \"Result data type\",\n  \
+              pg_catalog.pg_get_function_arguments(p.oid) as \"Argument data types\",\n \
+              CASE p.prokind\n  WHEN 'a' THEN 'agg'\n  WHEN 'w' THEN 'window'\n  WHEN 'p' THEN 'proc'\n  \
+              ELSE 'func'\n END as \"Type\"\nFROM pg_catalog.pg_proc p\n     \
+              LEFT JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace\n\
+              WHERE p.proname OPERATOR(pg_catalog.~) '^(lower)$' COLLATE pg_catalog.default\n  \
+              AND pg_catalog.pg_function_is_visible(p.oid)\nORDER BY 1, 2, 4;";
+    if let Some(r) = s.run("\\df lower", df, &[]).await {
+        let text_row = r
+            .rows
+            .iter()
+            .any(|row| row[2] == "text" && row[3] == "text" && row[4] == "func");
+        s.check("lower(text) returns text", text_row, &r);
+    }
+    let oid = s
+        .run(
+            "\\sf: regprocedure",
+            "SELECT 'lower(text)'::pg_catalog.regprocedure::pg_catalog.oid",
+            &[],
+        )
+        .await;
+    if let Some(r) = oid {
+        let oid = r.rows.first().map(|row| row[0].clone()).unwrap_or_default();
+        if let Some(d) = s
+            .run(
+                "\\sf: pg_get_functiondef",
+                &format!("SELECT pg_catalog.pg_get_functiondef({oid})"),
+                &[],
+            )
+            .await
+        {
+            s.check(
+                "the definition of lower(text)",
+                d.rows.len() == 1
+                    && d.rows[0][0].starts_with("CREATE OR REPLACE FUNCTION pg_catalog.lower(text)\n RETURNS text\n LANGUAGE internal\n"),
+                &d,
+            );
+        }
+    }
+    let pgcli = "SELECT n.nspname schema_name,\n        p.proname func_name,\n        p.proargnames,\n        \
+                 COALESCE(proallargtypes::regtype[], proargtypes::regtype[])::text[],\n        \
+                 p.proargmodes,\n        prorettype::regtype::text return_type,\n        \
+                 p.prokind = 'a' is_aggregate,\n        p.prokind = 'w' is_window,\n        \
+                 p.proretset is_set_returning,\n        d.deptype = 'e' is_extension,\n        \
+                 pg_get_expr(proargdefaults, 0) AS arg_defaults\n\
+                 FROM pg_catalog.pg_proc p\n        INNER JOIN pg_catalog.pg_namespace n\n            \
+                 ON n.oid = p.pronamespace\nLEFT JOIN pg_depend d ON d.objid = p.oid and d.deptype = 'e'\n\
+                 WHERE p.prorettype::regtype != 'trigger'::regtype\nORDER BY 1, 2";
+    if let Some(r) = s.run("pgcli functions", pgcli, &[]).await {
+        s.check("thousands of functions", r.rows.len() > 1000, &r);
+    }
+    let privileges =
+        "SELECT n.nspname,c.relname,r.rolname,c.relacl  FROM pg_catalog.pg_namespace n, \
+                      pg_catalog.pg_class c, pg_catalog.pg_roles r  WHERE c.relnamespace = n.oid  \
+                      AND c.relowner = r.oid  AND c.relkind IN ('r','p','v','m','f')  \
+                      AND c.relname LIKE 'contacts' ORDER BY nspname, relname";
+    if let Some(r) = s.run("pgjdbc getTablePrivileges", privileges, &[]).await {
+        s.check(
+            "contacts, owned by admin, default privileges",
+            r.rows.len() == 1 && r.rows[0][2] == "admin",
+            &r,
+        );
+    }
+    s.finish(&server);
+}

@@ -27,6 +27,8 @@ fn sql_code(e: &SqlError) -> &'static str {
         SqlError::UndefinedTable(_) => "42P01",
         SqlError::UndefinedObject(_) => "42704",
         SqlError::UndefinedFunction(_) => "42883",
+        SqlError::WrongObjectType(_) => "42809",
+        SqlError::InvalidRegularExpression(_) => "2201B",
         SqlError::External(_) => "58000",
         SqlError::Io(_) => "58030",
         SqlError::DuplicateColumn(_) => "42701",

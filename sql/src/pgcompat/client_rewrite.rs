@@ -6,6 +6,8 @@
 //!   over `unnest(arr) x` alone it becomes `array_transform`/`array_filter`
 //!   of `arr` (DataFusion cannot correlate a table function's argument).
 //! - `generate_subscripts(a, d)` → `unnest(generate_series(1, array_length(a, d)))`.
+//! - `regexp_split_to_table(s, p [, flags])` → `unnest(regexp_split_to_array(s, p [, flags]))`.
+//! - `'name(argtypes)'::regprocedure` → `pg_regprocedure_oid('name(argtypes)')`.
 //! - `information_schema._pg_expandarray(a)` → `unnest(pg_expandarray(a))`,
 //!   and composite field access `(expr).f` → `get_field(expr, 'f')`.
 //! - `x::regclass::text` → the relation's name from `pg_class` (the OID's
@@ -504,6 +506,39 @@ fn regclass_name(x: Expr) -> Expr {
 impl VisitorMut for ClientIdioms {
     type Break = ();
 
+    fn post_visit_table_factor(&mut self, tf: &mut TableFactor) -> ControlFlow<()> {
+        // FROM regexp_split_to_table(s, p) → FROM unnest(regexp_split_to_array(s, p))
+        if let TableFactor::Table {
+            name,
+            args: Some(args),
+            alias,
+            with_ordinality,
+            ..
+        } = tf
+        {
+            if bare_name(name) == "regexp_split_to_table" && (2..=3).contains(&args.args.len()) {
+                let plain: Option<Vec<Expr>> = args
+                    .args
+                    .iter()
+                    .map(|a| match a {
+                        FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => Some(e.clone()),
+                        _ => None,
+                    })
+                    .collect();
+                if let Some(plain) = plain {
+                    *tf = TableFactor::UNNEST {
+                        alias: alias.take(),
+                        array_exprs: vec![func("regexp_split_to_array", plain)],
+                        with_offset: false,
+                        with_offset_alias: None,
+                        with_ordinality: *with_ordinality,
+                    };
+                }
+            }
+        }
+        ControlFlow::Continue(())
+    }
+
     fn post_visit_expr(&mut self, e: &mut Expr) -> ControlFlow<()> {
         match e {
             Expr::Function(f) => {
@@ -538,6 +573,10 @@ impl VisitorMut for ClientIdioms {
                             "unnest",
                             vec![func("generate_series", vec![number("1"), len])],
                         );
+                    }
+                    ("regexp_split_to_table", [_, _] | [_, _, _]) => {
+                        let args = args.iter().map(|a| (*a).clone()).collect();
+                        *e = func("unnest", vec![func("regexp_split_to_array", args)]);
                     }
                     ("_pg_expandarray", [arr]) => {
                         *e = func("unnest", vec![func("pg_expandarray", vec![(*arr).clone()])]);
@@ -574,6 +613,13 @@ impl VisitorMut for ClientIdioms {
                     }
                 }
                 *e = out;
+            }
+            // 'name(argtypes)'::regprocedure (psql \sf, \ef): the function's OID
+            Expr::Cast {
+                expr, data_type, ..
+            } if crate::pgcompat::rewrite::is_named(data_type, "regprocedure") => {
+                let x = take(expr);
+                *e = func("pg_regprocedure_oid", vec![x]);
             }
             Expr::Cast {
                 expr, data_type, ..

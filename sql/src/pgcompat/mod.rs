@@ -18,6 +18,7 @@ pub mod params;
 pub mod parser;
 pub mod pg_catalog_ext;
 pub mod pg_functions;
+pub mod proc_functions;
 pub mod rewrite;
 pub mod sized_functions;
 pub mod text_cast;

@@ -68,6 +68,7 @@ const PG_CLASS_COLS: &[&str] = &[
     "relminmxid",
     "relpartbound",
     "reloptions",
+    "relacl",
 ];
 
 const PG_INDEX_COLS: &[&str] = &[
@@ -179,6 +180,7 @@ fn pg_class_sql(types: &HashMap<String, String>) -> String {
             ("relam", TABLE_AM),
             ("relowner", "CAST(10 AS INT)"),
             ("reloptions", NO_OPTIONS),
+            ("relacl", NO_ACL),
         ],
         &[
             &idx,
@@ -213,6 +215,7 @@ fn pg_class_sql(types: &HashMap<String, String>) -> String {
             "relminmxid",
             "relpartbound",
             NO_OPTIONS,
+            NO_ACL,
         ],
     )
 }
@@ -559,7 +562,19 @@ pub async fn install(
                     "proargtypes",
                     "CAST(string_to_array(nullif(proargtypes, ''), ' ') AS INT[])".to_string(),
                 ),
+                // oid[] (NULL unless a function has OUT arguments): an array
+                // too, so `proallargtypes::regtype[]` (pgcli) reads it
+                (
+                    "proallargtypes",
+                    "CAST(string_to_array(nullif(btrim(proallargtypes, '{}[] '), ''), ',') AS INT[])"
+                        .to_string(),
+                ),
             ],
+        ),
+        (
+            // aclitem[]: NULL, the default privileges (psql \dp)
+            "pg_attribute",
+            vec![("attacl", NO_ACL.to_string())],
         ),
         (
             "pg_type",
@@ -718,6 +733,12 @@ const TABLE_AM: &str = "CASE WHEN relkind = 'r' THEN 2 ELSE relam END";
 
 /// `pg_class.reloptions` (no relation has storage options).
 const NO_OPTIONS: &str = "CAST(NULL AS VARCHAR[])";
+
+/// `pg_class.relacl`: NULL, PostgreSQL's "default privileges" (cohortdb's
+/// privileges are per role and statement kind, docs/security.md, not
+/// per-relation grants), which psql `\dp` and pgjdbc `getTablePrivileges`
+/// read as the owner's.
+const NO_ACL: &str = "CAST(NULL AS VARCHAR[])";
 
 /// Columns of `pg_index`/`pg_constraint` that are `int2vector`/`oidvector`/
 /// `int2[]` in PostgreSQL: served as arrays (`unnest`, `= ANY`, subscripts

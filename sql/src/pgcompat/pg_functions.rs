@@ -397,15 +397,6 @@ pub fn register(ctx: &SessionContext) {
             ))
         },
     ));
-    for name in [
-        "pg_get_function_result",
-        "pg_get_function_arguments",
-        "pg_get_function_identity_arguments",
-    ] {
-        ctx.register_udf(udf(name, vec![vec![Int32]], Utf8, Stable, |_, rows| {
-            Ok(Arc::new(StringArray::from(vec![Some(""); rows])))
-        }));
-    }
     ctx.register_udf(udf(
         "pg_get_serial_sequence",
         vec![vec![Utf8, Utf8]],

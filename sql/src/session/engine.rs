@@ -101,6 +101,8 @@ impl Engine {
         ))?;
         crate::pgcompat::bi_functions::register(&base);
         futures::executor::block_on(crate::pgcompat::bi_functions::install(&base, DATABASE))?;
+        crate::pgcompat::proc_functions::register(&base);
+        futures::executor::block_on(crate::pgcompat::proc_functions::load(&base));
         let memory_budget =
             crate::runtime::memory_budget::ServerBudget::new(config.max_server_memory);
         memory_budget.install();
