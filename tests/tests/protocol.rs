@@ -487,6 +487,25 @@ async fn bound_parameters_in_procedures_and_identity_inserts() {
     assert_eq!(row.get::<_, chrono::DateTime<chrono::Utc>>(1), at);
     assert_eq!(row.get::<_, f64>(2), 9.5);
 
+    // RETURNING with bound parameters: the contact the openid resolved to
+    let returning = c
+        .prepare(
+            "INSERT INTO events (external_id, channel_id, event, event_date) VALUES ($1, $2, 'app_launch', $3) RETURNING contact_id, event_day",
+        )
+        .await
+        .expect("prepare RETURNING");
+    assert_eq!(returning.columns().len(), 2);
+    assert_eq!(returning.columns()[0].type_(), &Type::INT8);
+    let row = c
+        .query_one(&returning, &[&"u-1", &"wxapp_shop", &at])
+        .await
+        .expect("insert RETURNING");
+    assert_eq!(row.get::<_, i64>(0), id);
+    assert_eq!(
+        row.get::<_, chrono::NaiveDate>(1),
+        chrono::NaiveDate::from_ymd_opt(2025, 6, 1).unwrap()
+    );
+
     // SQL-level PREPARE/EXECUTE takes the same path
     exec(&c, "PREPARE who (text, text) AS CALL identify($1, $2)").await;
     let rows = simple_rows(&c, "EXECUTE who('wxapp_shop', 'u-1')").await;

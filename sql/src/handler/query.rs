@@ -134,16 +134,65 @@ pub async fn returning_schema(ctx: &SessionContext, stmt: &Statement) -> Result<
     Ok(Some(Arc::new(df.schema().as_arrow().clone())))
 }
 
-/// RETURNING is answered for contacts and user tables; events and the
-/// other built-in relations refuse it (0A000) before anything is written.
+/// RETURNING is answered for contacts, events and user tables; the other
+/// built-in relations refuse it (0A000) before anything is written.
 fn check_returning_target(table: &str) -> Result<()> {
-    if table == "contacts" || !crate::tables::catalog::BUILTIN_RELATIONS.contains(&table) {
+    if table == "contacts"
+        || table == "events"
+        || !crate::tables::catalog::BUILTIN_RELATIONS.contains(&table)
+    {
         Ok(())
     } else {
         Err(SqlError::Unsupported(format!(
-            "RETURNING is supported on contacts and user tables, not on \"{table}\""
+            "RETURNING is supported on contacts, events and user tables, not on \"{table}\""
         )))
     }
+}
+
+/// `INSERT INTO events (openid, …) … RETURNING items` (identity-keyed):
+/// the rows are written as without RETURNING, then `items` are computed
+/// over them as stored, with the contact ids the identities resolved to.
+pub async fn identity_insert_returning(
+    sctx: &crate::runtime::StatementContext,
+    stmt: &Statement,
+) -> Result<Reply> {
+    let Some(items) = returning(stmt) else {
+        return crate::ingest::identity_insert::run(sctx, stmt).await;
+    };
+    let (table, alias) = dml_target(stmt);
+    if table != "events" {
+        return Err(SqlError::Unsupported(
+            "INSERT INTO contacts … RETURNING with identity columns is not supported; CALL identify(...) returns the contact id"
+                .into(),
+        ));
+    }
+    let provider = sctx.df.table_provider("events").await?;
+    let Some(events) = provider.downcast_ref::<crate::tables::events::EventsTable>() else {
+        return Err(SqlError::Unsupported(
+            "RETURNING: the events relation is not the events table".into(),
+        ));
+    };
+    let (_, written) = crate::ingest::identity_insert::run_recorded(sctx, stmt, true).await?;
+    let batch = events.written_batch(&written)?;
+    project_returning(&sctx.df, &alias, items, batch).await
+}
+
+/// `items` computed over `rows` (a table's rows), the table named `alias`.
+async fn project_returning(
+    ctx: &SessionContext,
+    alias: &str,
+    items: &[SelectItem],
+    rows: RecordBatch,
+) -> Result<Reply> {
+    let rctx = SessionContext::new();
+    rctx.register_batch(alias, rows)?;
+    let df = rctx
+        .sql(&format!(
+            "SELECT {} FROM \"{alias}\"",
+            returning_list(items)
+        ))
+        .await?;
+    Ok(Reply::Rows(ctx.read_batch(one_batch(df).await?)?))
 }
 
 /// Runs a plan of `stmt` in `ctx` (the query's own context, with its
@@ -207,15 +256,7 @@ async fn run_returning_rows(
         .collect::<std::result::Result<_, _>>()?;
     let all = datafusion::arrow::compute::concat_batches(&schema, &batches)?;
     // items are planned over the rows alone, named as the statement names the table
-    let rctx = SessionContext::new();
-    rctx.register_batch(alias, all)?;
-    let df = rctx
-        .sql(&format!(
-            "SELECT {} FROM \"{alias}\"",
-            returning_list(items)
-        ))
-        .await?;
-    Ok(Reply::Rows(ctx.read_batch(one_batch(df).await?)?))
+    project_returning(ctx, alias, items, all).await
 }
 
 /// All rows of `df` in one batch.

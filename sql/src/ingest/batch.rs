@@ -190,6 +190,23 @@ pub struct EventIngest {
     messages: Vec<(String, String)>,
     messages_at: i64,
     expire_messages: bool,
+    /// The rows written, kept for RETURNING when asked ([`EventIngest::record_written`]).
+    written: Option<Vec<WrittenEvent>>,
+}
+
+/// One event as a statement wrote it (for RETURNING): its type, its
+/// contact (after identity resolution and merges, once committed), its
+/// time and its encoded channel and properties.
+#[derive(Debug, Clone)]
+pub struct WrittenEvent {
+    /// Event type id.
+    pub event_type: u32,
+    /// Contact id.
+    pub contact: u64,
+    /// Event time, ms.
+    pub ts_ms: i64,
+    /// Channel and properties, encoded as stored.
+    pub props: Vec<u8>,
 }
 
 const SEQ_BLOCK: u64 = 4096;
@@ -229,7 +246,14 @@ impl EventIngest {
             messages: Vec::new(),
             messages_at: 0,
             expire_messages: false,
+            written: None,
         }
+    }
+
+    /// Keeps every row pushed from now on, to be returned by
+    /// [`EventIngest::commit_returning`] (INSERT … RETURNING).
+    pub fn record_written(&mut self) {
+        self.written = Some(Vec::new());
     }
 
     /// The contact of an identity-keyed row: a placeholder id resolved (or
@@ -433,6 +457,14 @@ impl EventIngest {
             seq,
         };
         self.events.push(&key, props);
+        if let Some(w) = &mut self.written {
+            w.push(WrittenEvent {
+                event_type,
+                contact,
+                ts_ms: ts,
+                props: props.to_vec(),
+            });
+        }
         self.rows += 1;
         if self.rows % 4096 == 0 {
             check_statement_size(
@@ -445,9 +477,19 @@ impl EventIngest {
 
     /// Updates the contacts' `last_active_at` / `first_seen_at` and writes
     /// everything atomically; returns the number of events.
-    pub async fn commit(mut self, contact_lock: &tokio::sync::Mutex<()>) -> Result<u64> {
+    pub async fn commit(self, contact_lock: &tokio::sync::Mutex<()>) -> Result<u64> {
+        Ok(self.commit_returning(contact_lock).await?.0)
+    }
+
+    /// [`EventIngest::commit`], also returning the rows written when
+    /// [`EventIngest::record_written`] was called (empty otherwise), with
+    /// their final contact ids.
+    pub async fn commit_returning(
+        mut self,
+        contact_lock: &tokio::sync::Mutex<()>,
+    ) -> Result<(u64, Vec<WrittenEvent>)> {
         if self.rows == 0 {
-            return Ok(0);
+            return Ok((0, Vec::new()));
         }
         let _guard = contact_lock.lock().await;
         let mut work = crate::identity::merge::ContactWork::new(self.store.clone());
@@ -479,6 +521,12 @@ impl EventIngest {
         }
         if !remap.is_empty() {
             self.events.remap_contacts(|c| remap.get(&c).copied());
+        }
+        let mut written = self.written.take().unwrap_or_default();
+        for w in &mut written {
+            if let Some(c) = remap.get(&w.contact) {
+                w.contact = *c;
+            }
         }
         let mut latest: HashMap<u64, Option<i64>> = HashMap::new();
         for (c, t) in staged {
@@ -531,7 +579,7 @@ impl EventIngest {
             batch.expire_dedupe(self.messages_at);
         }
         self.store.commit_events(self.events, batch).await?;
-        Ok(self.rows)
+        Ok((self.rows, written))
     }
 }
 

@@ -12,7 +12,7 @@ use datafusion::sql::sqlparser::ast::{Insert, Statement, TableObject};
 
 use crate::error::{Result, SqlError};
 use crate::identity::resolve::IdentifiedContacts;
-use crate::ingest::batch::EventIngest;
+use crate::ingest::batch::{EventIngest, WrittenEvent};
 use crate::model::convert::value_at;
 use crate::model::layout::EventCol;
 use crate::model::rows::{contact_col_type, event_col_type, RowRef};
@@ -95,13 +95,23 @@ pub fn wants(stmt: &Statement) -> bool {
 
 /// Runs an identity-keyed INSERT (see the module documentation).
 pub async fn run(sctx: &StatementContext, stmt: &Statement) -> Result<Reply> {
+    Ok(run_recorded(sctx, stmt, false).await?.0)
+}
+
+/// [`run`]; with `record`, an events INSERT also returns the rows it wrote
+/// (their contacts resolved), for RETURNING, which the caller computes.
+pub async fn run_recorded(
+    sctx: &StatementContext,
+    stmt: &Statement,
+    record: bool,
+) -> Result<(Reply, Vec<WrittenEvent>)> {
     let Statement::Insert(ins) = stmt else {
         return Err(SqlError::Unsupported("not an INSERT".into()));
     };
     let table = target(ins).unwrap_or_default();
-    if ins.returning.is_some() {
+    if ins.returning.is_some() && !(record && table == "events") {
         return Err(SqlError::Unsupported(
-            "INSERT … RETURNING with identity columns is not supported yet; CALL identify(...) returns the contact id"
+            "INSERT INTO contacts … RETURNING with identity columns is not supported; CALL identify(...) returns the contact id"
                 .into(),
         ));
     }
@@ -137,6 +147,9 @@ pub async fn run(sctx: &StatementContext, stmt: &Statement) -> Result<Reply> {
     };
     if table == "events" {
         let mut ing = EventIngest::new(store);
+        if record {
+            ing.record_written();
+        }
         let layout = ing.layout().clone();
         // per input column: Ok(layout index) or Err(identity index)
         let mut map = Vec::new();
@@ -203,11 +216,14 @@ pub async fn run(sctx: &StatementContext, stmt: &Statement) -> Result<Reply> {
                 ing.push_for(&row, contact, at)?;
             }
         }
-        let rows = ing.commit(&lock).await?;
-        return Ok(Reply::Command {
-            tag: "INSERT".into(),
-            rows: Some(rows),
-        });
+        let (rows, written) = ing.commit_returning(&lock).await?;
+        return Ok((
+            Reply::Command {
+                tag: "INSERT".into(),
+                rows: Some(rows),
+            },
+            written,
+        ));
     }
     // contacts
     let layout = crate::model::layout::ContactLayout::new(&store.catalog());
@@ -250,8 +266,11 @@ pub async fn run(sctx: &StatementContext, stmt: &Statement) -> Result<Reply> {
         }
     }
     let rows = ing.commit(&lock).await?;
-    Ok(Reply::Command {
-        tag: "INSERT".into(),
-        rows: Some(rows),
-    })
+    Ok((
+        Reply::Command {
+            tag: "INSERT".into(),
+            rows: Some(rows),
+        },
+        Vec::new(),
+    ))
 }

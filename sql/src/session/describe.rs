@@ -70,6 +70,9 @@ impl Session {
                 crate::analytics::output_schema(&self.statement_context(), stmt, *explain).await?,
             ),
             Statement::Call(call) => crate::handler::procedures::result_schema(call),
+            Statement::IdentityInsert(ast) => {
+                crate::handler::query::returning_schema(&self.context(), ast).await?
+            }
             _ => None,
         };
         let Some(ast) = stmt.planned_by_datafusion() else {

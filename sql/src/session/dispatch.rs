@@ -242,7 +242,7 @@ impl Session {
                 .await?
                 .expect("a planned statement has an outcome")
             }
-            Statement::IdentityInsert(ast) => crate::ingest::identity_insert::run(&ctx, &ast)
+            Statement::IdentityInsert(ast) => handler::query::identity_insert_returning(&ctx, &ast)
                 .await?
                 .into(),
             Statement::CreateTable(ct) => match &ct.query {

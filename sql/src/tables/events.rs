@@ -67,6 +67,16 @@ impl EventsTable {
     }
 }
 
+impl EventsTable {
+    /// The rows of `written` as this table shows them (RETURNING).
+    pub fn written_batch(
+        &self,
+        written: &[crate::ingest::batch::WrittenEvent],
+    ) -> crate::error::Result<RecordBatch> {
+        written_batch(&self.store, &self.layout, self.tz, written)
+    }
+}
+
 /// What the filters of a query pin down.
 #[derive(Debug, Default, Clone)]
 struct Pushdown {
@@ -399,13 +409,19 @@ impl TableProvider for EventsTable {
         let store = self.store.clone();
         let lock = self.contact_lock.clone();
         let layout = self.layout.clone();
+        let tz = self.tz;
         let sink = IngestSink::new(
             "events",
             self.layout.schema.clone(),
             Arc::new(move |batches| {
                 let (store, lock, layout) = (store.clone(), lock.clone(), layout.clone());
                 Box::pin(async move {
-                    let mut ingest = EventIngest::new(store);
+                    let mut ingest = EventIngest::new(store.clone());
+                    // INSERT … RETURNING: keep the rows to hand back
+                    let returning = super::RETURNING_ROWS.try_with(|_| ()).is_ok();
+                    if returning {
+                        ingest.record_written();
+                    }
                     let mut n = 0u64;
                     let mut row = Vec::with_capacity(layout.cols.len());
                     for b in &batches {
@@ -430,7 +446,11 @@ impl TableProvider for EventsTable {
                             )?;
                         }
                     }
-                    ingest.commit(&lock).await
+                    let (n, written) = ingest.commit_returning(&lock).await?;
+                    if returning {
+                        super::record_returning(&written_batch(&store, &layout, tz, &written)?);
+                    }
+                    Ok(n)
                 })
             }),
         );
@@ -791,4 +811,26 @@ impl BatchReader {
         }
         Ok(RecordBatch::try_new(self.schema.clone(), arrays)?)
     }
+}
+
+/// The rows of `written` as the `events` table shows them (every column of
+/// `layout`, event_day and event_alias included): what RETURNING reads.
+pub fn written_batch(
+    store: &cohortdb_storage::Store,
+    layout: &EventLayout,
+    tz: Tz,
+    written: &[crate::ingest::batch::WrittenEvent],
+) -> crate::error::Result<RecordBatch> {
+    let projection: Vec<usize> = (0..layout.cols.len()).collect();
+    let mut reader = BatchReader::new(
+        &store.catalog(),
+        layout,
+        &projection,
+        layout.schema.clone(),
+        tz,
+    );
+    for w in written {
+        reader.push(w.event_type, w.contact, w.ts_ms, &w.props);
+    }
+    Ok(reader.finish()?)
 }
