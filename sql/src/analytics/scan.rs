@@ -60,15 +60,57 @@ pub struct Dictionary {
     ids: HashMap<Vec<ScalarValue>, u32>,
     /// Values by id (index 0 unused).
     pub values: Vec<Vec<ScalarValue>>,
+    /// One-text-column keys by their text ([`Dictionary::intern_text`]):
+    /// looked up without building a tuple.
+    text_ids: HashMap<String, u32>,
+    null_text: Option<u32>,
+}
+
+/// The Arrow string type of a one-column text key.
+#[derive(Debug, Clone, Copy)]
+pub enum TextKind {
+    /// Utf8.
+    Utf8,
+    /// LargeUtf8.
+    Large,
+    /// Utf8View.
+    View,
 }
 
 impl Dictionary {
     /// A dictionary with id 0 taken.
     pub fn new() -> Self {
         Dictionary {
-            ids: HashMap::new(),
             values: vec![vec![]],
+            ..Default::default()
         }
+    }
+
+    /// The id of the one-column text key `v` (of Arrow type `kind`),
+    /// interning it: the same id [`Dictionary::intern`] gives its tuple,
+    /// found by the text alone, so a known value allocates nothing.
+    pub fn intern_text(&mut self, v: Option<&str>, kind: TextKind) -> u32 {
+        let known = match v {
+            Some(s) => self.text_ids.get(s).copied(),
+            None => self.null_text,
+        };
+        if let Some(id) = known {
+            return id;
+        }
+        let owned = v.map(str::to_string);
+        let sv = match kind {
+            TextKind::Utf8 => ScalarValue::Utf8(owned),
+            TextKind::Large => ScalarValue::LargeUtf8(owned),
+            TextKind::View => ScalarValue::Utf8View(owned),
+        };
+        let id = self.intern(vec![sv]);
+        match v {
+            Some(s) => {
+                self.text_ids.insert(s.to_string(), id);
+            }
+            None => self.null_text = Some(id),
+        }
+        id
     }
 
     /// A dictionary whose id `i` is `values[i]` (`values[0]` unused); the
@@ -80,7 +122,11 @@ impl Dictionary {
             .skip(1)
             .map(|(i, v)| (v.clone(), i as u32))
             .collect();
-        Dictionary { ids, values }
+        Dictionary {
+            ids,
+            values,
+            ..Default::default()
+        }
     }
 
     /// The id of `v`, interning it.
@@ -303,6 +349,16 @@ impl<'a> Worker<'a> {
             Some(KeySource::TypeAndExpr(e)) => Some(vec![eval_array(e, &batch)?]),
             _ => None,
         };
+        // One text column (the common FUNNEL BY / GROUP BY): interned by its text.
+        let text_key = match (&self.spec.key, key_arrays.as_deref()) {
+            (Some(KeySource::Exprs(_)), Some([a])) => match a.data_type() {
+                A::Utf8 => Some((TextKind::Utf8, a)),
+                A::LargeUtf8 => Some((TextKind::Large, a)),
+                A::Utf8View => Some((TextKind::View, a)),
+                _ => None,
+            },
+            _ => None,
+        };
         let mut dict = key_arrays
             .as_ref()
             .map(|_| self.spec.dict.lock().expect("dict"));
@@ -315,7 +371,19 @@ impl<'a> Worker<'a> {
             if let Some(v) = &values {
                 ev.value = v.is_valid(i).then(|| v.value(i));
             }
-            if let (Some(arrays), Some(d)) = (&key_arrays, dict.as_mut()) {
+            if let (Some((kind, a)), Some(d)) = (text_key, dict.as_mut()) {
+                use datafusion::arrow::array::AsArray;
+                let v = if a.is_null(i) {
+                    None
+                } else {
+                    Some(match kind {
+                        TextKind::Utf8 => a.as_string::<i32>().value(i),
+                        TextKind::Large => a.as_string::<i64>().value(i),
+                        TextKind::View => a.as_string_view().value(i),
+                    })
+                };
+                ev.key = d.intern_text(v, kind);
+            } else if let (Some(arrays), Some(d)) = (&key_arrays, dict.as_mut()) {
                 let mut tuple = Vec::with_capacity(arrays.len() + 1);
                 if let Some(KeySource::TypeAndExpr(_)) = &self.spec.key {
                     let code = self
