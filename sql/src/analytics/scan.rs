@@ -60,10 +60,11 @@ pub struct Dictionary {
     ids: HashMap<Vec<ScalarValue>, u32>,
     /// Values by id (index 0 unused).
     pub values: Vec<Vec<ScalarValue>>,
-    /// One-text-column keys by their text ([`Dictionary::intern_text`]):
+    /// One-text-column keys by their text ([`Dictionary::intern_text`]),
+    /// under their event type for PATHS nodes (`u32::MAX` otherwise):
     /// looked up without building a tuple.
-    text_ids: HashMap<String, u32>,
-    null_text: Option<u32>,
+    text_ids: HashMap<u32, HashMap<String, u32>>,
+    null_text: HashMap<u32, u32>,
 }
 
 /// The Arrow string type of a one-column text key.
@@ -86,13 +87,20 @@ impl Dictionary {
         }
     }
 
-    /// The id of the one-column text key `v` (of Arrow type `kind`),
-    /// interning it: the same id [`Dictionary::intern`] gives its tuple,
-    /// found by the text alone, so a known value allocates nothing.
-    pub fn intern_text(&mut self, v: Option<&str>, kind: TextKind) -> u32 {
+    /// The id of the one-column text key `v` (of Arrow type `kind`), after
+    /// the event code of `node` (type id, code) for PATHS nodes, interning
+    /// it: the same id [`Dictionary::intern`] gives its tuple, found by the
+    /// text alone, so a known value allocates nothing.
+    pub fn intern_text(
+        &mut self,
+        node: Option<(u32, Option<&str>)>,
+        v: Option<&str>,
+        kind: TextKind,
+    ) -> u32 {
+        let scope = node.map_or(u32::MAX, |n| n.0);
         let known = match v {
-            Some(s) => self.text_ids.get(s).copied(),
-            None => self.null_text,
+            Some(s) => self.text_ids.get(&scope).and_then(|m| m.get(s)).copied(),
+            None => self.null_text.get(&scope).copied(),
         };
         if let Some(id) = known {
             return id;
@@ -103,12 +111,21 @@ impl Dictionary {
             TextKind::Large => ScalarValue::LargeUtf8(owned),
             TextKind::View => ScalarValue::Utf8View(owned),
         };
-        let id = self.intern(vec![sv]);
+        let tuple = match node {
+            Some((_, code)) => vec![ScalarValue::Utf8(code.map(str::to_string)), sv],
+            None => vec![sv],
+        };
+        let id = self.intern(tuple);
         match v {
             Some(s) => {
-                self.text_ids.insert(s.to_string(), id);
+                self.text_ids
+                    .entry(scope)
+                    .or_default()
+                    .insert(s.to_string(), id);
             }
-            None => self.null_text = Some(id),
+            None => {
+                self.null_text.insert(scope, id);
+            }
         }
         id
     }
@@ -349,14 +366,17 @@ impl<'a> Worker<'a> {
             Some(KeySource::TypeAndExpr(e)) => Some(vec![eval_array(e, &batch)?]),
             _ => None,
         };
-        // One text column (the common FUNNEL BY / GROUP BY): interned by its text.
+        // One text column (the common FUNNEL BY / GROUP BY / PATHS BY):
+        // interned by its text.
         let text_key = match (&self.spec.key, key_arrays.as_deref()) {
-            (Some(KeySource::Exprs(_)), Some([a])) => match a.data_type() {
-                A::Utf8 => Some((TextKind::Utf8, a)),
-                A::LargeUtf8 => Some((TextKind::Large, a)),
-                A::Utf8View => Some((TextKind::View, a)),
-                _ => None,
-            },
+            (Some(KeySource::Exprs(_) | KeySource::TypeAndExpr(_)), Some([a])) => {
+                match a.data_type() {
+                    A::Utf8 => Some((TextKind::Utf8, a)),
+                    A::LargeUtf8 => Some((TextKind::Large, a)),
+                    A::Utf8View => Some((TextKind::View, a)),
+                    _ => None,
+                }
+            }
             _ => None,
         };
         let mut dict = key_arrays
@@ -382,7 +402,17 @@ impl<'a> Worker<'a> {
                         TextKind::View => a.as_string_view().value(i),
                     })
                 };
-                ev.key = d.intern_text(v, kind);
+                let node = match &self.spec.key {
+                    Some(KeySource::TypeAndExpr(_)) => Some((
+                        ev.key,
+                        self.spec
+                            .catalog
+                            .event_type_by_id(ev.key)
+                            .map(|t| t.event.as_str()),
+                    )),
+                    _ => None,
+                };
+                ev.key = d.intern_text(node, v, kind);
             } else if let (Some(arrays), Some(d)) = (&key_arrays, dict.as_mut()) {
                 let mut tuple = Vec::with_capacity(arrays.len() + 1);
                 if let Some(KeySource::TypeAndExpr(_)) = &self.spec.key {
