@@ -171,7 +171,13 @@ impl Layout {
             i - 1
         });
         let key = match types.get(i) {
-            Some(A::Struct(fields)) if statement != Statement::Retention => {
+            // keys group FUNNEL, LTV and PATHS rows only
+            Some(A::Struct(fields))
+                if matches!(
+                    statement,
+                    Statement::Funnel | Statement::Ltv | Statement::Paths
+                ) =>
+            {
                 keys::check_fields(fields, name)?;
                 i += 1;
                 Some((i - 1, fields.clone()))
