@@ -734,6 +734,22 @@ impl Store {
     }
 }
 
+impl Drop for Store {
+    /// Stops the writer and waits for it: its threads hold the database,
+    /// which must close here, before the store's directory can go away
+    /// and before the process exits (RocksDB torn down by a detached
+    /// thread during exit aborts the process).
+    fn drop(&mut self) {
+        if let Ok(mut w) = self.writer.lock() {
+            w.take();
+        }
+        let thread = self.writer_thread.lock().ok().and_then(|mut t| t.take());
+        if let Some(t) = thread {
+            let _ = t.join();
+        }
+    }
+}
+
 fn decode_identity_value(v: &[u8]) -> Result<(u64, i64)> {
     if v.len() != 16 {
         return Err(StorageError::Corrupt("identity value".into()));
