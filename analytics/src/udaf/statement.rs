@@ -914,8 +914,7 @@ impl AggregateUDFImpl for MergeAggregate {
             out_fields: self.out_fields(&key_fields),
             key_fields,
             acc,
-            table: Vec::new(),
-            ids: HashMap::new(),
+            keys: KeyTable::default(),
         }))
     }
     fn state_fields(&self, args: StateFieldsArgs) -> DfResult<Vec<FieldRef>> {
@@ -936,25 +935,22 @@ enum Merged {
     Paths(PathsAcc),
 }
 
-#[derive(Debug)]
-struct MergeAcc {
-    statement: Statement,
-    key_fields: Option<Fields>,
-    out_fields: Fields,
-    acc: Merged,
-    /// Encoded keys by id − 1 (ids from 1).
+/// The keys a merge has seen: encoded tuples by id − 1 (ids from 1).
+#[derive(Debug, Default)]
+struct KeyTable {
     table: Vec<Vec<u8>>,
     ids: HashMap<Vec<u8>, u32>,
 }
 
-impl MergeAcc {
-    /// This accumulator's id of key `k` of a state whose key table is `local`.
+impl KeyTable {
+    /// The id of key `k` of a state whose key table is `local` (an empty
+    /// table: unkeyed, `k` as it is).
     fn remap(&mut self, local: &[Vec<u8>], k: u32) -> DfResult<u32> {
         if local.is_empty() {
             return Ok(k);
         }
         let Some(bytes) = (k as usize).checked_sub(1).and_then(|i| local.get(i)) else {
-            return exec_err!("{}: a key out of range", self.statement.name());
+            return exec_err!("cohort aggregate merge: a key out of range");
         };
         if let Some(id) = self.ids.get(bytes) {
             return Ok(*id);
@@ -964,27 +960,32 @@ impl MergeAcc {
         self.ids.insert(bytes.clone(), id);
         Ok(id)
     }
+}
 
+#[derive(Debug)]
+struct MergeAcc {
+    statement: Statement,
+    key_fields: Option<Fields>,
+    out_fields: Fields,
+    acc: Merged,
+    keys: KeyTable,
+}
+
+impl MergeAcc {
     fn merge_bytes(&mut self, b: &[u8]) -> DfResult<()> {
-        match &self.acc {
+        let keys = &mut self.keys;
+        match &mut self.acc {
             Merged::Funnel(a) => {
                 let (local, groups) = codec::decode_funnel(b)?;
                 let mut other = FunnelAcc::new(a.spec().clone());
                 for (k, g) in groups {
-                    let k = self.remap(&local, k)?;
-                    other.groups.insert(k, g);
+                    other.groups.insert(keys.remap(&local, k)?, g);
                 }
-                let Merged::Funnel(a) = &mut self.acc else {
-                    unreachable!()
-                };
                 a.merge(other);
             }
             Merged::Retention(a) => {
                 let mut other = RetentionAcc::new(a.spec().clone());
                 other.cohorts = codec::decode_retention(b)?;
-                let Merged::Retention(a) = &mut self.acc else {
-                    unreachable!()
-                };
                 a.merge(other);
             }
             Merged::Attribute(a) => {
@@ -996,37 +997,27 @@ impl MergeAcc {
                 other.touches = st.touches;
                 other.direct_conversions = st.direct_conversions;
                 other.direct_value = st.direct_value;
-                let Merged::Attribute(a) = &mut self.acc else {
-                    unreachable!()
-                };
                 a.merge(other);
             }
             Merged::Ltv(a) => {
                 let (local, cohorts) = codec::decode_ltv(b)?;
                 let mut other = LtvAcc::new(a.spec().clone());
                 for ((k, c), v) in cohorts {
-                    let k = self.remap(&local, k)?;
-                    other.cohorts.insert((k, c), v);
+                    other.cohorts.insert((keys.remap(&local, k)?, c), v);
                 }
-                let Merged::Ltv(a) = &mut self.acc else {
-                    unreachable!()
-                };
                 a.merge(other);
             }
             Merged::Paths(a) => {
                 let (local, links) = codec::decode_paths(b)?;
                 let mut other = PathsAcc::new(a.spec().clone());
                 for ((level, node, next), n) in links {
-                    let node = self.remap(&local, node)?;
+                    let node = keys.remap(&local, node)?;
                     let next = match next {
-                        Some(x) => Some(self.remap(&local, x)?),
+                        Some(x) => Some(keys.remap(&local, x)?),
                         None => None,
                     };
                     *other.links.entry((level, node, next)).or_insert(0) += n;
                 }
-                let Merged::Paths(a) = &mut self.acc else {
-                    unreachable!()
-                };
                 a.merge(other);
             }
         }
@@ -1055,6 +1046,7 @@ impl MergeAcc {
             return Ok((Vec::new(), vec![0]));
         };
         let decoded = self
+            .keys
             .table
             .iter()
             .map(|k| keys::decode(k, fields))
@@ -1110,7 +1102,7 @@ impl Accumulator for MergeAcc {
     }
 
     fn state(&mut self) -> DfResult<Vec<ScalarValue>> {
-        let t = &self.table;
+        let t = &self.keys.table;
         let bytes = match &self.acc {
             Merged::Funnel(a) => codec::encode_funnel(a, t),
             Merged::Retention(a) => codec::encode_retention(a),
@@ -1143,7 +1135,7 @@ impl Accumulator for MergeAcc {
                 .sum(),
             Merged::Paths(a) => a.links.len() * 40,
         };
-        let keys: usize = self.table.iter().map(|k| 2 * k.len() + 64).sum();
+        let keys: usize = self.keys.table.iter().map(|k| 2 * k.len() + 64).sum();
         std::mem::size_of_val(self) + inner + keys
     }
 
